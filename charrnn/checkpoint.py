@@ -1,0 +1,167 @@
+"""Checkpoints: arrays plus JSON metadata in one `.npz` file. Data, never code.
+
+Format (version 1; bump FORMAT_VERSION on any change a version-1 reader would misread):
+
+    meta              uint8 array: UTF-8 JSON object with
+                        format      "charrnn-checkpoint"
+                        version     1
+                        model       ModelConfig as a dict (cell, vocab_size, hidden, layers, ...)
+                        vocab       the vocabulary as an ordered list of one-character strings
+                        ...         anything else the writer adds (training config, step,
+                                    history, RNG state, data position), kept as given
+    param/<name>      every model parameter, names as in charrnn.model (l0.Wx, ..., Wy, by)
+    <other>/<name>    extra arrays (optimizer moments "opt/...", carried state "state/...")
+
+Reading uses `numpy.load(..., allow_pickle=False)`, so an object array (a pickle) inside a file is
+refused without being unpickled. Writing goes to a temporary file in the same directory, is
+flushed to disk, then renamed over the target: a reader sees the old file or the new one, never
+half of one, even if the writer is killed mid-write.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+import zipfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from .errors import CharrnnError, CheckpointError
+from .model import ModelConfig, param_shapes
+from .vocab import Vocab
+
+FORMAT = "charrnn-checkpoint"
+FORMAT_VERSION = 1
+SUFFIX = ".npz"
+
+
+@dataclass
+class Checkpoint:
+    model: ModelConfig
+    vocab: Vocab
+    params: dict[str, np.ndarray]
+    meta: dict = field(default_factory=dict)  # JSON-serialisable extras
+    arrays: dict[str, np.ndarray] = field(default_factory=dict)  # extra arrays, "group/name"
+
+
+def atomic_write(path: str | os.PathLike, write) -> None:
+    """Call write(fileobj) on a temporary file beside `path`, fsync it, then rename it into place."""
+    path = Path(path)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            write(f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        raise
+    try:  # make the rename itself durable
+        dfd = os.open(path.parent, os.O_RDONLY)
+        try:
+            os.fsync(dfd)
+        finally:
+            os.close(dfd)
+    except OSError:
+        pass
+
+
+def save(path: str | os.PathLike, ckpt: Checkpoint) -> None:
+    """Write `ckpt` to `path` atomically. Raises CheckpointError if the file cannot be written."""
+    meta = dict(ckpt.meta)
+    meta.update(format=FORMAT, version=FORMAT_VERSION, model=ckpt.model.to_dict(),
+                vocab=list(ckpt.vocab.chars))
+    arrays = {"meta": np.frombuffer(json.dumps(meta, ensure_ascii=False).encode(), np.uint8)}
+    arrays.update({f"param/{k}": np.ascontiguousarray(v) for k, v in ckpt.params.items()})
+    for k, v in ckpt.arrays.items():
+        if "/" not in k or k.startswith(("param/", "meta")):
+            raise ValueError(f"extra array names need a group prefix other than param/: {k!r}")
+        arrays[k] = np.ascontiguousarray(v)
+    try:
+        atomic_write(path, lambda f: np.savez(f, **arrays))
+    except OSError as e:
+        raise CheckpointError(f"cannot write checkpoint {path}: {e.strerror or e}") from None
+
+
+def load(path: str | os.PathLike) -> Checkpoint:
+    """Read and validate a checkpoint. Every failure is a CheckpointError naming the file."""
+    path = Path(path)
+    try:
+        return _load(path)
+    except CheckpointError:
+        raise
+    except CharrnnError as e:  # a bad config or vocabulary inside the file
+        raise CheckpointError(f"{path}: {e}") from None
+    except (OSError, ValueError, KeyError, TypeError, EOFError, zipfile.BadZipFile,
+            UnicodeDecodeError, json.JSONDecodeError, AttributeError, RuntimeError) as e:
+        reason = e.strerror if isinstance(e, OSError) and e.strerror else str(e) or type(e).__name__
+        if "allow_pickle" in str(e) or "Object arrays" in str(e):
+            reason = "it contains pickled objects, which charrnn never loads"
+        raise CheckpointError(f"cannot read checkpoint {path}: {reason}") from None
+
+
+def _load(path: Path) -> Checkpoint:
+    if not path.exists():
+        raise CheckpointError(f"checkpoint not found: {path}")
+    if path.is_dir():
+        raise CheckpointError(f"{path} is a directory, not a checkpoint file")
+    with np.load(path, allow_pickle=False) as z:
+        if not isinstance(z, np.lib.npyio.NpzFile):
+            raise CheckpointError(f"{path} is not a charrnn checkpoint (not an .npz archive)")
+        files = set(z.files)
+        if "meta" not in files:
+            raise CheckpointError(f"{path} is not a charrnn checkpoint (no metadata)")
+        data = {k: z[k] for k in files}  # reads every member; raises on truncation or pickles
+    meta = json.loads(data.pop("meta").tobytes().decode("utf-8"))
+    if not isinstance(meta, dict) or meta.get("format") != FORMAT:
+        raise CheckpointError(f"{path} is not a charrnn checkpoint")
+    version = meta.get("version")
+    if not isinstance(version, int) or version > FORMAT_VERSION or version < 1:
+        raise CheckpointError(f"{path} has checkpoint format version {version!r}; this charrnn "
+                              f"reads up to version {FORMAT_VERSION}: upgrade charrnn")
+    if not isinstance(meta.get("model"), dict):
+        raise CheckpointError(f"{path}: model configuration missing")
+    cfg = ModelConfig.from_dict(meta.pop("model"))
+    vocab = Vocab(meta.pop("vocab", None) or [])
+    if len(vocab) != cfg.vocab_size:
+        raise CheckpointError(f"{path}: vocabulary has {len(vocab)} characters but the model "
+                              f"expects {cfg.vocab_size}")
+    params = {k[6:]: v for k, v in data.items() if k.startswith("param/")}
+    expected = param_shapes(cfg)
+    missing = [k for k in expected if k not in params]
+    extra = [k for k in params if k not in expected]
+    if missing or extra:
+        raise CheckpointError(f"{path}: parameters do not match the model configuration "
+                              f"(missing: {', '.join(missing) or 'none'}; "
+                              f"unexpected: {', '.join(extra) or 'none'})")
+    for k, shape in expected.items():
+        if params[k].shape != shape or params[k].dtype != np.dtype(cfg.dtype):
+            raise CheckpointError(f"{path}: parameter {k} is {params[k].dtype}{params[k].shape}, "
+                                  f"the configuration needs {cfg.dtype}{shape}")
+    params = {k: params[k] for k in expected}
+    arrays = {k: v for k, v in data.items() if not k.startswith("param/")}
+    for k in ("format", "version"):
+        meta.pop(k, None)
+    return Checkpoint(cfg, vocab, params, meta, arrays)
+
+
+def resolve(path: str | os.PathLike, prefer: str = "best") -> Path:
+    """A checkpoint file from a file or a run directory (its `best`, else `last`, checkpoint)."""
+    path = Path(path)
+    if path.is_dir():
+        order = (prefer, "last" if prefer == "best" else "best")
+        for name in order:
+            candidate = path / f"{name}{SUFFIX}"
+            if candidate.is_file():
+                return candidate
+        raise CheckpointError(f"no checkpoint in {path} (expected best{SUFFIX} or last{SUFFIX})")
+    if not path.exists():
+        raise CheckpointError(f"checkpoint not found: {path}")
+    return path

@@ -1,0 +1,155 @@
+"""Finite-difference gradient checks in float64, shared by `charrnn gradcheck` and the tests.
+
+The numerical derivative uses the five-point central stencil
+
+    f'(x) ~ [f(x - 2e) - 8 f(x - e) + 8 f(x + e) - f(x + 2e)] / (12 e),   e = 1e-3,
+
+whose truncation error is O(e^4); in float64 that leaves errors near 1e-12 of the gradient's size.
+
+The error reported for a parameter is max_i |analytic_i - numeric_i| / max_i |numeric_i|: the
+worst element's error relative to that parameter's gradient scale. (A purely elementwise ratio is
+meaningless for elements whose true gradient is exactly zero, such as rows of `Wx` for characters
+the batch does not contain.) A wrong sign, a missing term or a swapped axis shows up as an error
+of order 1e-3 to 1; a correct implementation stays near 1e-10.
+
+The checked objective is the loss plus a fixed random linear function of the final state, so the
+gradient flowing *into* a chunk from its end (used by `gradflow`) is checked as well as the loss.
+For two or more layers dropout is on, with the same masks in every evaluation.
+"""
+
+from __future__ import annotations
+
+from typing import Callable, NamedTuple
+
+import numpy as np
+
+from . import model as M
+from .cells import CELLS
+
+EPS = 1e-3
+DEFAULT_TOL = 1e-6
+
+
+class Result(NamedTuple):
+    cell: str
+    layers: int
+    name: str  # parameter name, or "state.l{k}.h" / "state.l{k}.c" for the initial state
+    rel_error: float
+    abs_error: float
+    worst_index: tuple  # index of the worst element
+    tol: float
+
+    @property
+    def passed(self) -> bool:
+        return bool(self.rel_error < self.tol)
+
+
+def numeric_gradient(f: Callable[[], float], x: np.ndarray, eps: float = EPS) -> np.ndarray:
+    """d f / d x by the five-point stencil, perturbing `x` in place (and restoring it)."""
+    grad = np.zeros_like(x)
+    for i in np.ndindex(x.shape):
+        old = x[i]
+        values = []
+        for delta in (-2 * eps, -eps, eps, 2 * eps):
+            x[i] = old + delta
+            values.append(f())
+        x[i] = old
+        grad[i] = (values[0] - 8 * values[1] + 8 * values[2] - values[3]) / (12 * eps)
+    return grad
+
+
+def compare(analytic: np.ndarray, numeric: np.ndarray) -> tuple[float, float, tuple]:
+    """(relative error, absolute error, index of the worst element); see the module docstring."""
+    diff = np.abs(analytic - numeric)
+    worst = np.unravel_index(int(np.argmax(diff)), diff.shape) if diff.size else ()
+    abs_err = float(diff.max()) if diff.size else 0.0
+    scale = float(np.abs(numeric).max()) if diff.size else 0.0
+    if scale == 0.0:
+        rel = 0.0 if abs_err == 0.0 else float("inf")
+    else:
+        rel = abs_err / scale
+    return rel, abs_err, tuple(int(i) for i in worst)
+
+
+def _check_all(label, layers, arrays: dict, analytic: dict, f, tol) -> list[Result]:
+    out = []
+    for name, x in arrays.items():
+        rel, abs_err, idx = compare(analytic[name], numeric_gradient(f, x))
+        out.append(Result(label, layers, name, rel, abs_err, idx, tol))
+    return out
+
+
+def check_model(cell: str, layers: int = 1, hidden: int = 5, seq: int = 7, batch: int = 2,
+                vocab: int = 4, seed: int = 0, dropout: float | None = None,
+                tol: float = DEFAULT_TOL) -> list[Result]:
+    """Check the whole loss's gradient with respect to every parameter and the initial state."""
+    if dropout is None:
+        dropout = 0.3 if layers > 1 else 0.0
+    cfg = M.ModelConfig(vocab_size=vocab, cell=cell, hidden=hidden, layers=layers,
+                        dropout=dropout, dtype="float64")
+    rng = np.random.default_rng(seed)
+    params = M.init_params(cfg, rng)
+    for name in params:  # move off the special initial values (zero biases, orthogonal Wh)
+        params[name] += 0.3 * rng.standard_normal(params[name].shape)
+    ids = rng.integers(0, vocab, size=(batch, seq))
+    targets = rng.integers(0, vocab, size=(batch, seq))
+    state = tuple(tuple(0.5 * rng.standard_normal((batch, hidden)) for _ in s)
+                  for s in M.init_state(cfg, batch))
+    weights = tuple(tuple(rng.standard_normal((batch, hidden)) for _ in s) for s in state)
+    mask_seed = int(rng.integers(2**31))
+
+    def objective() -> float:
+        logits, final, _ = M.forward(params, cfg, ids, state, np.random.default_rng(mask_seed))
+        loss, _ = M.cross_entropy(logits, targets)
+        return loss + sum(float((w * s).sum()) for ws, ss in zip(weights, final)
+                          for w, s in zip(ws, ss))
+
+    logits, _, cache = M.forward(params, cfg, ids, state, np.random.default_rng(mask_seed))
+    _, dlogits = M.cross_entropy(logits, targets)
+    grads, dstate0 = M.backward(dlogits, weights, cache)
+
+    arrays, analytic = dict(params), dict(grads)
+    names = ("h", "c")
+    for k, (s, ds) in enumerate(zip(state, dstate0)):
+        for j, (a, da) in enumerate(zip(s, ds)):
+            arrays[f"state.l{k}.{names[j]}"] = a
+            analytic[f"state.l{k}.{names[j]}"] = da
+    return _check_all(cell, layers, arrays, analytic, objective, tol)
+
+
+def check_cell(cell: str, batch: int = 2, seq: int = 3, hidden: int = 5, seed: int = 0,
+               tol: float = DEFAULT_TOL) -> list[Result]:
+    """Check one cell's chunk forward/backward alone: with respect to its input projection `xp`,
+    its recurrent parameters and its initial state, for the objective sum(wh * hs) + sum(ws * s_T)."""
+    c = CELLS[cell]
+    rng = np.random.default_rng(seed)
+    G = c.gates * hidden
+    xp = rng.standard_normal((seq, batch, G))
+    p = {"Wh": 0.5 * rng.standard_normal((hidden, G))}
+    if "bhn" in c.recurrent:
+        p["bhn"] = rng.standard_normal(hidden)
+    state = tuple(0.5 * rng.standard_normal((batch, hidden)) for _ in range(c.n_states))
+    wh = rng.standard_normal((seq, batch, hidden))
+    ws = tuple(rng.standard_normal((batch, hidden)) for _ in range(c.n_states))
+
+    def objective() -> float:
+        hs, final, _ = c.forward(xp.copy(), state, p)  # forward overwrites its xp
+        return float((wh * hs).sum()) + sum(float((w * s).sum()) for w, s in zip(ws, final))
+
+    _, _, cache = c.forward(xp.copy(), state, p)
+    dxp, dstate0, grads = c.backward(wh, ws, cache)
+    arrays = {"xp": xp, **p}
+    analytic = {"xp": dxp, **grads}
+    for j, (a, da) in enumerate(zip(state, dstate0)):
+        arrays[f"state.{'hc'[j]}"] = a
+        analytic[f"state.{'hc'[j]}"] = da
+    return _check_all(cell, 1, arrays, analytic, objective, tol)
+
+
+def run(cells=tuple(CELLS), layers=(1, 2), tol: float = DEFAULT_TOL, **sizes) -> list[Result]:
+    """The checks `charrnn gradcheck` runs: every cell in `cells` for every depth in `layers`."""
+    results = []
+    for cell in cells:
+        for n in layers:
+            results += check_model(cell, layers=n, tol=tol, **sizes)
+    return results

@@ -1,0 +1,69 @@
+"""Analytic gradients against finite differences in float64 (charrnn.gradcheck serves both the
+CLI and these tests), and proof that the check can fail."""
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+from charrnn import cells, gradcheck as G
+from charrnn.cli import cli
+from charrnn.cells import CELLS
+
+
+def failures(results):
+    return [f"{r.cell} {r.layers}L {r.name}: {r.rel_error:.2e} at {r.worst_index}"
+            for r in results if not r.passed]
+
+
+@pytest.mark.parametrize("cell", list(CELLS))
+def test_cell_chunk_gradients(cell):
+    results = G.check_cell(cell, batch=2, seq=3, hidden=5)
+    assert {r.name for r in results} >= {"xp", "Wh"}
+    assert not failures(results)
+
+
+@pytest.mark.parametrize("layers", [1, 2])
+@pytest.mark.parametrize("cell", list(CELLS))
+def test_whole_loss_gradients(cell, layers):
+    results = G.check_model(cell, layers=layers, batch=2, seq=3, vocab=4, hidden=5)
+    names = {r.name for r in results}
+    assert "Wy" in names and f"l{layers - 1}.Wh" in names and "state.l0.h" in names
+    assert not failures(results)
+
+
+def test_check_detects_a_wrong_gradient(monkeypatch):
+    """Corrupt one term of the LSTM backward pass: the check must fail and name the parameter."""
+    original = cells.lstm_backward
+
+    def broken(dhs, dstate, cache):
+        dxp, ds, grads = original(dhs, dstate, cache)
+        grads["Wh"] = grads["Wh"] * 1.001
+        return dxp, ds, grads
+
+    monkeypatch.setitem(CELLS, "lstm", CELLS["lstm"]._replace(backward=broken))
+    bad = [r.name for r in G.check_model("lstm") if not r.passed]
+    assert bad == ["l0.Wh"]
+
+
+def test_compare_reports_worst_index():
+    a = np.zeros((2, 3))
+    n = np.zeros((2, 3))
+    n[1, 2] = 1.0
+    n[0, 0] = 0.5
+    a[0, 0] = 0.5
+    rel, abs_err, idx = G.compare(a, n)
+    assert (rel, abs_err, idx) == (1.0, 1.0, (1, 2))
+
+
+def test_cli_gradcheck_passes():
+    result = CliRunner().invoke(cli, ["gradcheck", "--cell", "gru", "--layers", "1"])
+    assert result.exit_code == 0, result.output
+    assert result.stdout.startswith("gradcheck passed: 7 gradients")
+    assert "l0.bhn" in result.stderr and "max rel. error" in result.stderr
+
+
+def test_cli_gradcheck_fails_with_impossible_tolerance():
+    result = CliRunner().invoke(cli, ["gradcheck", "--cell", "rnn", "--layers", "1",
+                                      "--tol", "1e-30"])
+    assert result.exit_code == 1
+    assert result.stdout.startswith("gradcheck FAILED")
