@@ -1,0 +1,74 @@
+"""Scoring text with a model: per-character losses over a long sequence, state carried throughout.
+
+Used by training (validation loss) and by `charrnn eval`. Character j+1 is predicted from
+characters 0..j. With `streams` S > 1 the prediction positions are cut into S contiguous pieces of
+equal length m, run side by side as a batch (much faster than one stream), each piece starting
+from the zero state; the few positions left over at the end (fewer than S) continue the last
+piece's state, so every character after the first is scored exactly once. With S = 1 the whole
+text is one stream with the state carried from its first character to its last.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import NamedTuple
+
+import numpy as np
+
+from . import model as M
+
+LN2 = math.log(2.0)
+
+
+class Score(NamedTuple):
+    nats: float  # mean loss per scored character, in nats
+    chars: int  # characters scored
+
+    @property
+    def bpc(self) -> float:
+        """Bits per character."""
+        return self.nats / LN2
+
+    @property
+    def perplexity(self) -> float:
+        return math.exp(self.nats)
+
+
+def _run(params, cfg, inputs, targets, state, seq, out):
+    """Per-character losses of (N, L) inputs/targets in chunks of `seq`, into out (N, L)."""
+    L = inputs.shape[1]
+    for lo in range(0, L, seq):
+        hi = min(lo + seq, L)
+        logits, state, _ = M.forward(params, cfg, inputs[:, lo:hi], state)
+        out[:, lo:hi] = M.cross_entropy(logits, targets[:, lo:hi], reduce=False)
+    return state
+
+
+def char_losses(params, cfg: M.ModelConfig, ids: np.ndarray, streams: int = 1,
+                seq: int = 256) -> np.ndarray:
+    """Loss in nats of each of ids[1:], in text order: shape (len(ids) - 1,), float64."""
+    ids = np.asarray(ids)
+    P = len(ids) - 1  # prediction positions
+    out = np.empty(max(P, 0), dtype=np.float64)
+    if P <= 0:
+        return out
+    S = max(1, min(streams, P))
+    m = P // S
+    inputs = ids[: S * m].reshape(S, m)
+    targets = ids[1 : S * m + 1].reshape(S, m)
+    piece = np.empty((S, m))
+    state = _run(params, cfg, inputs, targets, M.init_state(cfg, S), seq, piece)
+    out[: S * m] = piece.reshape(-1)
+    rest = P - S * m
+    if rest:  # continue the last stream, which ends exactly where the rest begins
+        last = tuple(tuple(a[-1:] for a in s) for s in state)
+        tail = np.empty((1, rest))
+        _run(params, cfg, ids[S * m : P][None], ids[S * m + 1 :][None], last, seq, tail)
+        out[S * m :] = tail[0]
+    return out
+
+
+def score(params, cfg: M.ModelConfig, ids: np.ndarray, streams: int = 1, seq: int = 256) -> Score:
+    """Mean loss over every character of ids after the first."""
+    losses = char_losses(params, cfg, ids, streams, seq)
+    return Score(float(losses.mean()) if losses.size else float("nan"), int(losses.size))
