@@ -50,3 +50,14 @@ def test_json_round_trip():
 def test_malformed_vocabulary_json(bad):
     with pytest.raises(VocabularyError):
         Vocab.from_json(bad)
+
+
+from hypothesis import given, strategies as st  # noqa: E402
+
+
+@given(st.text(min_size=1))
+def test_round_trip_arbitrary_unicode(text):
+    v = Vocab.from_text(text)
+    assert v.decode(v.encode(text)) == text
+    assert Vocab.from_json(v.to_json()) == v
+    assert len(v) == len(set(text))
