@@ -176,3 +176,12 @@ def test_corrupted_real_checkpoints_raise_only_checkpoint_error(tmp_path, seed, 
     except CheckpointError:
         return
     assert list(ck.params) == list(M.param_shapes(ck.model))
+
+
+def test_written_files_get_ordinary_permissions(tmp_path, rng):
+    old = os.umask(0o022)
+    try:
+        C.save(tmp_path / "ck.npz", make(rng))
+    finally:
+        os.umask(old)
+    assert (tmp_path / "ck.npz").stat().st_mode & 0o777 == 0o644
