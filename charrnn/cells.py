@@ -43,9 +43,16 @@ def _sigmoid_(a: np.ndarray) -> np.ndarray:
     return a
 
 
-def _prev(seq: np.ndarray, first: np.ndarray, t: int) -> np.ndarray:
-    """seq[t - 1], or the initial value at t = 0."""
-    return seq[t - 1] if t else first
+def _half_sigmoid_columns(W: np.ndarray, n_sigmoid: int) -> np.ndarray:
+    """A copy of W (..., G) with its first n_sigmoid columns halved (exact: a power of two).
+
+    With pre-activations halved in the sigmoid columns, ONE tanh pass over the whole gate row
+    serves every gate: sigmoid(a) = 0.5 * tanh(a / 2) + 0.5, then an affine fix-up of the
+    sigmoid columns. np.tanh is the costliest operation in the time loop (several ns per element
+    in float32 NumPy), so the cells never run it twice over the same data."""
+    W = W.copy()
+    W[..., :n_sigmoid] *= 0.5
+    return W
 
 
 def _weight_grad(h0: np.ndarray, hs: np.ndarray, d: np.ndarray) -> np.ndarray:
@@ -57,6 +64,11 @@ def _weight_grad(h0: np.ndarray, hs: np.ndarray, d: np.ndarray) -> np.ndarray:
         dW += hs[:-1].reshape(-1, H).T @ d[1:].reshape(-1, G)
     return dW
 
+
+# Design of the time loops (keep it when editing): the loop body holds only what the recurrence
+# needs (one matmul, and the fewest elementwise passes, each in place with out=); everything that
+# can be computed for all T steps at once (derivatives of the nonlinearities, products of cached
+# activations) is computed before or after the loop in a few large vectorised passes.
 
 # --------------------------------------------------------------------------------------------
 # Vanilla RNN:  h_t = tanh(x_t Wx + h_{t-1} Wh + b)
@@ -75,29 +87,32 @@ def rnn_forward(xp, state, p):
     hs = xp  # h_t overwrites xp_t
     buf = np.empty_like(h)
     for t in range(xp.shape[0]):
+        ht = hs[t]
         np.matmul(h, Wh, out=buf)
-        hs[t] += buf
-        np.tanh(hs[t], out=hs[t])
-        h = hs[t]
+        ht += buf
+        np.tanh(ht, out=ht)
+        h = ht
     return hs, (h.copy(),), RNNCache(Wh, state[0], hs)
 
 
 def rnn_backward(dhs, dstate, cache):
     Wh, h0, hs = cache
-    dxp = np.empty_like(hs)
+    dxp = np.multiply(hs, hs)  # d tanh(a)/da = 1 - h^2, for all steps at once
+    np.subtract(1, dxp, out=dxp)
     dh = dstate[0].copy()
+    WhT = Wh.T
     for t in range(hs.shape[0] - 1, -1, -1):
         dh += dhs[t]
         da = dxp[t]
-        np.multiply(hs[t], hs[t], out=da)  # d tanh(a)/da = 1 - h^2
-        np.subtract(1, da, out=da)
         da *= dh
-        np.matmul(da, Wh.T, out=dh)  # dh_prev
+        np.matmul(da, WhT, out=dh)  # dh_prev
     return dxp, (dh,), {"Wh": _weight_grad(h0, hs, dxp)}
 
 
 def rnn_step(xp, state, p):
-    return (np.tanh(xp + state[0] @ p["Wh"]),)
+    a = np.matmul(state[0], p["Wh"])
+    a += xp
+    return (np.tanh(a, out=a),)
 
 
 # --------------------------------------------------------------------------------------------
@@ -118,10 +133,11 @@ class LSTMCache(NamedTuple):
 
 def lstm_forward(xp, state, p):
     h, c = state
-    Wh = p["Wh"]
     T, N, G = xp.shape
     H = G // 4
+    Whs = _half_sigmoid_columns(p["Wh"], 3 * H)  # see _half_sigmoid_columns
     acts = xp  # activations overwrite the pre-activations
+    acts[..., : 3 * H] *= 0.5
     cs = np.empty((T, N, H), dtype=xp.dtype)
     tcs = np.empty_like(cs)
     hs = np.empty_like(cs)
@@ -129,63 +145,77 @@ def lstm_forward(xp, state, p):
     ig = np.empty((N, H), dtype=xp.dtype)
     for t in range(T):
         a = acts[t]
-        np.matmul(h, Wh, out=buf)
+        np.matmul(h, Whs, out=buf)
         a += buf
-        _sigmoid_(a[:, : 3 * H])
-        np.tanh(a[:, 3 * H :], out=a[:, 3 * H :])
+        np.tanh(a, out=a)  # tanh(a_g), and tanh(a/2) for the sigmoid gates
+        s = a[:, : 3 * H]
+        s *= 0.5
+        s += 0.5
         i, f, o, g = a[:, :H], a[:, H : 2 * H], a[:, 2 * H : 3 * H], a[:, 3 * H :]
-        np.multiply(f, c, out=cs[t])
+        ct, tc = cs[t], tcs[t]
+        np.multiply(f, c, out=ct)
         np.multiply(i, g, out=ig)
-        cs[t] += ig
-        np.tanh(cs[t], out=tcs[t])
-        np.multiply(o, tcs[t], out=hs[t])
-        h, c = hs[t], cs[t]
-    return hs, (h.copy(), c.copy()), LSTMCache(Wh, state[0], state[1], acts, cs, tcs, hs)
+        ct += ig
+        np.tanh(ct, out=tc)
+        np.multiply(o, tc, out=hs[t])
+        h, c = hs[t], ct
+    return hs, (h.copy(), c.copy()), LSTMCache(p["Wh"], state[0], state[1], acts, cs, tcs, hs)
 
 
 def lstm_backward(dhs, dstate, cache):
+    """Per step only dh and dc are carried: with dc_t = dc + dh * o (1 - tanh(c)^2), the gate
+    gradients are da = [dc K_i, dc K_f, dh K_o, dc K_g], where the factors K (products of cached
+    activations and nonlinearity derivatives) are computed for all T steps before the loop:
+    K_i = g i(1-i), K_f = c_prev f(1-f), K_o = tanh(c) o(1-o), K_g = i (1-g^2)."""
     Wh, h0, c0, acts, cs, tcs, hs = cache
     T, N, G = acts.shape
     H = G // 4
-    dxp = np.empty_like(acts)
+    A = acts.reshape(T, N, 4, H)
+    i, f, o, g = A[:, :, 0], A[:, :, 1], A[:, :, 2], A[:, :, 3]
+    dxp = np.subtract(1, acts)  # K, then da in place: (T, N, 4, H)
+    K = dxp.reshape(T, N, 4, H)
+    K[:, :, :3] *= A[:, :, :3]  # s (1 - s)
+    np.multiply(g, g, out=K[:, :, 3])  # 1 - g^2
+    np.subtract(1, K[:, :, 3], out=K[:, :, 3])
+    K[:, :, 0] *= g
+    K[0, :, 1] *= c0
+    K[1:, :, 1] *= cs[:-1]
+    K[:, :, 2] *= tcs
+    K[:, :, 3] *= i
+    ot = np.multiply(tcs, tcs)  # o (1 - tanh(c)^2): dh's path into dc
+    np.subtract(1, ot, out=ot)
+    ot *= o
     dh = dstate[0].copy()
     dc = dstate[1].copy()
     tmp = np.empty((N, H), dtype=acts.dtype)
+    WhT = Wh.T
     for t in range(T - 1, -1, -1):
-        a = acts[t]
-        i, f, o, g = a[:, :H], a[:, H : 2 * H], a[:, 2 * H : 3 * H], a[:, 3 * H :]
-        tc = tcs[t]
-        da = dxp[t]
-        di, df, do, dg = da[:, :H], da[:, H : 2 * H], da[:, 2 * H : 3 * H], da[:, 3 * H :]
+        Kt = K[t]
         dh += dhs[t]
-        np.multiply(dh, tc, out=do)  # dL/do
-        np.multiply(tc, tc, out=tmp)  # dc += dh * o * (1 - tanh(c)^2)
-        np.subtract(1, tmp, out=tmp)
-        tmp *= o
-        tmp *= dh
+        np.multiply(dh, ot[t], out=tmp)
         dc += tmp
-        np.multiply(dc, g, out=di)  # dL/di
-        np.multiply(dc, _prev(cs, c0, t), out=df)  # dL/df
-        np.multiply(dc, i, out=dg)  # dL/dg
-        dc *= f  # dc_prev
-        # Through the nonlinearities: sigmoid' = s (1 - s), tanh' = 1 - g^2.
-        s = a[:, : 3 * H]
-        ds = da[:, : 3 * H]
-        ds *= s
-        ds *= 1 - s
-        dg *= 1 - g * g
-        np.matmul(da, Wh.T, out=dh)  # dh_prev
+        Kt[:, :2] *= dc[:, None]  # di, df
+        Kt[:, 2] *= dh  # do
+        Kt[:, 3] *= dc  # dg
+        dc *= f[t]  # dc_prev
+        np.matmul(dxp[t], WhT, out=dh)  # dh_prev
     return dxp, (dh, dc), {"Wh": _weight_grad(h0, hs, dxp)}
 
 
 def lstm_step(xp, state, p):
     h, c = state
     H = h.shape[-1]
-    a = xp + h @ p["Wh"]
+    a = np.matmul(h, p["Wh"])
+    a += xp
     _sigmoid_(a[:, : 3 * H])
     np.tanh(a[:, 3 * H :], out=a[:, 3 * H :])
-    c = a[:, H : 2 * H] * c + a[:, :H] * a[:, 3 * H :]
-    return a[:, 2 * H : 3 * H] * np.tanh(c), c
+    c = a[:, H : 2 * H] * c
+    g = a[:, 3 * H :]
+    g *= a[:, :H]
+    c += g
+    h = np.tanh(c)
+    h *= a[:, 2 * H : 3 * H]
+    return h, c
 
 
 # --------------------------------------------------------------------------------------------
@@ -207,60 +237,78 @@ class GRUCache(NamedTuple):
 
 def gru_forward(xp, state, p):
     (h,) = state
-    Wh, bhn = p["Wh"], p["bhn"]
+    bhn = p["bhn"]
     T, N, G = xp.shape
     H = G // 3
+    Whs = _half_sigmoid_columns(p["Wh"], 2 * H)
     acts = xp
+    acts[..., : 2 * H] *= 0.5
     hns = np.empty((T, N, H), dtype=xp.dtype)
     hs = np.empty_like(hns)
     gh = np.empty((N, G), dtype=xp.dtype)
+    rh = np.empty((N, H), dtype=xp.dtype)
     for t in range(T):
         a = acts[t]
-        np.matmul(h, Wh, out=gh)
+        np.matmul(h, Whs, out=gh)
         rz = a[:, : 2 * H]
         rz += gh[:, : 2 * H]
-        _sigmoid_(rz)
+        np.tanh(rz, out=rz)
+        rz *= 0.5
+        rz += 0.5
         r, z, n = a[:, :H], a[:, H : 2 * H], a[:, 2 * H :]
         hn = hns[t]
         np.add(gh[:, 2 * H :], bhn, out=hn)
-        np.multiply(r, hn, out=gh[:, :H])
-        n += gh[:, :H]
+        np.multiply(r, hn, out=rh)
+        n += rh
         np.tanh(n, out=n)
         ht = hs[t]  # h = n + z * (h_prev - n)
         np.subtract(h, n, out=ht)
         ht *= z
         ht += n
         h = ht
-    return hs, (h.copy(),), GRUCache(Wh, state[0], acts, hns, hs)
+    return hs, (h.copy(),), GRUCache(p["Wh"], state[0], acts, hns, hs)
 
 
 def gru_backward(dhs, dstate, cache):
+    """Per step only dh is carried. With dh_t the total gradient at h_t and k = (1-z)(1-n^2)
+    (the factor of dn's path), the gradient with respect to [h_prev Wh_r, h_prev Wh_z,
+    h_prev Wh_n + bhn] is dh_t * [K_r, K_z, K_n] with K_r = hn k r(1-r), K_z = (h_prev - n)
+    z(1-z), K_n = k r, all computed for every step before the loop. dxp equals that gradient in
+    the r and z columns and dh_t k in the n columns, formed after the loop."""
     Wh, h0, acts, hns, hs = cache
     T, N, G = acts.shape
     H = G // 3
-    dxp = np.empty_like(acts)
-    dgh = np.empty_like(acts)  # gradient wrt h_prev Wh (+ bhn), per step
+    A = acts.reshape(T, N, 3, H)
+    r, z, n = A[:, :, 0], A[:, :, 1], A[:, :, 2]
+    k = np.multiply(n, n)  # (1 - z)(1 - n^2)
+    np.subtract(1, k, out=k)
+    tmp = np.subtract(1, z)
+    k *= tmp
+    dgh = np.empty_like(acts)  # K, then dh_t K in place
+    K = dgh.reshape(T, N, 3, H)
+    np.subtract(1, r, out=K[:, :, 0])  # hn k r (1 - r)
+    K[:, :, 0] *= r
+    K[:, :, 0] *= hns
+    K[:, :, 0] *= k
+    np.subtract(h0, n[0], out=K[0, :, 1])  # (h_prev - n) z (1 - z)
+    np.subtract(hs[:-1], n[1:], out=K[1:, :, 1])
+    tmp *= z
+    K[:, :, 1] *= tmp
+    np.multiply(k, r, out=K[:, :, 2])
+    DH = np.empty_like(hs)  # dh_t, total gradient at h_t
     dh = dstate[0].copy()
+    buf = np.empty_like(dh)
+    WhT = Wh.T
     for t in range(T - 1, -1, -1):
-        a = acts[t]
-        r, z, n = a[:, :H], a[:, H : 2 * H], a[:, 2 * H :]
-        hp = _prev(hs, h0, t)
-        da = dxp[t]
-        dar, daz, dan = da[:, :H], da[:, H : 2 * H], da[:, 2 * H :]
-        dh += dhs[t]
-        np.subtract(hp, n, out=daz)  # dz = dh * (h_prev - n)
-        daz *= dh
-        daz *= z * (1 - z)
-        np.subtract(1, z, out=dan)  # dn = dh * (1 - z), then through tanh
-        dan *= dh
-        dan *= 1 - n * n
-        np.multiply(dan, hns[t], out=dar)  # dr = dan * hn, then through sigmoid
-        dar *= r * (1 - r)
-        g = dgh[t]
-        g[:, : 2 * H] = da[:, : 2 * H]
-        np.multiply(dan, r, out=g[:, 2 * H :])  # d(hn) = dan * r
-        dh *= z  # the direct path h_prev -> h, plus the path through Wh
-        dh += g @ Wh.T
+        dht = DH[t]
+        np.add(dh, dhs[t], out=dht)
+        K[t] *= dht[:, None]
+        np.multiply(dht, z[t], out=dh)  # the direct path h_prev -> h
+        np.matmul(dgh[t], WhT, out=buf)  # and the path through Wh
+        dh += buf
+    dxp = np.empty_like(acts)
+    dxp[..., : 2 * H] = dgh[..., : 2 * H]
+    np.multiply(DH, k, out=dxp[..., 2 * H :])
     grads = {"Wh": _weight_grad(h0, hs, dgh), "bhn": dgh[:, :, 2 * H :].sum(axis=(0, 1))}
     return dxp, (dh,), grads
 
@@ -268,11 +316,18 @@ def gru_backward(dhs, dstate, cache):
 def gru_step(xp, state, p):
     (h,) = state
     H = h.shape[-1]
-    gh = h @ p["Wh"]
-    rz = _sigmoid_(xp[:, : 2 * H] + gh[:, : 2 * H])
+    gh = np.matmul(h, p["Wh"])
+    rz = _sigmoid_(np.add(xp[:, : 2 * H], gh[:, : 2 * H]))
     r, z = rz[:, :H], rz[:, H:]
-    n = np.tanh(xp[:, 2 * H :] + r * (gh[:, 2 * H :] + p["bhn"]))
-    return (n + z * (h - n),)
+    hn = gh[:, 2 * H :]
+    hn += p["bhn"]
+    hn *= r
+    n = np.add(xp[:, 2 * H :], hn)
+    np.tanh(n, out=n)
+    hnew = np.subtract(h, n)
+    hnew *= z
+    hnew += n
+    return (hnew,)
 
 
 # --------------------------------------------------------------------------------------------

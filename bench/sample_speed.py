@@ -1,0 +1,64 @@
+"""Characters per second of `charrnn.sample.generate` and of `charrnn.evaluate.score`.
+
+Run by hand (never a timed test):  python bench/sample_speed.py [--chars 3000]
+Random float32 LSTMs with a 65-character vocabulary; the sampler's per-step overhead is shown
+against the bare `model.step` loop so it is clear where the time goes.
+"""
+
+from __future__ import annotations
+
+import argparse
+import string
+import time
+
+import numpy as np
+
+from charrnn import model as M
+from charrnn.evaluate import score
+from charrnn.sample import SampleConfig, generate
+from charrnn.vocab import Vocab
+
+
+def rate(fn, n, repeats=3):
+    """Characters per second, best of `repeats` (the machine is shared; the best is the cost)."""
+    fn(min(n, 200))  # warm up
+    best = float("inf")
+    for _ in range(repeats):
+        t = time.perf_counter()
+        fn(n)
+        best = min(best, time.perf_counter() - t)
+    return n / best
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--chars", type=int, default=3000)
+    args = ap.parse_args()
+    chars = sorted(set(string.printable[:62] + "\n .,;:!?"))[:65]
+    vocab = Vocab(chars)
+    rng = np.random.default_rng(0)
+    print(f"{'model':<12}{'sample chars/s':>16}{'bare step/s':>14}{'eval chars/s':>14}")
+    for hidden, layers in ((512, 2), (256, 2), (128, 2)):
+        cfg = M.ModelConfig(vocab_size=len(vocab), cell="lstm", hidden=hidden, layers=layers)
+        p = M.init_params(cfg, rng)
+
+        def sample(n):
+            for _ in generate(p, cfg, vocab, "", SampleConfig(length=n), rng):
+                pass
+
+        def bare(n):
+            s, x = M.init_state(cfg, 1), np.zeros(1, dtype=np.intp)
+            for _ in range(n):
+                _, s = M.step(p, cfg, x, s)
+
+        ids = rng.integers(0, len(vocab), size=args.chars + 1)
+
+        def evaluate(n):
+            score(p, cfg, ids[: n + 1], streams=1)
+
+        print(f"{f'{hidden}x{layers}':<12}{rate(sample, args.chars):>16,.0f}"
+              f"{rate(bare, args.chars):>14,.0f}{rate(evaluate, args.chars):>14,.0f}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,151 @@
+"""Corpus reading, encoding, the train/validation split and truncated-BPTT batching.
+
+Memory: the text is decoded once, its vocabulary found, and it is encoded in pieces straight into
+one array of the smallest unsigned type that holds the vocabulary (uint8 for up to 256
+characters), after which the decoded string is dropped. Nothing else is ever a copy of the corpus:
+no Python list of characters, no one-hot array; batches are views into the encoded array. Peak
+memory while loading is about the file's bytes, plus the decoded string, plus the ids.
+
+Split: the last `val_frac` of the ids, contiguous, is the validation split; the rest is training.
+
+Batching (N streams, chunks of T): the training split is cut into N contiguous streams of equal
+length L = C*T, where C = (len(train) - 1) // N // T is the number of chunks per epoch:
+
+    inputs  (N, L) = train[0 : N*L].reshape(N, L)          stream i starts at character i*L
+    targets (N, L) = train[1 : N*L + 1].reshape(N, L)      the inputs shifted by one character
+
+Chunk c is `inputs[:, c*T:(c+1)*T]` with its targets. Because stream i of chunk c+1 continues
+exactly where stream i of chunk c stopped, the trainer carries the hidden state from one chunk to
+the next, and resets it to zero when the epoch wraps (the streams jump back to their starts). The
+last few characters that do not fill a whole chunk in every stream (fewer than N*T + 1) are not
+trained on. A corpus too short for one chunk is an error naming the minimum size (no silent
+shrinking of --seq).
+"""
+
+from __future__ import annotations
+
+import codecs
+import os
+from pathlib import Path
+from typing import NamedTuple
+
+import numpy as np
+
+from .errors import CorpusError
+from .vocab import Vocab
+
+PIECE = 1 << 20  # characters encoded per Vocab.encode call (bounds its temporaries to ~13 MB)
+
+
+def read_corpus(path: str | os.PathLike, encoding: str = "utf-8") -> str:
+    """The text of `path`, decoded strictly; a leading byte-order mark is dropped.
+
+    Raises CorpusError for a missing file, a directory, an unknown encoding, bytes that are
+    invalid in `encoding` (naming the byte offset), and a file that is empty or only whitespace.
+    """
+    path = Path(path)
+    try:
+        codecs.lookup(encoding)
+    except LookupError:
+        raise CorpusError(f"unknown text encoding {encoding!r}") from None
+    if not path.exists():
+        raise CorpusError(f"corpus not found: {path}")
+    if path.is_dir():
+        raise CorpusError(f"{path} is a directory; give a text file as the corpus")
+    try:
+        raw = path.read_bytes()
+    except OSError as e:
+        raise CorpusError(f"cannot read corpus {path}: {e.strerror or e}") from None
+    try:
+        text = raw.decode(encoding)
+    except UnicodeDecodeError as e:
+        bad = raw[e.start : e.start + 4].hex(" ")
+        raise CorpusError(
+            f"{path}: not valid {encoding} at byte offset {e.start} (bytes {bad}); "
+            f"give the file's encoding with --encoding, e.g. --encoding latin-1"
+        ) from None
+    del raw
+    if text.startswith("\ufeff"):
+        text = text[1:]
+    if not text:
+        raise CorpusError(f"corpus {path} is empty")
+    if text.isspace():
+        raise CorpusError(f"corpus {path} holds only whitespace")
+    return text
+
+
+def vocab_of(text: str) -> Vocab:
+    """The sorted distinct characters of `text`, gathered piece by piece."""
+    chars: set[str] = set()
+    for lo in range(0, len(text), PIECE):
+        chars.update(text[lo : lo + PIECE])
+    return Vocab(sorted(chars))
+
+
+def encode(text: str, vocab: Vocab) -> np.ndarray:
+    """`text` as ids in the vocabulary's smallest dtype, shape (len(text),)."""
+    ids = np.empty(len(text), dtype=vocab.dtype)
+    for lo in range(0, len(text), PIECE):
+        piece = text[lo : lo + PIECE]
+        ids[lo : lo + len(piece)] = vocab.encode(piece)
+    return ids
+
+
+def split(ids: np.ndarray, val_frac: float) -> tuple[np.ndarray, np.ndarray]:
+    """(train, val) views: the last round(len * val_frac) ids are validation (at least 2)."""
+    n_val = max(2, int(round(len(ids) * val_frac)))
+    if n_val >= len(ids):
+        raise CorpusError(f"corpus of {len(ids)} characters is too short to split off a "
+                          f"validation part of {val_frac:g}")
+    return ids[:-n_val], ids[-n_val:]
+
+
+class Corpus(NamedTuple):
+    path: str
+    vocab: Vocab
+    train: np.ndarray  # (n_train,) ids, a view
+    val: np.ndarray  # (n_val,) ids, a view
+
+
+def load(path: str | os.PathLike, val_frac: float, encoding: str = "utf-8",
+         vocab: Vocab | None = None) -> Corpus:
+    """Read, encode and split a corpus. With `vocab` given (resuming), the text must fit it."""
+    text = read_corpus(path, encoding)
+    vocab = vocab or vocab_of(text)
+    ids = encode(text, vocab)
+    del text
+    train, val = split(ids, val_frac)
+    return Corpus(str(path), vocab, train, val)
+
+
+class Batches(NamedTuple):
+    """Training chunks as views; see the module docstring for the layout."""
+
+    inputs: np.ndarray  # (N, C*T)
+    targets: np.ndarray  # (N, C*T)
+    seq: int  # T
+
+    @property
+    def chunks(self) -> int:
+        """Chunks per epoch, C."""
+        return self.inputs.shape[1] // self.seq
+
+    def chunk(self, c: int) -> tuple[np.ndarray, np.ndarray]:
+        """(inputs, targets) of chunk c, each (N, T)."""
+        lo = c * self.seq
+        return self.inputs[:, lo : lo + self.seq], self.targets[:, lo : lo + self.seq]
+
+
+def batches(train: np.ndarray, batch: int, seq: int) -> Batches:
+    """Cut the training split into `batch` contiguous streams of whole chunks of `seq`."""
+    chunks = (len(train) - 1) // batch // seq
+    if chunks < 1:
+        need = batch * seq + 1
+        raise CorpusError(
+            f"the training part of the corpus has {len(train)} characters, too few for one "
+            f"chunk of --batch {batch} x --seq {seq} (needs {need}); use a smaller --batch or "
+            f"--seq, or a longer text"
+        )
+    L = chunks * seq
+    return Batches(train[: batch * L].reshape(batch, L), train[1 : batch * L + 1].reshape(batch, L),
+                   seq)

@@ -1,0 +1,150 @@
+"""Finding checkpoints and describing them: the latest run, a summary, a text chart of the curves.
+
+Used by `charrnn sample`, `eval` and `info`. A *run* is a directory holding `best.npz` and/or
+`last.npz` (see charrnn.train); without an explicit checkpoint the commands use the run under
+`runs/` whose checkpoint was written most recently. Nothing here prints: the chart is returned as
+lines of plain text (no plotting library), so it works in any terminal, pipe or log file.
+
+Checkpoints written by hand (model, vocabulary and parameters only) are described too: every
+`meta` key is optional.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from pathlib import Path
+
+from . import checkpoint as C
+from .errors import CheckpointError
+
+RUNS = Path("runs")
+NAMES = (f"best{C.SUFFIX}", f"last{C.SUFFIX}")
+
+
+def latest_run(root: str | os.PathLike = RUNS) -> Path | None:
+    """The run directory under `root` whose best/last checkpoint is newest, or None."""
+    root = Path(root)
+    newest, when = None, -math.inf
+    try:
+        dirs = [d for d in root.iterdir() if d.is_dir()]
+    except OSError:
+        return None
+    for d in dirs:
+        for name in NAMES:
+            f = d / name
+            try:
+                t = f.stat().st_mtime if f.is_file() else None
+            except OSError:
+                t = None
+            if t is not None and t > when:
+                newest, when = d, t
+    return newest
+
+
+def find_checkpoint(path: str | os.PathLike | None, root: str | os.PathLike = RUNS) -> Path:
+    """The checkpoint file meant by `path` (a file or a run directory), or by the latest run
+    under `root` when `path` is None. CheckpointError when there is none."""
+    if path is None:
+        run = latest_run(root)
+        if run is None:
+            raise CheckpointError(f"no trained model found under {Path(root)}/: run `charrnn "
+                                  f"train` first, or give --checkpoint")
+        path = run
+    return C.resolve(path)
+
+
+def vocab_text(chars) -> str:
+    """The vocabulary as one readable line: printable characters as they are, others escaped
+    (newline as \\n, space as ␣)."""
+    shown = []
+    for c in chars:
+        if c == " ":
+            shown.append("␣")
+        elif c.isprintable():
+            shown.append(c)
+        else:
+            shown.append(repr(c)[1:-1])
+    return " ".join(shown)
+
+
+def curves(history) -> dict[str, tuple[list[float], list[float]]]:
+    """{"train": (steps, train_bpc), "val": (steps, val_bpc)} from meta["history"] records;
+    records lacking the fields (or not finite) are skipped."""
+    out = {"train": ([], []), "val": ([], [])}
+    for rec in history or []:
+        if not isinstance(rec, dict):
+            continue
+        kind = rec.get("kind")
+        key = {"train": "train_bpc", "eval": "val_bpc"}.get(kind)
+        x, y = rec.get("step"), rec.get(key) if key else None
+        if isinstance(x, (int, float)) and isinstance(y, (int, float)) and math.isfinite(y):
+            xs, ys = out["train" if kind == "train" else "val"]
+            xs.append(float(x))
+            ys.append(float(y))
+    return out
+
+
+MARKS = {"train": "·", "val": "●"}
+
+
+def chart(series: dict[str, tuple[list[float], list[float]]], width: int = 60,
+          height: int = 12, label: str = "bpc") -> list[str]:
+    """A text chart of y against x for each series, later series drawn over earlier ones.
+
+    Each series is averaged per column (many train points share a column). Returns the lines:
+    a y axis with the top, middle and bottom values, the plot, an x axis with the first and
+    last step, and a legend. An empty list when no series has a point.
+    """
+    pts = [(x, y) for xs, ys in series.values() for x, y in zip(xs, ys)]
+    if not pts:
+        return []
+    x0, x1 = min(p[0] for p in pts), max(p[0] for p in pts)
+    y0, y1 = min(p[1] for p in pts), max(p[1] for p in pts)
+    if y1 - y0 < 1e-9:
+        y0, y1 = y0 - 0.5, y1 + 0.5
+    grid = [[" "] * width for _ in range(height)]
+    for name, (xs, ys) in series.items():
+        cols: dict[int, list[float]] = {}
+        for x, y in zip(xs, ys):
+            c = 0 if x1 == x0 else round((x - x0) / (x1 - x0) * (width - 1))
+            cols.setdefault(c, []).append(y)
+        for c, yl in cols.items():
+            y = sum(yl) / len(yl)
+            r = round((y1 - y) / (y1 - y0) * (height - 1))
+            grid[r][c] = MARKS.get(name, "*")
+    labels = {0: y1, (height - 1) // 2: (y0 + y1) / 2, height - 1: y0}
+    lines = []
+    for r, row in enumerate(grid):
+        tick = f"{labels[r]:7.3f} ┤" if r in labels else " " * 8 + "│"
+        lines.append(tick + "".join(row))
+    lines.append(" " * 8 + "└" + "─" * width)
+    left, right = f"step {x0:g}", f"{x1:g}"
+    lines.append(" " * 9 + left + right.rjust(width - len(left)))
+    legend = "   ".join(f"{MARKS.get(n, '*')} {n} {label}" for n, (xs, _) in series.items() if xs)
+    lines.append(" " * 9 + legend)
+    return lines
+
+
+def summary(path: Path, ckpt: C.Checkpoint) -> list[tuple[str, str]]:
+    """(label, value) rows describing a checkpoint; missing meta keys are left out."""
+    from .model import count_params
+
+    m, meta = ckpt.model, ckpt.meta
+    rows = [("checkpoint", str(path)),
+            ("model", f"{m.cell} {m.hidden}x{m.layers}, dropout {m.dropout:g}, {m.dtype}"),
+            ("parameters", f"{count_params(m):,}"),
+            ("vocabulary", f"{len(ckpt.vocab)} characters")]
+    if "corpus" in meta:
+        rows.append(("corpus", str(meta["corpus"])))
+    if "step" in meta:
+        rows.append(("steps", f"{meta['step']:,}" if isinstance(meta["step"], int)
+                     else str(meta["step"])))
+    if isinstance(meta.get("elapsed"), (int, float)):
+        rows.append(("training time", f"{meta['elapsed'] / 60:.1f} min"))
+    best = meta.get("best_val_bpc")
+    if isinstance(best, (int, float)):
+        rows.append(("best validation", f"{best:.4f} bits per character"))
+    elif "best_val_bpc" in meta:
+        rows.append(("best validation", "not evaluated yet"))
+    return rows

@@ -1,0 +1,194 @@
+"""Sampling: a generator that yields text as the model makes it, one character at a time.
+
+    pieces = generate(params, cfg, vocab, prime="ROMEO:", config=SampleConfig(length=200), rng=rng)
+    for piece in pieces:          # the prime first, then each new character as it is drawn
+        print(piece, end="", flush=True)
+
+One stream, one `model.step` per character; the state is threaded through explicitly. The prime
+is fed through the model one step at a time (the same single-step path generation uses) to warm
+the state, and echoed as the first piece *before* it is fed, so a reader sees it at once. Without
+a prime, generation starts from the zero state after a newline if the vocabulary has one (the
+model has seen many texts begin after a newline), else after a space, else from the zero state
+itself, whose logits are just `by`; that start character is not echoed.
+
+Turning logits (V,) into a choice, in this order (the order matters and is the usual one):
+    1. temperature: z = logits / T, softmax with the maximum subtracted (in float64);
+    2. top-k: keep exactly the k most likely characters (ties broken arbitrarily);
+    3. top-p (nucleus): keep the smallest set of most likely characters whose probability
+       reaches p of what is left;
+    4. draw: one `rng.random()` per character, located in the cumulative sum of the kept
+       weights. `greedy` takes the argmax of the logits and draws nothing.
+`distribution` gives the normalised result of 1-3 for tests and for curious readers; the
+sampler runs the same code (`_weights`) into preallocated buffers, so what is tested is what
+samples. One uniform draw per character is part of the contract: the same seed, model, prime
+and settings give the same text.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import numpy as np
+
+from . import model as M
+from .errors import ConfigError, VocabularyError
+from .vocab import Vocab
+
+
+def _describe(chars: list[str], limit: int = 10) -> str:
+    shown = ", ".join(repr(c) for c in chars[:limit])
+    return shown + (f" and {len(chars) - limit} more" if len(chars) > limit else "")
+
+
+@dataclass(frozen=True)
+class SampleConfig:
+    """How to sample. Validated on construction; raises ConfigError naming the bad value."""
+
+    length: int = 500  # characters generated after the prime (at most, with `stop`)
+    temperature: float = 1.0  # > 0; logits are divided by it before the softmax
+    greedy: bool = False  # always the most likely character
+    top_k: int | None = None  # keep only the k most likely characters
+    top_p: float | None = None  # keep the smallest most-likely set whose probability reaches p
+    stop: str | None = None  # end the sample once the text ends with this
+
+    def __post_init__(self):
+        L = self.length
+        if not isinstance(L, int) or isinstance(L, bool) or L < 0:
+            raise ConfigError(f"length must be a whole number >= 0, not {L!r}")
+        T = self.temperature
+        if not isinstance(T, (int, float)) or not math.isfinite(T) or T <= 0:
+            raise ConfigError(f"temperature must be a number > 0, not {T!r}")
+        k = self.top_k
+        if k is not None and (not isinstance(k, int) or isinstance(k, bool) or k < 1):
+            raise ConfigError(f"top-k must be a whole number >= 1, not {k!r}")
+        p = self.top_p
+        if p is not None and not (isinstance(p, (int, float)) and 0 < p <= 1):
+            raise ConfigError(f"top-p must be in (0, 1], not {p!r}")
+        if self.stop is not None and not self.stop:
+            raise ConfigError("stop text must not be empty")
+
+
+def check_prime(vocab: Vocab, prime: str) -> np.ndarray:
+    """The ids of `prime`, shape (len(prime),); VocabularyError listing unknown characters."""
+    unknown = vocab.unknown(prime)
+    if unknown:
+        raise VocabularyError(
+            f"prime text has characters not in the vocabulary: {_describe(unknown)}")
+    return vocab.encode(prime, dtype=np.intp)
+
+
+def start_ids(vocab: Vocab, prime: str) -> np.ndarray:
+    """What is fed before the first generated character: the prime, or the default start."""
+    if prime:
+        return check_prime(vocab, prime)
+    for c in ("\n", " "):
+        if c in vocab:
+            return vocab.encode(c, dtype=np.intp)
+    return np.empty(0, dtype=np.intp)
+
+
+def warm(params, cfg: M.ModelConfig, ids: np.ndarray):
+    """Feed ids (L,) one step at a time from the zero state: (logits (V,), state).
+    With no ids, the zero state and its logits (h = 0, so logits = by)."""
+    state = M.init_state(cfg, 1)
+    logits = params["by"].copy()
+    x = np.zeros(1, dtype=np.intp)
+    for i in ids:
+        x[0] = i
+        out, state = M.step(params, cfg, x, state)
+        logits = out[0]
+    return logits, state
+
+
+def _weights(logits, inv_t, top_k, top_p, out):
+    """Unnormalised probabilities (V,) into `out` (float64): temperature, top-k, top-p."""
+    np.multiply(logits, inv_t, out=out)
+    out -= out.max()
+    np.exp(out, out=out)
+    V = out.shape[0]
+    if top_k is not None and top_k < V:
+        out[np.argpartition(out, V - top_k)[: V - top_k]] = 0.0
+    if top_p is not None and top_p < 1.0:
+        order = np.argsort(out)[::-1]  # most likely first
+        cum = np.cumsum(out[order])
+        keep = int(cum.searchsorted(top_p * cum[-1], "left")) + 1  # first to reach p
+        out[order[keep:]] = 0.0
+    return out
+
+
+def distribution(logits: np.ndarray, config: SampleConfig = SampleConfig()) -> np.ndarray:
+    """The probabilities (V,) the sampler draws from, given logits (V,). Greedy: one-hot argmax."""
+    logits = np.asarray(logits)
+    if config.greedy:
+        p = np.zeros(logits.shape[0])
+        p[int(logits.argmax())] = 1.0
+        return p
+    w = _weights(logits, 1.0 / config.temperature, config.top_k, config.top_p,
+                 np.empty(logits.shape[0]))
+    return w / w.sum()
+
+
+def next_distribution(params, cfg: M.ModelConfig, vocab: Vocab, prime: str = "",
+                      config: SampleConfig = SampleConfig()) -> np.ndarray:
+    """The distribution (V,) of the first character generated after `prime`."""
+    logits, _ = warm(params, cfg, start_ids(vocab, prime))
+    return distribution(logits, config)
+
+
+def generate(params, cfg: M.ModelConfig, vocab: Vocab, prime: str = "",
+             config: SampleConfig = SampleConfig(),
+             rng: np.random.Generator | None = None) -> Iterator[str]:
+    """Yield the prime (if any), then each generated character as soon as it is drawn.
+
+    Arguments are checked now, before the first piece is asked for: VocabularyError lists the
+    prime's unknown characters, ConfigError a bad setting. `rng` defaults to a fresh unseeded
+    Generator; pass a seeded one for repeatable text. The model's next step is computed only
+    when the consumer asks for the next character, so nothing is computed ahead of the reader.
+    """
+    if not isinstance(config, SampleConfig):
+        raise ConfigError("config must be a SampleConfig")
+    if len(vocab) != cfg.vocab_size:
+        raise VocabularyError(f"vocabulary has {len(vocab)} characters but the model expects "
+                              f"{cfg.vocab_size}")
+    ids = start_ids(vocab, prime)
+    if rng is None:
+        rng = np.random.default_rng()
+    return _generate(params, cfg, vocab, prime, ids, config, rng)
+
+
+def _generate(params, cfg, vocab, prime, ids, config, rng):
+    if prime:
+        yield prime
+    if config.length == 0:
+        return
+    logits, state = warm(params, cfg, ids)
+    step, chars, V = M.step, vocab.chars, cfg.vocab_size
+    greedy, top_k, top_p = config.greedy, config.top_k, config.top_p
+    inv_t = 1.0 / config.temperature
+    w = np.empty(V)  # float64 weights, reused every step
+    cum = np.empty(V)
+    x = np.zeros(1, dtype=np.intp)
+    stop = config.stop
+    tail = prime[-len(stop):] if stop else ""
+    for n in range(config.length):
+        if n:
+            out, state = step(params, cfg, x, state)
+            logits = out[0]
+        if greedy:
+            i = int(logits.argmax())
+        else:
+            _weights(logits, inv_t, top_k, top_p, w)
+            np.cumsum(w, out=cum)
+            total = cum[-1]
+            i = int(cum.searchsorted(rng.random() * total, "right"))
+            if i >= V:  # u * total rounded up to total: take the last character with weight
+                i = int(cum.searchsorted(total, "left"))
+        ch = chars[i]
+        yield ch
+        if stop:
+            tail = (tail + ch)[-len(stop):]
+            if tail == stop:
+                return
+        x[0] = i

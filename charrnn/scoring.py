@@ -1,0 +1,110 @@
+"""Scoring a text file with a model (`charrnn eval`): characters outside the vocabulary, and the
+per-character surprise heat map.
+
+The scoring itself is charrnn.evaluate.char_losses with one stream, so the state is carried from
+the first character of the text to the last. Characters the vocabulary lacks cannot be scored or
+fed: they are removed (and counted) and the model reads the remaining text as if they were not
+there; `strict=True` makes them an error instead. The first kept character is fed but not scored
+(nothing predicts it), so a text of n kept characters scores n - 1.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import NamedTuple
+
+import numpy as np
+
+from .errors import CorpusError, VocabularyError
+from .evaluate import LN2, Score, char_losses
+from .vocab import Vocab
+
+
+class TextScore(NamedTuple):
+    score: Score  # over the scored characters
+    oov: int  # characters skipped because the vocabulary lacks them
+    unknown: list[str]  # the distinct skipped characters, in order of appearance
+    kept: np.ndarray  # (n_kept,) positions in the text of the characters fed to the model
+    losses: np.ndarray  # (n_kept - 1,) nats for each kept character after the first
+
+
+def _describe(chars: list[str], limit: int = 10) -> str:
+    shown = ", ".join(repr(c) for c in chars[:limit])
+    return shown + (f" and {len(chars) - limit} more" if len(chars) > limit else "")
+
+
+def _count(n: int) -> str:
+    return f"{n:,} character" + ("" if n == 1 else "s")
+
+
+def score_text(params, cfg, vocab: Vocab, text: str, strict: bool = False,
+               seq: int = 256) -> TextScore:
+    """Score `text`. VocabularyError in strict mode when a character is unknown; CorpusError
+    when fewer than two characters are left to score."""
+    codes = np.frombuffer(text.encode("utf-32-le"), dtype="<u4")
+    known = np.array([ord(c) for c in vocab.chars], dtype="<u4")
+    inside = np.isin(codes, known)
+    oov = int(codes.size - inside.sum())
+    unknown = vocab.unknown(text) if oov else []
+    if oov and strict:
+        raise VocabularyError(f"text has {_count(oov)} not in the vocabulary: "
+                              f"{_describe(unknown)}")
+    kept = np.flatnonzero(inside)
+    if kept.size < 2:
+        raise CorpusError(f"nothing to score: {kept.size} character(s) in the vocabulary; "
+                          f"at least 2 are needed")
+    ids = vocab.encode(codes[inside].tobytes().decode("utf-32-le"))
+    losses = char_losses(params, cfg, ids, streams=1, seq=seq)
+    return TextScore(Score(float(losses.mean()), int(losses.size)), oov, unknown, kept, losses)
+
+
+# Surprise in bits -> background colour, from calm (dark) to alarmed (bright red).
+RAMP = ("#1a1a2e", "#16425b", "#2a6f4e", "#7a8b1e", "#b8860b", "#d2691e", "#c0392b", "#ff1f1f")
+LEVEL_BITS = 1.0  # each colour covers one bit of surprise; the last is 7 bits and up
+
+
+def heat_map(text: str, result: TextScore):
+    """The text as a rich.text.Text, each character's background coloured by the model's
+    surprise at it (-log2 p). Skipped (unknown) characters are shown reversed; the first kept
+    character, which nothing predicts, is left plain."""
+    from rich.text import Text
+
+    levels = np.full(len(text), -2, dtype=np.int64)  # -2: unknown, -1: not scored
+    levels[result.kept] = -1
+    top = len(RAMP) - 1
+    bits = np.nan_to_num(result.losses / LN2, nan=top, posinf=top)
+    levels[result.kept[1:]] = np.clip(bits / LEVEL_BITS, 0, top).astype(np.int64)
+    out = Text()
+    start = 0
+    for j in range(1, len(text) + 1):  # one span per run of equal levels
+        if j == len(text) or levels[j] != levels[start]:
+            lv = int(levels[start])
+            style = ("reverse" if lv == -2 else "" if lv == -1
+                     else f"white on {RAMP[lv]}")
+            out.append(text[start:j], style=style)
+            start = j
+    return out
+
+
+def legend():
+    """A one-line key to the heat map colours."""
+    from rich.text import Text
+
+    t = Text("surprise, bits per character: ")
+    for i, colour in enumerate(RAMP):
+        hi = "+" if i == len(RAMP) - 1 else f"-{(i + 1) * LEVEL_BITS:g}"
+        t.append(f" {i * LEVEL_BITS:g}{hi} ", style=f"white on {colour}")
+    t.append("   ")
+    t.append("unknown", style="reverse")
+    return t
+
+
+def perplexity_text(result: TextScore) -> str:
+    """The one-line result: bits, nats, perplexity, counts."""
+    s = result.score
+    line = (f"{s.bpc:.4f} bits per character, {s.nats:.4f} nats, perplexity "
+            f"{s.perplexity:.3f} over {s.chars:,} characters")
+    if result.oov:
+        line += (f"; {_count(result.oov)} not in the vocabulary skipped "
+                 f"({_describe(result.unknown)})")
+    return line if math.isfinite(s.nats) else line + " (not finite)"

@@ -1,0 +1,423 @@
+"""Training: truncated BPTT over N contiguous streams, clipping, validation, exact resume.
+
+`train(cfg, on_event)` runs one training session and returns a TrainResult; it never prints.
+Progress goes to `on_event(Event)` after every step and evaluation; a truthy return asks the
+trainer to stop at the step boundary (as Ctrl-C does), saving `last` first.
+
+Run directory (cfg.out, default runs/<corpus stem>), the contract other commands read:
+    best.npz       checkpoint at the lowest validation loss so far
+    last.npz       checkpoint at the latest evaluation or stop (what --resume continues)
+    metrics.jsonl  one JSON record per line: {"kind": "train", ...} every LOG_EVERY steps and at a
+                   stop, {"kind": "eval", ...} per evaluation (the same dicts as meta["history"])
+    train.lock     exists while a trainer runs; holds its pid (a second trainer refuses to start)
+
+Checkpoint meta: "train" (TrainConfig), "step", "history", "best_val_bpc", "corpus", "elapsed",
+and for the exact resume "rng" (the Generator's bit_generator.state), "data" (epoch, chunk),
+"bad_evals", "corpus_chars", "corpus_crc32"; arrays "opt/<slot>.<param>", "opt/t" and
+"state/l<k>.h" (and ".c"), the hidden state carried into the next chunk.
+
+Exactness: everything a step depends on (parameters, optimizer state, RNG, data position, carried
+state, step) is in the checkpoint, and evaluation touches none of it, so a run stopped at step k
+and resumed reaches bit-identical parameters at step n, provided the learning rate of each step is
+the same: true for `--schedule constant`, and for `cosine` when the budget (--steps/--epochs) is
+unchanged on resume. The cosine decay is measured against the budget: x = max((step - warmup) /
+(total_steps - warmup), elapsed / (minutes * 60)) over the budgets given; a --minutes budget makes
+the schedule follow the clock, so only runs bounded by --steps/--epochs are reproducible.
+"""
+
+from __future__ import annotations
+
+import codecs
+import json
+import math
+import os
+import signal
+import time
+import zlib
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+
+import numpy as np
+
+from . import checkpoint as C
+from . import data as D
+from . import model as M
+from .cells import CELLS
+from .errors import CharrnnError, CheckpointError, ConfigError, CorpusError, TrainingDiverged
+from .evaluate import LN2, score
+from .optim import OPTIMIZERS, SCHEDULES, Optimizer, learning_rate
+
+LOG_EVERY = 10  # steps per "train" record in the history
+DEFAULT_MINUTES = 5.0  # the budget when none of steps, epochs, minutes is given
+BUNDLED = Path(__file__).resolve().parent.parent / "corpora" / "tinyshakespeare.txt"
+BUDGET = ("steps", "epochs", "minutes")
+RUN_ONLY = BUDGET + ("eval_every", "patience")  # fields a resumed run may change
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Every training setting; the fields are the CLI options of `charrnn train` one to one."""
+
+    corpus: str = str(BUNDLED)
+    out: str | None = None  # run directory; None: runs/<corpus stem>
+    encoding: str = "utf-8"
+    val_frac: float = 0.1
+    cell: str = "lstm"
+    hidden: int = 256
+    layers: int = 2
+    dropout: float = 0.0
+    dtype: str = "float32"
+    seed: int = 0
+    batch: int = 64
+    seq: int = 128
+    optimizer: str = "adam"
+    lr: float = 2e-3
+    schedule: str = "cosine"
+    warmup: int = 100
+    clip: float = 5.0
+    steps: int | None = None
+    epochs: float | None = None
+    minutes: float | None = None  # with no budget at all, DEFAULT_MINUTES
+    eval_every: int = 200
+    patience: int = 0  # evaluations without improvement before stopping; 0: never
+
+    def __post_init__(self):
+        def need(ok, msg):
+            if not ok:
+                raise ConfigError(msg)
+        for name in ("hidden", "layers", "batch", "seq", "eval_every"):
+            v = getattr(self, name)
+            need(isinstance(v, int) and v >= 1, f"{name} must be a positive whole number, not {v!r}")
+        for name in ("warmup", "patience", "seed"):
+            v = getattr(self, name)
+            need(isinstance(v, int) and v >= 0, f"{name} must be a whole number >= 0, not {v!r}")
+        need(self.steps is None or (isinstance(self.steps, int) and self.steps >= 1),
+             f"steps must be a positive whole number, not {self.steps!r}")
+        for name in ("epochs", "minutes"):
+            v = getattr(self, name)
+            need(v is None or v > 0, f"{name} must be positive, not {v!r}")
+        need(0 < self.val_frac < 1, f"val_frac must be between 0 and 1, not {self.val_frac!r}")
+        need(0 <= self.dropout < 1, f"dropout must be in [0, 1), not {self.dropout!r}")
+        need(self.lr > 0 and math.isfinite(self.lr), f"lr must be positive, not {self.lr!r}")
+        need(self.clip >= 0, f"clip must be >= 0 (0 turns clipping off), not {self.clip!r}")
+        for name, choices in (("cell", CELLS), ("optimizer", OPTIMIZERS), ("schedule", SCHEDULES),
+                              ("dtype", M.DTYPES)):
+            need(getattr(self, name) in choices,
+                 f"{name} must be one of {', '.join(choices)}, not {getattr(self, name)!r}")
+        try:
+            codecs.lookup(self.encoding)
+        except LookupError:
+            raise ConfigError(f"unknown text encoding {self.encoding!r}") from None
+        if self.steps is None and self.epochs is None and self.minutes is None:
+            object.__setattr__(self, "minutes", DEFAULT_MINUTES)
+
+    @property
+    def run_dir(self) -> Path:
+        return Path(self.out) if self.out else Path("runs") / Path(self.corpus).stem
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> TrainConfig:
+        known = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in d.items() if k in known})
+
+
+def resume_config(run_dir: str | os.PathLike, **given) -> TrainConfig:
+    """The configuration saved in run_dir/last.npz, with the settings in `given` replacing it.
+    Giving any of steps/epochs/minutes replaces the whole budget (the others become None)."""
+    path = Path(run_dir) / f"last{C.SUFFIX}"
+    if not path.is_file():
+        raise CheckpointError(f"nothing to resume: {path} does not exist")
+    saved = C.load(path).meta.get("train")
+    if not isinstance(saved, dict):
+        raise CheckpointError(f"{path} holds no training configuration to resume from")
+    if any(k in given for k in BUDGET):
+        saved.update(dict.fromkeys(BUDGET))
+    saved.update(given, out=str(run_dir))
+    return TrainConfig.from_dict(saved)
+
+
+@dataclass
+class Event:
+    kind: str  # "start" (info filled), "step" (after each update) or "eval"
+    step: int
+    epoch: float  # epochs done, fractional
+    progress: float  # fraction of the budget used, [0, 1]
+    elapsed: float  # seconds of training, resumed runs included
+    left: float | None  # estimated seconds to the end of the budget
+    record: dict  # the latest train-step figures or the eval record
+    info: dict = field(default_factory=dict)
+
+
+@dataclass
+class TrainResult:
+    run_dir: Path
+    step: int
+    epoch: float
+    elapsed: float
+    reason: str  # "steps", "epochs", "minutes", "patience" or "interrupted"
+    best_val_bpc: float | None
+    last_val_bpc: float | None
+    history: list
+
+
+@contextmanager
+def lock(run_dir: Path):
+    """Hold run_dir/train.lock (O_EXCL, our pid) for the session; a dead owner's lock is taken."""
+    path = run_dir / "train.lock"
+    for _ in range(2):
+        try:
+            fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+            break
+        except FileExistsError:
+            try:
+                pid = int(path.read_text().strip() or 0)
+            except (OSError, ValueError):
+                pid = 0
+            if pid and _alive(pid):
+                raise CharrnnError(f"{run_dir} is in use by another trainer (pid {pid}); wait for "
+                                   f"it or choose another --out") from None
+            path.unlink(missing_ok=True)  # stale: its owner is gone
+    else:
+        raise CharrnnError(f"cannot lock {run_dir}: {path} keeps reappearing")
+    with os.fdopen(fd, "w") as f:
+        f.write(str(os.getpid()))
+    try:
+        yield
+    finally:
+        path.unlink(missing_ok=True)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+@contextmanager
+def _defer_sigint(flag: list):
+    """In the main thread, turn the first Ctrl-C into a stop request; a second one interrupts."""
+    def handler(signum, frame):
+        flag.append(True)
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        old = signal.signal(signal.SIGINT, handler)
+    except ValueError:  # not the main thread: leave signals alone
+        yield
+        return
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, old)
+
+
+def train(cfg: TrainConfig, on_event=None, resume: bool = False) -> TrainResult:
+    """Train per `cfg` (continuing cfg.run_dir/last.npz when `resume`), return the result.
+
+    Raises CorpusError, ConfigError, CheckpointError, TrainingDiverged (the checkpoints of the run
+    stay as they were) or CharrnnError (run directory in use or already holding a run).
+    """
+    run_dir = cfg.run_dir
+    run_dir.mkdir(parents=True, exist_ok=True)
+    with lock(run_dir):
+        return _Session(cfg, run_dir, resume, on_event).run()
+
+
+class _Session:
+    """One trainer's mutable state; `checkpoint()` and `_restore()` must mirror each other."""
+
+    def __init__(self, cfg, run_dir, resume, on_event):
+        self.cfg, self.run_dir, self.on_event = cfg, run_dir, on_event or (lambda e: None)
+        last = run_dir / f"last{C.SUFFIX}"
+        ckpt = None
+        if resume:
+            if not last.is_file():
+                raise CheckpointError(f"nothing to resume: {last} does not exist")
+            ckpt = C.load(last)
+        elif last.exists() or (run_dir / f"best{C.SUFFIX}").exists():
+            raise CharrnnError(f"{run_dir} already holds a run; continue it with --resume or "
+                               f"choose another --out")
+        self.corpus = D.load(cfg.corpus, cfg.val_frac, cfg.encoding, ckpt.vocab if ckpt else None)
+        self.batches = D.batches(self.corpus.train, cfg.batch, cfg.seq)
+        self.model = M.ModelConfig(len(self.corpus.vocab), cfg.cell, cfg.hidden, cfg.layers,
+                                   cfg.dropout, cfg.dtype)
+        self.rng = np.random.default_rng(cfg.seed)
+        self.params = M.init_params(self.model, self.rng)
+        self.opt = Optimizer(cfg.optimizer, self.params)
+        self.state = M.init_state(self.model, cfg.batch)
+        self.step, self.epoch, self.chunk, self.bad_evals, self.elapsed0 = 0, 0, 0, 0, 0.0
+        self.history, self.best = [], None
+        self.n_chars = len(self.corpus.train) + len(self.corpus.val)
+        self.crc = zlib.crc32(self.corpus.val, zlib.crc32(self.corpus.train))
+        if ckpt is not None:
+            self._restore(ckpt)
+        self.metrics = run_dir / "metrics.jsonl"
+        lines = "".join(json.dumps(r) + "\n" for r in self.history)
+        C.atomic_write(self.metrics, lambda f: f.write(lines.encode()))
+
+    def _restore(self, ckpt):
+        m, cfg = ckpt.meta, self.cfg
+        if not isinstance(m.get("train"), dict):
+            raise CheckpointError(f"{self.run_dir / 'last.npz'} holds no training state to resume")
+        saved = TrainConfig.from_dict(m["train"])
+        diff = [f"--{k.replace('_', '-')} {getattr(saved, k)} (now {getattr(cfg, k)})"
+                for k in TrainConfig.__dataclass_fields__
+                if k not in RUN_ONLY + ("corpus", "out") and getattr(saved, k) != getattr(cfg, k)]
+        if diff or ckpt.model != self.model:
+            raise ConfigError("cannot resume with different settings; the run used "
+                              + ", ".join(diff or ["another model"]))
+        if (m.get("corpus_chars"), m.get("corpus_crc32")) != (self.n_chars, self.crc):
+            raise CorpusError(f"{cfg.corpus} is not the text this run was trained on")
+        try:
+            for k in self.params:
+                self.params[k][...] = ckpt.params[k]
+            self.opt.load_state({k[4:]: v for k, v in ckpt.arrays.items() if k.startswith("opt/")})
+            self.state = tuple(tuple(ckpt.arrays[f"state/l{k}.{n}"].astype(self.model.dtype)
+                                     for n in "hc"[: len(s)]) for k, s in enumerate(self.state))
+            self.rng.bit_generator.state = m["rng"]
+            self.step, self.epoch, self.chunk = int(m["step"]), *m["data"]
+            self.bad_evals, self.elapsed0 = int(m["bad_evals"]), float(m["elapsed"])
+            self.history, self.best = list(m["history"]), m["best_val_bpc"]
+        except (KeyError, TypeError, ValueError) as e:
+            raise CheckpointError(f"{self.run_dir / 'last.npz'} lacks training state to resume "
+                                  f"({e})") from None
+
+    def checkpoint(self, name: str, elapsed: float) -> None:
+        meta = {"train": self.cfg.to_dict(), "step": self.step, "history": self.history,
+                "best_val_bpc": self.best, "corpus": self.cfg.corpus, "elapsed": elapsed,
+                "rng": self.rng.bit_generator.state, "data": [self.epoch, self.chunk],
+                "bad_evals": self.bad_evals, "corpus_chars": self.n_chars,
+                "corpus_crc32": self.crc}
+        arrays = {f"opt/{k}": v for k, v in self.opt.state.items()}
+        for k, s in enumerate(self.state):
+            arrays.update({f"state/l{k}.{n}": a for n, a in zip("hc", s)})
+        C.save(self.run_dir / f"{name}{C.SUFFIX}",
+               C.Checkpoint(self.model, self.corpus.vocab, self.params, meta, arrays))
+
+    def log(self, record: dict) -> None:
+        self.history.append(record)
+        with open(self.metrics, "a") as f:
+            f.write(json.dumps(record) + "\n")
+
+    def evaluate(self, elapsed: float) -> dict:
+        """Score the validation split (state carried, streams = batch); save best and last."""
+        cfg = self.cfg
+        sc = score(self.params, self.model, self.corpus.val, streams=cfg.batch, seq=cfg.seq)
+        rec = {"kind": "eval", "step": self.step, "epoch": self.epoch_f, "val_bpc": sc.bpc,
+               "val_nats": sc.nats, "elapsed": elapsed}
+        self.log(rec)
+        if self.best is None or sc.bpc < self.best:
+            self.best, self.bad_evals = sc.bpc, 0
+            self.checkpoint("best", elapsed)
+        else:
+            self.bad_evals += 1
+        self.checkpoint("last", elapsed)
+        return rec
+
+    @property
+    def epoch_f(self) -> float:
+        return self.epoch + self.chunk / self.batches.chunks
+
+    def run(self) -> TrainResult:
+        cfg, B = self.cfg, self.batches
+        total = cfg.steps
+        if cfg.epochs:
+            by_epochs = max(1, math.ceil(cfg.epochs * B.chunks))
+            total = min(total or by_epochs, by_epochs)
+        seconds = cfg.minutes * 60 if cfg.minutes else None
+        t0, step0 = time.perf_counter(), self.step
+
+        def fraction(el: float, offset: int = 0) -> float:  # of the budget used, max over budgets
+            p = (self.step - offset) / max(1, total - offset) if total else 0.0
+            return min(1.0, max(p, el / seconds if seconds else 0.0))
+
+        elapsed = lambda: self.elapsed0 + time.perf_counter() - t0  # noqa: E731
+        p0, stop, reason = fraction(self.elapsed0), [], None
+        win = {"loss": 0.0, "norm": 0.0, "n": 0, "t": time.perf_counter()}
+        last = {}  # the figures of the latest step, for events
+
+        def event(kind, record, el, info=None):
+            p = fraction(el)
+            left = (1 - p) * (el - self.elapsed0) / (p - p0) if p > p0 else None
+            return self.on_event(Event(kind, self.step, self.epoch_f, p, el, left, record,
+                                       info or {}))
+
+        def log_train(el):
+            dt = time.perf_counter() - win["t"]
+            n = win["n"]
+            self.log({"kind": "train", "step": self.step, "epoch": self.epoch_f,
+                      "train_bpc": win["loss"] / n / LN2, "grad_norm": win["norm"] / n,
+                      "lr": last["lr"], "chars_per_sec": n * cfg.batch * cfg.seq / dt,
+                      "elapsed": el})
+            win.update(loss=0.0, norm=0.0, n=0, t=time.perf_counter())
+
+        info = {"params": M.count_params(self.model), "train_chars": len(self.corpus.train),
+                "val_chars": len(self.corpus.val), "vocab": len(self.corpus.vocab),
+                "chunks_per_epoch": B.chunks, "total_steps": total, "resumed_at": step0,
+                "run_dir": str(self.run_dir)}
+        if event("start", {}, self.elapsed0, info):
+            stop.append(True)
+        with _defer_sigint(stop):
+            while True:
+                el = elapsed()
+                if stop:
+                    reason = "interrupted"
+                elif total and self.step >= total:
+                    reason = "steps" if total == cfg.steps else "epochs"
+                elif seconds and el >= seconds:
+                    reason = "minutes"
+                elif cfg.patience and self.bad_evals >= cfg.patience:
+                    reason = "patience"
+                if reason:
+                    break
+                x, y = B.chunk(self.chunk)  # (N, T) views
+                lr = learning_rate(cfg.lr, cfg.schedule, cfg.warmup, self.step,
+                                   fraction(el, cfg.warmup))
+                loss, grads, state = M.loss_and_grads(self.params, self.model, x, y, self.state,
+                                                      self.rng)
+                norm = self.opt.clip_and_step(self.params, grads, lr, cfg.clip) \
+                    if math.isfinite(loss) else math.nan
+                if not math.isfinite(norm):
+                    what = f"loss {loss}" if not math.isfinite(loss) else f"gradient norm {norm}"
+                    raise TrainingDiverged(
+                        f"training diverged at step {self.step + 1}: {what}; try a lower --lr "
+                        f"(it was {cfg.lr:g}); the checkpoints in {self.run_dir} are unchanged")
+                self.step, self.chunk, self.state = self.step + 1, self.chunk + 1, state
+                if self.chunk == B.chunks:  # the streams wrap to their starts: reset the state
+                    self.epoch, self.chunk = self.epoch + 1, 0
+                    self.state = M.init_state(self.model, cfg.batch)
+                win["loss"] += loss
+                win["norm"] += norm
+                win["n"] += 1
+                el = elapsed()
+                last.update(train_bpc=loss / LN2, grad_norm=norm, lr=lr,
+                            chars_per_sec=(self.step - step0) * cfg.batch * cfg.seq
+                            / max(el - self.elapsed0, 1e-9))
+                if self.step % LOG_EVERY == 0:
+                    log_train(el)
+                if event("step", dict(last), el):
+                    stop.append(True)
+                if self.step % cfg.eval_every == 0:
+                    rec = self.evaluate(el)
+                    last["val_bpc"] = rec["val_bpc"]
+                    if event("eval", rec, el):
+                        stop.append(True)
+                    win["t"] = time.perf_counter()
+            el = elapsed()
+            if win["n"]:
+                log_train(el)
+            done = any(r["kind"] == "eval" and r["step"] == self.step for r in self.history)
+            if done or reason == "interrupted":  # Ctrl-C: save at once, no validation pass
+                self.checkpoint("last", el)
+            else:
+                event("eval", self.evaluate(el), el)
+        evals = [r["val_bpc"] for r in self.history if r["kind"] == "eval"]
+        return TrainResult(self.run_dir, self.step, self.epoch_f, el, reason, self.best,
+                           evals[-1] if evals else None, self.history)

@@ -1,0 +1,169 @@
+"""`charrnn sample` from the command line: output, streaming, pipes, the latest run, bad input."""
+
+import os
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+from charrnn import checkpoint as C
+from charrnn import model as M
+from charrnn.cli import cli
+from charrnn.sample import SampleConfig, generate
+from charrnn.vocab import Vocab
+
+VOCAB = Vocab("\n abcdeéж日")
+
+
+def cycle_params(vocab):
+    """Each character is followed by the next one in the vocabulary, almost surely."""
+    V = len(vocab)
+    cfg = M.ModelConfig(vocab_size=V, cell="rnn", hidden=V, layers=1, dtype="float64")
+    p = {"l0.Wx": 5.0 * np.eye(V), "l0.Wh": np.zeros((V, V)), "l0.b": np.zeros(V),
+         "Wy": 40.0 * np.roll(np.eye(V), 1, axis=1), "by": np.zeros(V)}
+    return cfg, p
+
+
+def random_params(seed=0):
+    cfg = M.ModelConfig(vocab_size=len(VOCAB), cell="lstm", hidden=8, layers=2)
+    p = M.init_params(cfg, np.random.default_rng(seed))
+    p["Wy"] *= 20.0
+    return cfg, p
+
+
+def save(path, cfg, p, meta=None):
+    path.parent.mkdir(parents=True, exist_ok=True)
+    C.save(path, C.Checkpoint(cfg, VOCAB, p, meta or {}))
+    return path
+
+
+@pytest.fixture
+def run(tmp_path, monkeypatch):
+    """A working directory with one run, runs/demo/best.npz (a random LSTM)."""
+    monkeypatch.chdir(tmp_path)
+    cfg, p = random_params()
+    save(tmp_path / "runs" / "demo" / "best.npz", cfg, p, {"step": 42})
+    return cfg, p
+
+
+def invoke(*args):
+    return CliRunner().invoke(cli, ["sample", *args])
+
+
+def test_samples_the_latest_run_and_says_which_on_stderr(run):
+    cfg, p = run
+    r = invoke("--prime", "ab日", "--length", "60", "--seed", "9", "--temperature", "0.7")
+    assert r.exit_code == 0, r.output
+    expected = "".join(generate(p, cfg, VOCAB, "ab日", SampleConfig(length=60, temperature=0.7),
+                                np.random.default_rng(9)))
+    assert r.stdout == expected  # only the text: no trailing newline on a pipe
+    assert len(r.stdout) == 3 + 60
+    assert os.path.join("runs", "demo", "best.npz") in r.stderr and "seed 9" in r.stderr
+
+
+def test_the_most_recently_written_run_wins(run, tmp_path):
+    cfg, p = cycle_params(VOCAB)
+    old = save(tmp_path / "runs" / "old" / "last.npz", cfg, p)
+    os.utime(old, (time.time() + 100, time.time() + 100))  # newer than demo
+    r = invoke("--prime", "a", "--greedy", "--length", "5")
+    assert r.exit_code == 0 and r.stdout == "abcdeé"
+    assert os.path.join("runs", "old", "last.npz") in r.stderr
+    os.utime(old, (time.time() - 1000, time.time() - 1000))
+    assert os.path.join("runs", "demo") in invoke("--length", "3").stderr
+
+
+def test_unicode_comes_out_intact(tmp_path):
+    cfg, p = cycle_params(VOCAB)
+    ck = save(tmp_path / "cycle.npz", cfg, p)
+    r = invoke("-c", str(ck), "--prime", "é", "--greedy", "--length", "4")
+    assert r.exit_code == 0 and r.stdout_bytes == "éж日\n ".encode()
+
+
+def test_same_seed_same_text_and_num_samples(run):
+    a = invoke("--seed", "3", "--length", "40", "--num-samples", "2")
+    b = invoke("--seed", "3", "--length", "40", "--num-samples", "2")
+    c = invoke("--seed", "4", "--length", "40", "--num-samples", "2")
+    assert a.exit_code == 0 and a.stdout == b.stdout != c.stdout
+    first, second = a.stdout[:40], a.stdout[42:]
+    assert a.stdout[40:42] == "\n\n" and len(second) == 40 and first != second
+
+
+def test_prime_file_and_stop(run, tmp_path):
+    (tmp_path / "prime.txt").write_text("ca\n", encoding="utf-8")
+    r = invoke("--prime-file", "prime.txt", "--length", "5", "--seed", "1")
+    assert r.exit_code == 0 and r.stdout.startswith("ca\n") and len(r.stdout) == 8
+    cfg, p = cycle_params(VOCAB)
+    ck = save(tmp_path / "cycle.npz", cfg, p)
+    r = invoke("-c", str(ck), "--prime", "a", "--length", "50", "--stop", "d")
+    assert r.exit_code == 0 and r.stdout == "abcd"
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--prime", "aZbé€Z"], "prime text has characters not in the vocabulary: 'Z', '€'"),
+    (["--temperature", "0"], "temperature must be a number > 0"),
+    (["--temperature", "-2"], "temperature must be a number > 0"),
+    (["--length", "-1"], "length must be a whole number >= 0"),
+    (["--top-p", "0"], "top-p must be in (0, 1]"),
+    (["--top-p", "1.5"], "top-p must be in (0, 1]"),
+    (["--top-k", "0"], "top-k must be a whole number >= 1"),
+    (["--num-samples", "0"], "--num-samples must be at least 1"),
+    (["--seed", "-1"], "--seed must be a whole number >= 0"),
+    (["--checkpoint", "nowhere.npz"], "checkpoint not found: nowhere.npz"),
+    (["--checkpoint", "runs"], "no checkpoint in runs"),
+    (["--prime-file", "missing.txt"], "cannot read prime file missing.txt"),
+    (["--prime-file", "empty.txt"], "prime file empty.txt is empty"),
+    (["--prime", "a", "--prime-file", "empty.txt"], "give --prime or --prime-file, not both"),
+    (["--checkpoint", "corrupt.npz"], "cannot read checkpoint corrupt.npz"),
+])
+def test_bad_input_gives_one_line_error(run, tmp_path, args, message):
+    (tmp_path / "empty.txt").write_bytes(b"")
+    (tmp_path / "corrupt.npz").write_bytes(b"PK\x03\x04 not really a zip file at all")
+    r = invoke(*args)
+    assert r.exit_code == 1
+    assert r.stdout == ""
+    lines = r.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("Error: ") and message in lines[0], r.stderr
+
+
+def test_no_runs_at_all_tells_the_user_to_train(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    r = invoke("--prime", "a")
+    assert r.exit_code == 1 and r.stdout == ""
+    assert r.stderr.strip().splitlines() == [
+        "Error: no trained model found under runs/: run `charrnn train` first, or give "
+        "--checkpoint"]
+
+
+def _popen(tmp_path, *args):
+    env = dict(os.environ, PYTHONUNBUFFERED="0")
+    return subprocess.Popen([sys.executable, "-m", "charrnn", "sample", *args], cwd=tmp_path,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env)
+
+
+def test_text_is_written_while_generation_goes_on(run, tmp_path):
+    proc = _popen(tmp_path, "--prime", "ab", "--length", "10000000", "--seed", "0")
+    try:
+        first = proc.stdout.read(5)  # returns once 5 bytes are written and flushed
+        assert first[:2] == b"ab" and len(first) == 5
+        assert proc.poll() is None  # ten million characters are far from done
+    finally:
+        proc.kill()
+        proc.communicate()
+
+
+def test_a_pipe_closed_early_ends_quietly(run, tmp_path):
+    """`charrnn sample | head -c 100`: the reader goes away; exit 0 and nothing on stderr."""
+    proc = _popen(tmp_path, "--length", "10000000", "--seed", "0")
+    try:
+        assert len(proc.stdout.read(100)) == 100
+        proc.stdout.close()
+        code = proc.wait(timeout=60)
+        stderr = proc.stderr.read().decode()
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert code == 0, stderr
+    assert stderr.strip().splitlines()[-1].startswith("sampling from"), stderr  # nothing else

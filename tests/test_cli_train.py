@@ -1,0 +1,184 @@
+"""`charrnn train` through CliRunner and real subprocesses (Ctrl-C, kill during a write)."""
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+from charrnn import checkpoint as C
+from charrnn.cli import cli
+from charrnn.train import BUNDLED, TrainConfig, train
+
+TEXT = "It is a truth universally acknowledged, that a single man... " * 25
+TINY = ["--hidden", "8", "--layers", "1", "--batch", "4", "--seq", "8", "--dtype", "float64",
+        "--schedule", "constant", "--warmup", "2", "--eval-every", "5"]
+
+
+@pytest.fixture
+def corpus(tmp_path):
+    p = tmp_path / "austen.txt"
+    p.write_text(TEXT)
+    return str(p)
+
+
+def run(*args):
+    return CliRunner().invoke(cli, ["train", *map(str, args)])
+
+
+def one_line_error(result, code, *needles):
+    assert result.exit_code == code, (result.exit_code, result.stderr, result.exception)
+    assert "Traceback" not in result.stderr and result.stdout == ""
+    for n in needles:
+        assert n in result.stderr, result.stderr
+
+
+def test_trains_prints_best_path_and_summary(tmp_path, corpus):
+    r = run(corpus, "--out", tmp_path / "r", "--steps", 10, *TINY)
+    assert r.exit_code == 0, r.stderr
+    assert r.stdout == f"{tmp_path / 'r' / 'best.npz'}\n"
+    assert "step 5/10" in r.stderr and "step 10/10" in r.stderr and "val" in r.stderr
+    assert "training done" in r.stderr and "best val bits/char" in r.stderr
+    assert {p.name for p in (tmp_path / "r").iterdir()} == {"best.npz", "last.npz",
+                                                           "metrics.jsonl"}
+
+
+def test_default_run_directory_is_named_after_the_corpus(tmp_path, corpus, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    r = run(corpus, "--steps", 5, *TINY)
+    assert r.exit_code == 0, r.stderr
+    assert (tmp_path / "runs" / "austen" / "last.npz").is_file()
+    r = run(corpus, "--resume", "--steps", 7)  # finds runs/austen again
+    assert r.exit_code == 0, r.stderr
+    assert C.load(tmp_path / "runs" / "austen" / "last.npz").meta["step"] == 7
+
+
+def test_bundled_corpus_is_the_default():
+    assert BUNDLED.is_file() and TrainConfig().corpus == str(BUNDLED)
+
+
+def test_invalid_utf8_names_the_byte_offset(tmp_path):
+    p = tmp_path / "latin.txt"
+    p.write_bytes("naïve café ".encode("latin-1") * 50)
+    one_line_error(run(p, "--out", tmp_path / "r", *TINY), 1, "latin.txt", "byte offset 2",
+                   "--encoding")
+    r = run(p, "--out", tmp_path / "r", "--encoding", "latin-1", "--steps", 2, *TINY)
+    assert r.exit_code == 0, r.stderr
+
+
+@pytest.mark.parametrize("kind,needle", [("empty", "is empty"), ("dir", "is a directory"),
+                                         ("missing", "not found"), ("short", "too few")])
+def test_unusable_corpus(tmp_path, kind, needle):
+    p = tmp_path / "c.txt"
+    if kind == "empty":
+        p.write_text("")
+    elif kind == "dir":
+        p.mkdir()
+    elif kind == "short":
+        p.write_text("a short text, shorter than one chunk of 4 x 16 characters")
+    one_line_error(run(p, "--out", tmp_path / "r", *TINY, "--batch", 4, "--seq", 16,
+                       "--steps", 1), 1, needle)
+
+
+@pytest.mark.parametrize("args", [["--hidden", "0"], ["--batch", "-3"], ["--seq", "0"],
+                                  ["--val-frac", "1.5"], ["--val-frac", "0"], ["--lr", "-1"],
+                                  ["--dropout", "1"], ["--steps", "0"], ["--clip", "-1"],
+                                  ["--optimizer", "lion"], ["--cell", "tree"]])
+def test_bad_option_values(tmp_path, corpus, args):
+    r = run(corpus, "--out", tmp_path / "r", *args)
+    assert r.exit_code == 2 and "Invalid value" in r.stderr and "Traceback" not in r.stderr
+    assert not (tmp_path / "r").exists()
+
+
+def test_resume_errors(tmp_path, corpus):
+    one_line_error(run(corpus, "--out", tmp_path / "none", "--resume"), 1, "nothing to resume")
+    (tmp_path / "r").mkdir()
+    (tmp_path / "r" / "last.npz").write_bytes(b"not a checkpoint")
+    one_line_error(run(corpus, "--out", tmp_path / "r", "--resume"), 1, "last.npz")
+    one_line_error(run(corpus, "--out", tmp_path / "r", *TINY), 1, "already holds a run")
+
+
+def child(corpus, out, *extra):
+    return [sys.executable, "-c", "from charrnn.cli import main; main()", "train", corpus,
+            "--out", str(out), *TINY, *map(str, extra)]
+
+
+def wait_for(path, proc, timeout=60):
+    end = time.time() + timeout
+    while not Path(path).exists():
+        assert proc.poll() is None, proc.communicate()
+        assert time.time() < end, "timed out"
+        time.sleep(0.05)
+
+
+def params_at(run_dir):
+    return C.load(Path(run_dir) / "last.npz").params
+
+
+def assert_same_params(a, b):
+    for k in a:
+        np.testing.assert_array_equal(a[k], b[k], err_msg=k)
+
+
+def test_ctrl_c_saves_last_exits_130_and_resume_is_exact(tmp_path, corpus):
+    out = tmp_path / "r"
+    proc = subprocess.Popen(child(corpus, out, "--steps", 100000, "--dropout", 0.2,
+                                  "--layers", 2), stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    wait_for(out / "last.npz", proc)
+    proc.send_signal(signal.SIGINT)
+    stdout, stderr = proc.communicate(timeout=60)
+    assert proc.returncode == 130, stderr.decode()
+    assert b"interrupted" in stderr and b"Traceback" not in stderr
+    k = C.load(out / "last.npz").meta["step"]
+    assert k >= 5
+    r = run(corpus, "--out", out, "--resume", "--steps", k + 6)
+    assert r.exit_code == 0, r.stderr
+    ref = TrainConfig(**{**C.load(out / "last.npz").meta["train"], "out": str(tmp_path / "ref"),
+                         "steps": k + 6})
+    train(ref)
+    assert_same_params(params_at(out), params_at(tmp_path / "ref"))
+
+
+SLOW_WRITER = """
+import sys, time
+from charrnn import checkpoint as C
+real, count = C.atomic_write, [0]
+def slow(path, write):
+    def w(f):
+        if path.name == "last.npz":
+            count[0] += 1
+            if count[0] == 2:  # the second save of last.npz: stall half-way through
+                f.write(b"PK\\x03\\x04 half a zip")
+                f.flush()
+                print("WRITING", flush=True)
+                time.sleep(120)
+        write(f)
+    real(path, w)
+C.atomic_write = slow
+from charrnn.cli import main
+sys.argv[0] = "charrnn"
+main()
+"""
+
+
+def test_killed_mid_write_leaves_previous_checkpoint_and_resume_works(tmp_path, corpus):
+    out = tmp_path / "r"
+    cmd = child(corpus, out, "--steps", 20)
+    cmd[2] = SLOW_WRITER
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    assert proc.stdout.readline() == b"WRITING\n", proc.communicate()
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    assert C.load(out / "last.npz").meta["step"] == 5  # the previous checkpoint, intact
+    assert (out / "train.lock").exists()  # left behind by the killed trainer: stale
+    r = run(corpus, "--out", out, "--resume")
+    assert r.exit_code == 0, r.stderr
+    assert C.load(out / "last.npz").meta["step"] == 20
+    ref = TrainConfig(**{**C.load(out / "last.npz").meta["train"], "out": str(tmp_path / "ref")})
+    train(ref)
+    assert_same_params(params_at(out), params_at(tmp_path / "ref"))

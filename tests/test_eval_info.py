@@ -1,0 +1,197 @@
+"""`charrnn eval` and `charrnn info`, against independent computations."""
+
+import math
+import os
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+from charrnn import checkpoint as C
+from charrnn import model as M
+from charrnn.cli import cli
+from charrnn.errors import CorpusError, VocabularyError
+from charrnn.info import chart, curves, latest_run, vocab_text
+from charrnn.scoring import RAMP, heat_map, score_text
+from charrnn.vocab import Vocab
+from conftest import assert_close
+
+VOCAB = Vocab("\n abcdeé日")
+TEXT = "abc dee\n日本 éaZbc\ncab\n"  # '本' and 'Z' are not in the vocabulary
+
+
+def make_model(seed=0):
+    cfg = M.ModelConfig(vocab_size=len(VOCAB), cell="gru", hidden=6, layers=2, dtype="float64")
+    p = M.init_params(cfg, np.random.default_rng(seed))
+    p["Wy"] *= 8.0
+    return cfg, p
+
+
+def reference_losses(p, cfg, text):
+    """Independent: skip unknown characters by hand, step loop, softmax written out."""
+    chars = [c for c in text if c in VOCAB]
+    state = M.init_state(cfg, 1)
+    out = []
+    for a, b in zip(chars, chars[1:]):
+        logits, state = M.step(p, cfg, np.array([VOCAB.chars.index(a)]), state)
+        z = logits[0] - logits[0].max()
+        out.append(math.log(np.exp(z).sum()) - z[VOCAB.chars.index(b)])
+    return np.array(out)
+
+
+@pytest.fixture
+def ckpt(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    cfg, p = make_model()
+    history = ([{"kind": "train", "step": s, "train_bpc": 3.0 - s / 100} for s in range(10, 201, 10)]
+               + [{"kind": "eval", "step": s, "val_bpc": 3.2 - s / 120, "val_nats": 0.0}
+                  for s in (100, 200)])
+    meta = {"step": 200, "history": history, "best_val_bpc": 1.5333, "corpus": "poems.txt",
+            "train": {"lr": 0.002, "batch": 16}, "elapsed": 90.0}
+    path = tmp_path / "runs" / "poems" / "best.npz"
+    path.parent.mkdir(parents=True)
+    C.save(path, C.Checkpoint(cfg, VOCAB, p, meta))
+    (tmp_path / "text.txt").write_text(TEXT, encoding="utf-8")
+    return cfg, p
+
+
+def test_score_equals_mean_of_independent_losses_and_counts_unknowns(ckpt):
+    cfg, p = ckpt
+    ref = reference_losses(p, cfg, TEXT)
+    got = score_text(p, cfg, VOCAB, TEXT)
+    assert_close(got.losses, ref, what="per-character losses")
+    assert got.score.nats == pytest.approx(ref.mean(), rel=1e-12)
+    assert got.score.chars == len(ref) == len(TEXT) - 2 - 1
+    assert got.oov == 2 and got.unknown == ["本", "Z"]
+    assert [TEXT[i] for i in got.kept] == [c for c in TEXT if c in VOCAB]
+
+
+def test_eval_command_prints_the_score(ckpt):
+    cfg, p = ckpt
+    ref = reference_losses(p, cfg, TEXT)
+    r = CliRunner().invoke(cli, ["eval", "text.txt"])
+    assert r.exit_code == 0, r.output
+    bpc = ref.mean() / math.log(2)
+    line = r.stdout.strip()
+    assert len(r.stdout.splitlines()) == 1
+    assert line.startswith(f"{bpc:.4f} bits per character, {ref.mean():.4f} nats, perplexity "
+                           f"{math.exp(ref.mean()):.3f} over {len(ref)} characters")
+    assert "2 characters not in the vocabulary skipped ('本', 'Z')" in line
+    assert os.path.join("runs", "poems", "best.npz") in r.stderr
+
+
+def test_strict_makes_unknown_characters_an_error(ckpt):
+    r = CliRunner().invoke(cli, ["eval", "--strict", "text.txt"])
+    assert r.exit_code == 1 and r.stdout == ""
+    assert r.stderr.strip().splitlines()[-1] == (
+        "Error: text has 2 characters not in the vocabulary: '本', 'Z'")
+    cfg, p = ckpt
+    with pytest.raises(VocabularyError):
+        score_text(p, cfg, VOCAB, TEXT, strict=True)
+
+
+def test_show_colours_each_character_by_its_surprise(ckpt):
+    cfg, p = ckpt
+    result = score_text(p, cfg, VOCAB, TEXT)
+    text = heat_map(TEXT, result)
+    assert text.plain == TEXT
+    styles = [None] * len(TEXT)
+    for span in text.spans:
+        for j in range(span.start, span.end):
+            styles[j] = str(span.style)
+    bits = reference_losses(p, cfg, TEXT) / math.log(2)
+    kept = [j for j, c in enumerate(TEXT) if c in VOCAB]
+    assert styles[kept[0]] in (None, "")  # nothing predicts the first character
+    for j, b in zip(kept[1:], bits):
+        assert styles[j] == f"white on {RAMP[min(len(RAMP) - 1, int(b))]}", (j, b)
+    for j, c in enumerate(TEXT):
+        if c not in VOCAB:
+            assert styles[j] == "reverse"
+    r = CliRunner().invoke(cli, ["eval", "--show", "text.txt"])
+    assert r.exit_code == 0 and r.stdout.startswith(TEXT)  # no colour on a pipe, text intact
+    assert "surprise" in r.stderr
+
+
+@pytest.mark.parametrize("args, message", [
+    (["missing.txt"], "not found: missing.txt"),
+    (["empty.txt"], "empty.txt is empty"),
+    (["unknown.txt"], "nothing to score"),
+    (["text.txt", "--encoding", "klingon"], "unknown text encoding 'klingon'"),
+    (["latin1.txt"], "not valid utf-8"),
+    (["text.txt", "--checkpoint", "corrupt.npz"], "cannot read checkpoint corrupt.npz"),
+])
+def test_eval_bad_input_gives_one_line_error(ckpt, tmp_path, args, message):
+    (tmp_path / "empty.txt").write_bytes(b"")
+    (tmp_path / "unknown.txt").write_text("ZZZ QQQ", encoding="utf-8")
+    (tmp_path / "latin1.txt").write_bytes("caf\xe9".encode("latin-1"))
+    (tmp_path / "corrupt.npz").write_bytes(b"\x93NUMPY garbage")
+    r = CliRunner().invoke(cli, ["eval", *args])
+    assert r.exit_code == 1 and r.stdout == ""
+    lines = r.stderr.strip().splitlines()
+    assert lines[-1].startswith("Error: ") and message in lines[-1], r.stderr
+    assert "Traceback" not in r.stderr
+
+
+def test_nothing_to_score_is_a_corpus_error(ckpt):
+    cfg, p = ckpt
+    with pytest.raises(CorpusError, match="nothing to score"):
+        score_text(p, cfg, VOCAB, "aZZZ")
+
+
+def test_info_describes_the_checkpoint(ckpt):
+    cfg, p = ckpt
+    r = CliRunner().invoke(cli, ["info"])
+    assert r.exit_code == 0, r.output
+    n_params = sum(a.size for a in p.values())
+    o = r.stdout
+    assert f"{n_params:,}" in o and "gru 6x2" in o and "9 characters" in o
+    assert "1.5333 bits per character" in o and "200" in o and "poems.txt" in o
+    assert r"\n ␣ a b c d e é 日" in o  # the vocabulary, newline and space made visible
+    assert "lr=0.002, batch=16" in o
+    assert "· train bpc" in o and "● val bpc" in o and "step 10" in o
+
+
+def test_info_takes_a_file_or_run_dir_and_tolerates_a_bare_checkpoint(ckpt, tmp_path):
+    cfg, p = ckpt
+    C.save(tmp_path / "bare.npz", C.Checkpoint(cfg, VOCAB, p))
+    r = CliRunner().invoke(cli, ["info", "bare.npz"])
+    assert r.exit_code == 0 and "no training history" in r.stdout
+    assert "steps" not in r.stdout
+    r = CliRunner().invoke(cli, ["info", "runs/poems"])
+    assert r.exit_code == 0 and "1.5333" in r.stdout
+
+
+def test_info_errors(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    r = CliRunner().invoke(cli, ["info"])
+    assert r.exit_code == 1 and "run `charrnn train` first" in r.stderr
+    r = CliRunner().invoke(cli, ["info", "nope.npz"])
+    assert r.exit_code == 1 and r.stderr.strip() == "Error: checkpoint not found: nope.npz"
+
+
+def test_chart_puts_high_values_high_and_later_steps_right():
+    lines = chart({"train": ([0, 50, 100], [3.0, 2.0, 1.0]), "val": ([100], [1.5])},
+                  width=11, height=5)
+    plot = [line[9:] for line in lines[:5]]  # after the 8-character axis and the tick
+    assert plot[0][0] == "·" and plot[4][10] == "·" and plot[2][5] == "·"
+    assert plot[3][10] == "●"  # 1.5 lies between rows 2 (2.0) and 4 (1.0)
+    assert lines[0].startswith("  3.000 ┤") and lines[4].startswith("  1.000 ┤")
+    assert chart({"train": ([], [])}) == []
+
+
+def test_curves_read_the_history_and_skip_bad_records():
+    hist = [{"kind": "train", "step": 1, "train_bpc": 2.0}, {"kind": "eval", "step": 1},
+            {"kind": "eval", "step": 2, "val_bpc": 1.5}, "junk",
+            {"kind": "train", "step": 3, "train_bpc": float("nan")}]
+    assert curves(hist) == {"train": ([1.0], [2.0]), "val": ([2.0], [1.5])}
+    assert curves(None) == {"train": ([], []), "val": ([], [])}
+
+
+def test_latest_run_and_vocab_text(tmp_path):
+    assert latest_run(tmp_path / "none") is None
+    (tmp_path / "a").mkdir()
+    (tmp_path / "a" / "best.npz").write_bytes(b"x")
+    (tmp_path / "b").mkdir()
+    (tmp_path / "b" / "notes.txt").write_bytes(b"x")  # not a run
+    assert latest_run(tmp_path) == tmp_path / "a"
+    assert vocab_text(["\n", " ", "\t", "x"]) == r"\n ␣ \t x"

@@ -1,0 +1,259 @@
+"""The sampler against independent computations: the chunk forward pass, hand-written softmax."""
+
+import numpy as np
+import pytest
+
+from charrnn import model as M
+from charrnn import sample as S
+from charrnn.errors import ConfigError, VocabularyError
+from charrnn.sample import SampleConfig, distribution, generate, next_distribution
+from charrnn.vocab import Vocab
+from conftest import assert_close
+
+VOCAB = Vocab("\n abcdeéж日")
+
+
+def random_model(cell="lstm", dtype="float64", scale=1.0, seed=0, hidden=7, layers=2):
+    cfg = M.ModelConfig(vocab_size=len(VOCAB), cell=cell, hidden=hidden, layers=layers,
+                        dtype=dtype)
+    p = M.init_params(cfg, np.random.default_rng(seed))
+    p["Wy"] *= scale  # larger output weights: a less uniform distribution
+    return p, cfg
+
+
+def cycle_model(vocab):
+    """Handcrafted: each character is followed by the next one in the vocabulary, almost surely.
+    A vanilla RNN with Wh = 0 whose hidden state is (nearly) the one-hot input."""
+    V = len(vocab)
+    cfg = M.ModelConfig(vocab_size=V, cell="rnn", hidden=V, layers=1, dtype="float64")
+    p = {"l0.Wx": 5.0 * np.eye(V), "l0.Wh": np.zeros((V, V)), "l0.b": np.zeros(V),
+         "Wy": 40.0 * np.roll(np.eye(V), 1, axis=1), "by": np.zeros(V)}
+    return p, cfg
+
+
+def softmax(z):
+    e = np.exp(z - z.max())
+    return e / e.sum()
+
+
+def chunk_logits(p, cfg, text):
+    """Logits (V,) after `text`, from one chunk forward pass (not the single-step path)."""
+    ids = VOCAB.encode(text).astype(np.intp)[None, :]
+    logits, _, _ = M.forward(p, cfg, ids, M.init_state(cfg, 1))
+    return logits[-1, 0]
+
+
+class Incremental:
+    """Independent re-run of a sample: the chunk forward pass fed one character at a time."""
+
+    def __init__(self, p, cfg, prime):
+        self.p, self.cfg = p, cfg
+        ids = VOCAB.encode(prime).astype(np.intp)[None, :]
+        logits, self.state, _ = M.forward(p, cfg, ids, M.init_state(cfg, 1))
+        self.logits = logits[-1, 0]
+
+    def feed(self, ch):
+        ids = np.array([[VOCAB.chars.index(ch)]])
+        logits, self.state, _ = M.forward(self.p, self.cfg, ids, self.state)
+        self.logits = logits[-1, 0]
+
+
+@pytest.mark.parametrize("cell", ["lstm", "gru", "rnn"])
+@pytest.mark.parametrize("temperature", [1.0, 0.5, 2.5])
+def test_next_distribution_equals_softmax_of_chunk_forward(cell, temperature):
+    p, cfg = random_model(cell, scale=30.0)
+    prime = "abé日 c\nd"
+    got = next_distribution(p, cfg, VOCAB, prime, SampleConfig(temperature=temperature))
+    assert_close(got, softmax(chunk_logits(p, cfg, prime) / temperature), what="p(next)")
+
+
+def test_without_prime_the_start_is_a_newline():
+    p, cfg = random_model(scale=3.0)
+    assert_close(next_distribution(p, cfg, VOCAB, ""), softmax(chunk_logits(p, cfg, "\n")))
+    no_newline = Vocab("ab")  # no newline, no space: the zero state's own logits, by
+    cfg2 = M.ModelConfig(vocab_size=2, cell="gru", hidden=3, layers=1, dtype="float64")
+    p2 = M.init_params(cfg2, np.random.default_rng(1))
+    p2["by"][:] = [0.3, -1.2]
+    assert_close(next_distribution(p2, cfg2, no_newline, ""), softmax(np.array([0.3, -1.2])))
+
+
+def test_drawn_characters_follow_the_distribution():
+    p, cfg = random_model(scale=60.0)
+    prime = "bad"
+    expected = softmax(chunk_logits(p, cfg, prime) / 0.5)
+    rng = np.random.default_rng(5)
+    n = 3000
+    counts = np.zeros(len(VOCAB))
+    for _ in range(n):
+        pieces = list(generate(p, cfg, VOCAB, prime, SampleConfig(length=1, temperature=0.5), rng))
+        counts[VOCAB.chars.index(pieces[1])] += 1
+    sigma = np.sqrt(n * expected * (1 - expected)) + 1
+    assert np.all(np.abs(counts - n * expected) < 5 * sigma), (counts, n * expected)
+
+
+def test_float32_model_samples_from_the_same_distribution():
+    p, cfg = random_model(dtype="float32", scale=3.0)
+    got = next_distribution(p, cfg, VOCAB, "abc", SampleConfig(temperature=0.7))
+    assert_close(got, softmax(chunk_logits(p, cfg, "abc").astype(np.float64) / 0.7),
+                 rtol=1e-5, atol=1e-7)
+
+
+def test_greedy_is_the_argmax_chain_and_equals_a_tiny_temperature():
+    p, cfg = random_model(scale=30.0)
+    prime = "ab"
+    greedy = "".join(generate(p, cfg, VOCAB, prime, SampleConfig(length=40, greedy=True)))
+    cold = "".join(generate(p, cfg, VOCAB, prime, SampleConfig(length=40, temperature=1e-4),
+                            np.random.default_rng(3)))
+    assert greedy == cold
+    ref = Incremental(p, cfg, prime)
+    for ch in greedy[len(prime):]:
+        assert ch == VOCAB.chars[int(np.argmax(ref.logits))]
+        ref.feed(ch)
+
+
+def test_a_learned_pattern_is_continued():
+    vocab = Vocab("abcdefg")
+    p, cfg = cycle_model(vocab)
+    text = "".join(generate(p, cfg, vocab, "cd", SampleConfig(length=12), np.random.default_rng(0)))
+    assert text == "cdefgabcdefgab"
+
+
+def test_top_k_never_emits_outside_the_top_k():
+    p, cfg = random_model(scale=2.0)  # fairly flat: without top-k many characters appear
+    k, prime = 3, "ca"
+    text = "".join(generate(p, cfg, VOCAB, prime, SampleConfig(length=150, top_k=k),
+                            np.random.default_rng(11)))
+    ref = Incremental(p, cfg, prime)
+    for ch in text[len(prime):]:
+        top = np.argsort(ref.logits)[::-1][:k]
+        assert VOCAB.chars.index(ch) in top, f"{ch!r} is outside the top {k}"
+        ref.feed(ch)
+    free = "".join(generate(p, cfg, VOCAB, prime, SampleConfig(length=150),
+                            np.random.default_rng(11)))
+    assert len(set(free)) > k + 2  # the check above could fail
+
+
+def test_top_k_distribution_keeps_exactly_k_renormalised():
+    logits = np.array([0.1, 2.0, -1.0, 1.5, 0.7, 3.0])
+    got = distribution(logits, SampleConfig(top_k=2))
+    e = np.exp(logits[[5, 1]] - 3.0)
+    expected = np.zeros(6)
+    expected[[5, 1]] = e / e.sum()
+    assert_close(got, expected)
+    assert_close(distribution(logits, SampleConfig(top_k=6)), softmax(logits))
+
+
+@pytest.mark.parametrize("top_p", [0.05, 0.5, 0.7, 0.9, 0.999, 1.0])
+def test_top_p_keeps_the_smallest_set_reaching_p(top_p):
+    logits = np.array([0.3, 2.0, -1.0, 1.4, 0.8, -0.2, 1.0])
+    probs = softmax(logits)
+    keep, total = [], 0.0  # independent: walk down the sorted probabilities
+    for i in sorted(range(7), key=lambda i: -probs[i]):
+        keep.append(i)
+        total += probs[i]
+        if total >= top_p - 1e-12:
+            break
+    expected = np.zeros(7)
+    expected[keep] = probs[keep] / probs[keep].sum()
+    assert_close(distribution(logits, SampleConfig(top_p=top_p)), expected)
+
+
+def test_top_p_sampling_stays_in_the_nucleus():
+    p, cfg = random_model(scale=3.0)
+    prime = "d"
+    text = "".join(generate(p, cfg, VOCAB, prime, SampleConfig(length=100, top_p=0.6),
+                            np.random.default_rng(2)))
+    ref = Incremental(p, cfg, prime)
+    for ch in text[len(prime):]:
+        probs = softmax(ref.logits)
+        order = np.argsort(probs)[::-1]
+        n = int(np.searchsorted(np.cumsum(probs[order]), 0.6)) + 1
+        assert VOCAB.chars.index(ch) in order[:n]
+        ref.feed(ch)
+
+
+def test_same_seed_same_text_other_seed_other_text():
+    p, cfg = random_model(scale=2.0)
+
+    def run(seed):
+        return "".join(generate(p, cfg, VOCAB, "a", SampleConfig(length=80),
+                                np.random.default_rng(seed)))
+
+    assert run(7) == run(7)
+    assert run(7) != run(8)
+
+
+@pytest.mark.parametrize("prime", ["", "é日", "abc\n"])
+@pytest.mark.parametrize("length", [0, 1, 37])
+def test_length_is_exact_and_the_prime_is_echoed_first(prime, length):
+    p, cfg = random_model()
+    pieces = list(generate(p, cfg, VOCAB, prime, SampleConfig(length=length),
+                           np.random.default_rng(0)))
+    if prime:
+        assert pieces[0] == prime
+        pieces = pieces[1:]
+    assert len("".join(pieces)) == length and all(c in VOCAB for c in "".join(pieces))
+
+
+def test_stop_text_ends_the_sample_where_it_first_appears():
+    p, cfg = random_model(scale=2.0)
+    for seed in range(5):
+        text = "".join(generate(p, cfg, VOCAB, "ab", SampleConfig(length=2000, stop="b"),
+                                np.random.default_rng(seed)))
+        gen = text[2:]
+        assert gen.endswith("b") and "b" not in gen[:-1]
+    vocab = Vocab("abcdefg")  # a stop text that straddles the prime and the first character
+    pc, cc = cycle_model(vocab)
+    assert "".join(generate(pc, cc, vocab, "abc", SampleConfig(length=50, stop="cd"),
+                            np.random.default_rng(0))) == "abcd"
+
+
+def test_the_generator_computes_nothing_ahead_of_the_reader(monkeypatch):
+    p, cfg = random_model()
+    calls = []
+    real = M.step
+
+    def counting(*args):
+        calls.append(1)
+        return real(*args)
+
+    monkeypatch.setattr(M, "step", counting)
+    gen = generate(p, cfg, VOCAB, "abc", SampleConfig(length=50), np.random.default_rng(0))
+    assert calls == []  # arguments checked, nothing run yet
+    assert next(gen) == "abc" and calls == []  # the prime is echoed before it is fed
+    next(gen)
+    assert len(calls) == 3  # the prime's steps; the first character needs no further step
+    next(gen)
+    assert len(calls) == 4
+    rest = list(gen)
+    assert len(rest) == 48 and len(calls) == 3 + 49  # no wasted step after the last character
+
+
+def test_unknown_prime_characters_are_listed():
+    p, cfg = random_model()
+    with pytest.raises(VocabularyError) as e:
+        generate(p, cfg, VOCAB, "aZbé€Z", SampleConfig())
+    assert str(e.value) == "prime text has characters not in the vocabulary: 'Z', '€'"
+
+
+@pytest.mark.parametrize("kwargs, word", [
+    ({"temperature": 0}, "temperature"), ({"temperature": -1.0}, "temperature"),
+    ({"temperature": float("nan")}, "temperature"), ({"temperature": float("inf")}, "temperature"),
+    ({"length": -1}, "length"), ({"length": 2.5}, "length"),
+    ({"top_k": 0}, "top-k"), ({"top_k": -3}, "top-k"),
+    ({"top_p": 0.0}, "top-p"), ({"top_p": 1.5}, "top-p"), ({"top_p": -0.1}, "top-p"),
+    ({"stop": ""}, "stop"),
+])
+def test_bad_settings_are_config_errors_naming_them(kwargs, word):
+    with pytest.raises(ConfigError, match=word):
+        SampleConfig(**kwargs)
+
+
+def test_vocabulary_must_match_the_model():
+    p, cfg = random_model()
+    with pytest.raises(VocabularyError, match="vocabulary has 3 characters"):
+        generate(p, cfg, Vocab("abc"), "a")
+
+
+def test_check_prime_gives_ids():
+    assert S.check_prime(VOCAB, "ba").tolist() == [3, 2]
