@@ -19,7 +19,7 @@ from charrnn.sample import SampleConfig, generate
 from charrnn.vocab import Vocab
 
 
-def rate(fn, n, repeats=3):
+def rate(fn, n, repeats=5):
     """Characters per second, best of `repeats` (the machine is shared; the best is the cost)."""
     fn(min(n, 200))  # warm up
     best = float("inf")

@@ -282,9 +282,14 @@ def train(corpus, resume, quiet, **opts):
         cfg = T.TrainConfig(corpus=corpus or str(T.BUNDLED), **opts)
     display = _TrainDisplay(live=err.is_terminal and not quiet)
     try:
-        result = T.train(cfg, on_event=display, resume=resume)
-    finally:
-        display.close()
+        try:
+            result = T.train(cfg, on_event=display, resume=resume)
+        finally:
+            display.close()
+    except KeyboardInterrupt:  # a second Ctrl-C (left alone, Click says "Aborted!" and exits 1)
+        err.print(f"interrupted at once; the checkpoints already in {cfg.run_dir} are intact",
+                  markup=False)
+        sys.exit(130)
 
     table = Table(title=f"training {'interrupted' if result.reason == 'interrupted' else 'done'}",
                   show_header=False)
@@ -443,10 +448,11 @@ def _read_prime(path: str) -> str:
 @click.option("--prime-file", metavar="PATH", help="Read the prime from this UTF-8 file.")
 @click.option("--length", "-n", type=int, default=500, show_default=True,
               help="Characters to generate after the prime (per sample).")
-@click.option("--temperature", "-t", type=float, default=1.0, show_default=True,
+@click.option("--temperature", "-t", type=float, default=None,
               help="Divide the logits by this before the softmax: below 1 is safer, above 1 "
-              "wilder. Must be > 0.")
-@click.option("--greedy", is_flag=True, help="Always take the most likely character.")
+              "wilder. Must be > 0.  [default: 1.0]")
+@click.option("--greedy", is_flag=True,
+              help="Always take the most likely character (no temperature, top-k or top-p).")
 @click.option("--top-k", type=int, default=None, metavar="K",
               help="Draw only from the K most likely characters.")
 @click.option("--top-p", type=float, default=None, metavar="P",
@@ -487,8 +493,13 @@ def sample(checkpoint, prime, prime_file, length, temperature, greedy, top_k, to
         raise click.ClickException(f"--num-samples must be at least 1, not {num_samples}")
     if seed is not None and seed < 0:
         raise click.ClickException(f"--seed must be a whole number >= 0, not {seed}")
-    config = S.SampleConfig(length=length, temperature=temperature, greedy=greedy, top_k=top_k,
-                            top_p=top_p, stop=stop or None)
+    knobs = [n for n, v in (("--temperature", temperature), ("--top-k", top_k),
+                            ("--top-p", top_p)) if v is not None]
+    if greedy and knobs:
+        raise click.ClickException(f"--greedy always takes the most likely character; it "
+                                   f"cannot be combined with {', '.join(knobs)}")
+    config = S.SampleConfig(length=length, temperature=1.0 if temperature is None else temperature,
+                            greedy=greedy, top_k=top_k, top_p=top_p, stop=stop or None)
     file, ckpt = _open_checkpoint(checkpoint)
     S.check_prime(ckpt.vocab, prime)
     if seed is None:

@@ -4,7 +4,8 @@ Memory: the text is decoded once, its vocabulary found, and it is encoded in pie
 one array of the smallest unsigned type that holds the vocabulary (uint8 for up to 256
 characters), after which the decoded string is dropped. Nothing else is ever a copy of the corpus:
 no Python list of characters, no one-hot array; batches are views into the encoded array. Peak
-memory while loading is about the file's bytes, plus the decoded string, plus the ids.
+memory while loading is about the file's bytes, plus the decoded string (twice while Windows
+line endings are normalised), plus the ids.
 
 Split: the last `val_frac` of the ids, contiguous, is the validation split; the rest is training.
 
@@ -35,13 +36,19 @@ from .errors import CorpusError
 from .vocab import Vocab
 
 PIECE = 1 << 20  # characters encoded per Vocab.encode call (bounds its temporaries to ~13 MB)
+BOMS = ((codecs.BOM_UTF32_LE, "utf-32"), (codecs.BOM_UTF32_BE, "utf-32"),  # UTF-32 LE first:
+        (codecs.BOM_UTF16_LE, "utf-16"), (codecs.BOM_UTF16_BE, "utf-16"))  # it starts ff fe too
 
 
 def read_corpus(path: str | os.PathLike, encoding: str = "utf-8") -> str:
-    """The text of `path`, decoded strictly; a leading byte-order mark is dropped.
+    """The text of `path`, decoded strictly, with line endings and byte-order marks normalised.
 
+    Every U+FEFF (the byte-order mark at the start, and any a `cat` of several files left inside)
+    is dropped and every "\\r\\n" becomes "\\n" (a lone "\\r" is kept), so a model trained on a
+    Windows file never samples a mark or a carriage return; `charrnn eval` reads text the same way.
     Raises CorpusError for a missing file, a directory, an unknown encoding, bytes that are
-    invalid in `encoding` (naming the byte offset), and a file that is empty or only whitespace.
+    invalid in `encoding` (naming the byte offset), a NUL character (a binary file, or UTF-16
+    read as UTF-8; naming its byte offset), and a file that is empty or only whitespace.
     """
     path = Path(path)
     try:
@@ -58,15 +65,27 @@ def read_corpus(path: str | os.PathLike, encoding: str = "utf-8") -> str:
         raise CorpusError(f"cannot read corpus {path}: {e.strerror or e}") from None
     try:
         text = raw.decode(encoding)
+    except LookupError:  # codecs such as base64 or rot13 exist but do not decode bytes to text
+        raise CorpusError(f"{encoding!r} is not a text encoding") from None
     except UnicodeDecodeError as e:
         bad = raw[e.start : e.start + 4].hex(" ")
+        guess = next((name for bom, name in BOMS if raw.startswith(bom)), "latin-1")
         raise CorpusError(
             f"{path}: not valid {encoding} at byte offset {e.start} (bytes {bad}); "
-            f"give the file's encoding with --encoding, e.g. --encoding latin-1"
+            f"give the file's encoding with --encoding, e.g. --encoding {guess}"
         ) from None
     del raw
-    if text.startswith("\ufeff"):
-        text = text[1:]
+    nul = text.find("\0")
+    if nul >= 0:  # valid UTF-8, but no text file holds NUL; UTF-16/32 read as UTF-8 does
+        at = len(text[:nul].encode(encoding, "replace"))
+        raise CorpusError(
+            f"{path} looks like a binary file (a NUL character at byte offset {at}); give a text "
+            f"file, or its encoding with --encoding if it is one, e.g. --encoding utf-16"
+        )
+    if "\ufeff" in text:  # byte-order marks: the leading one, and any left by joining files
+        text = text.replace("\ufeff", "")
+    if "\r\n" in text:  # Windows line endings: the model learns, and samples, plain \n
+        text = text.replace("\r\n", "\n")
     if not text:
         raise CorpusError(f"corpus {path} is empty")
     if text.isspace():

@@ -16,8 +16,10 @@ Turning logits (V,) into a choice, in this order (the order matters and is the u
     2. top-k: keep exactly the k most likely characters (ties broken arbitrarily);
     3. top-p (nucleus): keep the smallest set of most likely characters whose probability
        reaches p of what is left;
-    4. draw: one `rng.random()` per character, located in the cumulative sum of the kept
-       weights. `greedy` takes the argmax of the logits and draws nothing.
+    4. draw: one `rng.random()` per character, located (searchsorted) in the cumulative sum of
+       the kept weights: no `rng.choice`, no normalising division, and (without top-k/top-p)
+       no array allocated per step by the sampler itself; the time goes to `model.step`.
+       `greedy` takes the argmax of the logits and draws nothing.
 `distribution` gives the normalised result of 1-3 for tests and for curious readers; the
 sampler runs the same code (`_weights`) into preallocated buffers, so what is tested is what
 samples. One uniform draw per character is part of the contract: the same seed, model, prime
@@ -33,7 +35,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from . import model as M
-from .errors import ConfigError, VocabularyError
+from .errors import CheckpointError, ConfigError, VocabularyError
 from .vocab import Vocab
 
 
@@ -104,8 +106,8 @@ def warm(params, cfg: M.ModelConfig, ids: np.ndarray):
 
 def _weights(logits, inv_t, top_k, top_p, out):
     """Unnormalised probabilities (V,) into `out` (float64): temperature, top-k, top-p."""
-    np.multiply(logits, inv_t, out=out)
-    out -= out.max()
+    np.multiply(logits, inv_t, out=out, dtype=np.float64)  # float64 even for float32 logits
+    np.subtract(out, np.maximum.reduce(out), out=out)
     np.exp(out, out=out)
     V = out.shape[0]
     if top_k is not None and top_k < V:
@@ -165,6 +167,7 @@ def _generate(params, cfg, vocab, prime, ids, config, rng):
         return
     logits, state = warm(params, cfg, ids)
     step, chars, V = M.step, vocab.chars, cfg.vocab_size
+    accumulate = np.add.accumulate
     greedy, top_k, top_p = config.greedy, config.top_k, config.top_p
     inv_t = 1.0 / config.temperature
     w = np.empty(V)  # float64 weights, reused every step
@@ -180,10 +183,13 @@ def _generate(params, cfg, vocab, prime, ids, config, rng):
             i = int(logits.argmax())
         else:
             _weights(logits, inv_t, top_k, top_p, w)
-            np.cumsum(w, out=cum)
+            accumulate(w, out=cum)  # np.cumsum, without its per-call overhead
             total = cum[-1]
             i = int(cum.searchsorted(rng.random() * total, "right"))
             if i >= V:  # u * total rounded up to total: take the last character with weight
+                if not np.isfinite(total):
+                    raise CheckpointError("the model's output is not finite (NaN or infinite "
+                                          "parameters?)")
                 i = int(cum.searchsorted(total, "left"))
         ch = chars[i]
         yield ch

@@ -9,7 +9,8 @@ Run directory (cfg.out, default runs/<corpus stem>), the contract other commands
     last.npz       checkpoint at the latest evaluation or stop (what --resume continues)
     metrics.jsonl  one JSON record per line: {"kind": "train", ...} every LOG_EVERY steps and at a
                    stop, {"kind": "eval", ...} per evaluation (the same dicts as meta["history"])
-    train.lock     exists while a trainer runs; holds its pid (a second trainer refuses to start)
+    train.lock     exists while a trainer runs; holds its pid (a second trainer refuses to start;
+                   see charrnn.runlock)
 
 Checkpoint meta: "train" (TrainConfig), "step", "history", "best_val_bpc", "corpus", "elapsed",
 and for the exact resume "rng" (the Generator's bit_generator.state), "data" (epoch, chunk),
@@ -47,6 +48,7 @@ from .cells import CELLS
 from .errors import CharrnnError, CheckpointError, ConfigError, CorpusError, TrainingDiverged
 from .evaluate import LN2, score
 from .optim import OPTIMIZERS, SCHEDULES, Optimizer, learning_rate
+from .runlock import lock
 
 LOG_EVERY = 10  # steps per "train" record in the history
 DEFAULT_MINUTES = 5.0  # the budget when none of steps, epochs, minutes is given
@@ -96,7 +98,7 @@ class TrainConfig:
              f"steps must be a positive whole number, not {self.steps!r}")
         for name in ("epochs", "minutes"):
             v = getattr(self, name)
-            need(v is None or v > 0, f"{name} must be positive, not {v!r}")
+            need(v is None or 0 < v < math.inf, f"{name} must be positive and finite, not {v!r}")
         need(0 < self.val_frac < 1, f"val_frac must be between 0 and 1, not {self.val_frac!r}")
         need(0 <= self.dropout < 1, f"dropout must be in [0, 1), not {self.dropout!r}")
         need(self.lr > 0 and math.isfinite(self.lr), f"lr must be positive, not {self.lr!r}")
@@ -140,6 +142,35 @@ def resume_config(run_dir: str | os.PathLike, **given) -> TrainConfig:
     return TrainConfig.from_dict(saved)
 
 
+def memory_needed(model: M.ModelConfig, batch: int, seq: int) -> int:
+    """Bytes a training step needs at its peak, about: the output layer's (T, N, V) logits, their
+    gradient and a temporary (3 arrays of N*T*V; measured: 2.2 to 2.7), the layers' caches (16
+    arrays of N*T*H per layer; measured: up to 15) and the parameters, their gradients and two
+    optimizer moments (4 copies). With tens of thousands of distinct characters the first term
+    dominates. The tests check this against the measured peak."""
+    N, T, item = batch, seq, np.dtype(model.dtype).itemsize
+    return item * (3 * N * T * model.vocab_size + 16 * N * T * model.hidden * model.layers
+                   + 4 * M.count_params(model))
+
+
+def _physical_memory() -> int | None:
+    try:
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (AttributeError, ValueError, OSError):
+        return None
+
+
+def check_memory(model: M.ModelConfig, batch: int, seq: int) -> None:
+    """ConfigError when a step would need more memory than the machine has, instead of a
+    machine that swaps itself to a halt or a trainer killed by the system."""
+    need, have = memory_needed(model, batch, seq), _physical_memory()
+    if have and need > have:
+        raise ConfigError(
+            f"training would need about {need / 2**30:.1f} GiB per step (--batch {batch} x --seq "
+            f"{seq} x {model.vocab_size} characters of vocabulary, hidden {model.hidden}), more "
+            f"than this machine's {have / 2**30:.1f} GiB; use a smaller --batch, --seq or --hidden")
+
+
 @dataclass
 class Event:
     kind: str  # "start" (info filled), "step" (after each update) or "eval"
@@ -162,43 +193,6 @@ class TrainResult:
     best_val_bpc: float | None
     last_val_bpc: float | None
     history: list
-
-
-@contextmanager
-def lock(run_dir: Path):
-    """Hold run_dir/train.lock (O_EXCL, our pid) for the session; a dead owner's lock is taken."""
-    path = run_dir / "train.lock"
-    for _ in range(2):
-        try:
-            fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
-            break
-        except FileExistsError:
-            try:
-                pid = int(path.read_text().strip() or 0)
-            except (OSError, ValueError):
-                pid = 0
-            if pid and _alive(pid):
-                raise CharrnnError(f"{run_dir} is in use by another trainer (pid {pid}); wait for "
-                                   f"it or choose another --out") from None
-            path.unlink(missing_ok=True)  # stale: its owner is gone
-    else:
-        raise CharrnnError(f"cannot lock {run_dir}: {path} keeps reappearing")
-    with os.fdopen(fd, "w") as f:
-        f.write(str(os.getpid()))
-    try:
-        yield
-    finally:
-        path.unlink(missing_ok=True)
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 @contextmanager
@@ -225,7 +219,10 @@ def train(cfg: TrainConfig, on_event=None, resume: bool = False) -> TrainResult:
     stay as they were) or CharrnnError (run directory in use or already holding a run).
     """
     run_dir = cfg.run_dir
-    run_dir.mkdir(parents=True, exist_ok=True)
+    try:
+        run_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise CharrnnError(f"cannot create run directory {run_dir}: {e.strerror or e}") from None
     with lock(run_dir):
         return _Session(cfg, run_dir, resume, on_event).run()
 
@@ -248,6 +245,7 @@ class _Session:
         self.batches = D.batches(self.corpus.train, cfg.batch, cfg.seq)
         self.model = M.ModelConfig(len(self.corpus.vocab), cfg.cell, cfg.hidden, cfg.layers,
                                    cfg.dropout, cfg.dtype)
+        check_memory(self.model, cfg.batch, cfg.seq)
         self.rng = np.random.default_rng(cfg.seed)
         self.params = M.init_params(self.model, self.rng)
         self.opt = Optimizer(cfg.optimizer, self.params)
@@ -260,7 +258,19 @@ class _Session:
             self._restore(ckpt)
         self.metrics = run_dir / "metrics.jsonl"
         lines = "".join(json.dumps(r) + "\n" for r in self.history)
-        C.atomic_write(self.metrics, lambda f: f.write(lines.encode()))
+        try:
+            C.atomic_write(self.metrics, lambda f: f.write(lines.encode()))
+        except OSError as e:
+            raise self._unwritable(self.metrics, e) from None
+
+    def _intact(self) -> str:
+        """The end of the message of a failed write (disk full, directory not writable): what was
+        saved before is untouched, since each checkpoint is replaced atomically or not at all."""
+        return (f"training stopped at step {self.step}; the checkpoints already in {self.run_dir} "
+                f"are intact (--resume continues from last.npz)")
+
+    def _unwritable(self, path, e: OSError) -> CharrnnError:
+        return CharrnnError(f"cannot write {path}: {e.strerror or e}; {self._intact()}")
 
     def _restore(self, ckpt):
         m, cfg = ckpt.meta, self.cfg
@@ -298,13 +308,19 @@ class _Session:
         arrays = {f"opt/{k}": v for k, v in self.opt.state.items()}
         for k, s in enumerate(self.state):
             arrays.update({f"state/l{k}.{n}": a for n, a in zip("hc", s)})
-        C.save(self.run_dir / f"{name}{C.SUFFIX}",
-               C.Checkpoint(self.model, self.corpus.vocab, self.params, meta, arrays))
+        try:
+            C.save(self.run_dir / f"{name}{C.SUFFIX}",
+                   C.Checkpoint(self.model, self.corpus.vocab, self.params, meta, arrays))
+        except CheckpointError as e:  # "cannot write checkpoint <path>: <reason>"
+            raise CheckpointError(f"{e}; {self._intact()}") from None
 
     def log(self, record: dict) -> None:
         self.history.append(record)
-        with open(self.metrics, "a") as f:
-            f.write(json.dumps(record) + "\n")
+        try:
+            with open(self.metrics, "a") as f:
+                f.write(json.dumps(record) + "\n")
+        except OSError as e:
+            raise self._unwritable(self.metrics, e) from None
 
     def evaluate(self, elapsed: float) -> dict:
         """Score the validation split (state carried, streams = batch); save best and last."""

@@ -111,6 +111,7 @@ def test_prime_file_and_stop(run, tmp_path):
     (["--top-k", "0"], "top-k must be a whole number >= 1"),
     (["--num-samples", "0"], "--num-samples must be at least 1"),
     (["--seed", "-1"], "--seed must be a whole number >= 0"),
+    (["--greedy", "--top-k", "3", "-t", "2"], "cannot be combined with --temperature, --top-k"),
     (["--checkpoint", "nowhere.npz"], "checkpoint not found: nowhere.npz"),
     (["--checkpoint", "runs"], "no checkpoint in runs"),
     (["--prime-file", "missing.txt"], "cannot read prime file missing.txt"),

@@ -43,9 +43,9 @@ def reference_losses(p, cfg, text):
 def ckpt(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     cfg, p = make_model()
-    history = ([{"kind": "train", "step": s, "train_bpc": 3.0 - s / 100} for s in range(10, 201, 10)]
-               + [{"kind": "eval", "step": s, "val_bpc": 3.2 - s / 120, "val_nats": 0.0}
-                  for s in (100, 200)])
+    history = [{"kind": "train", "step": s, "train_bpc": 3.0 - s / 100} for s in range(10, 201, 10)]
+    history += [{"kind": "eval", "step": s, "val_bpc": 3.2 - s / 120, "val_nats": 0.0}
+                for s in (100, 200)]
     meta = {"step": 200, "history": history, "best_val_bpc": 1.5333, "corpus": "poems.txt",
             "train": {"lr": 0.002, "batch": 16}, "elapsed": 90.0}
     path = tmp_path / "runs" / "poems" / "best.npz"

@@ -5,7 +5,7 @@ import pytest
 
 from charrnn import model as M
 from charrnn import sample as S
-from charrnn.errors import ConfigError, VocabularyError
+from charrnn.errors import CheckpointError, ConfigError, VocabularyError
 from charrnn.sample import SampleConfig, distribution, generate, next_distribution
 from charrnn.vocab import Vocab
 from conftest import assert_close
@@ -257,3 +257,10 @@ def test_vocabulary_must_match_the_model():
 
 def test_check_prime_gives_ids():
     assert S.check_prime(VOCAB, "ba").tolist() == [3, 2]
+
+
+def test_a_model_with_nan_parameters_is_an_error_not_a_crash():
+    p, cfg = random_model()
+    p["by"][2] = np.nan
+    with pytest.raises(CheckpointError, match="not finite"):
+        list(generate(p, cfg, VOCAB, "a", SampleConfig(length=3), np.random.default_rng(0)))
