@@ -37,6 +37,9 @@ class CharrnnGroup(click.Group):
         except BrokenPipeError:  # e.g. `charrnn sample | head`
             _silence_stdout()
             ctx.exit(0)
+        except KeyboardInterrupt:  # Click would print "Aborted!" and exit 1
+            err.print("interrupted")
+            ctx.exit(130)
 
 
 def _silence_stdout():

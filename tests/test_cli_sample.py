@@ -168,3 +168,19 @@ def test_a_pipe_closed_early_ends_quietly(run, tmp_path):
             proc.kill()
     assert code == 0, stderr
     assert stderr.strip().splitlines()[-1].startswith("sampling from"), stderr  # nothing else
+
+
+def test_ctrl_c_while_sampling_exits_130_quietly(run, tmp_path):
+    import signal
+    proc = _popen(tmp_path, "--length", "10000000", "--seed", "0")
+    try:
+        assert len(proc.stdout.read(20)) == 20  # generation is under way
+        proc.send_signal(signal.SIGINT)
+        code = proc.wait(timeout=60)
+        stderr = proc.stderr.read().decode()
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert code == 130, stderr
+    assert "Traceback" not in stderr and "Aborted" not in stderr
+    assert stderr.strip().splitlines()[-1] == "interrupted"
