@@ -29,8 +29,12 @@ lint: $(STAMP)  ## byte-compile everything and run ruff when it is installed
 	@if $(BIN)/python -m ruff --version >/dev/null 2>&1; then $(BIN)/python -m ruff check charrnn tests bench; \
 	else echo "ruff not installed (pip install ruff); compile check only"; fi
 
-demo: $(STAMP)  ## train briefly on the bundled corpus, then sample from it
-	$(BIN)/charrnn gradcheck
+DEMO_MINUTES ?= 2
+demo: $(STAMP)  ## train briefly on the bundled corpus, then sample from it (runs/demo is redone)
+	rm -rf runs/demo
+	$(BIN)/charrnn train --minutes $(DEMO_MINUTES) --out runs/demo
+	$(BIN)/charrnn sample --checkpoint runs/demo --prime "ROMEO:" --length 400 --seed 1
+	@echo
 
 bench: $(STAMP)  ## speed table: charrnn vs the machine's matmul rate (and PyTorch if installed)
 	$(BIN)/python bench/bench.py

@@ -24,6 +24,8 @@ Elementwise work (gates, softmax, optimizer) is not counted: it is overhead, the
 from __future__ import annotations
 
 import argparse
+import importlib.metadata
+import importlib.util
 import json
 import os
 import platform
@@ -33,7 +35,21 @@ import tempfile
 import time
 from pathlib import Path
 
-import numpy as np
+
+def _pin_threads(argv) -> None:
+    """--threads N must reach OpenBLAS before NumPy loads it: set the usual variables first."""
+    for j, arg in enumerate(argv):
+        n = arg.split("=", 1)[1] if arg.startswith("--threads=") else (
+            argv[j + 1] if arg == "--threads" and j + 1 < len(argv) else None)
+        if n:
+            for var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+                os.environ[var] = n
+
+
+if __name__ == "__main__":
+    _pin_threads(sys.argv[1:])
+
+import numpy as np  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -67,13 +83,13 @@ def flops_per_char(cell: str, H: int, L: int, V: int) -> int:
     return sum(per_layer) + 2 * H * V
 
 
-def best_rate(fn, work: float, seconds: float, min_calls: int = 1) -> float:
+def best_rate(fn, work: float, seconds: float, min_calls: int = 1, min_warm: int = 3) -> float:
     """work / (seconds per call) for fn, timed over about `seconds` after as long a warm-up
     (PyTorch's first steps, oneDNN's especially, are slow while it builds its kernels)."""
     t0 = time.perf_counter()
     for i in range(1000):
         fn()
-        if i >= 2 and time.perf_counter() - t0 > seconds:
+        if i + 1 >= min_warm and time.perf_counter() - t0 > seconds:
             break
     n, t0 = 0, time.perf_counter()
     while n < min_calls or time.perf_counter() - t0 < seconds:
@@ -122,21 +138,16 @@ def charrnn_trainer(cell, H, L, ids, N, T, seed=0):
     return step
 
 
-def charrnn_sampler(cell, H, L, V, seed=0):
-    """One stream, one character per call: model.step, softmax, a draw."""
-    cfg = M.ModelConfig(vocab_size=V, cell=cell, hidden=H, layers=L, dtype="float32")
+def charrnn_sampler(cell, H, L, vocab, seed=0):
+    """One stream, one character per call, through charrnn's own sampler (charrnn.sample):
+    model.step, softmax, one draw."""
+    from charrnn.sample import SampleConfig, generate
+
+    cfg = M.ModelConfig(vocab_size=len(vocab), cell=cell, hidden=H, layers=L, dtype="float32")
     rng = np.random.default_rng(seed)
     params = M.init_params(cfg, rng)
-    box = {"state": M.init_state(cfg, 1), "id": np.zeros(1, dtype=np.intp)}
-
-    def step():
-        logits, box["state"] = M.step(params, cfg, box["id"], box["state"])
-        z = logits[0]
-        e = np.exp(z - z.max())
-        cdf = np.cumsum(e)
-        box["id"][0] = min(int(np.searchsorted(cdf, rng.random() * cdf[-1])), V - 1)
-
-    return step
+    pieces = generate(params, cfg, vocab, config=SampleConfig(length=10**9), rng=rng)
+    return lambda: next(pieces)
 
 
 def matvec_chain(cell, H, L, V):
@@ -162,7 +173,8 @@ def charrnn_eval_rate(cell, H, L, ids, seconds):
     V = int(ids.max()) + 1
     cfg = M.ModelConfig(vocab_size=V, cell=cell, hidden=H, layers=L, dtype="float32")
     params = M.init_params(cfg, np.random.default_rng(0))
-    return best_rate(lambda: E.score(params, cfg, ids, streams=32, seq=256), len(ids) - 1, seconds)
+    return best_rate(lambda: E.score(params, cfg, ids, streams=32, seq=256), len(ids) - 1, seconds,
+                     min_warm=1)
 
 
 # --------------------------------------------------------------------------------------------
@@ -214,18 +226,6 @@ def torch_sampler(torch, cell, H, L, V, seed=0):
     return step
 
 
-def torch_sample_rate(torch, cell, H, L, V, seconds, repeats):
-    """Best over oneDNN (mkldnn) on and off; returns (rate, which)."""
-    best = {}
-    for on in (True, False):
-        with torch.backends.mkldnn.flags(enabled=on):
-            fn = torch_sampler(torch, cell, H, L, V)
-            best["onednn" if on else "native"] = max(best_rate(fn, 1, seconds)
-                                                     for _ in range(repeats))
-    which = max(best, key=best.get)
-    return best[which], which, best
-
-
 # --------------------------------------------------------------------------------------------
 # memory
 
@@ -262,6 +262,52 @@ def memory_check(megabytes: int, steps: int, val_frac: float) -> dict:
 
 
 # --------------------------------------------------------------------------------------------
+# Every figure is measured in a fresh process: OpenBLAS's and PyTorch's thread pools both spin
+# while waiting for work, and in one process they steal the two cores from each other.
+
+
+def worker(job: dict) -> float:
+    """Run one measurement described by `job` (see `measure`) and return its rate."""
+    kind, secs = job["kind"], job["seconds"]
+    if kind == "matmul":
+        return matmul_rate(*job["shape"], secs)
+    torch = None
+    if job.get("impl") == "torch":
+        import torch
+        torch.set_num_threads(job["threads"])
+    text = D.read_corpus(CORPUS)
+    vocab = D.vocab_of(text)
+    ids = D.encode(text[: job["chars"]], vocab)
+    V = len(vocab)
+    cell, H, L = job["cell"], job["hidden"], job["layers"]
+    if kind == "train":
+        N, T = job["batch"], job["seq"]
+        fn = (torch_trainer(torch, cell, H, L, ids, N, T) if torch
+              else charrnn_trainer(cell, H, L, ids, N, T))
+        return best_rate(fn, N * T, secs, min_calls=2)
+    if kind == "sample":
+        if torch:
+            with torch.backends.mkldnn.flags(enabled=job["onednn"]):
+                return best_rate(torch_sampler(torch, cell, H, L, V), 1, secs)
+        return best_rate(charrnn_sampler(cell, H, L, vocab), 1, secs)
+    if kind == "chain":
+        return best_rate(matvec_chain(cell, H, L, V), 1, secs)
+    if kind == "eval":
+        return charrnn_eval_rate(cell, H, L, ids[: job["eval_chars"]], secs)
+    raise ValueError(kind)
+
+
+def measure(job: dict, threads: int) -> float:
+    """`job` run by `worker` in a child process (threads pinned); its rate, or nan on failure."""
+    job = {**job, "threads": threads}
+    env = {**os.environ, "OPENBLAS_NUM_THREADS": str(threads), "OMP_NUM_THREADS": str(threads),
+           "MKL_NUM_THREADS": str(threads)}
+    run = subprocess.run([sys.executable, __file__, "--worker", json.dumps(job)], env=env,
+                         capture_output=True, text=True, cwd=ROOT)
+    if run.returncode != 0:
+        print(f"failed: {job}\n{run.stderr.strip()[-2000:]}", file=sys.stderr)
+        return float("nan")
+    return float(run.stdout.split()[-1])
 
 
 def main(argv=None):
@@ -272,91 +318,101 @@ def main(argv=None):
     ap.add_argument("--seq", type=int, default=64)
     ap.add_argument("--seconds", type=float, default=2.0, help="timing per round")
     ap.add_argument("--repeats", type=int, default=3, help="rounds per figure (best is kept)")
-    ap.add_argument("--threads", type=int, default=os.cpu_count(), help="PyTorch threads")
+    ap.add_argument("--threads", type=int, default=os.cpu_count(),
+                    help="threads for both OpenBLAS (NumPy) and PyTorch (default: all cores)")
     ap.add_argument("--no-torch", action="store_true", help="skip PyTorch even if installed")
     ap.add_argument("--sample", default="lstm:512x2", help="sampling/eval config ('' to skip)")
     ap.add_argument("--memory-mb", type=int, default=100, help="memory check corpus (0: skip)")
     ap.add_argument("--json", default=str(ROOT / "bench" / "results.json"))
+    ap.add_argument("--worker", help=argparse.SUPPRESS)  # internal: one measurement, see measure
     a = ap.parse_args(argv)
+    if a.worker:
+        print(worker(json.loads(a.worker)))
+        return None
     if a.quick:
         a.configs = a.configs or QUICK
         a.seconds, a.repeats, a.batch, a.seq = 0.2, 1, 4, 8
         a.sample = "lstm:16x2" if a.sample == "lstm:512x2" else a.sample
         a.memory_mb = 0
     configs = parse_configs(a.configs or CONFIGS)
-    torch = None
-    if not a.no_torch:
-        try:
-            import torch
-            torch.set_num_threads(a.threads)
-        except ImportError:
-            torch = None
-
+    torch_version = None
+    if not a.no_torch and importlib.util.find_spec("torch") is not None:
+        torch_version = importlib.metadata.version("torch")  # imported only in the workers
+    have_torch = torch_version is not None
     text = D.read_corpus(CORPUS)
-    vocab = D.vocab_of(text)
-    ids = D.encode(text if not a.quick else text[:20000], vocab)
-    V = len(vocab)
-    res = {"machine": {"cpus": os.cpu_count(), "numpy": np.__version__,
-                       "torch": torch.__version__ if torch else None,
-                       "torch_threads": torch.get_num_threads() if torch else None,
-                       "python": platform.python_version()},
-           "settings": {k: v for k, v in vars(a).items() if k != "json"}, "matmul": {},
-           "train": [], "sample": None, "eval": None, "memory": None}
+    V = len(D.vocab_of(text))
+    chars = 20_000 if a.quick else len(text)
+    base = {"seconds": a.seconds, "chars": chars}
+    run = lambda **job: measure({**base, **job}, a.threads)  # noqa: E731
+    best = lambda **job: max(run(**job) for _ in range(a.repeats))  # noqa: E731
+    res = {"machine": {"cpus": os.cpu_count(), "threads": a.threads, "numpy": np.__version__,
+                       "torch": torch_version,
+                       "python": platform.python_version(), "load_start": os.getloadavg()},
+           "settings": {k: v for k, v in vars(a).items() if k not in ("json", "worker")},
+           "matmul": {}, "train": [], "sample": None, "eval": None, "memory": None}
     log = lambda s: print(s, file=sys.stderr, flush=True)  # noqa: E731
 
     size = 256 if a.quick else 2048
-    res["matmul"]["square"] = {"shape": [size, size, size],
-                               "gflops": max(matmul_rate(size, size, size, a.seconds)
-                                             for _ in range(a.repeats))}
+    res["matmul"]["square"] = {"shape": [size] * 3, "gflops": best(kind="matmul", shape=[size] * 3)}
     log(f"matmul {size}^3: {res['matmul']['square']['gflops']:.1f} GFLOP/s")
 
     for cell, H, L in configs:
         name = f"{cell} {H}x{L}"
         G = CELLS[cell].gates * H
-        rec = max(matmul_rate(a.batch, H, G, a.seconds / 2) for _ in range(a.repeats))
+        shape = [a.batch, H, G]
+        rec = best(kind="matmul", shape=shape)
         fpc = 3 * flops_per_char(cell, H, L, V)
-        work = a.batch * a.seq
+        job = dict(kind="train", cell=cell, hidden=H, layers=L, batch=a.batch, seq=a.seq)
         ours, theirs = [], []
-        fn = charrnn_trainer(cell, H, L, ids, a.batch, a.seq)
-        tf = torch_trainer(torch, cell, H, L, ids, a.batch, a.seq) if torch else None
         for _ in range(a.repeats):  # alternate, so both see the same load
-            ours.append(best_rate(fn, work, a.seconds, min_calls=2))
-            if tf:
-                theirs.append(best_rate(tf, work, a.seconds, min_calls=2))
+            ours.append(run(**job, impl="charrnn"))
+            if have_torch:
+                theirs.append(run(**job, impl="torch"))
         row = {"config": name, "cell": cell, "hidden": H, "layers": L,
                "train_flops_per_char": fpc, "charrnn_chars_per_sec": max(ours),
                "torch_chars_per_sec": max(theirs) if theirs else None,
-               "matmul_gflops_step_shape": rec}
+               "charrnn_rounds": ours, "torch_rounds": theirs,
+               "step_shape": shape, "matmul_gflops_step_shape": rec}
         row["ratio"] = row["charrnn_chars_per_sec"] / row["torch_chars_per_sec"] if theirs else None
         row["charrnn_gflops"] = row["charrnn_chars_per_sec"] * fpc / 1e9
         row["frac_of_matmul"] = row["charrnn_gflops"] / res["matmul"]["square"]["gflops"]
         row["frac_of_step_shape"] = row["charrnn_gflops"] / rec
+        if row["torch_chars_per_sec"]:
+            row["torch_frac_of_matmul"] = (row["torch_chars_per_sec"] * fpc / 1e9
+                                           / res["matmul"]["square"]["gflops"])
         res["train"].append(row)
-        log(f"train {name}: {row}")
+        log(f"train {name}: {json.dumps(row)}")
 
     if a.sample:
         (cell, H, L), = parse_configs(a.sample)
+        job = dict(cell=cell, hidden=H, layers=L)
         s = {"config": f"{cell} {H}x{L}"}
-        fn = charrnn_sampler(cell, H, L, V)
-        s["charrnn_chars_per_sec"] = max(best_rate(fn, 1, a.seconds) for _ in range(a.repeats))
-        ch = matvec_chain(cell, H, L, V)
-        s["matvec_chain_per_sec"] = max(best_rate(ch, 1, a.seconds) for _ in range(a.repeats))
-        if torch:
-            rate, which, both = torch_sample_rate(torch, cell, H, L, V, a.seconds, a.repeats)
-            s.update(torch_chars_per_sec=rate, torch_best_path=which, torch_paths=both,
-                     ratio=s["charrnn_chars_per_sec"] / rate)
+        ours, paths = [], {"onednn": [], "native": []}
+        for _ in range(a.repeats):
+            ours.append(run(kind="sample", impl="charrnn", **job))
+            if have_torch:
+                for path in paths:
+                    paths[path].append(run(kind="sample", impl="torch", onednn=path == "onednn",
+                                           **job))
+        s["charrnn_chars_per_sec"] = max(ours)
+        s["matvec_chain_per_sec"] = best(kind="chain", **job)
+        if have_torch:
+            both = {k: max(v) for k, v in paths.items()}
+            which = max(both, key=both.get)
+            s.update(torch_chars_per_sec=both[which], torch_best_path=which, torch_paths=both,
+                     ratio=s["charrnn_chars_per_sec"] / both[which])
         res["sample"] = s
         log(f"sample: {s}")
-        n_eval = 4000 if a.quick else 64_000
-        res["eval"] = {"config": s["config"], "streams": 32, "seq": 256,
-                       "chars_per_sec": max(charrnn_eval_rate(cell, H, L, ids[:n_eval], a.seconds)
-                                            for _ in range(a.repeats))}
+        n_eval = 4000 if a.quick else 32_768
+        res["eval"] = {"config": s["config"], "streams": 32, "seq": 256, "chars": n_eval,
+                       "chars_per_sec": best(kind="eval", eval_chars=n_eval, **job)}
         log(f"eval: {res['eval']}")
 
     if a.memory_mb:
         res["memory"] = memory_check(a.memory_mb, 5, 0.001)
         log(f"memory: {res['memory']}")
 
+    res["machine"]["load_end"] = os.getloadavg()
     Path(a.json).write_text(json.dumps(res, indent=1))
     print(table(res))
     return res
@@ -367,7 +423,7 @@ def table(res) -> str:
     mm = res["matmul"]["square"]
     lines = [f"NumPy float32 matmul {'x'.join(map(str, mm['shape']))}: {mm['gflops']:.1f} GFLOP/s"
              f" (numpy {res['machine']['numpy']}, torch {res['machine']['torch']},"
-             f" {res['machine']['torch_threads']} torch threads)", "",
+             f" {res['machine']['threads']} threads each)", "",
              f"{'training':<13}{'charrnn c/s':>12}{'torch c/s':>11}{'ratio':>7}{'GFLOP/s':>9}"
              f"{'of matmul':>10}{'step-shape':>11}{'of that':>8}"]
     for r in res["train"]:

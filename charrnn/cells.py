@@ -43,16 +43,29 @@ def _sigmoid_(a: np.ndarray) -> np.ndarray:
     return a
 
 
-def _half_sigmoid_columns(W: np.ndarray, n_sigmoid: int) -> np.ndarray:
-    """A copy of W (..., G) with its first n_sigmoid columns halved (exact: a power of two).
+def _gate_scale(G: int, n_sigmoid: int, dtype) -> np.ndarray:
+    """(G,): -1 for the first n_sigmoid (sigmoid) gate columns, -2 for the tanh columns.
 
-    With pre-activations halved in the sigmoid columns, ONE tanh pass over the whole gate row
-    serves every gate: sigmoid(a) = 0.5 * tanh(a / 2) + 0.5, then an affine fix-up of the
-    sigmoid columns. np.tanh is the costliest operation in the time loop (several ns per element
-    in float32 NumPy), so the cells never run it twice over the same data."""
-    W = W.copy()
-    W[..., :n_sigmoid] *= 0.5
-    return W
+    The cells multiply Wh (a copy, once per chunk) and the input projection by this, so the time
+    loop gets u = -a for sigmoid gates and u = -2a for tanh gates, and then ONE pass of
+    s = 1 / (1 + exp(u)) serves every gate: sigmoid(a) = s, tanh(a) = 2 s - 1 (two cheap passes
+    over the tanh columns). np.exp is the costliest operation in the loop, yet cheaper than
+    np.tanh in float32 NumPy, and it never runs twice over the same data. The scale factors are
+    powers of two, so scaling is exact; exp overflows harmlessly to inf (1 / inf = 0)."""
+    scale = np.full(G, -2.0, dtype=dtype)
+    scale[:n_sigmoid] = -1.0
+    return scale
+
+
+def _gates_(u: np.ndarray, n_sigmoid: int) -> np.ndarray:
+    """In place: u (N, G) pre-scaled by _gate_scale -> [sigmoid gates, tanh gates]."""
+    np.exp(u, out=u)
+    u += 1
+    np.reciprocal(u, out=u)
+    t = u[:, n_sigmoid:]
+    t *= 2
+    t -= 1
+    return u
 
 
 def _weight_grad(h0: np.ndarray, hs: np.ndarray, d: np.ndarray) -> np.ndarray:
@@ -135,30 +148,29 @@ def lstm_forward(xp, state, p):
     h, c = state
     T, N, G = xp.shape
     H = G // 4
-    Whs = _half_sigmoid_columns(p["Wh"], 3 * H)  # see _half_sigmoid_columns
+    scale = _gate_scale(G, 3 * H, xp.dtype)
+    Whs = p["Wh"] * scale  # see _gate_scale
     acts = xp  # activations overwrite the pre-activations
-    acts[..., : 3 * H] *= 0.5
+    acts *= scale
     cs = np.empty((T, N, H), dtype=xp.dtype)
     tcs = np.empty_like(cs)
     hs = np.empty_like(cs)
     buf = np.empty((N, G), dtype=xp.dtype)
     ig = np.empty((N, H), dtype=xp.dtype)
-    for t in range(T):
-        a = acts[t]
-        np.matmul(h, Whs, out=buf)
-        a += buf
-        np.tanh(a, out=a)  # tanh(a_g), and tanh(a/2) for the sigmoid gates
-        s = a[:, : 3 * H]
-        s *= 0.5
-        s += 0.5
-        i, f, o, g = a[:, :H], a[:, H : 2 * H], a[:, 2 * H : 3 * H], a[:, 3 * H :]
-        ct, tc = cs[t], tcs[t]
-        np.multiply(f, c, out=ct)
-        np.multiply(i, g, out=ig)
-        ct += ig
-        np.tanh(ct, out=tc)
-        np.multiply(o, tc, out=hs[t])
-        h, c = hs[t], ct
+    with np.errstate(over="ignore"):  # exp may overflow to inf, harmlessly: see _gate_scale
+        for t in range(T):
+            a = acts[t]
+            np.matmul(h, Whs, out=buf)
+            a += buf
+            _gates_(a, 3 * H)
+            i, f, o, g = a[:, :H], a[:, H : 2 * H], a[:, 2 * H : 3 * H], a[:, 3 * H :]
+            ct, tc = cs[t], tcs[t]
+            np.multiply(f, c, out=ct)
+            np.multiply(i, g, out=ig)
+            ct += ig
+            np.tanh(ct, out=tc)
+            np.multiply(o, tc, out=hs[t])
+            h, c = hs[t], ct
     return hs, (h.copy(), c.copy()), LSTMCache(p["Wh"], state[0], state[1], acts, cs, tcs, hs)
 
 
@@ -203,12 +215,16 @@ def lstm_backward(dhs, dstate, cache):
 
 
 def lstm_step(xp, state, p):
+    """One step with the fewest NumPy calls (sampling is per-call overhead plus the matvec)."""
     h, c = state
     H = h.shape[-1]
     a = np.matmul(h, p["Wh"])
     a += xp
-    _sigmoid_(a[:, : 3 * H])
-    np.tanh(a[:, 3 * H :], out=a[:, 3 * H :])
+    s = a[:, : 3 * H]
+    s *= 0.5  # one tanh pass for all four gates: sigmoid(a) = 0.5 tanh(a / 2) + 0.5
+    np.tanh(a, out=a)
+    s *= 0.5
+    s += 0.5
     c = a[:, H : 2 * H] * c
     g = a[:, 3 * H :]
     g *= a[:, :H]
@@ -240,9 +256,10 @@ def gru_forward(xp, state, p):
     bhn = p["bhn"]
     T, N, G = xp.shape
     H = G // 3
-    Whs = _half_sigmoid_columns(p["Wh"], 2 * H)
+    Whs = p["Wh"].copy()  # r, z columns negated: see _gate_scale
+    Whs[:, : 2 * H] *= -1
     acts = xp
-    acts[..., : 2 * H] *= 0.5
+    acts[..., : 2 * H] *= -1
     hns = np.empty((T, N, H), dtype=xp.dtype)
     hs = np.empty_like(hns)
     gh = np.empty((N, G), dtype=xp.dtype)
@@ -252,9 +269,10 @@ def gru_forward(xp, state, p):
         np.matmul(h, Whs, out=gh)
         rz = a[:, : 2 * H]
         rz += gh[:, : 2 * H]
-        np.tanh(rz, out=rz)
-        rz *= 0.5
-        rz += 0.5
+        with np.errstate(over="ignore"):
+            np.exp(rz, out=rz)  # sigmoid(a) = 1 / (1 + exp(-a))
+        rz += 1
+        np.reciprocal(rz, out=rz)
         r, z, n = a[:, :H], a[:, H : 2 * H], a[:, 2 * H :]
         hn = hns[t]
         np.add(gh[:, 2 * H :], bhn, out=hn)

@@ -261,10 +261,13 @@ def step(params, cfg: ModelConfig, ids, state: State):
     cell = CELLS[cfg.cell]
     new = []
     x = None
-    for k in range(cfg.layers):
-        Wx, b = params[f"l{k}.Wx"], params[f"l{k}.b"]
-        xp = Wx[ids] + b if k == 0 else x @ Wx + b
+    for k in range(cfg.layers):  # few NumPy calls: sampling one stream is call overhead + matvecs
+        Wx = params[f"l{k}.Wx"]
+        xp = Wx[ids] if k == 0 else np.matmul(x, Wx)
+        xp += params[f"l{k}.b"]
         s = cell.step(xp, state[k], _recurrent(params, k, cell))
         new.append(s)
         x = s[0]
-    return x @ params["Wy"] + params["by"], tuple(new)
+    logits = np.matmul(x, params["Wy"])
+    logits += params["by"]
+    return logits, tuple(new)

@@ -1,0 +1,49 @@
+"""bench/bench.py runs end to end on a tiny configuration (not a timed test: no speed is asserted)."""
+
+import importlib.util
+import json
+from pathlib import Path
+
+import pytest
+
+BENCH = Path(__file__).resolve().parent.parent / "bench" / "bench.py"
+
+
+@pytest.fixture(scope="module")
+def bench():
+    spec = importlib.util.spec_from_file_location("charrnn_bench", BENCH)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_flops_formula_counts_each_multiply(bench):
+    # H=2, V=3. lstm: G=8; layer 0 recurrent only 2*2*8, layer 1 recurrent + input 2*(2*2*8),
+    # output 2*2*3.
+    assert bench.flops_per_char("lstm", 2, 2, 3) == 32 + 64 + 12
+    assert bench.flops_per_char("gru", 2, 1, 3) == 2 * 2 * 6 + 12
+    assert bench.flops_per_char("rnn", 4, 3, 5) == 2 * 16 + 2 * (2 * 2 * 16) + 2 * 4 * 5
+
+
+def test_parse_configs(bench):
+    assert bench.parse_configs("lstm:128x1, gru:256X2") == [("lstm", 128, 1), ("gru", 256, 2)]
+    with pytest.raises(SystemExit):
+        bench.parse_configs("cnn:8x1")
+
+
+def test_quick_run_writes_table_and_json(bench, tmp_path, capsys):
+    out = tmp_path / "results.json"
+    res = bench.main(["--quick", "--no-torch", "--configs", "lstm:8x1,gru:6x2", "--seconds",
+                      "0.05", "--sample", "rnn:8x2", "--json", str(out)])
+    saved = json.loads(out.read_text())
+    assert [r["config"] for r in saved["train"]] == ["lstm 8x1", "gru 6x2"]
+    for row in saved["train"]:
+        assert row["charrnn_chars_per_sec"] > 0 and row["torch_chars_per_sec"] is None
+        assert row["charrnn_gflops"] == pytest.approx(
+            row["charrnn_chars_per_sec"] * row["train_flops_per_char"] / 1e9)
+    assert saved["train"][0]["train_flops_per_char"] == 3 * bench.flops_per_char("lstm", 8, 1, 65)
+    assert saved["sample"]["charrnn_chars_per_sec"] > 0 and "ratio" not in saved["sample"]
+    assert saved["eval"]["chars_per_sec"] > 0
+    assert res["matmul"]["square"]["gflops"] > 0
+    table = capsys.readouterr().out
+    assert "lstm 8x1" in table and "gru 6x2" in table and "sampling rnn 8x2" in table
