@@ -1,0 +1,304 @@
+"""`charrnn sample`, `eval`, `info` and `gradflow`: using and looking inside a trained model."""
+
+from __future__ import annotations
+
+import sys
+import time
+
+import click
+from rich.table import Table
+
+from .cells import CELLS
+from .cli import CELL_CHOICE, CONTEXT, cli, err, out
+
+# --- gradflow ----------------------------------------------------------------------------------
+
+@cli.command(context_settings=CONTEXT)
+@click.option("--checkpoint", "checkpoints", multiple=True, metavar="PATH",
+              help="A checkpoint file or run directory to measure; repeat to compare several. "
+              "Without it, fresh lstm, gru and rnn models are compared.")
+@click.option("--corpus", default=None, metavar="PATH",
+              help="Text to cut the windows from. Default: the bundled tiny Shakespeare for fresh "
+              "models, the corpus recorded in each checkpoint otherwise.")
+@click.option("--cell", "cells", type=CELL_CHOICE, multiple=True,
+              help="Fresh models only: cell type to include; repeat for several. Default: all.")
+@click.option("--length", "-K", type=int, default=100, show_default=True,
+              help="K: measure the gradient k = 0..K steps before the last step.")
+@click.option("--samples", type=int, default=16, show_default=True,
+              help="Windows of text to average the gradient norms over.")
+@click.option("--hidden", type=int, default=128, show_default=True,
+              help="Fresh models only: hidden units H.")
+@click.option("--layers", type=int, default=1, show_default=True,
+              help="Fresh models only: stacked layers.")
+@click.option("--scale", type=float, default=1.0, show_default=True,
+              help="Multiply every layer's recurrent weights Wh by this before measuring.")
+@click.option("--warmup", type=int, default=100, show_default=True,
+              help="Characters each window reads first, from the zero state, to reach a "
+              "realistic state.")
+@click.option("--seed", type=int, default=0, show_default=True,
+              help="Random seed for the windows and the fresh models.")
+@click.option("--json", "json_path", default=None, metavar="PATH",
+              help="Also write the raw series (every k, h and c, per layer) as JSON here.")
+def gradflow(checkpoints, corpus, cells, length, samples, hidden, layers, scale, warmup, seed,
+             json_path):
+    """Show vanishing and exploding gradients: how much the loss at the last step of a window
+    depends on the hidden state k steps earlier, for k = 0..K.
+
+    The measure is the mean over windows of |dL/dh| at k steps back (every layer's h together;
+    for the LSTM also its cell state c), computed by the trainer's own backward pass, in float64.
+    A chart with a logarithmic axis and a table go to stderr; stdout gets one line: the k at
+    which each model's gradient falls below 1e-3 of its k = 0 value.
+
+    \b
+    Examples:
+      charrnn gradflow                         fresh lstm, gru, rnn on tiny Shakespeare
+      charrnn gradflow --cell rnn --scale 0.5  a vanilla RNN whose gradient vanishes
+      charrnn gradflow --cell rnn --scale 2    ... and one whose gradient explodes
+      charrnn gradflow --checkpoint runs/tinyshakespeare     a trained model on its own text
+    """
+    import re
+
+    from rich import box
+    from rich.text import Text
+
+    from . import gradflow as GF
+    from .data import read_corpus
+
+    start = time.perf_counter()
+    GF.check_settings(length, samples, warmup, scale)
+    sizes = dict(length=length, samples=samples, seed=seed, warmup=warmup, scale=scale)
+    if checkpoints:
+        ctx = click.get_current_context()
+        ignored = [option for name, option in (("cells", "--cell"), ("hidden", "--hidden"),
+                                                ("layers", "--layers"))
+                   if ctx.get_parameter_source(name) != click.core.ParameterSource.DEFAULT]
+        if ignored:
+            err.print(f"note: {', '.join(ignored)} apply to fresh models only; ignored with "
+                      "--checkpoint")
+        flows = [GF.from_checkpoint(c, corpus, **sizes) for c in checkpoints]
+    else:
+        path = corpus or str(GF.BUNDLED)
+        flows = GF.compare_fresh(read_corpus(path), tuple(c.lower() for c in cells) or
+                                 tuple(CELLS), hidden, layers, corpus=path, **sizes)
+    elapsed = time.perf_counter() - start
+    if json_path:
+        GF.write_json(json_path, GF.to_json(flows, dict(sizes, hidden=hidden, layers=layers,
+                                                        corpus=corpus, checkpoints=checkpoints)))
+
+    chart = Text(GF.chart(flows))
+    for marker, style in zip(GF.MARKERS, ("red", "green", "blue", "magenta", "cyan", "yellow")):
+        chart.highlight_regex(re.escape(marker), style)
+    err.print(chart)
+
+    ks = [k for k in GF.TABLE_KS if k <= length]
+    table = Table(title=f"mean |dL/dstate| k steps before the last step ({samples} windows, "
+                  f"scale {scale:g}, {elapsed:.1f} s)", box=box.SIMPLE_HEAD,
+                  caption=f"vanish k: the first k where the norm is below {GF.RATIO:g} of its "
+                  "k=0 value", pad_edge=False, collapse_padding=True)
+    for col in ("model", "state", "k=0", *(f"k={k}" for k in ks), "vanish k"):
+        table.add_column(col, justify="left" if col in ("model", "state") else "right")
+    for f in flows:
+        for name, series in (("h", f.h), ("c", f.c)):
+            if series is not None:
+                k = GF.vanish_k(series)
+                table.add_row(Text(f.label), name, *(f"{series[j]:.1e}" for j in (0, *ks)),
+                              f"> {length}" if k is None else str(k))
+    err.print(table)
+
+    below = [(f.label, GF.vanish_k(f.h)) for f in flows]
+    click.echo(f"|dL/dh| below {GF.RATIO:g} of its k=0 value at: " + ", ".join(
+        f"{label} k={k}" if k is not None else f"{label} k>{length}" for label, k in below))
+
+
+# --- sample, eval, info ------------------------------------------------------------------------
+
+def _open_checkpoint(path):
+    """(file, Checkpoint) for a --checkpoint value, or for the latest run under runs/ if None."""
+    from . import checkpoint as C
+    from .info import find_checkpoint
+
+    file = find_checkpoint(path)
+    return file, C.load(file)
+
+
+def _read_prime(path: str) -> str:
+    from pathlib import Path
+
+    try:
+        raw = Path(path).read_bytes()
+    except OSError as e:
+        raise click.ClickException(f"cannot read prime file {path}: {e.strerror or e}") from None
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise click.ClickException(f"prime file {path} is not valid UTF-8 at byte offset "
+                                   f"{e.start}") from None
+    text = text.removeprefix("\ufeff")
+    if not text:
+        raise click.ClickException(f"prime file {path} is empty")
+    return text
+
+
+@cli.command(context_settings=CONTEXT)
+@click.option("--checkpoint", "-c", metavar="PATH",
+              help="Checkpoint file or run directory (its best.npz, else last.npz). Default: the "
+              "most recently written run under runs/.")
+@click.option("--prime", "-p", default="", metavar="TEXT",
+              help="Text to start from: fed through the model to warm its state, printed first.")
+@click.option("--prime-file", metavar="PATH", help="Read the prime from this UTF-8 file.")
+@click.option("--length", "-n", type=int, default=500, show_default=True,
+              help="Characters to generate after the prime (per sample).")
+@click.option("--temperature", "-t", type=float, default=None,
+              help="Divide the logits by this before the softmax: below 1 is safer, above 1 "
+              "wilder. Must be > 0.  [default: 1.0]")
+@click.option("--greedy", is_flag=True,
+              help="Always take the most likely character (no temperature, top-k or top-p).")
+@click.option("--top-k", type=int, default=None, metavar="K",
+              help="Draw only from the K most likely characters.")
+@click.option("--top-p", type=float, default=None, metavar="P",
+              help="Draw only from the smallest set of most likely characters whose probability "
+              "reaches P, in (0, 1].")
+@click.option("--seed", type=int, default=None,
+              help="Random seed; the same seed gives the same text. Default: a fresh one, shown "
+              "on stderr.")
+@click.option("--num-samples", "-m", type=int, default=1, show_default=True,
+              help="Independent samples to draw, separated by a blank line.")
+@click.option("--stop", default=None, metavar="TEXT",
+              help="End a sample as soon as it ends with this text (e.g. a blank line).")
+def sample(checkpoint, prime, prime_file, length, temperature, greedy, top_k, top_p, seed,
+           num_samples, stop):
+    """Generate text from a trained model, streaming it to stdout as it is made.
+
+    The prime is printed first, then each character as it is drawn. Only generated text goes to
+    stdout (the checkpoint used and the seed go to stderr), so the output can be piped or
+    redirected; `charrnn sample | head -c 100` stops quietly. Without a prime the model starts
+    after a newline. The logits are divided by --temperature, then --top-k and --top-p (if
+    given) trim the distribution before each draw.
+
+    \b
+    Examples:
+      charrnn sample --prime "ROMEO:" --length 300 --temperature 0.8
+      charrnn sample -c runs/tinyshakespeare --top-p 0.9 --seed 7 --num-samples 3
+      charrnn sample --greedy --stop $'\\n\\n'
+    """
+    import numpy as np
+
+    from . import sample as S
+
+    if prime and prime_file is not None:
+        raise click.ClickException("give --prime or --prime-file, not both")
+    if prime_file is not None:
+        prime = _read_prime(prime_file)
+    if num_samples < 1:
+        raise click.ClickException(f"--num-samples must be at least 1, not {num_samples}")
+    if seed is not None and seed < 0:
+        raise click.ClickException(f"--seed must be a whole number >= 0, not {seed}")
+    knobs = [n for n, v in (("--temperature", temperature), ("--top-k", top_k),
+                            ("--top-p", top_p)) if v is not None]
+    if greedy and knobs:
+        raise click.ClickException(f"--greedy always takes the most likely character; it "
+                                   f"cannot be combined with {', '.join(knobs)}")
+    config = S.SampleConfig(length=length, temperature=1.0 if temperature is None else temperature,
+                            greedy=greedy, top_k=top_k, top_p=top_p, stop=stop or None)
+    file, ckpt = _open_checkpoint(checkpoint)
+    S.check_prime(ckpt.vocab, prime)
+    if seed is None:
+        seed = int(np.random.SeedSequence().entropy % 2**32)
+    step = ckpt.meta.get("step")
+    err.print(f"sampling from {file}" + (f" (step {step})" if step is not None else "")
+              + ("" if greedy else f", seed {seed}"), markup=False)
+    rng = np.random.default_rng(seed)
+    stream = getattr(sys.stdout, "buffer", None)
+
+    def write(text):  # UTF-8 whatever the locale, flushed at once
+        if stream is None:
+            sys.stdout.write(text)
+            sys.stdout.flush()
+        else:
+            stream.write(text.encode("utf-8"))
+            stream.flush()
+
+    last = ""
+    for k in range(num_samples):
+        if k:
+            write("\n\n")
+        for piece in S.generate(ckpt.params, ckpt.model, ckpt.vocab, prime, config, rng):
+            write(piece)
+            last = piece
+    if sys.stdout.isatty() and not last.endswith("\n"):
+        write("\n")  # so the shell prompt starts on its own line
+
+
+@cli.command("eval", context_settings=CONTEXT)
+@click.argument("file", metavar="FILE")
+@click.option("--checkpoint", "-c", metavar="PATH",
+              help="Checkpoint file or run directory. Default: the most recently written run "
+              "under runs/.")
+@click.option("--strict", is_flag=True,
+              help="Fail on characters outside the model's vocabulary instead of skipping them.")
+@click.option("--show", is_flag=True,
+              help="Print the text coloured by the model's surprise at each character.")
+@click.option("--encoding", default="utf-8", show_default=True, help="Text encoding of FILE.")
+def eval_(file, checkpoint, strict, show, encoding):
+    """Score a text file: bits and nats per character, and perplexity, over the whole file.
+
+    The state is carried from the first character to the last; every character after the first
+    is predicted from all before it. Characters outside the vocabulary are skipped and counted
+    (--strict makes them an error). The result is one line on stdout; with --show the text comes
+    first, each character's background coloured by -log2 p (a key goes to stderr).
+
+    \b
+    Examples:
+      charrnn eval held_out.txt
+      charrnn eval --show --checkpoint runs/tinyshakespeare poem.txt
+    """
+    from .data import read_corpus
+    from .scoring import heat_map, legend, perplexity_text, score_text
+
+    text = read_corpus(file, encoding)
+    path, ckpt = _open_checkpoint(checkpoint)
+    err.print(f"scoring {file} with {path}", markup=False)
+    start = time.perf_counter()
+    result = score_text(ckpt.params, ckpt.model, ckpt.vocab, text, strict=strict)
+    elapsed = time.perf_counter() - start
+    if show:
+        out.print(heat_map(text, result), soft_wrap=True, end="" if text.endswith("\n") else "\n")
+        err.print(legend())
+    click.echo(perplexity_text(result))
+    err.print(f"{result.score.chars + 1:,} characters in {elapsed:.2f} s "
+              f"({(result.score.chars + 1) / max(elapsed, 1e-9):,.0f} characters/s)")
+
+
+@cli.command(context_settings=CONTEXT)
+@click.argument("checkpoint", required=False, metavar="[CHECKPOINT]")
+def info(checkpoint):
+    """Describe a checkpoint: model, training settings, vocabulary and learning curves.
+
+    CHECKPOINT is a checkpoint file or a run directory; default: the most recently written run
+    under runs/. The chart plots train (·) and validation (●) bits per character by step from
+    the run's history.
+    """
+    from rich.text import Text
+
+    from . import info as I
+
+    file, ckpt = _open_checkpoint(checkpoint)
+    table = Table(show_header=False, box=None, pad_edge=False)
+    table.add_column(style="bold")
+    table.add_column()
+    for label, value in I.summary(file, ckpt):
+        table.add_row(label, Text(value))
+    out.print(table)
+    out.print(Text(I.vocab_text(ckpt.vocab.chars)), soft_wrap=True)
+    train = ckpt.meta.get("train")
+    if isinstance(train, dict) and train:
+        out.print()
+        out.print(Text("training settings", style="bold"))
+        out.print(Text(", ".join(f"{k}={v}" for k, v in train.items())), soft_wrap=False)
+    lines = I.chart(I.curves(ckpt.meta.get("history")))
+    out.print()
+    if lines:
+        for line in lines:
+            out.print(Text(line), soft_wrap=True)
+    else:
+        out.print("no training history in this checkpoint")

@@ -1,0 +1,200 @@
+"""`charrnn train`: options, live progress and the summary table (see charrnn.train)."""
+
+from __future__ import annotations
+
+import os
+import sys
+
+import click
+from rich.table import Table
+
+from .cli import CELL_CHOICE, CONTEXT, cli, err
+
+# --- train -------------------------------------------------------------------------------------
+
+def _train_defaults():
+    from dataclasses import fields
+
+    from .train import TrainConfig
+    return {f.name: f.default for f in fields(TrainConfig)}
+
+
+_TD = _train_defaults()
+_POS = click.IntRange(1)
+
+
+def _duration(seconds):
+    if seconds is None or seconds != seconds:
+        return "?"
+    m, s = divmod(int(round(seconds)), 60)
+    return f"{m // 60}:{m % 60:02d}:{s:02d}" if m >= 60 else f"{m}:{s:02d}"
+
+
+def _train_line(e, total):
+    r = e.record
+    steps = f"{e.step}/{total}" if total else str(e.step)
+    parts = [f"step {steps}", f"epoch {e.epoch:.2f}"]
+    if "train_bpc" in r:
+        parts.append(f"train {r['train_bpc']:.3f}")
+    if r.get("val_bpc") is not None:
+        parts.append(f"val {r['val_bpc']:.3f} bpc")
+    if "grad_norm" in r:
+        parts.append(f"grad {r['grad_norm']:.2f}")
+    if "chars_per_sec" in r:
+        parts.append(f"{r['chars_per_sec']:,.0f} chars/s")
+    parts.append(f"{_duration(e.left)} left")
+    return "  ".join(parts)
+
+
+class _TrainDisplay:
+    """A Rich progress bar on a terminal; otherwise one plain stderr line per evaluation."""
+
+    def __init__(self, live: bool):
+        self.live, self.total, self.last, self.progress = live, None, {}, None
+
+    def __call__(self, e):
+        if e.kind == "start":
+            self.total = e.info["total_steps"]
+            err.print(f"training {e.info['params']:,} parameters on {e.info['train_chars']:,} "
+                      f"characters (validation {e.info['val_chars']:,}, vocabulary "
+                      f"{e.info['vocab']}) into {e.info['run_dir']}"
+                      + (f", resuming at step {e.info['resumed_at']}" if e.info["resumed_at"]
+                         else ""))
+            if self.live:
+                from rich.progress import BarColumn, Progress, TextColumn
+                self.progress = Progress(BarColumn(bar_width=20),
+                                         TextColumn("{task.percentage:>3.0f}%"),
+                                         TextColumn("{task.description}"), console=err)
+                self.progress.start()
+                self.task = self.progress.add_task("starting", total=1.0)
+            return
+        if e.kind == "eval":
+            self.last["val_bpc"] = e.record["val_bpc"]
+        else:
+            self.last.update(e.record)
+        shown = type(e)(e.kind, e.step, e.epoch, e.progress, e.elapsed, e.left, self.last)
+        if self.progress is not None:
+            self.progress.update(self.task, completed=e.progress,
+                                 description=_train_line(shown, self.total))
+        elif e.kind == "eval":
+            err.print(_train_line(shown, self.total), soft_wrap=True)
+
+    def close(self):
+        if self.progress is not None:
+            self.progress.stop()
+
+
+@cli.command(context_settings=CONTEXT)
+@click.argument("corpus", required=False, type=click.Path(dir_okay=True, path_type=str))
+@click.option("--cell", type=CELL_CHOICE, default=_TD["cell"], show_default=True,
+              help="Recurrent cell.")
+@click.option("--hidden", type=_POS, default=_TD["hidden"], show_default=True,
+              help="Hidden units H per layer.")
+@click.option("--layers", type=_POS, default=_TD["layers"], show_default=True,
+              help="Stacked recurrent layers.")
+@click.option("--dropout", type=click.FloatRange(0, 1, max_open=True), default=_TD["dropout"],
+              show_default=True, help="Dropout between layers and before the output, in [0, 1).")
+@click.option("--dtype", type=click.Choice(["float32", "float64"]), default=_TD["dtype"],
+              show_default=True, help="Floating-point type (float64 for exact checks).")
+@click.option("--seed", type=click.IntRange(0), default=_TD["seed"], show_default=True,
+              help="Seed of the one random generator (initial weights and dropout).")
+@click.option("--batch", type=_POS, default=_TD["batch"], show_default=True,
+              help="Parallel streams N over the training text.")
+@click.option("--seq", type=_POS, default=_TD["seq"], show_default=True,
+              help="Time steps T per chunk (truncated BPTT length).")
+@click.option("--optimizer", type=click.Choice(["adam", "rmsprop", "adagrad", "sgd"]),
+              default=_TD["optimizer"], show_default=True, help="Update rule (sgd has momentum 0.9).")
+@click.option("--lr", type=click.FloatRange(0, min_open=True), default=_TD["lr"],
+              show_default=True, help="Peak learning rate.")
+@click.option("--schedule", type=click.Choice(["cosine", "constant"]), default=_TD["schedule"],
+              show_default=True, help="Learning rate after warm-up: cosine decay to 10% over the "
+              "budget, or constant.")
+@click.option("--warmup", type=click.IntRange(0), default=_TD["warmup"], show_default=True,
+              help="Steps of linear learning-rate warm-up.")
+@click.option("--clip", type=click.FloatRange(0), default=_TD["clip"], show_default=True,
+              help="Clip gradients to this global norm; 0 turns clipping off.")
+@click.option("--steps", type=_POS, default=None, help="Stop after this many optimizer steps.")
+@click.option("--epochs", type=click.FloatRange(0, min_open=True), default=None,
+              help="Stop after this many passes over the training text.")
+@click.option("--minutes", type=click.FloatRange(0, min_open=True), default=None,
+              help="Stop after this much training time (default 5 when no budget is given).")
+@click.option("--eval-every", type=_POS, default=_TD["eval_every"], show_default=True,
+              help="Steps between validation passes (and checkpoints).")
+@click.option("--patience", type=click.IntRange(0), default=_TD["patience"], show_default=True,
+              help="Stop after this many evaluations without a new best; 0: never.")
+@click.option("--val-frac", type=click.FloatRange(0, 1, min_open=True, max_open=True),
+              default=_TD["val_frac"], show_default=True,
+              help="Fraction of the text, at its end, kept for validation.")
+@click.option("--out", type=click.Path(file_okay=False, path_type=str), default=None,
+              help="Run directory  [default: runs/<corpus name>]")
+@click.option("--resume", is_flag=True,
+              help="Continue the run in the run directory exactly where last.npz left it.")
+@click.option("--encoding", default=_TD["encoding"], show_default=True,
+              help="Text encoding of CORPUS.")
+@click.option("--quiet", "-q", is_flag=True,
+              help="No progress bar: one plain line per evaluation.")
+def train(corpus, resume, quiet, **opts):
+    """Train a character model on CORPUS (a text file; default: the bundled tiny Shakespeare).
+
+    The last --val-frac of the text is held out for validation. Training runs --batch streams over
+    the rest in chunks of --seq characters, carrying the hidden state between chunks, until the
+    first of --steps, --epochs and --minutes is reached (5 minutes if none is given) or
+    --patience evaluations pass without improvement. Every --eval-every steps the model is scored
+    on the validation text in bits per character, and the run directory gets best.npz, last.npz
+    and metrics.jsonl. Ctrl-C stops at the next step boundary, saves last.npz and exits with 130;
+    `--resume` continues it bit for bit. Prints the best checkpoint's path on stdout.
+
+    \b
+    Examples:
+      charrnn train                                  tiny Shakespeare, defaults, 5 minutes
+      charrnn train notes.txt --hidden 128 --steps 2000
+      charrnn train notes.txt --resume --steps 4000  continue the run in runs/notes
+    """
+    from click.core import ParameterSource
+
+    from . import train as T
+
+    ctx = click.get_current_context()
+    opts = {k: (v.lower() if k == "cell" else v) for k, v in opts.items()}
+    if resume:
+        given = {k: v for k, v in opts.items()
+                 if ctx.get_parameter_source(k) == ParameterSource.COMMANDLINE}
+        if corpus is not None:
+            given["corpus"] = corpus
+        run_dir = opts["out"] or os.path.join("runs", os.path.splitext(
+            os.path.basename(corpus or T.BUNDLED.name))[0])
+        cfg = T.resume_config(run_dir, **given)
+    else:
+        if corpus is None and not T.BUNDLED.is_file():
+            raise click.UsageError(f"no CORPUS given and the bundled corpus is missing "
+                                   f"({T.BUNDLED})")
+        cfg = T.TrainConfig(corpus=corpus or str(T.BUNDLED), **opts)
+    display = _TrainDisplay(live=err.is_terminal and not quiet)
+    try:
+        try:
+            result = T.train(cfg, on_event=display, resume=resume)
+        finally:
+            display.close()
+    except KeyboardInterrupt:  # a second Ctrl-C (left alone, Click says "Aborted!" and exits 1)
+        err.print(f"interrupted at once; the checkpoints already in {cfg.run_dir} are intact",
+                  markup=False)
+        sys.exit(130)
+
+    table = Table(title=f"training {'interrupted' if result.reason == 'interrupted' else 'done'}",
+                  show_header=False)
+    table.add_column("", style="bold")
+    table.add_column("", justify="right")
+    rate = [r["chars_per_sec"] for r in result.history if r["kind"] == "train"]
+    fmt = lambda v: "-" if v is None else f"{v:.4f}"  # noqa: E731
+    for name, value in (("stopped by", result.reason), ("steps", f"{result.step:,}"),
+                        ("epochs", f"{result.epoch:.2f}"),
+                        ("training time", _duration(result.elapsed)),
+                        ("chars/s (latest)", f"{rate[-1]:,.0f}" if rate else "-"),
+                        ("best val bits/char", fmt(result.best_val_bpc)),
+                        ("last val bits/char", fmt(result.last_val_bpc)),
+                        ("run directory", str(result.run_dir))):
+        table.add_row(name, value)
+    err.print(table)
+    click.echo(str(result.run_dir / "best.npz"))
+    if result.reason == "interrupted":
+        sys.exit(130)
