@@ -1,6 +1,7 @@
 """For the issue 7 closing note: the k at which each cell's |dL/dh| falls below 1e-3 of its k = 0
 value on tiny Shakespeare, at initialisation, with `charrnn gradflow`'s defaults (H = 128, one
-layer, K = 100, 16 windows, seed 0) and with the trainer's default sizes (H = 256, two layers).
+layer, K = 100, 16 windows, seed 0), with the trainer's default sizes (H = 256, one layer) and
+with a deeper H = 256, two layers.
 Checkpoints or run directories given as arguments are measured too (on their recorded corpus),
 e.g. after a 5-minute `charrnn train`:
 
@@ -33,7 +34,7 @@ def main(args):
     paths = args
     text = read_corpus(G.BUNDLED)
     print(f"k where |dL/dstate| < {G.RATIO:g} x its k=0 value, tiny Shakespeare, K = {K}")
-    for hidden, layers in ((128, 1), (256, 2)):
+    for hidden, layers in ((128, 1), (256, 1), (256, 2)):
         start = time.perf_counter()
         flows = G.compare_fresh(text, hidden=hidden, layers=layers, length=K, corpus=str(G.BUNDLED))
         took = time.perf_counter() - start

@@ -1,7 +1,7 @@
 """Characters per second of `charrnn.sample.generate` and of `charrnn.evaluate.score`.
 
 Run by hand (never a timed test):  python bench/sample_speed.py [--chars 3000]
-Random float32 LSTMs with a 65-character vocabulary; the sampler's per-step overhead is shown
+Random float32 models with a 65-character vocabulary (GRU 256x1 is `charrnn train`'s default); the sampler's per-step overhead is shown
 against the bare `model.step` loop so it is clear where the time goes.
 """
 
@@ -37,9 +37,10 @@ def main():
     chars = sorted(set(string.printable[:62] + "\n .,;:!?"))[:65]
     vocab = Vocab(chars)
     rng = np.random.default_rng(0)
-    print(f"{'model':<12}{'sample chars/s':>16}{'bare step/s':>14}{'eval chars/s':>14}")
-    for hidden, layers in ((512, 2), (256, 2), (128, 2)):
-        cfg = M.ModelConfig(vocab_size=len(vocab), cell="lstm", hidden=hidden, layers=layers)
+    print(f"{'model':<16}{'sample chars/s':>16}{'bare step/s':>14}{'eval chars/s':>14}")
+    for cell, hidden, layers in (("lstm", 512, 2), ("lstm", 256, 2), ("gru", 256, 1),
+                                 ("lstm", 128, 2)):
+        cfg = M.ModelConfig(vocab_size=len(vocab), cell=cell, hidden=hidden, layers=layers)
         p = M.init_params(cfg, rng)
 
         def sample(n):
@@ -56,7 +57,7 @@ def main():
         def evaluate(n):
             score(p, cfg, ids[: n + 1], streams=1)
 
-        print(f"{f'{hidden}x{layers}':<12}{rate(sample, args.chars):>16,.0f}"
+        print(f"{f'{cell} {hidden}x{layers}':<16}{rate(sample, args.chars):>16,.0f}"
               f"{rate(bare, args.chars):>14,.0f}{rate(evaluate, args.chars):>14,.0f}")
 
 
