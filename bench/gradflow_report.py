@@ -14,7 +14,7 @@ import sys
 import time
 
 from charrnn import gradflow as G
-from charrnn.data import read_corpus
+from charrnn.data import BUNDLED, read_corpus
 
 
 def line(label, flow, K):
@@ -32,11 +32,11 @@ def main(args):
     if args[:1] == ["--length"]:
         K, args = int(args[1]), args[2:]
     paths = args
-    text = read_corpus(G.BUNDLED)
+    text = read_corpus(BUNDLED)
     print(f"k where |dL/dstate| < {G.RATIO:g} x its k=0 value, tiny Shakespeare, K = {K}")
     for hidden, layers in ((128, 1), (256, 1), (256, 2)):
         start = time.perf_counter()
-        flows = G.compare_fresh(text, hidden=hidden, layers=layers, length=K, corpus=str(G.BUNDLED))
+        flows = G.compare_fresh(text, hidden=hidden, layers=layers, length=K, corpus=str(BUNDLED))
         took = time.perf_counter() - start
         for f in flows:
             print(line(f"{f.cell} init H={hidden} layers={layers}", f, K))

@@ -62,7 +62,7 @@ def gradflow(checkpoints, corpus, cells, length, samples, hidden, layers, scale,
     from rich.text import Text
 
     from . import gradflow as GF
-    from .data import read_corpus
+    from .data import BUNDLED, read_corpus
 
     start = time.perf_counter()
     GF.check_settings(length, samples, warmup, scale)
@@ -77,7 +77,7 @@ def gradflow(checkpoints, corpus, cells, length, samples, hidden, layers, scale,
                       "--checkpoint")
         flows = [GF.from_checkpoint(c, corpus, **sizes) for c in checkpoints]
     else:
-        path = corpus or str(GF.BUNDLED)
+        path = corpus or str(BUNDLED)
         flows = GF.compare_fresh(read_corpus(path), tuple(c.lower() for c in cells) or
                                  tuple(CELLS), hidden, layers, corpus=path, **sizes)
     elapsed = time.perf_counter() - start

@@ -33,7 +33,6 @@ import json
 import math
 import os
 from dataclasses import replace
-from pathlib import Path
 from typing import NamedTuple
 
 import numpy as np
@@ -44,7 +43,6 @@ from .cells import CELLS
 from .data import read_corpus, vocab_of
 from .errors import ConfigError, CorpusError, VocabularyError
 
-BUNDLED = Path(__file__).resolve().parent.parent / "corpora" / "tinyshakespeare.txt"
 RATIO = 1e-3  # "vanished": the norm fell below this fraction of its k = 0 value
 TABLE_KS = (1, 10, 25, 50, 100)  # distances shown in the summary table
 MARKERS = "●▲■◆▼○"

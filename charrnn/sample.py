@@ -36,12 +36,7 @@ import numpy as np
 
 from . import model as M
 from .errors import CheckpointError, ConfigError, VocabularyError
-from .vocab import Vocab
-
-
-def _describe(chars: list[str], limit: int = 10) -> str:
-    shown = ", ".join(repr(c) for c in chars[:limit])
-    return shown + (f" and {len(chars) - limit} more" if len(chars) > limit else "")
+from .vocab import Vocab, describe_chars
 
 
 @dataclass(frozen=True)
@@ -77,7 +72,7 @@ def check_prime(vocab: Vocab, prime: str) -> np.ndarray:
     unknown = vocab.unknown(prime)
     if unknown:
         raise VocabularyError(
-            f"prime text has characters not in the vocabulary: {_describe(unknown)}")
+            f"prime text has characters not in the vocabulary: {describe_chars(unknown)}")
     return vocab.encode(prime, dtype=np.intp)
 
 

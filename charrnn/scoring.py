@@ -17,7 +17,7 @@ import numpy as np
 
 from .errors import CorpusError, VocabularyError
 from .evaluate import LN2, Score, char_losses
-from .vocab import Vocab
+from .vocab import Vocab, describe_chars
 
 
 class TextScore(NamedTuple):
@@ -26,11 +26,6 @@ class TextScore(NamedTuple):
     unknown: list[str]  # the distinct skipped characters, in order of appearance
     kept: np.ndarray  # (n_kept,) positions in the text of the characters fed to the model
     losses: np.ndarray  # (n_kept - 1,) nats for each kept character after the first
-
-
-def _describe(chars: list[str], limit: int = 10) -> str:
-    shown = ", ".join(repr(c) for c in chars[:limit])
-    return shown + (f" and {len(chars) - limit} more" if len(chars) > limit else "")
 
 
 def _count(n: int) -> str:
@@ -48,7 +43,7 @@ def score_text(params, cfg, vocab: Vocab, text: str, strict: bool = False,
     unknown = vocab.unknown(text) if oov else []
     if oov and strict:
         raise VocabularyError(f"text has {_count(oov)} not in the vocabulary: "
-                              f"{_describe(unknown)}")
+                              f"{describe_chars(unknown)}")
     kept = np.flatnonzero(inside)
     if kept.size < 2:
         raise CorpusError(f"nothing to score: {kept.size} character(s) in the vocabulary; "
@@ -106,5 +101,5 @@ def perplexity_text(result: TextScore) -> str:
             f"{s.perplexity:.3f} over {s.chars:,} characters")
     if result.oov:
         line += (f"; {_count(result.oov)} not in the vocabulary skipped "
-                 f"({_describe(result.unknown)})")
+                 f"({describe_chars(result.unknown)})")
     return line if math.isfinite(s.nats) else line + " (not finite)"

@@ -43,6 +43,7 @@ import numpy as np
 
 from . import checkpoint as C
 from . import data as D
+from .data import BUNDLED
 from . import model as M
 from .cells import CELLS
 from .errors import CharrnnError, CheckpointError, ConfigError, CorpusError, TrainingDiverged
@@ -52,7 +53,6 @@ from .runlock import lock
 
 LOG_EVERY = 10  # steps per "train" record in the history
 DEFAULT_MINUTES = 5.0  # the budget when none of steps, epochs, minutes is given
-BUNDLED = Path(__file__).resolve().parent.parent / "corpora" / "tinyshakespeare.txt"
 BUDGET = ("steps", "epochs", "minutes")
 RUN_ONLY = BUDGET + ("eval_every", "patience")  # fields a resumed run may change
 

@@ -15,7 +15,8 @@ import numpy as np
 from .errors import VocabularyError
 
 
-def _describe(chars: Iterable[str], limit: int = 10) -> str:
+def describe_chars(chars: Iterable[str], limit: int = 10) -> str:
+    """'a', 'b' and 3 more: characters for an error message, at most `limit` of them shown."""
     chars = list(chars)
     shown = ", ".join(repr(c) for c in chars[:limit])
     more = f" and {len(chars) - limit} more" if len(chars) > limit else ""
@@ -31,7 +32,7 @@ class Vocab:
         chars = list(chars)
         bad = [c for c in chars if not isinstance(c, str) or len(c) != 1]
         if bad:
-            raise VocabularyError(f"vocabulary entries must be single characters: {_describe(bad)}")
+            raise VocabularyError(f"vocabulary entries must be single characters: {describe_chars(bad)}")
         if len(set(chars)) != len(chars):
             raise VocabularyError("vocabulary has repeated characters")
         if not chars:
@@ -84,7 +85,7 @@ class Vocab:
         ids[inside] = self._table[codes[inside]]
         if (ids < 0).any():
             raise VocabularyError(
-                f"text has characters not in the vocabulary: {_describe(self.unknown(text))}"
+                f"text has characters not in the vocabulary: {describe_chars(self.unknown(text))}"
             )
         return ids.astype(dtype or self.dtype)
 
