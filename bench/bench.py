@@ -57,12 +57,14 @@ sys.path.insert(0, str(ROOT))
 from charrnn import data as D  # noqa: E402
 from charrnn import evaluate as E  # noqa: E402
 from charrnn import model as M  # noqa: E402
+from charrnn import parallel as P  # noqa: E402
 from charrnn.cells import CELLS  # noqa: E402
 
 CORPUS = ROOT / "corpora" / "tinyshakespeare.txt"
 CONFIGS = "lstm:128x1,lstm:256x2,lstm:512x2,gru:256x2,rnn:256x2"
 QUICK = "lstm:16x1,gru:16x2,rnn:16x2"
 LR, CLIP = 2e-3, 5.0
+WORKERS = P.Workers()  # as many threads as OpenBLAS was given (OPENBLAS_NUM_THREADS, --threads)
 
 
 def parse_configs(text: str) -> list[tuple[str, int, int]]:
@@ -115,7 +117,8 @@ def matmul_rate(m: int, k: int, n: int, seconds: float) -> float:
 
 
 def charrnn_trainer(cell, H, L, ids, N, T, seed=0):
-    """A closure doing one real training step per call: next chunk, loss and gradients, clip, Adam."""
+    """A closure doing one real training step per call, as `charrnn train` does it: next chunk,
+    loss and gradients with the streams split across threads (charrnn.parallel), clip, Adam."""
     from charrnn.optim import Optimizer
 
     V = int(ids.max()) + 1
@@ -131,7 +134,7 @@ def charrnn_trainer(cell, H, L, ids, N, T, seed=0):
         if c == b.chunks:
             c, box["state"] = 0, M.init_state(cfg, N)
         x, y = b.chunk(c)
-        _, grads, box["state"] = M.loss_and_grads(params, cfg, x, y, box["state"])
+        _, grads, box["state"] = P.loss_and_grads(params, cfg, x, y, box["state"], None, WORKERS)
         opt.clip_and_step(params, grads, LR, CLIP)
         box["c"] = c + 1
 
@@ -173,8 +176,8 @@ def charrnn_eval_rate(cell, H, L, ids, seconds):
     V = int(ids.max()) + 1
     cfg = M.ModelConfig(vocab_size=V, cell=cell, hidden=H, layers=L, dtype="float32")
     params = M.init_params(cfg, np.random.default_rng(0))
-    return best_rate(lambda: E.score(params, cfg, ids, streams=32, seq=256), len(ids) - 1, seconds,
-                     min_warm=1)
+    return best_rate(lambda: E.score(params, cfg, ids, streams=32, seq=256, workers=WORKERS),
+                     len(ids) - 1, seconds, min_warm=1)
 
 
 # --------------------------------------------------------------------------------------------

@@ -131,9 +131,13 @@ class _TrainDisplay:
               help="Continue the run in the run directory exactly where last.npz left it.")
 @click.option("--encoding", default=_TD["encoding"], show_default=True,
               help="Text encoding of CORPUS.")
+@click.option("--threads", type=_POS, default=None,
+              help="Threads sharing each chunk's streams, each with single-threaded BLAS; it "
+              "changes speed only, not results  [default: as many as BLAS uses, usually one "
+              "per core]")
 @click.option("--quiet", "-q", is_flag=True,
               help="No progress bar: one plain line per evaluation.")
-def train(corpus, resume, quiet, **opts):
+def train(corpus, resume, quiet, threads, **opts):
     """Train a character model on CORPUS (a text file; default: the bundled tiny Shakespeare).
 
     The last --val-frac of the text is held out for validation. Training runs --batch streams over
@@ -172,7 +176,7 @@ def train(corpus, resume, quiet, **opts):
     display = _TrainDisplay(live=err.is_terminal and not quiet)
     try:
         try:
-            result = T.train(cfg, on_event=display, resume=resume)
+            result = T.train(cfg, on_event=display, resume=resume, threads=threads)
         finally:
             display.close()
     except KeyboardInterrupt:  # a second Ctrl-C (left alone, Click says "Aborted!" and exits 1)

@@ -45,8 +45,11 @@ def _run(params, cfg, inputs, targets, state, seq, out):
 
 
 def char_losses(params, cfg: M.ModelConfig, ids: np.ndarray, streams: int = 1,
-                seq: int = 256) -> np.ndarray:
-    """Loss in nats of each of ids[1:], in text order: shape (len(ids) - 1,), float64."""
+                seq: int = 256, workers=None) -> np.ndarray:
+    """Loss in nats of each of ids[1:], in text order: shape (len(ids) - 1,), float64.
+
+    `workers` (a charrnn.parallel.Workers) runs the streams in slices on several threads; the
+    streams never meet, so each slice runs all its chunks without waiting for the others."""
     ids = np.asarray(ids)
     P = len(ids) - 1  # prediction positions
     out = np.empty(max(P, 0), dtype=np.float64)
@@ -57,7 +60,14 @@ def char_losses(params, cfg: M.ModelConfig, ids: np.ndarray, streams: int = 1,
     inputs = ids[: S * m].reshape(S, m)
     targets = ids[1 : S * m + 1].reshape(S, m)
     piece = np.empty((S, m))
-    state = _run(params, cfg, inputs, targets, M.init_state(cfg, S), seq, piece)
+
+    def part(s: slice):
+        n = s.stop - s.start
+        return _run(params, cfg, inputs[s], targets[s], M.init_state(cfg, n), seq, piece[s])
+
+    slices = workers.slices(S) if workers is not None else [slice(0, S)]
+    states = workers.run(part, slices) if workers is not None else [part(slices[0])]
+    state = states[-1]  # holds the last stream
     out[: S * m] = piece.reshape(-1)
     rest = P - S * m
     if rest:  # continue the last stream, which ends exactly where the rest begins
@@ -68,7 +78,8 @@ def char_losses(params, cfg: M.ModelConfig, ids: np.ndarray, streams: int = 1,
     return out
 
 
-def score(params, cfg: M.ModelConfig, ids: np.ndarray, streams: int = 1, seq: int = 256) -> Score:
+def score(params, cfg: M.ModelConfig, ids: np.ndarray, streams: int = 1, seq: int = 256,
+          workers=None) -> Score:
     """Mean loss over every character of ids after the first."""
-    losses = char_losses(params, cfg, ids, streams, seq)
+    losses = char_losses(params, cfg, ids, streams, seq, workers)
     return Score(float(losses.mean()) if losses.size else float("nan"), int(losses.size))

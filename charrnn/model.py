@@ -145,17 +145,29 @@ def _recurrent(params, k, cell):
     return {name: params[f"l{k}.{name}"] for name in cell.recurrent}
 
 
-def forward(params, cfg: ModelConfig, ids, state: State, rng: np.random.Generator | None = None):
+def dropout_masks(cfg: ModelConfig, rng: np.random.Generator | None, T: int, N: int):
+    """The masks a training chunk of N streams and T steps uses: per layer a (T, N, H) array, or
+    None when there is no dropout (no `rng`, or cfg.dropout == 0). Drawn layer by layer in this
+    order, so a chunk split across threads (charrnn.parallel) uses the very same masks."""
+    if rng is None or cfg.dropout == 0:
+        return None
+    dtype = np.dtype(cfg.dtype)
+    return [_dropout_mask(rng, cfg.dropout, (T, N, cfg.hidden), dtype) for _ in range(cfg.layers)]
+
+
+def forward(params, cfg: ModelConfig, ids, state: State, rng: np.random.Generator | None = None,
+            masks=None):
     """Run a chunk. ids: (N, T) integer ids; state: from init_state or a previous chunk.
 
     Returns (logits (T, N, V), final state, cache). Dropout masks are drawn from `rng` when one
-    is given and cfg.dropout > 0 (training); without `rng` the model is deterministic.
+    is given and cfg.dropout > 0 (training), or given ready-made as `masks` (see dropout_masks;
+    views of a bigger batch's masks will do); without either the model is deterministic.
     """
     cell = CELLS[cfg.cell]
-    dtype = np.dtype(cfg.dtype)
     ids_t = np.ascontiguousarray(np.asarray(ids).T)  # (T, N)
     T, N = ids_t.shape
-    drop = cfg.dropout if rng is not None else 0.0
+    if masks is None:
+        masks = dropout_masks(cfg, rng, T, N)
     caches, final = [], []
     x = None
     for k in range(cfg.layers):
@@ -167,7 +179,7 @@ def forward(params, cfg: ModelConfig, ids, state: State, rng: np.random.Generato
             xp += b
         hs, s, cc = cell.forward(xp, state[k], _recurrent(params, k, cell))
         final.append(s)
-        mask = _dropout_mask(rng, drop, hs.shape, dtype) if drop > 0 else None
+        mask = masks[k] if masks is not None else None
         caches.append(LayerCache(x, cc, mask))
         x = hs * mask if mask is not None else hs  # (T, N, H)
     out = x.reshape(T * N, -1)

@@ -45,6 +45,7 @@ from . import checkpoint as C
 from . import data as D
 from .data import BUNDLED
 from . import model as M
+from . import parallel as P
 from .cells import CELLS
 from .errors import CharrnnError, CheckpointError, ConfigError, CorpusError, TrainingDiverged
 from .evaluate import LN2, score
@@ -223,8 +224,13 @@ def _defer_sigint(flag: list):
         signal.signal(signal.SIGINT, old)
 
 
-def train(cfg: TrainConfig, on_event=None, resume: bool = False) -> TrainResult:
+def train(cfg: TrainConfig, on_event=None, resume: bool = False,
+          threads: int | None = None) -> TrainResult:
     """Train per `cfg` (continuing cfg.run_dir/last.npz when `resume`), return the result.
+
+    `threads`: how many threads share each chunk's streams (charrnn.parallel); None uses as many
+    as BLAS would. It changes speed only: the random stream, and so resuming, do not depend on
+    it, and results differ only in the last bits of floating-point sums. It is not saved.
 
     Raises CorpusError, ConfigError, CheckpointError, TrainingDiverged (the checkpoints of the run
     stay as they were) or CharrnnError (run directory in use or already holding a run).
@@ -234,15 +240,16 @@ def train(cfg: TrainConfig, on_event=None, resume: bool = False) -> TrainResult:
         run_dir.mkdir(parents=True, exist_ok=True)
     except OSError as e:
         raise CharrnnError(f"cannot create run directory {run_dir}: {e.strerror or e}") from None
-    with lock(run_dir):
-        return _Session(cfg, run_dir, resume, on_event).run()
+    with lock(run_dir), P.Workers(threads) as workers:
+        return _Session(cfg, run_dir, resume, on_event, workers).run()
 
 
 class _Session:
     """One trainer's mutable state; `checkpoint()` and `_restore()` must mirror each other."""
 
-    def __init__(self, cfg, run_dir, resume, on_event):
+    def __init__(self, cfg, run_dir, resume, on_event, workers):
         self.cfg, self.run_dir, self.on_event = cfg, run_dir, on_event or (lambda e: None)
+        self.workers = workers
         last = run_dir / f"last{C.SUFFIX}"
         ckpt = None
         if resume:
@@ -336,7 +343,8 @@ class _Session:
     def evaluate(self, elapsed: float) -> dict:
         """Score the validation split (state carried, streams = batch); save best and last."""
         cfg = self.cfg
-        sc = score(self.params, self.model, self.corpus.val, streams=cfg.batch, seq=cfg.seq)
+        sc = score(self.params, self.model, self.corpus.val, streams=cfg.batch, seq=cfg.seq,
+                   workers=self.workers)
         rec = {"kind": "eval", "step": self.step, "epoch": self.epoch_f, "val_bpc": sc.bpc,
                "val_nats": sc.nats, "elapsed": elapsed}
         self.log(rec)
@@ -407,8 +415,8 @@ class _Session:
                 x, y = B.chunk(self.chunk)  # (N, T) views
                 lr = learning_rate(cfg.lr, cfg.schedule, cfg.warmup, self.step,
                                    fraction(el, cfg.warmup))
-                loss, grads, state = M.loss_and_grads(self.params, self.model, x, y, self.state,
-                                                      self.rng)
+                loss, grads, state = P.loss_and_grads(self.params, self.model, x, y, self.state,
+                                                      self.rng, self.workers)
                 norm = self.opt.clip_and_step(self.params, grads, lr, cfg.clip) \
                     if math.isfinite(loss) else math.nan
                 if not math.isfinite(norm):

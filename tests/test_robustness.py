@@ -25,6 +25,7 @@ from hypothesis import given, settings, strategies as st
 from charrnn import checkpoint as C
 from charrnn import data as D
 from charrnn import model as M
+from charrnn import parallel as P
 from charrnn import runlock
 from charrnn import train as TR
 from charrnn.cli import cli
@@ -572,13 +573,13 @@ def test_batching_sees_each_character_once_as_the_next_characters_target(n, batc
 
 
 def test_the_trainer_takes_each_chunk_once_per_epoch(corpus, tmp_path, monkeypatch):
-    real, targets = M.loss_and_grads, []
+    real, targets = P.loss_and_grads, []
 
-    def spy(params, cfg, ids, tgt, state, rng=None):
+    def spy(params, cfg, ids, tgt, state, rng=None, workers=None):
         targets.append(np.array(tgt))
-        return real(params, cfg, ids, tgt, state, rng)
+        return real(params, cfg, ids, tgt, state, rng, workers)
 
-    monkeypatch.setattr(M, "loss_and_grads", spy)
+    monkeypatch.setattr(P, "loss_and_grads", spy)
     cfg = tiny(corpus, tmp_path / "r", steps=None, epochs=2.0, eval_every=1000)
     corpus_ids = D.load(corpus, cfg.val_frac)
     b = D.batches(corpus_ids.train, cfg.batch, cfg.seq)

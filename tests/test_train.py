@@ -11,6 +11,7 @@ import pytest
 
 from charrnn import checkpoint as C
 from charrnn import model as M
+from charrnn import parallel as P
 from charrnn.errors import CharrnnError, ConfigError, CorpusError, TrainingDiverged
 from charrnn.train import TrainConfig, resume_config, train
 
@@ -120,7 +121,7 @@ def test_epochs_and_patience_stop(tmp_path, corpus):
 def test_divergence_raises_and_keeps_checkpoints(tmp_path, corpus, monkeypatch):
     train(tiny(corpus, tmp_path / "r"))
     before = {n: (tmp_path / "r" / n).read_bytes() for n in ("best.npz", "last.npz")}
-    real = M.loss_and_grads
+    real = P.loss_and_grads
     calls = []
 
     def poisoned(*a, **k):
@@ -128,7 +129,7 @@ def test_divergence_raises_and_keeps_checkpoints(tmp_path, corpus, monkeypatch):
         calls.append(1)
         return (float("nan") if len(calls) == 3 else loss), g, s
 
-    monkeypatch.setattr(M, "loss_and_grads", poisoned)
+    monkeypatch.setattr(P, "loss_and_grads", poisoned)
     with pytest.raises(TrainingDiverged, match="step 13.*lower --lr"):
         train(resume_config(tmp_path / "r", steps=20), resume=True)
     after = {n: (tmp_path / "r" / n).read_bytes() for n in before}

@@ -1,0 +1,131 @@
+"""charrnn.parallel: a chunk's streams split across threads compute what one thread computes."""
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+from conftest import assert_close
+
+from charrnn import evaluate as E
+from charrnn import model as M
+from charrnn import parallel as P
+from charrnn.cli import cli
+from charrnn.errors import ConfigError
+from charrnn.train import TrainConfig, train
+
+needs_openblas = pytest.mark.skipif(P.openblas() is None, reason="BLAS threads not controllable")
+
+
+def _setup(cell, layers, N, T=6, V=7, H=5, dropout=0.3, seed=3):
+    cfg = M.ModelConfig(V, cell, H, layers, dropout, "float64")
+    rng = np.random.default_rng(seed)
+    params = M.init_params(cfg, rng)
+    ids = rng.integers(0, V, (N, T + 1))
+    state = tuple(tuple(rng.standard_normal((N, H)) for _ in s) for s in M.init_state(cfg, N))
+    return cfg, params, ids, state
+
+
+@needs_openblas
+@pytest.mark.parametrize("cell", ["lstm", "gru", "rnn"])
+@pytest.mark.parametrize("threads", [2, 3])
+def test_a_split_chunk_computes_the_whole_chunks_loss_gradients_and_state(cell, threads):
+    cfg, params, ids, state = _setup(cell, 2, N=5)  # 5 streams: uneven slices
+    r1, r2 = np.random.default_rng(9), np.random.default_rng(9)
+    want = M.loss_and_grads(params, cfg, ids[:, :-1], ids[:, 1:], state, r1)
+    with P.Workers(threads) as w:
+        assert w.n == threads
+        got = P.loss_and_grads(params, cfg, ids[:, :-1], ids[:, 1:], state, r2, w)
+    assert got[0] == pytest.approx(want[0], rel=1e-13)
+    assert set(got[1]) == set(params)
+    for name in params:
+        assert_close(got[1][name], want[1][name], rtol=1e-11, atol=1e-14, what=name)
+    for k in range(cfg.layers):
+        for a, b in zip(got[2][k], want[2][k]):
+            assert_close(a, b, rtol=1e-13, atol=1e-15, what=f"state {k}")
+    # the same dropout masks were drawn: both generators have moved alike
+    assert r1.random() == r2.random()
+
+
+def test_dropout_changes_the_gradients_so_the_comparison_above_can_fail():
+    cfg, params, ids, state = _setup("lstm", 2, N=4)
+    a = M.loss_and_grads(params, cfg, ids[:, :-1], ids[:, 1:], state, np.random.default_rng(1))
+    b = M.loss_and_grads(params, cfg, ids[:, :-1], ids[:, 1:], state, np.random.default_rng(2))
+    assert not np.allclose(a[1]["l0.Wh"], b[1]["l0.Wh"])
+
+
+@needs_openblas
+def test_blas_runs_single_threaded_inside_and_gets_its_threads_back():
+    blas = P.openblas()
+    before = blas.get()
+    seen = []
+    with P.Workers(2) as w:
+        assert w.run(lambda s: seen.append(blas.get()) or s.start, w.slices(4)) == [0, 2]
+    assert seen == [1, 1] and blas.get() == before
+
+    def boom(s):
+        if s.start:
+            raise ValueError("worker failed")
+        return 0
+
+    with P.Workers(2) as w, pytest.raises(ValueError, match="worker failed"):
+        w.run(boom, w.slices(2))
+    assert blas.get() == before
+
+
+@pytest.mark.parametrize("N, n", [(32, 2), (5, 2), (7, 3), (1, 2), (2, 4)])
+def test_slices_cover_the_streams_once_in_near_equal_parts(N, n, monkeypatch):
+    w = P.Workers.__new__(P.Workers)
+    w.n = n
+    parts = w.slices(N)
+    assert len(parts) == min(n, N)
+    assert parts[0].start == 0 and parts[-1].stop == N
+    assert all(a.stop == b.start for a, b in zip(parts, parts[1:]))
+    sizes = [s.stop - s.start for s in parts]
+    assert max(sizes) - min(sizes) <= 1 and min(sizes) >= 1
+
+
+def test_without_controllable_blas_everything_runs_in_one_thread(monkeypatch):
+    monkeypatch.setattr(P, "openblas", lambda: None)
+    with P.Workers(4) as w:
+        assert w.n == 1
+    assert P.default_threads() == 1
+    with pytest.raises(ConfigError, match="threads must be a positive"):
+        P.Workers(0)
+
+
+@needs_openblas
+def test_split_streams_score_every_character_as_one_thread_does():
+    cfg, params, _, _ = _setup("gru", 2, N=1, dropout=0.0)
+    ids = np.random.default_rng(5).integers(0, cfg.vocab_size, 103)
+    want = E.char_losses(params, cfg, ids, streams=7, seq=5)  # 7 streams and 4 left over
+    with P.Workers(2) as w:
+        got = E.char_losses(params, cfg, ids, streams=7, seq=5, workers=w)
+    assert_close(got, want, rtol=1e-12, what="per-character losses")
+    one = E.char_losses(params, cfg, ids, streams=1, seq=5)  # and against the carried state:
+    assert abs(got.mean() - one.mean()) < 0.1  # different cuts, nearly the same mean
+
+
+@needs_openblas
+def test_training_with_one_or_two_threads_ends_in_the_same_model(tmp_path):
+    corpus = tmp_path / "c.txt"
+    corpus.write_text("the quick brown fox jumps over the lazy dog. " * 40)
+    base = dict(corpus=str(corpus), cell="lstm", hidden=8, layers=2, dropout=0.2,
+                dtype="float64", batch=4, seq=8, steps=12, eval_every=6, lr=1e-2)
+    r1 = train(TrainConfig(out=str(tmp_path / "one"), **base), threads=1)
+    r2 = train(TrainConfig(out=str(tmp_path / "two"), **base), threads=2)
+    assert r1.best_val_bpc == pytest.approx(r2.best_val_bpc, rel=1e-9)
+    from charrnn import checkpoint as C
+    p1, p2 = C.load(r1.run_dir / "last.npz").params, C.load(r2.run_dir / "last.npz").params
+    for name in p1:
+        assert_close(p2[name], p1[name], rtol=1e-8, atol=1e-11, what=name)
+
+
+def test_cli_threads_option(tmp_path):
+    corpus = tmp_path / "c.txt"
+    corpus.write_text("abcabcabd " * 100)
+    args = ["train", str(corpus), "--hidden", "4", "--layers", "1", "--batch", "2", "--seq",
+            "8", "--steps", "3", "--out", str(tmp_path / "r"), "-q"]
+    res = CliRunner().invoke(cli, args + ["--threads", "2"])
+    assert res.exit_code == 0, res.output
+    assert res.stdout.strip().endswith("best.npz")
+    res = CliRunner().invoke(cli, args + ["--threads", "0"])
+    assert res.exit_code == 2 and "--threads" in res.stderr and "Traceback" not in res.output
