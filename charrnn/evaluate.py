@@ -65,7 +65,7 @@ def char_losses(params, cfg: M.ModelConfig, ids: np.ndarray, streams: int = 1,
         n = s.stop - s.start
         return _run(params, cfg, inputs[s], targets[s], M.init_state(cfg, n), seq, piece[s])
 
-    slices = workers.slices(S) if workers is not None else [slice(0, S)]
+    slices = workers.slices(S, cfg.hidden) if workers is not None else [slice(0, S)]
     states = workers.run(part, slices) if workers is not None else [part(slices[0])]
     state = states[-1]  # holds the last stream
     out[: S * m] = piece.reshape(-1)

@@ -35,6 +35,13 @@ import numpy as np
 from . import model as M
 from .errors import ConfigError
 
+# A slice needs at least this many hidden values per step (streams x H) to pay for its threads:
+# below it the per-step NumPy calls are so short that the threads spend their time handing the
+# GIL to each other. Measured on 2 cores, batch 32 (python bench/bench.py, alternating rounds):
+# LSTM 128x1 ran at 53-73k chars/s split in two (16 x 128 = 2048 each) against 75-81k in one
+# thread; from H = 256 (4096 each) splitting wins (LSTM 256x2 10.3-12.0k against 9.9-10.6k).
+MIN_SLICE = 4096
+
 _SET = ("scipy_openblas_set_num_threads64_", "scipy_openblas_set_num_threads",
         "openblas_set_num_threads64_", "openblas_set_num_threads")
 
@@ -132,9 +139,10 @@ class Workers:
             wait(futures)  # no thread may still be multiplying when BLAS gets its threads back
             self.blas.set(prev)
 
-    def slices(self, N: int) -> list[slice]:
-        """N streams cut into min(n, N) contiguous slices whose sizes differ by at most one."""
-        k = min(self.n, N)
+    def slices(self, N: int, width: int = MIN_SLICE) -> list[slice]:
+        """N streams of `width` hidden units cut into contiguous slices whose sizes differ by at
+        most one: n of them, or fewer, so that each slice keeps at least MIN_SLICE values."""
+        k = max(1, min(self.n, N, N * width // MIN_SLICE))
         bounds = [N * j // k for j in range(k + 1)]
         return [slice(a, b) for a, b in zip(bounds[:-1], bounds[1:])]
 
@@ -169,7 +177,7 @@ def loss_and_grads(params, cfg: M.ModelConfig, ids, targets, state: M.State, rng
     gradients are those of its mean, weighted by n_s / N, so their sum is the whole batch's."""
     ids, targets = np.asarray(ids), np.asarray(targets)
     N, T = ids.shape
-    if workers is None or workers.n == 1:
+    if workers is None or len(workers.slices(N, cfg.hidden)) == 1:
         return M.loss_and_grads(params, cfg, ids, targets, state, rng)
     masks = M.dropout_masks(cfg, rng, T, N)
 
@@ -182,7 +190,7 @@ def loss_and_grads(params, cfg: M.ModelConfig, ids, targets, state: M.State, rng
         grads, _ = M.backward(dlogits, None, cache)
         return loss * w, grads, final
 
-    results = workers.run(part, workers.slices(N))
+    results = workers.run(part, workers.slices(N, cfg.hidden))
     grads = results[0][1]
     for _, g, _ in results[1:]:
         for name, value in g.items():

@@ -15,6 +15,12 @@ from charrnn.train import TrainConfig, train
 needs_openblas = pytest.mark.skipif(P.openblas() is None, reason="BLAS threads not controllable")
 
 
+@pytest.fixture
+def split_small(monkeypatch):
+    """Split even the tiny test models, which by default stay in one thread (MIN_SLICE)."""
+    monkeypatch.setattr(P, "MIN_SLICE", 1)
+
+
 def _setup(cell, layers, N, T=6, V=7, H=5, dropout=0.3, seed=3):
     cfg = M.ModelConfig(V, cell, H, layers, dropout, "float64")
     rng = np.random.default_rng(seed)
@@ -27,7 +33,8 @@ def _setup(cell, layers, N, T=6, V=7, H=5, dropout=0.3, seed=3):
 @needs_openblas
 @pytest.mark.parametrize("cell", ["lstm", "gru", "rnn"])
 @pytest.mark.parametrize("threads", [2, 3])
-def test_a_split_chunk_computes_the_whole_chunks_loss_gradients_and_state(cell, threads):
+def test_a_split_chunk_computes_the_whole_chunks_loss_gradients_and_state(cell, threads,
+                                                                          split_small):
     cfg, params, ids, state = _setup(cell, 2, N=5)  # 5 streams: uneven slices
     r1, r2 = np.random.default_rng(9), np.random.default_rng(9)
     want = M.loss_and_grads(params, cfg, ids[:, :-1], ids[:, 1:], state, r1)
@@ -72,15 +79,23 @@ def test_blas_runs_single_threaded_inside_and_gets_its_threads_back():
 
 
 @pytest.mark.parametrize("N, n", [(32, 2), (5, 2), (7, 3), (1, 2), (2, 4)])
-def test_slices_cover_the_streams_once_in_near_equal_parts(N, n, monkeypatch):
+def test_slices_cover_the_streams_once_in_near_equal_parts(N, n):
     w = P.Workers.__new__(P.Workers)
     w.n = n
-    parts = w.slices(N)
+    parts = w.slices(N)  # width MIN_SLICE: every stream is worth a slice
     assert len(parts) == min(n, N)
     assert parts[0].start == 0 and parts[-1].stop == N
     assert all(a.stop == b.start for a, b in zip(parts, parts[1:]))
     sizes = [s.stop - s.start for s in parts]
     assert max(sizes) - min(sizes) <= 1 and min(sizes) >= 1
+
+
+def test_small_models_stay_in_one_thread():
+    w = P.Workers.__new__(P.Workers)
+    w.n = 2
+    assert len(w.slices(32, 128)) == 1  # 16 x 128 values a slice: too little
+    assert len(w.slices(32, 256)) == 2
+    assert len(w.slices(8, 1024)) == 2 and len(w.slices(6, 1024)) == 1
 
 
 def test_without_controllable_blas_everything_runs_in_one_thread(monkeypatch):
@@ -93,7 +108,7 @@ def test_without_controllable_blas_everything_runs_in_one_thread(monkeypatch):
 
 
 @needs_openblas
-def test_split_streams_score_every_character_as_one_thread_does():
+def test_split_streams_score_every_character_as_one_thread_does(split_small):
     cfg, params, _, _ = _setup("gru", 2, N=1, dropout=0.0)
     ids = np.random.default_rng(5).integers(0, cfg.vocab_size, 103)
     want = E.char_losses(params, cfg, ids, streams=7, seq=5)  # 7 streams and 4 left over
@@ -105,13 +120,20 @@ def test_split_streams_score_every_character_as_one_thread_does():
 
 
 @needs_openblas
-def test_training_with_one_or_two_threads_ends_in_the_same_model(tmp_path):
+def test_training_with_one_or_two_threads_ends_in_the_same_model(tmp_path, split_small,
+                                                                 monkeypatch):
+    calls = []
+    real = P.Workers.run
+    monkeypatch.setattr(P.Workers, "run", lambda self, fn, sl: calls.append(len(sl))
+                        or real(self, fn, sl))
     corpus = tmp_path / "c.txt"
     corpus.write_text("the quick brown fox jumps over the lazy dog. " * 40)
     base = dict(corpus=str(corpus), cell="lstm", hidden=8, layers=2, dropout=0.2,
                 dtype="float64", batch=4, seq=8, steps=12, eval_every=6, lr=1e-2)
     r1 = train(TrainConfig(out=str(tmp_path / "one"), **base), threads=1)
+    assert set(calls) == {1}
     r2 = train(TrainConfig(out=str(tmp_path / "two"), **base), threads=2)
+    assert set(calls) == {1, 2}  # training and validation chunks were split in two
     assert r1.best_val_bpc == pytest.approx(r2.best_val_bpc, rel=1e-9)
     from charrnn import checkpoint as C
     p1, p2 = C.load(r1.run_dir / "last.npz").params, C.load(r2.run_dir / "last.npz").params
@@ -119,7 +141,7 @@ def test_training_with_one_or_two_threads_ends_in_the_same_model(tmp_path):
         assert_close(p2[name], p1[name], rtol=1e-8, atol=1e-11, what=name)
 
 
-def test_cli_threads_option(tmp_path):
+def test_cli_threads_option(tmp_path, split_small):
     corpus = tmp_path / "c.txt"
     corpus.write_text("abcabcabd " * 100)
     args = ["train", str(corpus), "--hidden", "4", "--layers", "1", "--batch", "2", "--seq",
