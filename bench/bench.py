@@ -64,7 +64,7 @@ CORPUS = ROOT / "corpora" / "tinyshakespeare.txt"
 CONFIGS = "lstm:128x1,lstm:256x2,lstm:512x2,gru:256x2,rnn:256x2"
 QUICK = "lstm:16x1,gru:16x2,rnn:16x2"
 LR, CLIP = 2e-3, 5.0
-WORKERS = P.Workers()  # as many threads as OpenBLAS was given (OPENBLAS_NUM_THREADS, --threads)
+WORKERS = P.Workers()  # as many as OpenBLAS was given threads (OPENBLAS_NUM_THREADS, --threads)
 
 
 def parse_configs(text: str) -> list[tuple[str, int, int]]:
@@ -118,7 +118,7 @@ def matmul_rate(m: int, k: int, n: int, seconds: float) -> float:
 
 def charrnn_trainer(cell, H, L, ids, N, T, seed=0):
     """A closure doing one real training step per call, as `charrnn train` does it: next chunk,
-    loss and gradients with the streams split across threads (charrnn.parallel), clip, Adam."""
+    loss and gradients with the streams split across processes (charrnn.parallel), clip, Adam."""
     from charrnn.optim import Optimizer
 
     V = int(ids.max()) + 1
@@ -241,6 +241,7 @@ cfg = TR.TrainConfig(corpus=sys.argv[1], out=sys.argv[2], cell="lstm", hidden=25
                      val_frac=float(sys.argv[4]))
 t0 = time.perf_counter()
 TR.train(cfg)
+print(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss, time.perf_counter() - t0)
 print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss, time.perf_counter() - t0)
 """
 
@@ -259,9 +260,10 @@ def memory_check(megabytes: int, steps: int, val_frac: float) -> dict:
                               str(steps), str(val_frac)], capture_output=True, text=True, cwd=ROOT)
     if run.returncode != 0:
         return {"error": run.stderr.strip().splitlines()[-1] if run.stderr else "failed"}
-    kb, secs = run.stdout.split()[-2:]
+    child_kb, _, kb, secs = run.stdout.split()[-4:]
     return {"corpus_mb": megabytes, "steps": steps, "val_frac": val_frac,
-            "peak_rss_mb": int(kb) / 1024, "seconds": float(secs)}
+            "peak_rss_mb": int(kb) / 1024, "worker_peak_rss_mb": int(child_kb) / 1024,
+            "seconds": float(secs)}
 
 
 # --------------------------------------------------------------------------------------------
@@ -446,8 +448,10 @@ def table(res) -> str:
     m = res["memory"]
     if m:
         lines.append("memory: " + (m["error"] if "error" in m else
-                                   f"peak RSS {m['peak_rss_mb']:.0f} MB training lstm 256x2 on a "
-                                   f"{m['corpus_mb']} MB corpus ({m['steps']} steps)"))
+                                   f"peak RSS {m['peak_rss_mb']:.0f} MB (and "
+                                   f"{m['worker_peak_rss_mb']:.0f} MB in a worker process) "
+                                   f"training lstm 256x2 on a {m['corpus_mb']} MB corpus "
+                                   f"({m['steps']} steps)"))
     return "\n".join(lines)
 
 

@@ -132,9 +132,9 @@ class _TrainDisplay:
 @click.option("--encoding", default=_TD["encoding"], show_default=True,
               help="Text encoding of CORPUS.")
 @click.option("--threads", type=_POS, default=None,
-              help="Threads sharing each chunk's streams, each with single-threaded BLAS; it "
-              "changes speed only, not results  [default: as many as BLAS uses, usually one "
-              "per core]")
+              help="Cores sharing each chunk's streams: this process and THREADS-1 worker "
+              "processes, each single-threaded; it changes speed only, not results  [default: "
+              "as many as BLAS uses, usually one per core]")
 @click.option("--quiet", "-q", is_flag=True,
               help="No progress bar: one plain line per evaluation.")
 def train(corpus, resume, quiet, threads, **opts):

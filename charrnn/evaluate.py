@@ -34,7 +34,7 @@ class Score(NamedTuple):
         return math.exp(self.nats)
 
 
-def _run(params, cfg, inputs, targets, state, seq, out):
+def run_streams(params, cfg, inputs, targets, state, seq, out):
     """Per-character losses of (N, L) inputs/targets in chunks of `seq`, into out (N, L)."""
     L = inputs.shape[1]
     for lo in range(0, L, seq):
@@ -48,7 +48,7 @@ def char_losses(params, cfg: M.ModelConfig, ids: np.ndarray, streams: int = 1,
                 seq: int = 256, workers=None) -> np.ndarray:
     """Loss in nats of each of ids[1:], in text order: shape (len(ids) - 1,), float64.
 
-    `workers` (a charrnn.parallel.Workers) runs the streams in slices on several threads; the
+    `workers` (a charrnn.parallel.Workers) runs the streams in slices on several cores; the
     streams never meet, so each slice runs all its chunks without waiting for the others."""
     ids = np.asarray(ids)
     P = len(ids) - 1  # prediction positions
@@ -60,20 +60,18 @@ def char_losses(params, cfg: M.ModelConfig, ids: np.ndarray, streams: int = 1,
     inputs = ids[: S * m].reshape(S, m)
     targets = ids[1 : S * m + 1].reshape(S, m)
     piece = np.empty((S, m))
+    if workers is not None:
+        from .parallel import score_streams
 
-    def part(s: slice):
-        n = s.stop - s.start
-        return _run(params, cfg, inputs[s], targets[s], M.init_state(cfg, n), seq, piece[s])
-
-    slices = workers.slices(S, cfg.hidden) if workers is not None else [slice(0, S)]
-    states = workers.run(part, slices) if workers is not None else [part(slices[0])]
-    state = states[-1]  # holds the last stream
+        state = score_streams(params, cfg, inputs, targets, seq, workers, piece)
+    else:
+        state = run_streams(params, cfg, inputs, targets, M.init_state(cfg, S), seq, piece)
     out[: S * m] = piece.reshape(-1)
     rest = P - S * m
     if rest:  # continue the last stream, which ends exactly where the rest begins
         last = tuple(tuple(a[-1:] for a in s) for s in state)
         tail = np.empty((1, rest))
-        _run(params, cfg, ids[S * m : P][None], ids[S * m + 1 :][None], last, seq, tail)
+        run_streams(params, cfg, ids[S * m : P][None], ids[S * m + 1 :][None], last, seq, tail)
         out[S * m :] = tail[0]
     return out
 

@@ -1,162 +1,133 @@
-"""Data parallelism on the CPU: the streams of a batch split across threads.
+"""Data parallelism on the CPU: the streams of a batch split across worker processes.
 
-Why: the time loop is one small matrix multiply per step ((N, H) by (H, G)) plus elementwise
-gate work. Multi-threaded BLAS splits each small multiply across the cores and pays a thread
-hand-off on every one of them, and NumPy's elementwise passes run on one core only. Splitting
-the N streams instead, into one slice per core, runs every part of a chunk (multiplies, gates,
-softmax, weight gradients) on all cores at once, with one hand-off per chunk. Each thread then
-must call single-threaded BLAS, or the threads fight over the cores: while a split call runs,
-OpenBLAS is set to one thread, and set back afterwards. NumPy releases the GIL inside its
-multiplies and its elementwise loops, so plain Python threads are enough.
+Why: the time loop is one small matrix multiply per step ((N, H) by (H, G)) plus a dozen short
+elementwise passes. Multi-threaded BLAS splits each small multiply across the cores and pays a
+hand-off on every one, and NumPy's elementwise passes run on one core. Splitting the N streams
+into one slice per core instead runs every part of a chunk (multiplies, gates, softmax, weight
+gradients) on all cores at once, with one hand-off per chunk. Threads cannot do it: every NumPy
+call takes Python's GIL, and two threads making ~20 short calls per time step spent much of their
+time waiting for it (measured: 0.54-0.94 of the ideal speed-up). So the calling process computes
+the first slice itself and each other slice goes to a worker process (`python -m
+charrnn._worker`), every one of them running single-threaded BLAS.
 
-Measured on the 2-core development machine (bench/README.md has the full table): LSTM 256x2
-training went from 10.9k to about 15.5k characters per second.
+How (hard to change later, keep it): the parameters and the workers' gradients live in one
+temporary file mapped by all the processes (in /dev/shm where there is one, and unlinked as soon
+as the workers have opened it); before each chunk the caller copies the parameters in, and after
+it adds the workers' gradients to its own. Everything else (ids, state slices, dropout masks,
+losses, final states) goes through the workers' stdin and stdout as a JSON header followed by raw
+array bytes (`send`/`recv`): no pickle anywhere. Workers ignore Ctrl-C (the caller decides when
+to stop) and exit when their stdin closes, so they never outlive the caller.
 
 Exactness: the streams are independent, so a split chunk computes the same loss, gradients and
-final state as the whole chunk, up to the order of floating-point sums (the gradients are the
-weighted sum of the slices' gradients; they differ from one thread's in the last bits). Dropout
-masks are drawn once for the whole batch, in the caller's thread, before the split, so the random
-stream -- and with it resuming a run -- does not depend on the number of threads.
-
-Only OpenBLAS (what NumPy's wheels ship) can be told its thread count at run time here, through
-ctypes; with any other BLAS, or none found, `Workers` falls back to one thread: never slower than
-before, never oversubscribed.
+final state as the whole chunk, up to the order of floating-point sums (each slice's gradients
+are those of its mean weighted by n_s / N). Dropout masks are drawn once for the whole batch by
+the caller, before the split, so the random stream -- and with it resuming a run -- does not
+depend on the number of workers.
 """
 
 from __future__ import annotations
 
-import ctypes
-import glob
+import json
 import os
-from concurrent.futures import ThreadPoolExecutor, wait
+import subprocess
+import sys
+import tempfile
+import weakref
+from itertools import pairwise
+from pathlib import Path
 
 import numpy as np
 
 from . import model as M
-from .errors import ConfigError
+from .blas import default_threads, openblas
+from .errors import CharrnnError, ConfigError
 
-# A slice needs at least this many hidden values per step (streams x H) to pay for its threads:
-# below it the per-step NumPy calls are so short that the threads spend their time handing the
-# GIL to each other. Measured on 2 cores, batch 32 (python bench/bench.py, alternating rounds):
-# LSTM 128x1 ran at 53-73k chars/s split in two (16 x 128 = 2048 each) against 75-81k in one
-# thread; from H = 256 (4096 each) splitting wins (LSTM 256x2 10.3-12.0k against 9.9-10.6k).
-MIN_SLICE = 4096
-
-_SET = ("scipy_openblas_set_num_threads64_", "scipy_openblas_set_num_threads",
-        "openblas_set_num_threads64_", "openblas_set_num_threads")
+# A slice needs at least this many hidden values per step (streams x H) to be worth a process;
+# smaller models are cheap enough that one process with multi-threaded BLAS does as well.
+MIN_SLICE = 1024
 
 
-class _OpenBLAS:
-    """Get and set the thread count of the OpenBLAS that NumPy loaded."""
-
-    def __init__(self, lib: ctypes.CDLL, suffix_set: str):
-        self._set = getattr(lib, suffix_set)
-        self._set.argtypes, self._set.restype = [ctypes.c_int], None
-        self._get = getattr(lib, suffix_set.replace("set_num", "get_num"))
-        self._get.argtypes, self._get.restype = [], ctypes.c_int
-
-    def get(self) -> int:
-        return int(self._get())
-
-    def set(self, n: int) -> None:
-        self._set(n)
+# --------------------------------------------------------------------------------------------
+# the wire format between the caller and its workers
 
 
-def _loaded_libraries() -> list[str]:
-    """Paths of the OpenBLAS libraries this process may have loaded: those mapped into it
-    (Linux), then those shipped inside NumPy's wheel (the other platforms)."""
-    paths = []
-    try:
-        with open("/proc/self/maps") as f:
-            paths = [line.split()[-1] for line in f if "openblas" in line.lower()]
-    except OSError:
-        pass
-    root = os.path.dirname(np.__file__)
-    for pattern in (root + ".libs/*openblas*", root + "/.dylibs/*openblas*"):
-        paths += glob.glob(pattern)
-    return list(dict.fromkeys(p for p in paths if os.path.isfile(p)))
+def send(f, head: dict, arrays=()) -> None:
+    """One message: an 8-byte length, a JSON header naming the arrays' dtypes and shapes, then
+    the arrays' bytes in C order."""
+    arrays = [np.ascontiguousarray(a) for a in arrays]
+    h = json.dumps({**head, "arrays": [[a.dtype.str, list(a.shape)] for a in arrays]}).encode()
+    f.write(len(h).to_bytes(8, "little"))
+    f.write(h)
+    for a in arrays:
+        if a.size:
+            f.write(memoryview(a).cast("B"))
+    f.flush()
 
 
-def _find_openblas() -> _OpenBLAS | None:
-    np.ones((2, 2)) @ np.ones((2, 2))  # make sure BLAS is loaded
-    for path in _loaded_libraries():
-        try:
-            lib = ctypes.CDLL(path)
-        except OSError:
-            continue
-        for name in _SET:
-            if hasattr(lib, name) and hasattr(lib, name.replace("set_num", "get_num")):
-                return _OpenBLAS(lib, name)
-    return None
+def _read_into(f, buf: memoryview) -> None:
+    while len(buf):
+        n = f.readinto(buf)
+        if not n:
+            raise EOFError("the other side closed the pipe")
+        buf = buf[n:]
 
 
-_BLAS: list = []  # found once per process: [_OpenBLAS or None]
+def recv(f) -> tuple[dict, list]:
+    size = bytearray(8)
+    _read_into(f, memoryview(size))
+    head = bytearray(int.from_bytes(size, "little"))
+    _read_into(f, memoryview(head))
+    head = json.loads(head)
+    arrays = []
+    for dtype, shape in head.pop("arrays"):
+        a = np.empty(shape, dtype=np.dtype(dtype))
+        if a.size:
+            _read_into(f, memoryview(a).cast("B"))
+        arrays.append(a)
+    return head, arrays
 
 
-def openblas() -> _OpenBLAS | None:
-    if not _BLAS:
-        _BLAS.append(_find_openblas())
-    return _BLAS[0]
+def shared_views(buf: np.ndarray, cfg: M.ModelConfig, block: int) -> dict:
+    """The parameter-shaped views of block `block` (0: parameters, 1...: workers' gradients)."""
+    shapes = M.param_shapes(cfg)
+    size = sum(int(np.prod(s)) for s in shapes.values())
+    views, at = {}, block * size
+    for name, shape in shapes.items():
+        n = int(np.prod(shape))
+        views[name] = buf[at : at + n].reshape(shape)
+        at += n
+    return views
 
 
-def default_threads() -> int:
-    """As many threads as BLAS would use (OPENBLAS_NUM_THREADS is respected), at most the CPUs
-    this process may run on; 1 when BLAS threads cannot be controlled."""
-    blas = openblas()
-    if blas is None:
-        return 1
-    cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-    return max(1, min(blas.get(), cpus or 1))
+# --------------------------------------------------------------------------------------------
+# the work of one slice, the same in the caller and in a worker
 
 
-class Workers:
-    """n threads to run slices of a batch: the calling thread and n - 1 pool threads.
+def grad_part(params, cfg, ids, targets, state, masks, w):
+    """Loss and gradients of a slice's mean, both weighted by w, and its final state."""
+    logits, final, cache = M.forward(params, cfg, ids, state, masks=masks)
+    loss, dlogits = M.cross_entropy(logits, targets)
+    dlogits *= w
+    grads, _ = M.backward(dlogits, None, cache)
+    return loss * w, grads, final
 
-    With n = 1 everything runs in the calling thread and BLAS keeps its own threads. Use as a
-    context manager, or call close(), to end the pool threads.
-    """
 
-    def __init__(self, threads: int | None = None):
-        if threads is not None and (not isinstance(threads, int) or threads < 1):
-            raise ConfigError(f"threads must be a positive whole number, not {threads!r}")
-        self.blas = openblas()
-        n = default_threads() if threads is None else threads
-        self.n = n if self.blas is not None else 1
-        self._pool = ThreadPoolExecutor(self.n - 1, "charrnn") if self.n > 1 else None
+def score_part(params, cfg, inputs, targets, seq):
+    """Per-character losses (n, L) of n streams scored from the zero state, and the final state."""
+    from .evaluate import run_streams
 
-    def run(self, fn, slices: list[slice]) -> list:
-        """[fn(s) for s in slices], at the same time, one slice per thread, BLAS at 1 thread."""
-        if len(slices) == 1 or self._pool is None:
-            return [fn(s) for s in slices]
-        prev = self.blas.get()
-        self.blas.set(1)
-        futures = []
-        try:
-            futures = [self._pool.submit(fn, s) for s in slices[1:]]
-            first = fn(slices[0])
-            return [first] + [f.result() for f in futures]
-        finally:
-            wait(futures)  # no thread may still be multiplying when BLAS gets its threads back
-            self.blas.set(prev)
+    out = np.empty(inputs.shape)
+    state = run_streams(params, cfg, inputs, targets, M.init_state(cfg, len(inputs)), seq, out)
+    return out, state
 
-    def slices(self, N: int, width: int = MIN_SLICE) -> list[slice]:
-        """N streams of `width` hidden units cut into contiguous slices whose sizes differ by at
-        most one: n of them, or fewer, so that each slice keeps at least MIN_SLICE values."""
-        k = max(1, min(self.n, N, N * width // MIN_SLICE))
-        bounds = [N * j // k for j in range(k + 1)]
-        return [slice(a, b) for a, b in zip(bounds[:-1], bounds[1:])]
 
-    def close(self) -> None:
-        if self._pool is not None:
-            self._pool.shutdown()
-            self._pool = None
-            self.n = 1
+def flat_state(state) -> list:
+    return [a for layer in state for a in layer]
 
-    def __enter__(self) -> Workers:
-        return self
 
-    def __exit__(self, *exc) -> None:
-        self.close()
+def nest_state(arrays, cfg) -> M.State:
+    k = len(arrays) // cfg.layers
+    return tuple(tuple(arrays[i * k : (i + 1) * k]) for i in range(cfg.layers))
 
 
 def state_slice(state: M.State, s: slice) -> M.State:
@@ -169,30 +140,188 @@ def state_concat(states: list) -> M.State:
     return tuple(tuple(np.concatenate(parts) for parts in zip(*layers)) for layers in zip(*states))
 
 
+# --------------------------------------------------------------------------------------------
+
+
+def _stop(procs: list) -> None:
+    for p in procs:
+        try:
+            p.stdin.close()
+        except OSError:
+            pass
+    for p in procs:
+        try:
+            p.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            p.kill()
+        p.stdout.close()
+    procs.clear()
+
+
+class Workers:
+    """n workers for the slices of a batch: this process and n - 1 worker processes, started
+    at the first split and restarted when the model changes.
+
+    With n = 1 (or when BLAS threads cannot be set) everything runs here and BLAS keeps its own
+    threads. Use as a context manager, or call close(), to stop the processes; they also stop
+    when this object is collected or the interpreter exits.
+    """
+
+    def __init__(self, threads: int | None = None):
+        if threads is not None and (not isinstance(threads, int) or threads < 1):
+            raise ConfigError(f"threads must be a positive whole number, not {threads!r}")
+        self.blas = openblas()
+        n = default_threads() if threads is None else threads
+        self.n = n if self.blas is not None else 1
+        self._procs: list = []
+        self._cfg = None
+        self._params = self._grads = None
+        self._finalizer = weakref.finalize(self, _stop, self._procs)
+
+    def slices(self, N: int, width: int = MIN_SLICE) -> list[slice]:
+        """N streams of `width` hidden units cut into contiguous slices whose sizes differ by at
+        most one: n of them, or fewer, so that each slice keeps at least MIN_SLICE values."""
+        k = max(1, min(self.n, N, N * width // MIN_SLICE))
+        bounds = [N * j // k for j in range(k + 1)]
+        return [slice(a, b) for a, b in pairwise(bounds)]
+
+    def _start(self, cfg: M.ModelConfig) -> None:
+        if self._procs and cfg == self._cfg:
+            return
+        _stop(self._procs)
+        dtype = np.dtype(cfg.dtype)
+        blocks = self.n  # parameters, then one gradient block per worker process
+        size = M.count_params(cfg) * blocks
+        shm = "/dev/shm" if os.path.isdir("/dev/shm") and os.access("/dev/shm", os.W_OK) else None
+        fd, path = tempfile.mkstemp(prefix="charrnn-", dir=shm)
+        try:
+            os.ftruncate(fd, size * dtype.itemsize)
+            os.close(fd)
+            buf = np.memmap(path, dtype=dtype, mode="r+", shape=(size,))
+            env = {**os.environ, "OPENBLAS_NUM_THREADS": "1", "OMP_NUM_THREADS": "1",
+                   "MKL_NUM_THREADS": "1", "PYTHONPATH": os.pathsep.join(
+                       [str(Path(__file__).resolve().parent.parent)]
+                       + ([os.environ["PYTHONPATH"]] if os.environ.get("PYTHONPATH") else []))}
+            for j in range(1, self.n):
+                p = subprocess.Popen([sys.executable, "-m", "charrnn._worker"], env=env,
+                                     stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+                self._procs.append(p)
+                send(p.stdin, {"op": "init", "model": cfg.to_dict(), "path": path, "block": j,
+                               "size": size})
+            for p in self._procs:
+                self._reply(p)  # each has mapped the file
+        except (OSError, EOFError) as e:
+            _stop(self._procs)
+            raise CharrnnError(f"cannot start worker processes ({e}); try --threads 1") from None
+        finally:
+            try:
+                os.unlink(path)
+            except OSError:
+                pass
+        self._cfg = cfg
+        self._params = shared_views(buf, cfg, 0)
+        self._grads = [shared_views(buf, cfg, j) for j in range(1, self.n)]
+
+    def _died(self):
+        _stop(self._procs)
+        self._cfg = None
+        raise CharrnnError("a worker process died; try --threads 1")
+
+    def _reply(self, p) -> tuple[dict, list]:
+        try:
+            head, arrays = recv(p.stdout)
+        except (OSError, EOFError, ValueError):
+            self._died()
+        if "error" in head:
+            raise CharrnnError(f"a worker process failed: {head['error']}")
+        return head, arrays
+
+    def map(self, params, cfg, requests: list, local) -> list:
+        """Send requests[1:] (each a (header, arrays) pair) to the workers, run local() here
+        with single-threaded BLAS, and return [local()] + the workers' replies."""
+        self._start(cfg)
+        for name, value in params.items():
+            self._params[name][...] = value
+        sent = []
+        prev = self.blas.get()
+        try:
+            for p, (head, arrays) in zip(self._procs, requests[1:]):
+                try:
+                    send(p.stdin, head, arrays)
+                except OSError:
+                    self._died()
+                sent.append(p)
+            self.blas.set(1)
+            first = local()
+        except BaseException:
+            for p in sent if self._procs else ():  # read what was asked for, so that the
+                try:  # next request gets its own reply
+                    self._reply(p)
+                except CharrnnError:
+                    pass
+            raise
+        finally:
+            self.blas.set(prev)
+        return [first] + [self._reply(p) for p in sent]
+
+    def close(self) -> None:
+        _stop(self._procs)
+        self._cfg = None
+
+    def __enter__(self) -> Workers:  # noqa: PYI034
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
 def loss_and_grads(params, cfg: M.ModelConfig, ids, targets, state: M.State, rng=None,
                    workers: Workers | None = None):
-    """model.loss_and_grads with the N streams split across `workers` (None: one thread).
-
-    Each slice of n_s streams runs forward, softmax and backward on its own; its loss and
-    gradients are those of its mean, weighted by n_s / N, so their sum is the whole batch's."""
+    """model.loss_and_grads with the N streams split across `workers` (None: one process)."""
     ids, targets = np.asarray(ids), np.asarray(targets)
     N, T = ids.shape
-    if workers is None or len(workers.slices(N, cfg.hidden)) == 1:
+    slices = workers.slices(N, cfg.hidden) if workers is not None else []
+    if len(slices) <= 1:
         return M.loss_and_grads(params, cfg, ids, targets, state, rng)
     masks = M.dropout_masks(cfg, rng, T, N)
 
-    def part(s: slice):
-        mk = [m[:, s] for m in masks] if masks is not None else None
-        logits, final, cache = M.forward(params, cfg, ids[s], state_slice(state, s), masks=mk)
-        loss, dlogits = M.cross_entropy(logits, targets[s])
-        w = (s.stop - s.start) / N
-        dlogits *= w
-        grads, _ = M.backward(dlogits, None, cache)
-        return loss * w, grads, final
+    def inputs(s):
+        mk = [m[:, s] for m in masks] if masks is not None else []
+        return ids[s], targets[s], state_slice(state, s), mk, (s.stop - s.start) / N
 
-    results = workers.run(part, workers.slices(N, cfg.hidden))
-    grads = results[0][1]
-    for _, g, _ in results[1:]:
+    requests = []
+    for s in slices:
+        i, t, st, mk, w = inputs(s)
+        requests.append(({"op": "grad", "w": w, "masks": bool(mk)}, [i, t, *flat_state(st), *mk]))
+
+    def local():
+        i, t, st, mk, w = inputs(slices[0])
+        return grad_part(params, cfg, i, t, st, mk or None, w)
+
+    first, *rest = workers.map(params, cfg, requests, local)
+    loss, grads, final = first
+    states = [final]
+    for (head, arrays), g in zip(rest, workers._grads):
+        loss += head["loss"]
         for name, value in g.items():
             grads[name] += value
-    return sum(r[0] for r in results), grads, state_concat([r[2] for r in results])
+        states.append(nest_state(arrays, cfg))
+    return loss, grads, state_concat(states)
+
+
+def score_streams(params, cfg, inputs, targets, seq, workers: Workers, out) -> M.State:
+    """Per-character losses of the streams (rows) of inputs/targets into out, the slices on
+    the workers; returns the final state of all the streams."""
+    slices = workers.slices(len(inputs), cfg.hidden)
+    requests = [({"op": "score", "seq": seq}, [inputs[s], targets[s]]) for s in slices]
+
+    def local():
+        return score_part(params, cfg, inputs[slices[0]], targets[slices[0]], seq)
+
+    first, *rest = workers.map(params, cfg, requests, local) if len(slices) > 1 else [local()]
+    out[slices[0]] = first[0]
+    states = [first[1]]
+    for s, (_, arrays) in zip(slices[1:], rest):
+        out[s] = arrays[0]
+        states.append(nest_state(arrays[1:], cfg))
+    return state_concat(states)

@@ -228,9 +228,10 @@ def train(cfg: TrainConfig, on_event=None, resume: bool = False,
           threads: int | None = None) -> TrainResult:
     """Train per `cfg` (continuing cfg.run_dir/last.npz when `resume`), return the result.
 
-    `threads`: how many threads share each chunk's streams (charrnn.parallel); None uses as many
-    as BLAS would. It changes speed only: the random stream, and so resuming, do not depend on
-    it, and results differ only in the last bits of floating-point sums. It is not saved.
+    `threads`: how many cores share each chunk's streams: this process and threads - 1 worker
+    processes, each single-threaded (charrnn.parallel); None uses as many as BLAS would. It
+    changes speed only: the random stream, and so resuming, do not depend on it, and results
+    differ only in the last bits of floating-point sums. It is not saved.
 
     Raises CorpusError, ConfigError, CheckpointError, TrainingDiverged (the checkpoints of the run
     stay as they were) or CharrnnError (run directory in use or already holding a run).

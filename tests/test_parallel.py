@@ -1,18 +1,24 @@
 """charrnn.parallel: a chunk's streams split across threads compute what one thread computes."""
 
+import io
+import signal
+import tempfile
+from itertools import pairwise
+
 import numpy as np
 import pytest
 from click.testing import CliRunner
 from conftest import assert_close
 
+from charrnn import blas as B
 from charrnn import evaluate as E
 from charrnn import model as M
 from charrnn import parallel as P
 from charrnn.cli import cli
-from charrnn.errors import ConfigError
+from charrnn.errors import CharrnnError, ConfigError
 from charrnn.train import TrainConfig, train
 
-needs_openblas = pytest.mark.skipif(P.openblas() is None, reason="BLAS threads not controllable")
+needs_openblas = pytest.mark.skipif(B.openblas() is None, reason="BLAS threads not controllable")
 
 
 @pytest.fixture
@@ -60,22 +66,64 @@ def test_dropout_changes_the_gradients_so_the_comparison_above_can_fail():
 
 
 @needs_openblas
-def test_blas_runs_single_threaded_inside_and_gets_its_threads_back():
+def test_the_callers_slice_runs_with_single_threaded_blas_which_gets_its_threads_back(
+        split_small, monkeypatch):
     blas = P.openblas()
     before = blas.get()
-    seen = []
+    seen, real = [], P.grad_part
+    monkeypatch.setattr(P, "grad_part", lambda *a: seen.append(blas.get()) or real(*a))
+    cfg, params, ids, state = _setup("gru", 1, N=4, dropout=0.0)
     with P.Workers(2) as w:
-        assert w.run(lambda s: seen.append(blas.get()) or s.start, w.slices(4)) == [0, 2]
-    assert seen == [1, 1] and blas.get() == before
+        P.loss_and_grads(params, cfg, ids[:, :-1], ids[:, 1:], state, None, w)
+    assert seen == [1] and blas.get() == before
 
-    def boom(s):
-        if s.start:
-            raise ValueError("worker failed")
-        return 0
 
-    with P.Workers(2) as w, pytest.raises(ValueError, match="worker failed"):
-        w.run(boom, w.slices(2))
-    assert blas.get() == before
+@needs_openblas
+def test_worker_failures_are_one_line_errors_and_the_workers_recover(split_small):
+    cfg, params, ids, state = _setup("lstm", 2, N=4, dropout=0.0)
+    want = M.loss_and_grads(params, cfg, ids[:, :-1], ids[:, 1:], state)
+    with P.Workers(2) as w:
+        with pytest.raises(CharrnnError, match="worker process failed: ValueError: unknown"):
+            w.map(params, cfg, [None, ({"op": "bogus"}, [])], lambda: 0)
+        got = P.loss_and_grads(params, cfg, ids[:, :-1], ids[:, 1:], state, None, w)
+        assert got[0] == pytest.approx(want[0], rel=1e-13)  # the same worker, still in step
+        proc = w._procs[0]
+        proc.send_signal(signal.SIGINT)  # Ctrl-C reaches the whole process group: ignored
+        got = P.loss_and_grads(params, cfg, ids[:, :-1], ids[:, 1:], state, None, w)
+        assert proc.poll() is None and got[0] == pytest.approx(want[0], rel=1e-13)
+        proc.kill()
+        proc.wait()
+        with pytest.raises(CharrnnError, match="worker process died"):
+            P.loss_and_grads(params, cfg, ids[:, :-1], ids[:, 1:], state, None, w)
+        got = P.loss_and_grads(params, cfg, ids[:, :-1], ids[:, 1:], state, None, w)
+        assert got[0] == pytest.approx(want[0], rel=1e-13)  # new workers were started
+        procs = list(w._procs)
+    assert all(p.poll() is not None for p in procs)  # close() ended them
+
+
+@needs_openblas
+def test_workers_leave_no_shared_file_behind(split_small, tmp_path, monkeypatch):
+    real = tempfile.mkstemp
+    monkeypatch.setattr(P.tempfile, "mkstemp", lambda prefix, dir: real(prefix=prefix, dir=tmp_path))
+    cfg, params, ids, state = _setup("rnn", 1, N=4, dropout=0.0)
+    with P.Workers(2) as w:
+        P.loss_and_grads(params, cfg, ids[:, :-1], ids[:, 1:], state, None, w)
+        assert list(tmp_path.iterdir()) == []  # unlinked once the workers had mapped it
+
+
+def test_messages_carry_arrays_exactly():
+    buf = io.BytesIO()
+    arrays = [np.arange(6, dtype=np.uint8).reshape(2, 3), np.linspace(0, 1, 7),
+              np.ones((0, 4), dtype=np.float32), np.asfortranarray(np.eye(3, dtype=np.int64))]
+    P.send(buf, {"op": "x", "w": 0.5}, arrays)
+    buf.seek(0)
+    head, got = P.recv(buf)
+    assert head == {"op": "x", "w": 0.5}
+    for a, b in zip(got, arrays):
+        assert a.dtype == b.dtype
+        np.testing.assert_array_equal(a, b)
+    with pytest.raises(EOFError):
+        P.recv(io.BytesIO(buf.getvalue()[:-3]))
 
 
 @pytest.mark.parametrize("N, n", [(32, 2), (5, 2), (7, 3), (1, 2), (2, 4)])
@@ -85,7 +133,7 @@ def test_slices_cover_the_streams_once_in_near_equal_parts(N, n):
     parts = w.slices(N)  # width MIN_SLICE: every stream is worth a slice
     assert len(parts) == min(n, N)
     assert parts[0].start == 0 and parts[-1].stop == N
-    assert all(a.stop == b.start for a, b in zip(parts, parts[1:]))
+    assert all(a.stop == b.start for a, b in pairwise(parts))
     sizes = [s.stop - s.start for s in parts]
     assert max(sizes) - min(sizes) <= 1 and min(sizes) >= 1
 
@@ -93,16 +141,17 @@ def test_slices_cover_the_streams_once_in_near_equal_parts(N, n):
 def test_small_models_stay_in_one_thread():
     w = P.Workers.__new__(P.Workers)
     w.n = 2
-    assert len(w.slices(32, 128)) == 1  # 16 x 128 values a slice: too little
-    assert len(w.slices(32, 256)) == 2
-    assert len(w.slices(8, 1024)) == 2 and len(w.slices(6, 1024)) == 1
+    assert len(w.slices(32, 16)) == 1  # 16 x 16 values a slice: too little
+    assert len(w.slices(32, 64)) == 2
+    assert len(w.slices(8, 256)) == 2 and len(w.slices(6, 256)) == 1
 
 
 def test_without_controllable_blas_everything_runs_in_one_thread(monkeypatch):
     monkeypatch.setattr(P, "openblas", lambda: None)
+    monkeypatch.setattr(B, "openblas", lambda: None)
     with P.Workers(4) as w:
         assert w.n == 1
-    assert P.default_threads() == 1
+    assert B.default_threads() == 1
     with pytest.raises(ConfigError, match="threads must be a positive"):
         P.Workers(0)
 
@@ -123,17 +172,17 @@ def test_split_streams_score_every_character_as_one_thread_does(split_small):
 def test_training_with_one_or_two_threads_ends_in_the_same_model(tmp_path, split_small,
                                                                  monkeypatch):
     calls = []
-    real = P.Workers.run
-    monkeypatch.setattr(P.Workers, "run", lambda self, fn, sl: calls.append(len(sl))
-                        or real(self, fn, sl))
+    real = P.Workers.map
+    monkeypatch.setattr(P.Workers, "map", lambda self, p, c, req, local: calls.append(len(req))
+                        or real(self, p, c, req, local))
     corpus = tmp_path / "c.txt"
     corpus.write_text("the quick brown fox jumps over the lazy dog. " * 40)
-    base = dict(corpus=str(corpus), cell="lstm", hidden=8, layers=2, dropout=0.2,
-                dtype="float64", batch=4, seq=8, steps=12, eval_every=6, lr=1e-2)
+    base = {"corpus": str(corpus), "cell": "lstm", "hidden": 8, "layers": 2, "dropout": 0.2,
+            "dtype": "float64", "batch": 4, "seq": 8, "steps": 12, "eval_every": 6, "lr": 1e-2}
     r1 = train(TrainConfig(out=str(tmp_path / "one"), **base), threads=1)
-    assert set(calls) == {1}
+    assert calls == []
     r2 = train(TrainConfig(out=str(tmp_path / "two"), **base), threads=2)
-    assert set(calls) == {1, 2}  # training and validation chunks were split in two
+    assert set(calls) == {2} and len(calls) > 12  # training and validation chunks, split
     assert r1.best_val_bpc == pytest.approx(r2.best_val_bpc, rel=1e-9)
     from charrnn import checkpoint as C
     p1, p2 = C.load(r1.run_dir / "last.npz").params, C.load(r2.run_dir / "last.npz").params

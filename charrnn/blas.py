@@ -1,0 +1,79 @@
+"""Run-time control of the BLAS thread count, through ctypes on the OpenBLAS NumPy loaded.
+
+Only OpenBLAS (what NumPy's wheels ship) is found here; with any other BLAS `openblas()` is None
+and charrnn leaves the thread count alone (and does not split work across processes).
+"""
+
+from __future__ import annotations
+
+import ctypes
+import glob
+import os
+
+import numpy as np
+
+_SET = ("scipy_openblas_set_num_threads64_", "scipy_openblas_set_num_threads",
+        "openblas_set_num_threads64_", "openblas_set_num_threads")
+
+
+class _OpenBLAS:
+    """Get and set the thread count of the OpenBLAS that NumPy loaded."""
+
+    def __init__(self, lib: ctypes.CDLL, suffix_set: str):
+        self._set = getattr(lib, suffix_set)
+        self._set.argtypes, self._set.restype = [ctypes.c_int], None
+        self._get = getattr(lib, suffix_set.replace("set_num", "get_num"))
+        self._get.argtypes, self._get.restype = [], ctypes.c_int
+
+    def get(self) -> int:
+        return int(self._get())
+
+    def set(self, n: int) -> None:
+        self._set(n)
+
+
+def _loaded_libraries() -> list[str]:
+    """Paths of the OpenBLAS libraries this process may have loaded: those mapped into it
+    (Linux), then those shipped inside NumPy's wheel (the other platforms)."""
+    paths = []
+    try:
+        with open("/proc/self/maps") as f:
+            paths = [line.split()[-1] for line in f if "openblas" in line.lower()]
+    except OSError:
+        pass
+    root = os.path.dirname(np.__file__)
+    for pattern in (root + ".libs/*openblas*", root + "/.dylibs/*openblas*"):
+        paths += glob.glob(pattern)
+    return list(dict.fromkeys(p for p in paths if os.path.isfile(p)))
+
+
+def _find_openblas() -> _OpenBLAS | None:
+    np.ones((2, 2)) @ np.ones((2, 2))  # make sure BLAS is loaded
+    for path in _loaded_libraries():
+        try:
+            lib = ctypes.CDLL(path)
+        except OSError:
+            continue
+        for name in _SET:
+            if hasattr(lib, name) and hasattr(lib, name.replace("set_num", "get_num")):
+                return _OpenBLAS(lib, name)
+    return None
+
+
+_BLAS: list = []  # found once per process: [_OpenBLAS or None]
+
+
+def openblas() -> _OpenBLAS | None:
+    if not _BLAS:
+        _BLAS.append(_find_openblas())
+    return _BLAS[0]
+
+
+def default_threads() -> int:
+    """As many workers as BLAS would use threads (OPENBLAS_NUM_THREADS is respected), at most
+    the CPUs this process may run on; 1 when BLAS threads cannot be controlled."""
+    blas = openblas()
+    if blas is None:
+        return 1
+    cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    return max(1, min(blas.get(), cpus or 1))
