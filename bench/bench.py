@@ -234,14 +234,29 @@ def torch_sampler(torch, cell, H, L, V, seed=0):
 
 
 MEM_CHILD = """
-import resource, sys, time
+import glob, os, resource, sys, time
 from charrnn import train as TR
+
+
+def worker_hwm():  # peak RSS (kB) of this process's children: the worker processes
+    kids = [k for f in glob.glob(f"/proc/{os.getpid()}/task/*/children") for k in open(f).read().split()]
+    best = 0
+    for k in kids:
+        try:
+            with open(f"/proc/{k}/status") as f:
+                best = max([best] + [int(l.split()[1]) for l in f if l.startswith("VmHWM:")])
+        except OSError:
+            pass
+    return best
+
+
+peak = [0]
 cfg = TR.TrainConfig(corpus=sys.argv[1], out=sys.argv[2], cell="lstm", hidden=256, layers=2,
                      batch=32, seq=64, steps=int(sys.argv[3]), eval_every=10**9,
                      val_frac=float(sys.argv[4]))
 t0 = time.perf_counter()
-TR.train(cfg)
-print(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss, time.perf_counter() - t0)
+TR.train(cfg, on_event=lambda e: peak.__setitem__(0, max(peak[0], worker_hwm())) and False)
+print(peak[0], time.perf_counter() - t0)
 print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss, time.perf_counter() - t0)
 """
 

@@ -57,7 +57,7 @@ def main() -> None:
                 P.send(fout, {}, [out, *P.flat_state(final)])
             else:
                 raise ValueError(f"unknown request {op!r}")
-        except Exception as e:  # report, and stay alive for the next request
+        except Exception as e:  # noqa: BLE001 -- report, and stay alive for the next request
             last = traceback.format_exception_only(type(e), e)[-1].strip()
             P.send(fout, {"error": last})
 
