@@ -176,6 +176,7 @@ class Workers:
         self._procs: list = []
         self._cfg = None
         self._params = self._grads = None
+        self.failed = None  # why the worker processes could not be started, if they could not
         self._finalizer = weakref.finalize(self, _stop, self._procs)
 
     def slices(self, N: int, width: int = MIN_SLICE) -> list[slice]:
@@ -185,9 +186,11 @@ class Workers:
         bounds = [N * j // k for j in range(k + 1)]
         return [slice(a, b) for a, b in pairwise(bounds)]
 
-    def _start(self, cfg: M.ModelConfig) -> None:
+    def start(self, cfg: M.ModelConfig) -> bool:
+        """Have the worker processes ready for `cfg`; False (and from then on one process) if
+        they cannot be started, e.g. where new processes are not allowed."""
         if self._procs and cfg == self._cfg:
-            return
+            return True
         _stop(self._procs)
         dtype = np.dtype(cfg.dtype)
         blocks = self.n  # parameters, then one gradient block per worker process
@@ -210,9 +213,10 @@ class Workers:
                                "size": size})
             for p in self._procs:
                 self._reply(p)  # each has mapped the file
-        except (OSError, EOFError) as e:
+        except (OSError, EOFError, CharrnnError) as e:
             _stop(self._procs)
-            raise CharrnnError(f"cannot start worker processes ({e}); try --threads 1") from None
+            self.n, self.failed = 1, str(e) or type(e).__name__
+            return False
         finally:
             try:
                 os.unlink(path)
@@ -221,6 +225,7 @@ class Workers:
         self._cfg = cfg
         self._params = shared_views(buf, cfg, 0)
         self._grads = [shared_views(buf, cfg, j) for j in range(1, self.n)]
+        return True
 
     def _died(self):
         _stop(self._procs)
@@ -239,7 +244,8 @@ class Workers:
     def map(self, params, cfg, requests: list, local) -> list:
         """Send requests[1:] (each a (header, arrays) pair) to the workers, run local() here
         with single-threaded BLAS, and return [local()] + the workers' replies."""
-        self._start(cfg)
+        if not self.start(cfg):
+            raise CharrnnError(f"cannot start worker processes: {self.failed}")
         for name, value in params.items():
             self._params[name][...] = value
         sent = []
@@ -281,7 +287,7 @@ def loss_and_grads(params, cfg: M.ModelConfig, ids, targets, state: M.State, rng
     ids, targets = np.asarray(ids), np.asarray(targets)
     N, T = ids.shape
     slices = workers.slices(N, cfg.hidden) if workers is not None else []
-    if len(slices) <= 1:
+    if len(slices) <= 1 or not workers.start(cfg):
         return M.loss_and_grads(params, cfg, ids, targets, state, rng)
     masks = M.dropout_masks(cfg, rng, T, N)
 
@@ -313,6 +319,8 @@ def score_streams(params, cfg, inputs, targets, seq, workers: Workers, out) -> M
     """Per-character losses of the streams (rows) of inputs/targets into out, the slices on
     the workers; returns the final state of all the streams."""
     slices = workers.slices(len(inputs), cfg.hidden)
+    if len(slices) > 1 and not workers.start(cfg):
+        slices = [slice(0, len(inputs))]
     requests = [({"op": "score", "seq": seq}, [inputs[s], targets[s]]) for s in slices]
 
     def local():

@@ -111,6 +111,22 @@ def test_workers_leave_no_shared_file_behind(split_small, tmp_path, monkeypatch)
         assert list(tmp_path.iterdir()) == []  # unlinked once the workers had mapped it
 
 
+@needs_openblas
+def test_where_processes_cannot_start_everything_runs_here(split_small, monkeypatch):
+    def no_processes(*a, **k):
+        raise PermissionError("not allowed")
+
+    monkeypatch.setattr(P.subprocess, "Popen", no_processes)
+    cfg, params, ids, state = _setup("gru", 2, N=4, dropout=0.0)
+    want = M.loss_and_grads(params, cfg, ids[:, :-1], ids[:, 1:], state)
+    with P.Workers(2) as w:
+        got = P.loss_and_grads(params, cfg, ids[:, :-1], ids[:, 1:], state, None, w)
+        assert w.n == 1 and "not allowed" in w.failed
+    assert got[0] == want[0]
+    for name in params:
+        np.testing.assert_array_equal(got[1][name], want[1][name])
+
+
 def test_messages_carry_arrays_exactly():
     buf = io.BytesIO()
     arrays = [np.arange(6, dtype=np.uint8).reshape(2, 3), np.linspace(0, 1, 7),
