@@ -157,9 +157,9 @@ def test_slices_cover_the_streams_once_in_near_equal_parts(N, n):
 def test_small_models_stay_in_one_thread():
     w = P.Workers.__new__(P.Workers)
     w.n = 2
-    assert len(w.slices(32, 16)) == 1  # 16 x 16 values a slice: too little
-    assert len(w.slices(32, 64)) == 2
-    assert len(w.slices(8, 256)) == 2 and len(w.slices(6, 256)) == 1
+    assert len(w.slices(32, 8)) == 1  # 16 x 8 values a slice: too little
+    assert len(w.slices(32, 16)) == 2
+    assert len(w.slices(8, 64)) == 2 and len(w.slices(6, 64)) == 1
 
 
 def test_without_controllable_blas_everything_runs_in_one_thread(monkeypatch):
