@@ -27,6 +27,7 @@ def main() -> None:
     blas = openblas()
     if blas is not None:
         blas.set(1)
+    P.keep_freed_memory()
     fin, fout = sys.stdin.buffer, sys.stdout.buffer
     cfg = params = grads = None
     while True:

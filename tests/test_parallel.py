@@ -127,6 +127,24 @@ def test_where_processes_cannot_start_everything_runs_here(split_small, monkeypa
         np.testing.assert_array_equal(got[1][name], want[1][name])
 
 
+def test_chunks_reuse_freed_memory_instead_of_faulting_it_in_again():
+    resource = pytest.importorskip("resource")
+    if not P.keep_freed_memory():
+        pytest.skip("not glibc")
+    cfg = M.ModelConfig(65, "lstm", 128, 2, 0.0, "float32")  # arrays of 0.5-2 MB per chunk
+    rng = np.random.default_rng(0)
+    params = M.init_params(cfg, rng)
+    ids = rng.integers(0, 65, (16, 65))
+    state = M.init_state(cfg, 16)
+    for _ in range(2):
+        M.loss_and_grads(params, cfg, ids[:, :-1], ids[:, 1:], state)
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+    for _ in range(3):
+        M.loss_and_grads(params, cfg, ids[:, :-1], ids[:, 1:], state)
+    faults = resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before
+    assert faults < 200  # with glibc's defaults: about 3,500 per chunk here
+
+
 def test_messages_carry_arrays_exactly():
     buf = io.BytesIO()
     arrays = [np.arange(6, dtype=np.uint8).reshape(2, 3), np.linspace(0, 1, 7),
