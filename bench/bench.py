@@ -49,16 +49,16 @@ def _pin_threads(argv) -> None:
 if __name__ == "__main__":
     _pin_threads(sys.argv[1:])
 
-import numpy as np  # noqa: E402
+import numpy as np
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from charrnn import data as D  # noqa: E402
-from charrnn import evaluate as E  # noqa: E402
-from charrnn import model as M  # noqa: E402
-from charrnn import parallel as P  # noqa: E402
-from charrnn.cells import CELLS  # noqa: E402
+from charrnn import data as D
+from charrnn import evaluate as E
+from charrnn import model as M
+from charrnn import parallel as P
+from charrnn.cells import CELLS
 
 CORPUS = ROOT / "corpora" / "tinyshakespeare.txt"
 CONFIGS = "lstm:128x1,lstm:256x2,lstm:512x2,gru:256x2,rnn:256x2"
@@ -272,7 +272,8 @@ def memory_check(megabytes: int, steps: int, val_frac: float) -> dict:
                 f.write(src[:left])
                 left -= len(src)
         run = subprocess.run([sys.executable, "-c", MEM_CHILD, str(corpus), str(Path(tmp) / "run"),
-                              str(steps), str(val_frac)], capture_output=True, text=True, cwd=ROOT)
+                              str(steps), str(val_frac)], capture_output=True, text=True, cwd=ROOT,
+                             check=False)
     if run.returncode != 0:
         return {"error": run.stderr.strip().splitlines()[-1] if run.stderr else "failed"}
     child_kb, _, kb, secs = run.stdout.split()[-4:]
@@ -323,7 +324,7 @@ def measure(job: dict, threads: int) -> float:
     env = {**os.environ, "OPENBLAS_NUM_THREADS": str(threads), "OMP_NUM_THREADS": str(threads),
            "MKL_NUM_THREADS": str(threads)}
     run = subprocess.run([sys.executable, __file__, "--worker", json.dumps(job)], env=env,
-                         capture_output=True, text=True, cwd=ROOT)
+                         capture_output=True, text=True, cwd=ROOT, check=False)
     if run.returncode != 0:
         print(f"failed: {job}\n{run.stderr.strip()[-2000:]}", file=sys.stderr)
         return float("nan")
@@ -363,14 +364,14 @@ def main(argv=None):
     V = len(D.vocab_of(text))
     chars = 20_000 if a.quick else len(text)
     base = {"seconds": a.seconds, "chars": chars}
-    run = lambda **job: measure({**base, **job}, a.threads)  # noqa: E731
-    best = lambda **job: max(run(**job) for _ in range(a.repeats))  # noqa: E731
+    run = lambda **job: measure({**base, **job}, a.threads)
+    best = lambda **job: max(run(**job) for _ in range(a.repeats))
     res = {"machine": {"cpus": os.cpu_count(), "threads": a.threads, "numpy": np.__version__,
                        "torch": torch_version,
                        "python": platform.python_version(), "load_start": os.getloadavg()},
            "settings": {k: v for k, v in vars(a).items() if k not in ("json", "worker")},
            "matmul": {}, "train": [], "sample": None, "eval": None, "memory": None}
-    log = lambda s: print(s, file=sys.stderr, flush=True)  # noqa: E731
+    log = lambda s: print(s, file=sys.stderr, flush=True)
 
     size = 256 if a.quick else 2048
     res["matmul"]["square"] = {"shape": [size] * 3, "gflops": best(kind="matmul", shape=[size] * 3)}
@@ -382,7 +383,8 @@ def main(argv=None):
         shape = [a.batch, H, G]
         rec = best(kind="matmul", shape=shape)
         fpc = 3 * flops_per_char(cell, H, L, V)
-        job = dict(kind="train", cell=cell, hidden=H, layers=L, batch=a.batch, seq=a.seq)
+        job = {"kind": "train", "cell": cell, "hidden": H, "layers": L, "batch": a.batch,
+               "seq": a.seq}
         ours, theirs = [], []
         for _ in range(a.repeats):  # alternate, so both see the same load
             ours.append(run(**job, impl="charrnn"))
@@ -405,15 +407,14 @@ def main(argv=None):
 
     if a.sample:
         (cell, H, L), = parse_configs(a.sample)
-        job = dict(cell=cell, hidden=H, layers=L)
+        job = {"cell": cell, "hidden": H, "layers": L}
         s = {"config": f"{cell} {H}x{L}"}
         ours, paths = [], {"onednn": [], "native": []}
         for _ in range(a.repeats):
             ours.append(run(kind="sample", impl="charrnn", **job))
             if have_torch:
-                for path in paths:
-                    paths[path].append(run(kind="sample", impl="torch", onednn=path == "onednn",
-                                           **job))
+                for path, rounds in paths.items():
+                    rounds.append(run(kind="sample", impl="torch", onednn=path == "onednn", **job))
         s["charrnn_chars_per_sec"] = max(ours)
         s["matvec_chain_per_sec"] = best(kind="chain", **job)
         if have_torch:
@@ -439,13 +440,13 @@ def main(argv=None):
 
 
 def table(res) -> str:
-    f = lambda x, spec: "-" if x is None else format(x, spec)  # noqa: E731
+    f = lambda x, spec: "-" if x is None else format(x, spec)
     mm = res["matmul"]["square"]
-    lines = [f"NumPy float32 matmul {'x'.join(map(str, mm['shape']))}: {mm['gflops']:.1f} GFLOP/s"
-             f" (numpy {res['machine']['numpy']}, torch {res['machine']['torch']},"
-             f" {res['machine']['threads']} threads each)", "",
-             f"{'training':<13}{'charrnn c/s':>12}{'torch c/s':>11}{'ratio':>7}{'GFLOP/s':>9}"
-             f"{'of matmul':>10}{'step-shape':>11}{'of that':>8}"]
+    lines = [(f"NumPy float32 matmul {'x'.join(map(str, mm['shape']))}: {mm['gflops']:.1f} GFLOP/s"
+              f" (numpy {res['machine']['numpy']}, torch {res['machine']['torch']},"
+              f" {res['machine']['threads']} threads each)"), "",
+             (f"{'training':<13}{'charrnn c/s':>12}{'torch c/s':>11}{'ratio':>7}{'GFLOP/s':>9}"
+              f"{'of matmul':>10}{'step-shape':>11}{'of that':>8}")]
     for r in res["train"]:
         lines.append(f"{r['config']:<13}{r['charrnn_chars_per_sec']:>12.0f}"
                      f"{f(r['torch_chars_per_sec'], '.0f'):>11}{f(r['ratio'], '.2f'):>7}"

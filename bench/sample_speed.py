@@ -43,18 +43,18 @@ def main():
         cfg = M.ModelConfig(vocab_size=len(vocab), cell=cell, hidden=hidden, layers=layers)
         p = M.init_params(cfg, rng)
 
-        def sample(n):
+        def sample(n, p=p, cfg=cfg):
             for _ in generate(p, cfg, vocab, "", SampleConfig(length=n), rng):
                 pass
 
-        def bare(n):
+        def bare(n, p=p, cfg=cfg):
             s, x = M.init_state(cfg, 1), np.zeros(1, dtype=np.intp)
             for _ in range(n):
                 _, s = M.step(p, cfg, x, s)
 
         ids = rng.integers(0, len(vocab), size=args.chars + 1)
 
-        def evaluate(n):
+        def evaluate(n, p=p, cfg=cfg, ids=ids):
             score(p, cfg, ids[: n + 1], streams=1)
 
         print(f"{f'{cell} {hidden}x{layers}':<16}{rate(sample, args.chars):>16,.0f}"

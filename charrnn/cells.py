@@ -29,7 +29,8 @@ Weight layouts (hard to change later: checkpoints store them):
 
 from __future__ import annotations
 
-from typing import Callable, NamedTuple
+from collections.abc import Callable
+from typing import NamedTuple
 
 import numpy as np
 
@@ -70,7 +71,7 @@ def _gates_(u: np.ndarray, n_sigmoid: int) -> np.ndarray:
 
 def _weight_grad(h0: np.ndarray, hs: np.ndarray, d: np.ndarray) -> np.ndarray:
     """sum_t h_{t-1}^T d_t, as two matrix multiplies over all steps (no concatenated copy)."""
-    T, N, H = hs.shape
+    T, _N, H = hs.shape
     G = d.shape[-1]
     dW = h0.T @ d[0]
     if T > 1:

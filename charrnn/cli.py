@@ -133,4 +133,4 @@ def main():
 
 
 # The commands live in their own modules; importing them registers them on the group.
-from . import cli_inspect, cli_train  # noqa: E402,F401
+from . import cli_inspect, cli_train  # noqa: F401

@@ -66,7 +66,7 @@ def gradflow(checkpoints, corpus, cells, length, samples, hidden, layers, scale,
 
     start = time.perf_counter()
     GF.check_settings(length, samples, warmup, scale)
-    sizes = dict(length=length, samples=samples, seed=seed, warmup=warmup, scale=scale)
+    sizes = {"length": length, "samples": samples, "seed": seed, "warmup": warmup, "scale": scale}
     if checkpoints:
         ctx = click.get_current_context()
         ignored = [option for name, option in (("cells", "--cell"), ("hidden", "--hidden"),

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import os
 import sys
 
@@ -24,9 +25,9 @@ _POS = click.IntRange(1)
 
 
 def _duration(seconds):
-    if seconds is None or seconds != seconds:
+    if seconds is None or math.isnan(seconds):
         return "?"
-    m, s = divmod(int(round(seconds)), 60)
+    m, s = divmod(round(seconds), 60)
     return f"{m // 60}:{m % 60:02d}:{s:02d}" if m >= 60 else f"{m}:{s:02d}"
 
 
@@ -189,7 +190,7 @@ def train(corpus, resume, quiet, threads, **opts):
     table.add_column("", style="bold")
     table.add_column("", justify="right")
     rate = [r["chars_per_sec"] for r in result.history if r["kind"] == "train"]
-    fmt = lambda v: "-" if v is None else f"{v:.4f}"  # noqa: E731
+    fmt = lambda v: "-" if v is None else f"{v:.4f}"
     for name, value in (("stopped by", result.reason), ("steps", f"{result.step:,}"),
                         ("epochs", f"{result.epoch:.2f}"),
                         ("training time", _duration(result.elapsed)),

@@ -114,7 +114,7 @@ def encode(text: str, vocab: Vocab) -> np.ndarray:
 
 def split(ids: np.ndarray, val_frac: float) -> tuple[np.ndarray, np.ndarray]:
     """(train, val) views: the last round(len * val_frac) ids are validation (at least 2)."""
-    n_val = max(2, int(round(len(ids) * val_frac)))
+    n_val = max(2, round(len(ids) * val_frac))
     if n_val >= len(ids):
         raise CorpusError(f"corpus of {len(ids)} characters is too short to split off a "
                           f"validation part of {val_frac:g}")

@@ -19,7 +19,8 @@ For two or more layers dropout is on, with the same masks in every evaluation.
 
 from __future__ import annotations
 
-from typing import Callable, NamedTuple
+from collections.abc import Callable
+from typing import NamedTuple
 
 import numpy as np
 

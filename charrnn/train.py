@@ -43,10 +43,10 @@ import numpy as np
 
 from . import checkpoint as C
 from . import data as D
-from .data import BUNDLED
 from . import model as M
 from . import parallel as P
 from .cells import CELLS
+from .data import BUNDLED
 from .errors import CharrnnError, CheckpointError, ConfigError, CorpusError, TrainingDiverged
 from .evaluate import LN2, score
 from .optim import OPTIMIZERS, SCHEDULES, Optimizer, learning_rate
@@ -375,7 +375,7 @@ class _Session:
             p = (self.step - offset) / max(1, total - offset) if total else 0.0
             return min(1.0, max(p, el / seconds if seconds else 0.0))
 
-        elapsed = lambda: self.elapsed0 + time.perf_counter() - t0  # noqa: E731
+        elapsed = lambda: self.elapsed0 + time.perf_counter() - t0
         p0, stop, reason = fraction(self.elapsed0), [], None
         win = {"loss": 0.0, "norm": 0.0, "n": 0, "t": time.perf_counter()}
         last = {}  # the figures of the latest step, for events

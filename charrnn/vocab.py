@@ -26,7 +26,7 @@ def describe_chars(chars: Iterable[str], limit: int = 10) -> str:
 class Vocab:
     """An ordered, immutable set of characters with id lookups in both directions."""
 
-    __slots__ = ("chars", "_index", "_table")
+    __slots__ = ("_index", "_table", "chars")
 
     def __init__(self, chars: Iterable[str]):
         chars = list(chars)

@@ -2,10 +2,10 @@
 
 import numpy as np
 import pytest
+from conftest import assert_close
 
 from charrnn import model as M
 from charrnn.cells import CELLS
-from conftest import assert_close
 
 N, T, V, H = 2, 3, 4, 5  # all different, so a swapped axis cannot pass
 
@@ -144,8 +144,8 @@ def test_dropout_only_when_training(rng):
     assert not np.allclose(a, c)
 
 
-@pytest.mark.parametrize("kwargs", [dict(cell="cnn"), dict(hidden=0), dict(layers=-1),
-                                    dict(dropout=1.0), dict(dtype="float16")])
+@pytest.mark.parametrize("kwargs", [{"cell": "cnn"}, {"hidden": 0}, {"layers": -1},
+                                    {"dropout": 1.0}, {"dtype": "float16"}])
 def test_bad_model_config(kwargs):
     from charrnn.errors import ConfigError
     with pytest.raises(ConfigError):

@@ -134,8 +134,8 @@ def test_no_runs_at_all_tells_the_user_to_train(tmp_path, monkeypatch):
     r = invoke("--prime", "a")
     assert r.exit_code == 1 and r.stdout == ""
     assert r.stderr.strip().splitlines() == [
-        "Error: no trained model found under runs/: run `charrnn train` first, or give "
-        "--checkpoint"]
+        ("Error: no trained model found under runs/: run `charrnn train` first, or give "
+         "--checkpoint")]
 
 
 def _popen(tmp_path, *args):

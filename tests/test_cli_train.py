@@ -131,7 +131,7 @@ def test_ctrl_c_saves_last_exits_130_and_resume_is_exact(tmp_path, corpus):
                                   "--layers", 2), stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     wait_for(out / "last.npz", proc)
     proc.send_signal(signal.SIGINT)
-    stdout, stderr = proc.communicate(timeout=60)
+    _stdout, stderr = proc.communicate(timeout=60)
     assert proc.returncode == 130, stderr.decode()
     assert b"interrupted" in stderr and b"Traceback" not in stderr
     k = C.load(out / "last.npz").meta["step"]

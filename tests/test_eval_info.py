@@ -1,11 +1,13 @@
 """`charrnn eval` and `charrnn info`, against independent computations."""
 
+import itertools
 import math
 import os
 
 import numpy as np
 import pytest
 from click.testing import CliRunner
+from conftest import assert_close
 
 from charrnn import checkpoint as C
 from charrnn import model as M
@@ -14,7 +16,6 @@ from charrnn.errors import CorpusError, VocabularyError
 from charrnn.info import chart, curves, latest_run, vocab_text
 from charrnn.scoring import RAMP, heat_map, score_text
 from charrnn.vocab import Vocab
-from conftest import assert_close
 
 VOCAB = Vocab("\n abcdeé日")
 TEXT = "abc dee\n日本 éaZbc\ncab\n"  # '本' and 'Z' are not in the vocabulary
@@ -32,7 +33,7 @@ def reference_losses(p, cfg, text):
     chars = [c for c in text if c in VOCAB]
     state = M.init_state(cfg, 1)
     out = []
-    for a, b in zip(chars, chars[1:]):
+    for a, b in itertools.pairwise(chars):
         logits, state = M.step(p, cfg, np.array([VOCAB.chars.index(a)]), state)
         z = logits[0] - logits[0].max()
         out.append(math.log(np.exp(z).sum()) - z[VOCAB.chars.index(b)])
@@ -139,7 +140,7 @@ def test_nothing_to_score_is_a_corpus_error(ckpt):
 
 
 def test_info_describes_the_checkpoint(ckpt):
-    cfg, p = ckpt
+    _cfg, p = ckpt
     r = CliRunner().invoke(cli, ["info"])
     assert r.exit_code == 0, r.output
     n_params = sum(a.size for a in p.values())

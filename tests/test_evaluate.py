@@ -2,10 +2,10 @@
 
 import numpy as np
 import pytest
+from conftest import assert_close
 
 from charrnn import model as M
 from charrnn.evaluate import char_losses, score
-from conftest import assert_close
 
 
 def stepwise_losses(p, cfg, ids):

@@ -5,10 +5,10 @@ import warnings
 
 import numpy as np
 import pytest
+from conftest import assert_close
 
 from charrnn import model as M
 from charrnn.cells import CELLS
-from conftest import assert_close
 
 
 def sig(x):
@@ -52,7 +52,7 @@ def test_saturated_gates_are_exact_and_silent(cell, dtype, rng):
         warnings.simplefilter("error")  # no overflow warnings leak out
         hs, _, _ = CELLS[cell].forward(xp.copy(), state, p)
     assert hs.dtype == np.dtype(dtype)
-    tol = dict(rtol=1e-5, atol=1e-5) if dtype == "float32" else {}
+    tol = {"rtol": 1e-5, "atol": 1e-5} if dtype == "float32" else {}
     assert_close(hs, ref, what=f"{cell} {dtype} saturated outputs", **tol)
 
 

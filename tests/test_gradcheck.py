@@ -5,9 +5,10 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
-from charrnn import cells, gradcheck as G
-from charrnn.cli import cli
+from charrnn import cells
+from charrnn import gradcheck as G
 from charrnn.cells import CELLS
+from charrnn.cli import cli
 
 
 def failures(results):

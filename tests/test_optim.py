@@ -5,10 +5,16 @@ import tracemalloc
 
 import numpy as np
 import pytest
-
-from charrnn.optim import (HYPER, MIN_LR_FRAC, Optimizer, clip_by_global_norm, global_norm,
-                           learning_rate)
 from conftest import assert_close
+
+from charrnn.optim import (
+    HYPER,
+    MIN_LR_FRAC,
+    Optimizer,
+    clip_by_global_norm,
+    global_norm,
+    learning_rate,
+)
 
 
 def make(rng):

@@ -20,7 +20,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 from click.testing import CliRunner
-from hypothesis import given, settings, strategies as st
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from charrnn import checkpoint as C
 from charrnn import data as D
@@ -40,9 +41,9 @@ TINY = ["--hidden", "8", "--layers", "1", "--batch", "4", "--seq", "8", "--dtype
 
 
 def tiny(corpus, out, **kw):
-    base = dict(corpus=str(corpus), out=str(out), cell="lstm", hidden=8, layers=1, batch=4, seq=8,
-                steps=10,
-                eval_every=5, dtype="float64", warmup=2, schedule="constant", lr=1e-2)
+    base = {"corpus": str(corpus), "out": str(out), "cell": "lstm", "hidden": 8, "layers": 1,
+            "batch": 4, "seq": 8, "steps": 10, "eval_every": 5, "dtype": "float64", "warmup": 2,
+            "schedule": "constant", "lr": 1e-2}
     base.update(kw)
     return TrainConfig(**base)
 

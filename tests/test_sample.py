@@ -2,13 +2,13 @@
 
 import numpy as np
 import pytest
+from conftest import assert_close
 
 from charrnn import model as M
 from charrnn import sample as S
 from charrnn.errors import CheckpointError, ConfigError, VocabularyError
 from charrnn.sample import SampleConfig, distribution, generate, next_distribution
 from charrnn.vocab import Vocab
-from conftest import assert_close
 
 VOCAB = Vocab("\n abcdeéж日")
 

@@ -10,7 +10,6 @@ import numpy as np
 import pytest
 
 from charrnn import checkpoint as C
-from charrnn import model as M
 from charrnn import parallel as P
 from charrnn.errors import CharrnnError, ConfigError, CorpusError, TrainingDiverged
 from charrnn.train import TrainConfig, resume_config, train
@@ -26,8 +25,9 @@ def corpus(tmp_path):
 
 
 def tiny(corpus, out, **kw):
-    base = dict(corpus=corpus, out=str(out), hidden=8, layers=2, batch=8, seq=16, steps=10,
-                eval_every=5, dtype="float64", warmup=2, schedule="constant", lr=1e-2)
+    base = {"corpus": corpus, "out": str(out), "hidden": 8, "layers": 2, "batch": 8, "seq": 16,
+            "steps": 10, "eval_every": 5, "dtype": "float64", "warmup": 2, "schedule": "constant",
+            "lr": 1e-2}
     base.update(kw)
     return TrainConfig(**base)
 
@@ -50,7 +50,7 @@ def test_same_seed_same_history_and_eval_does_not_disturb_training(tmp_path, cor
     a = train(tiny(corpus, tmp_path / "a", dropout=0.2))
     b = train(tiny(corpus, tmp_path / "b", dropout=0.2))
     c = train(tiny(corpus, tmp_path / "c", dropout=0.2, eval_every=1))
-    losses = lambda r: [h["train_bpc"] for h in r.history if h["kind"] == "train"]  # noqa: E731
+    losses = lambda r: [h["train_bpc"] for h in r.history if h["kind"] == "train"]
     assert losses(a) == losses(b) == losses(c)
     for k, v in params_of(tmp_path / "a" / "last.npz").items():
         np.testing.assert_array_equal(v, params_of(tmp_path / "c" / "last.npz")[k])
@@ -62,7 +62,7 @@ def test_same_seed_same_history_and_eval_does_not_disturb_training(tmp_path, cor
 def test_interrupted_and_resumed_equals_uninterrupted(tmp_path, corpus, opt):
     # 1161 training chars in 8 streams of 16: 9 chunks per epoch, so 23 steps cross two epoch
     # wraps (state resets) and the interruption at 13 falls mid-epoch (state carried)
-    kw = dict(optimizer=opt, dropout=0.3, steps=23, eval_every=6)
+    kw = {"optimizer": opt, "dropout": 0.3, "steps": 23, "eval_every": 6}
     train(tiny(corpus, tmp_path / "full", **kw))
     train(tiny(corpus, tmp_path / "part", **{**kw, "steps": 13}))  # stops mid-epoch
     res = train(resume_config(tmp_path / "part", steps=23), resume=True)
@@ -76,7 +76,7 @@ def test_interrupted_and_resumed_equals_uninterrupted(tmp_path, corpus, opt):
 
 
 def test_cosine_resume_after_a_stop_request(tmp_path, corpus):
-    kw = dict(dropout=0.3, steps=17, schedule="cosine", warmup=3)
+    kw = {"dropout": 0.3, "steps": 17, "schedule": "cosine", "warmup": 3}
     train(tiny(corpus, tmp_path / "full", **kw))
     first = train(tiny(corpus, tmp_path / "part", **kw), on_event=lambda e: e.step >= 7)
     assert first.reason == "interrupted" and first.step == 7
@@ -163,10 +163,10 @@ def test_lock_refuses_a_live_owner_and_takes_a_stale_one(tmp_path, corpus):
     assert train(tiny(corpus, run)).step == 10
 
 
-@pytest.mark.parametrize("bad", [dict(hidden=0), dict(batch=-1), dict(val_frac=1.0),
-                                 dict(val_frac=0), dict(lr=0), dict(clip=-1), dict(steps=0),
-                                 dict(dropout=1.0), dict(optimizer="lion"), dict(cell="tree"),
-                                 dict(encoding="nope"), dict(minutes=-1)])
+@pytest.mark.parametrize("bad", [{"hidden": 0}, {"batch": -1}, {"val_frac": 1.0},
+                                 {"val_frac": 0}, {"lr": 0}, {"clip": -1}, {"steps": 0},
+                                 {"dropout": 1.0}, {"optimizer": "lion"}, {"cell": "tree"},
+                                 {"encoding": "nope"}, {"minutes": -1}])
 def test_config_validation(bad):
     with pytest.raises(ConfigError):
         TrainConfig(**bad)

@@ -52,7 +52,8 @@ def test_malformed_vocabulary_json(bad):
         Vocab.from_json(bad)
 
 
-from hypothesis import given, strategies as st  # noqa: E402
+from hypothesis import given
+from hypothesis import strategies as st
 
 
 @given(st.text(min_size=1))
