@@ -114,7 +114,7 @@ def rnn_backward(dhs, dstate, cache):
     dxp = np.multiply(hs, hs)  # d tanh(a)/da = 1 - h^2, for all steps at once
     np.subtract(1, dxp, out=dxp)
     dh = dstate[0].copy()
-    WhT = Wh.T
+    WhT = np.ascontiguousarray(Wh.T)  # a transposed view multiplies 1.2-1.4x slower
     for t in range(hs.shape[0] - 1, -1, -1):
         dh += dhs[t]
         da = dxp[t]
@@ -201,7 +201,7 @@ def lstm_backward(dhs, dstate, cache):
     dh = dstate[0].copy()
     dc = dstate[1].copy()
     tmp = np.empty((N, H), dtype=acts.dtype)
-    WhT = Wh.T
+    WhT = np.ascontiguousarray(Wh.T)  # a transposed view multiplies 1.2-1.4x slower
     for t in range(T - 1, -1, -1):
         Kt = K[t]
         dh += dhs[t]
@@ -317,7 +317,7 @@ def gru_backward(dhs, dstate, cache):
     DH = np.empty_like(hs)  # dh_t, total gradient at h_t
     dh = dstate[0].copy()
     buf = np.empty_like(dh)
-    WhT = Wh.T
+    WhT = np.ascontiguousarray(Wh.T)  # a transposed view multiplies 1.2-1.4x slower
     for t in range(T - 1, -1, -1):
         dht = DH[t]
         np.add(dh, dhs[t], out=dht)

@@ -158,12 +158,14 @@ def resume_config(run_dir: str | os.PathLike, **given) -> TrainConfig:
 def memory_needed(model: M.ModelConfig, batch: int, seq: int) -> int:
     """Bytes a training step needs at its peak, about: the output layer's (T, N, V) logits, their
     gradient and a temporary (3 arrays of N*T*V; measured: 2.2 to 2.7), the layers' caches (16
-    arrays of N*T*H per layer; measured: up to 15) and the parameters, their gradients and two
-    optimizer moments (4 copies). With tens of thousands of distinct characters the first term
-    dominates. The tests check this against the measured peak."""
+    arrays of N*T*H per layer; measured: up to 15), the parameters, their gradients and two
+    optimizer moments (4 copies), and the backward pass's contiguous copy of one layer's
+    transposed recurrent weights (H x G). With tens of thousands of distinct characters the first
+    term dominates. The tests check this against the measured peak."""
     N, T, item = batch, seq, np.dtype(model.dtype).itemsize
-    return item * (3 * N * T * model.vocab_size + 16 * N * T * model.hidden * model.layers
-                   + 4 * M.count_params(model))
+    H, G = model.hidden, CELLS[model.cell].gates * model.hidden
+    return item * (3 * N * T * model.vocab_size + 16 * N * T * H * model.layers
+                   + 4 * M.count_params(model) + H * G)
 
 
 def _physical_memory() -> int | None:
