@@ -64,7 +64,15 @@ CORPUS = ROOT / "corpora" / "tinyshakespeare.txt"
 CONFIGS = "lstm:128x1,lstm:256x2,lstm:512x2,gru:256x2,rnn:256x2"
 QUICK = "lstm:16x1,gru:16x2,rnn:16x2"
 LR, CLIP = 2e-3, 5.0
-WORKERS = P.Workers()  # as many as OpenBLAS was given threads (OPENBLAS_NUM_THREADS, --threads)
+_WORKERS: list = []
+
+
+def workers() -> P.Workers:
+    """charrnn's workers, made at first use (so PyTorch's measurements never change malloc
+    settings, see parallel.keep_freed_memory): as many as OpenBLAS was given threads."""
+    if not _WORKERS:
+        _WORKERS.append(P.Workers())
+    return _WORKERS[0]
 
 
 def parse_configs(text: str) -> list[tuple[str, int, int]]:
@@ -128,13 +136,14 @@ def charrnn_trainer(cell, H, L, ids, N, T, seed=0):
     opt = Optimizer("adam", params)
     b = D.batches(ids, N, T)
     box = {"state": M.init_state(cfg, N), "c": 0}
+    pool = workers()
 
     def step():
         c = box["c"]
         if c == b.chunks:
             c, box["state"] = 0, M.init_state(cfg, N)
         x, y = b.chunk(c)
-        _, grads, box["state"] = P.loss_and_grads(params, cfg, x, y, box["state"], None, WORKERS)
+        _, grads, box["state"] = P.loss_and_grads(params, cfg, x, y, box["state"], None, pool)
         opt.clip_and_step(params, grads, LR, CLIP)
         box["c"] = c + 1
 
@@ -176,7 +185,8 @@ def charrnn_eval_rate(cell, H, L, ids, seconds):
     V = int(ids.max()) + 1
     cfg = M.ModelConfig(vocab_size=V, cell=cell, hidden=H, layers=L, dtype="float32")
     params = M.init_params(cfg, np.random.default_rng(0))
-    return best_rate(lambda: E.score(params, cfg, ids, streams=32, seq=256, workers=WORKERS),
+    pool = workers()
+    return best_rate(lambda: E.score(params, cfg, ids, streams=32, seq=256, workers=pool),
                      len(ids) - 1, seconds, min_warm=1)
 
 

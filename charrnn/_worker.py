@@ -1,25 +1,43 @@
-"""A worker process of charrnn.parallel: `python -m charrnn._worker`, spoken to on stdin/stdout.
+"""A worker process of charrnn.parallel, started by Workers.start (see parallel._BOOT) with the
+shared memory's file descriptor, and spoken to on stdin/stdout.
 
 Requests (see charrnn.parallel.send/recv), each answered by one reply:
-    init   model, path, block, size -> {}: map the shared file; parameters are block 0, this
-           worker's gradients block `block`
+    init   model, block, size -> {}: map the shared memory (size values of the model's dtype);
+           parameters are block 0, this worker's gradients block `block`
     grad   w, masks; arrays ids, targets, state..., masks... -> {"loss"}; arrays: final state.
            The gradients (weighted by w) are written into this worker's block.
     score  seq; arrays inputs, targets -> arrays: losses (n, L) float64, final state...
-A failure is answered with {"error": message}. End of input ends the process.
+A failure is answered with {"error": message}. End of input, or a caller that stopped reading,
+ends the process quietly.
 """
 
 from __future__ import annotations
 
+import mmap
+import os
 import signal
 import sys
 import traceback
 
-import numpy as np
 
-
-def main() -> None:
+def main(fd: int) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the caller decides when to stop
+    # The replies get their own copy of stdout; anything else printed (by Python or C code)
+    # goes to stderr and cannot corrupt them.
+    fout = os.fdopen(os.dup(1), "wb")
+    os.dup2(2, 1)
+    sys.stdout = sys.stderr
+    fin = sys.stdin.buffer
+    try:
+        serve(fd, fin, fout)
+    except (BrokenPipeError, EOFError, KeyboardInterrupt):
+        pass  # the caller has gone
+    os._exit(0)
+
+
+def serve(fd: int, fin, fout) -> None:
+    import numpy as np
+
     from . import model as M
     from . import parallel as P
     from .blas import openblas
@@ -28,22 +46,19 @@ def main() -> None:
     if blas is not None:
         blas.set(1)
     P.keep_freed_memory()
-    fin, fout = sys.stdin.buffer, sys.stdout.buffer
     cfg = params = grads = None
     while True:
-        try:
-            head, arrays = P.recv(fin)
-        except EOFError:
-            return
+        head, arrays = P.recv(fin)
         try:
             op = head["op"]
             if op == "init":
                 cfg = M.ModelConfig.from_dict(head["model"])
-                buf = np.memmap(head["path"], dtype=np.dtype(cfg.dtype), mode="r+",
-                                shape=(head["size"],))
+                dtype = np.dtype(cfg.dtype)
+                buf = np.frombuffer(mmap.mmap(fd, head["size"] * dtype.itemsize), dtype=dtype)
+                os.close(fd)
                 params = P.shared_views(buf, cfg, 0)
                 grads = P.shared_views(buf, cfg, head["block"])
-                P.send(fout, {})
+                reply = ({}, [])
             elif op == "grad":
                 n_masks = cfg.layers if head["masks"] else 0
                 ids, targets, *rest = arrays
@@ -52,16 +67,13 @@ def main() -> None:
                 loss, g, final = P.grad_part(params, cfg, ids, targets, state, masks, head["w"])
                 for name, value in g.items():
                     grads[name][...] = value
-                P.send(fout, {"loss": loss}, P.flat_state(final))
+                reply = ({"loss": loss}, P.flat_state(final))
             elif op == "score":
                 out, final = P.score_part(params, cfg, arrays[0], arrays[1], head["seq"])
-                P.send(fout, {}, [out, *P.flat_state(final)])
+                reply = ({}, [out, *P.flat_state(final)])
             else:
                 raise ValueError(f"unknown request {op!r}")
-        except Exception as e:  # noqa: BLE001 -- report, and stay alive for the next request
+        except (OSError, ValueError, KeyError, TypeError, MemoryError, ArithmeticError) as e:
             last = traceback.format_exception_only(type(e), e)[-1].strip()
-            P.send(fout, {"error": last})
-
-
-if __name__ == "__main__":
-    main()
+            reply = ({"error": last}, [])  # reported; the worker stays up for the next request
+        P.send(fout, *reply)

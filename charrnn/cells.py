@@ -293,7 +293,8 @@ def gru_backward(dhs, dstate, cache):
     (the factor of dn's path), the gradient with respect to [h_prev Wh_r, h_prev Wh_z,
     h_prev Wh_n + bhn] is dh_t * [K_r, K_z, K_n] with K_r = hn k r(1-r), K_z = (h_prev - n)
     z(1-z), K_n = k r, all computed for every step before the loop. dxp equals that gradient in
-    the r and z columns and dh_t k in the n columns, formed after the loop."""
+    the r and z columns and dh_t k in the n columns, written over dgh's n columns after the
+    loop (once dWh and dbhn have been taken from them)."""
     Wh, h0, acts, hns, hs = cache
     T, N, G = acts.shape
     H = G // 3
@@ -325,10 +326,9 @@ def gru_backward(dhs, dstate, cache):
         np.multiply(dht, z[t], out=dh)  # the direct path h_prev -> h
         np.matmul(dgh[t], WhT, out=buf)  # and the path through Wh
         dh += buf
-    dxp = np.empty_like(acts)
-    dxp[..., : 2 * H] = dgh[..., : 2 * H]
-    np.multiply(DH, k, out=dxp[..., 2 * H :])
     grads = {"Wh": _weight_grad(h0, hs, dgh), "bhn": dgh[:, :, 2 * H :].sum(axis=(0, 1))}
+    dxp = dgh  # r and z columns as they are; n columns replaced, now that dgh is used up
+    np.multiply(DH, k, out=dxp[..., 2 * H :])
     return dxp, (dh,), grads
 
 

@@ -134,8 +134,9 @@ class _TrainDisplay:
               help="Text encoding of CORPUS.")
 @click.option("--threads", type=_POS, default=None,
               help="Cores sharing each chunk's streams: this process and THREADS-1 worker "
-              "processes, each single-threaded; it changes speed only, not results  [default: "
-              "as many as BLAS uses, usually one per core]")
+              "processes, each single-threaded. Results differ only in the last bits  [default: "
+              "as many as BLAS uses, usually one per core; with --resume, as many as the run "
+              "used]")
 @click.option("--quiet", "-q", is_flag=True,
               help="No progress bar: one plain line per evaluation.")
 def train(corpus, resume, quiet, threads, **opts):

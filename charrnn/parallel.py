@@ -14,24 +14,29 @@ charrnn._worker`), every one of them running single-threaded BLAS. Measured with
 14.4-15.9k to 18.2-20.1k (the ranges are separate runs); the default `charrnn train` from 17.5k
 to 20.3k.
 
-How (hard to change later, keep it): the parameters and the workers' gradients live in one
-temporary file mapped by all the processes (in /dev/shm where there is one, and unlinked as soon
-as the workers have opened it); before each chunk the caller copies the parameters in, and after
-it adds the workers' gradients to its own. Everything else (ids, state slices, dropout masks,
-losses, final states) goes through the workers' stdin and stdout as a JSON header followed by raw
-array bytes (`send`/`recv`): no pickle anywhere. Workers ignore Ctrl-C (the caller decides when
-to stop) and exit when their stdin closes, so they never outlive the caller.
+How (hard to change later, keep it): the parameters and the workers' gradients live in one block
+of shared memory, a temporary file unlinked at once (so nothing is left behind, however the
+process ends) whose descriptor the workers inherit; space is reserved up front, so a full
+/dev/shm is an error (and one process) rather than a crash on first touch. Before each chunk the
+caller copies the parameters in, and after it adds the workers' gradients to its own.
+Everything else (ids, state slices, dropout masks, losses, final states) goes through the
+workers' stdin and stdout as a JSON header followed by raw array bytes (`send`/`recv`): no
+pickle anywhere. Workers run in their own session (Ctrl-C reaches only the caller, which decides
+when to stop), with the package's directory, not the current one, at the head of sys.path, and
+anything they print goes to stderr; they exit when their stdin closes or the caller stops
+reading, so they never outlive it. Only as many workers start as a chunk has slices.
 
 Exactness: the streams are independent, so a split chunk computes the same loss, gradients and
 final state as the whole chunk, up to the order of floating-point sums (each slice's gradients
 are those of its mean weighted by n_s / N). Dropout masks are drawn once for the whole batch by
-the caller, before the split, so the random stream -- and with it resuming a run -- does not
-depend on the number of workers.
+the caller, before the split, so the random stream does not depend on the number of workers;
+the last bits of the results do, which is why the trainer saves the count for --resume.
 """
 
 from __future__ import annotations
 
 import json
+import mmap
 import os
 import subprocess
 import sys
@@ -51,6 +56,7 @@ from .errors import CharrnnError, ConfigError
 # messages, adding the gradients); measured on 2 cores, batch 32, even LSTM 16x1 (16 x 16 = 256
 # values a slice) trained faster split in two: 274k against 239k characters per second.
 MIN_SLICE = 256
+MAX_HEADER = 1 << 20  # bytes of a message's JSON header: more means the stream is not ours
 
 
 _MALLOC_SET: list = []
@@ -108,7 +114,10 @@ def _read_into(f, buf: memoryview) -> None:
 def recv(f) -> tuple[dict, list]:
     size = bytearray(8)
     _read_into(f, memoryview(size))
-    head = bytearray(int.from_bytes(size, "little"))
+    n = int.from_bytes(size, "little")
+    if n > MAX_HEADER:
+        raise ValueError(f"not a charrnn message (header of {n} bytes)")
+    head = bytearray(n)
     _read_into(f, memoryview(head))
     head = json.loads(head)
     arrays = []
@@ -177,18 +186,52 @@ def state_concat(states: list) -> M.State:
 
 
 def _stop(procs: list) -> None:
+    """End the workers: closing their pipes ends them (EOF on stdin, or a broken pipe if one is
+    still writing a reply), so this never waits on a worker blocked on a full pipe."""
     for p in procs:
-        try:
-            p.stdin.close()
-        except OSError:
-            pass
+        for f in (p.stdin, p.stdout):
+            try:
+                f.close()
+            except OSError:
+                pass
     for p in procs:
         try:
             p.wait(timeout=10)
         except subprocess.TimeoutExpired:
             p.kill()
-        p.stdout.close()
+            p.wait()
     procs.clear()
+
+
+# The worker's first line, run with `python -c`: the package's own directory replaces the current
+# directory at the head of sys.path (so a user's charrnn.py or inspect.py there cannot be
+# imported instead), then the worker main loop.
+_BOOT = "import sys; sys.path[0] = {root!r}; from charrnn._worker import main; main({fd})"
+
+
+def _shared_file(nbytes: int) -> int:
+    """A file descriptor of nbytes of reserved shared memory with no name anywhere: in /dev/shm
+    when it has room, else in the temporary directory. posix_fallocate reserves the space now, so
+    a full /dev/shm is an error here, not a crash (SIGBUS) on first touch."""
+    dirs = ["/dev/shm"] if os.path.isdir("/dev/shm") else []
+    err: OSError | None = None
+    for d in [*dirs, None]:
+        try:
+            fd, path = tempfile.mkstemp(prefix="charrnn-", dir=d)
+        except OSError as e:
+            err = e
+            continue
+        os.unlink(path)  # nothing is left behind, whatever ends this process
+        try:
+            if hasattr(os, "posix_fallocate"):
+                os.posix_fallocate(fd, 0, nbytes)
+            else:
+                os.ftruncate(fd, nbytes)
+            return fd
+        except OSError as e:
+            os.close(fd)
+            err = e
+    raise err or OSError("no place for shared memory")
 
 
 class Workers:
@@ -209,7 +252,7 @@ class Workers:
         self.n = n if self.blas is not None else 1
         self._procs: list = []
         self._cfg = None
-        self._params = self._grads = None
+        self._params = self._grads = self._mmap = None
         self.failed = None  # why the worker processes could not be started, if they could not
         self._finalizer = weakref.finalize(self, _stop, self._procs)
 
@@ -220,45 +263,42 @@ class Workers:
         bounds = [N * j // k for j in range(k + 1)]
         return [slice(a, b) for a, b in pairwise(bounds)]
 
-    def start(self, cfg: M.ModelConfig) -> bool:
-        """Have the worker processes ready for `cfg`; False (and from then on one process) if
-        they cannot be started, e.g. where new processes are not allowed."""
-        if self._procs and cfg == self._cfg:
+    def start(self, cfg: M.ModelConfig, k: int) -> bool:
+        """Have k - 1 worker processes ready for `cfg`; False (and from then on one process) if
+        they cannot be started, e.g. where new processes are not allowed; `failed` says why."""
+        if cfg == self._cfg and len(self._procs) >= k - 1:
             return True
         _stop(self._procs)
+        self._cfg = None
         dtype = np.dtype(cfg.dtype)
-        blocks = self.n  # parameters, then one gradient block per worker process
-        size = M.count_params(cfg) * blocks
-        shm = "/dev/shm" if os.path.isdir("/dev/shm") and os.access("/dev/shm", os.W_OK) else None
-        fd, path = tempfile.mkstemp(prefix="charrnn-", dir=shm)
+        size = M.count_params(cfg) * k  # parameters, then one gradient block per worker
+        fd = None
         try:
-            os.ftruncate(fd, size * dtype.itemsize)
-            os.close(fd)
-            buf = np.memmap(path, dtype=dtype, mode="r+", shape=(size,))
+            fd = _shared_file(size * dtype.itemsize)
+            self._mmap = mmap.mmap(fd, size * dtype.itemsize)
+            buf = np.frombuffer(self._mmap, dtype=dtype)
             env = {**os.environ, "OPENBLAS_NUM_THREADS": "1", "OMP_NUM_THREADS": "1",
-                   "MKL_NUM_THREADS": "1", "PYTHONPATH": os.pathsep.join(
-                       [str(Path(__file__).resolve().parent.parent)]
-                       + ([os.environ["PYTHONPATH"]] if os.environ.get("PYTHONPATH") else []))}
-            for j in range(1, self.n):
-                p = subprocess.Popen([sys.executable, "-m", "charrnn._worker"], env=env,
-                                     stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+                   "MKL_NUM_THREADS": "1"}
+            boot = _BOOT.format(root=str(Path(__file__).resolve().parent.parent), fd=fd)
+            for j in range(1, k):
+                # its own session: Ctrl-C at the terminal reaches the trainer only, which
+                # stops at a step boundary; a worker ends when its stdin closes
+                p = subprocess.Popen([sys.executable, "-c", boot], env=env, pass_fds=(fd,),
+                                     stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                     start_new_session=True)
                 self._procs.append(p)
-                send(p.stdin, {"op": "init", "model": cfg.to_dict(), "path": path, "block": j,
-                               "size": size})
-            for p in self._procs:
-                self._reply(p)  # each has mapped the file
-        except (OSError, EOFError, CharrnnError) as e:
+                send(p.stdin, {"op": "init", "model": cfg.to_dict(), "block": j, "size": size})
+            self._collect(self._procs)  # each has mapped the memory
+        except (OSError, EOFError, ValueError, CharrnnError) as e:
             _stop(self._procs)
             self.n, self.failed = 1, str(e) or type(e).__name__
             return False
         finally:
-            try:
-                os.unlink(path)
-            except OSError:
-                pass
+            if fd is not None:
+                os.close(fd)  # the mappings stay
         self._cfg = cfg
         self._params = shared_views(buf, cfg, 0)
-        self._grads = [shared_views(buf, cfg, j) for j in range(1, self.n)]
+        self._grads = [shared_views(buf, cfg, j) for j in range(1, k)]
         return True
 
     def _died(self):
@@ -268,17 +308,23 @@ class Workers:
 
     def _reply(self, p) -> tuple[dict, list]:
         try:
-            head, arrays = recv(p.stdout)
-        except (OSError, EOFError, ValueError):
+            return recv(p.stdout)
+        except (OSError, EOFError, ValueError, MemoryError, OverflowError):
             self._died()
-        if "error" in head:
-            raise CharrnnError(f"a worker process failed: {head['error']}")
-        return head, arrays
+
+    def _collect(self, procs: list) -> list:
+        """Every outstanding reply, read before any error is raised, so that each worker's next
+        reply answers its next request."""
+        replies = [self._reply(p) for p in procs]
+        for head, _ in replies:
+            if "error" in head:
+                raise CharrnnError(f"a worker process failed: {head['error']}")
+        return replies
 
     def map(self, params, cfg, requests: list, local) -> list:
         """Send requests[1:] (each a (header, arrays) pair) to the workers, run local() here
         with single-threaded BLAS, and return [local()] + the workers' replies."""
-        if not self.start(cfg):
+        if not self.start(cfg, len(requests)):
             raise CharrnnError(f"cannot start worker processes: {self.failed}")
         for name, value in params.items():
             self._params[name][...] = value
@@ -294,15 +340,15 @@ class Workers:
             self.blas.set(1)
             first = local()
         except BaseException:
-            for p in sent if self._procs else ():  # read what was asked for, so that the
-                try:  # next request gets its own reply
-                    self._reply(p)
+            if self._procs:  # read what was asked for, so the next request gets its own reply
+                try:
+                    self._collect(sent)
                 except CharrnnError:
                     pass
             raise
         finally:
             self.blas.set(prev)
-        return [first] + [self._reply(p) for p in sent]
+        return [first, *self._collect(sent)]
 
     def close(self) -> None:
         _stop(self._procs)
@@ -321,7 +367,7 @@ def loss_and_grads(params, cfg: M.ModelConfig, ids, targets, state: M.State, rng
     ids, targets = np.asarray(ids), np.asarray(targets)
     N, T = ids.shape
     slices = workers.slices(N, cfg.hidden) if workers is not None else []
-    if len(slices) <= 1 or not workers.start(cfg):
+    if len(slices) <= 1 or not workers.start(cfg, len(slices)):
         return M.loss_and_grads(params, cfg, ids, targets, state, rng)
     masks = M.dropout_masks(cfg, rng, T, N)
 
@@ -353,7 +399,7 @@ def score_streams(params, cfg, inputs, targets, seq, workers: Workers, out) -> M
     """Per-character losses of the streams (rows) of inputs/targets into out, the slices on
     the workers; returns the final state of all the streams."""
     slices = workers.slices(len(inputs), cfg.hidden)
-    if len(slices) > 1 and not workers.start(cfg):
+    if len(slices) > 1 and not workers.start(cfg, len(slices)):
         slices = [slice(0, len(inputs))]
     requests = [({"op": "score", "seq": seq}, [inputs[s], targets[s]]) for s in slices]
 

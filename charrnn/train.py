@@ -14,16 +14,20 @@ Run directory (cfg.out, default runs/<corpus stem>), the contract other commands
 
 Checkpoint meta: "train" (TrainConfig), "step", "history", "best_val_bpc", "corpus", "elapsed",
 and for the exact resume "rng" (the Generator's bit_generator.state), "data" (epoch, chunk),
-"bad_evals", "corpus_chars", "corpus_crc32"; arrays "opt/<slot>.<param>", "opt/t" and
-"state/l<k>.h" (and ".c"), the hidden state carried into the next chunk.
+"bad_evals", "corpus_chars", "corpus_crc32", "threads" (the processes the chunks were split
+across, see charrnn.parallel; --resume uses as many unless told otherwise); arrays
+"opt/<slot>.<param>", "opt/t" and "state/l<k>.h" (and ".c"), the hidden state carried into the
+next chunk.
 
 Exactness: everything a step depends on (parameters, optimizer state, RNG, data position, carried
 state, step) is in the checkpoint, and evaluation touches none of it, so a run stopped at step k
 and resumed reaches bit-identical parameters at step n, provided the learning rate of each step is
-the same: true for `--schedule constant`, and for `cosine` when the budget (--steps/--epochs) is
-unchanged on resume. The cosine decay is measured against the budget: x = max((step - warmup) /
-(total_steps - warmup), elapsed / (minutes * 60)) over the budgets given; a --minutes budget makes
-the schedule follow the clock, so only runs bounded by --steps/--epochs are reproducible.
+the same (true for `--schedule constant`, and for `cosine` when the budget (--steps/--epochs) is
+unchanged on resume) and the chunks are split across as many processes (the order of the
+floating-point sums depends on it; --resume reuses the saved count unless --threads is given).
+The cosine decay is measured against the budget: x = max((step - warmup) / (total_steps -
+warmup), elapsed / (minutes * 60)) over the budgets given; a --minutes budget makes the schedule
+follow the clock, so only runs bounded by --steps/--epochs are reproducible.
 """
 
 from __future__ import annotations
@@ -232,9 +236,10 @@ def train(cfg: TrainConfig, on_event=None, resume: bool = False,
     """Train per `cfg` (continuing cfg.run_dir/last.npz when `resume`), return the result.
 
     `threads`: how many cores share each chunk's streams: this process and threads - 1 worker
-    processes, each single-threaded (charrnn.parallel); None uses as many as BLAS would. It
-    changes speed only: the random stream, and so resuming, do not depend on it, and results
-    differ only in the last bits of floating-point sums. It is not saved.
+    processes, each single-threaded (charrnn.parallel); None uses as many as BLAS would, or, on
+    resume, as many as the run used before (saved in the checkpoint), which keeps the resume
+    bit-exact. The random stream does not depend on it; results differ with it only in the last
+    bits of floating-point sums.
 
     Raises CorpusError, ConfigError, CheckpointError, TrainingDiverged (the checkpoints of the run
     stay as they were) or CharrnnError (run directory in use or already holding a run).
@@ -244,16 +249,19 @@ def train(cfg: TrainConfig, on_event=None, resume: bool = False,
         run_dir.mkdir(parents=True, exist_ok=True)
     except OSError as e:
         raise CharrnnError(f"cannot create run directory {run_dir}: {e.strerror or e}") from None
-    with lock(run_dir), P.Workers(threads) as workers:
-        return _Session(cfg, run_dir, resume, on_event, workers).run()
+    with lock(run_dir):
+        session = _Session(cfg, run_dir, resume, on_event, threads)
+        try:
+            return session.run()
+        finally:
+            session.workers.close()
 
 
 class _Session:
     """One trainer's mutable state; `checkpoint()` and `_restore()` must mirror each other."""
 
-    def __init__(self, cfg, run_dir, resume, on_event, workers):
+    def __init__(self, cfg, run_dir, resume, on_event, threads):
         self.cfg, self.run_dir, self.on_event = cfg, run_dir, on_event or (lambda e: None)
-        self.workers = workers
         last = run_dir / f"last{C.SUFFIX}"
         ckpt = None
         if resume:
@@ -278,6 +286,9 @@ class _Session:
         self.crc = zlib.crc32(self.corpus.val, zlib.crc32(self.corpus.train))
         if ckpt is not None:
             self._restore(ckpt)
+            if threads is None and isinstance(ckpt.meta.get("threads"), int):
+                threads = max(1, ckpt.meta["threads"])
+        self.workers = P.Workers(threads)  # its processes start at the first split chunk
         self.metrics = run_dir / "metrics.jsonl"
         lines = "".join(json.dumps(r) + "\n" for r in self.history)
         try:
@@ -326,7 +337,7 @@ class _Session:
                 "best_val_bpc": self.best, "corpus": self.cfg.corpus, "elapsed": elapsed,
                 "rng": self.rng.bit_generator.state, "data": [self.epoch, self.chunk],
                 "bad_evals": self.bad_evals, "corpus_chars": self.n_chars,
-                "corpus_crc32": self.crc}
+                "corpus_crc32": self.crc, "threads": self.workers.n}
         arrays = {f"opt/{k}": v for k, v in self.opt.state.items()}
         for k, s in enumerate(self.state):
             arrays.update({f"state/l{k}.{n}": a for n, a in zip("hc", s)})

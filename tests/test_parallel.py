@@ -145,6 +145,58 @@ def test_chunks_reuse_freed_memory_instead_of_faulting_it_in_again():
     assert faults < 200  # with glibc's defaults: about 3,500 per chunk here
 
 
+@needs_openblas
+def test_after_a_failed_request_every_worker_answers_its_own_next_request(split_small):
+    cfg, params, ids, state = _setup("lstm", 1, N=6, dropout=0.0)
+    want = M.loss_and_grads(params, cfg, ids[:, :-1], ids[:, 1:], state)
+    with P.Workers(3) as w:
+        P.loss_and_grads(params, cfg, ids[:, :-1], ids[:, 1:], state, None, w)
+        good = ({"op": "score", "seq": 3}, [ids[:2, :-1], ids[:2, 1:]])
+        with pytest.raises(CharrnnError, match="unknown request"):
+            w.map(params, cfg, [None, ({"op": "bogus"}, []), good], lambda: 0)
+        got = P.loss_and_grads(params, cfg, ids[:, :-1], ids[:, 1:], state, None, w)
+    assert got[0] == pytest.approx(want[0], rel=1e-13)
+    for k in range(cfg.layers):
+        for a, b in zip(got[2][k], want[2][k]):
+            assert_close(a, b, rtol=1e-13, atol=1e-15, what="state")
+
+
+@needs_openblas
+def test_a_users_modules_in_the_current_directory_do_not_reach_the_workers(
+        split_small, tmp_path, monkeypatch):
+    for name in ("charrnn", "inspect", "numpy"):  # printing on import would break the pipes
+        (tmp_path / f"{name}.py").write_text('print("12345678 not a reply")\n')
+    monkeypatch.chdir(tmp_path)
+    cfg, params, ids, state = _setup("rnn", 2, N=4, dropout=0.0)
+    want = M.loss_and_grads(params, cfg, ids[:, :-1], ids[:, 1:], state)
+    with P.Workers(2) as w:
+        got = P.loss_and_grads(params, cfg, ids[:, :-1], ids[:, 1:], state, None, w)
+        assert w.n == 2 and w.failed is None
+    assert got[0] == pytest.approx(want[0], rel=1e-13)
+
+
+@needs_openblas
+def test_only_as_many_workers_as_slices_are_started(split_small):
+    cfg, params, ids, state = _setup("gru", 1, N=2, dropout=0.0)
+    with P.Workers(4) as w:
+        P.loss_and_grads(params, cfg, ids[:, :-1], ids[:, 1:], state, None, w)
+        assert len(w._procs) == 1
+
+
+@needs_openblas
+def test_no_room_for_shared_memory_means_one_process(split_small, monkeypatch):
+    def full(fd, offset, length):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(P.os, "posix_fallocate", full)
+    cfg, params, ids, state = _setup("gru", 1, N=4, dropout=0.0)
+    want = M.loss_and_grads(params, cfg, ids[:, :-1], ids[:, 1:], state)
+    with P.Workers(2) as w:
+        got = P.loss_and_grads(params, cfg, ids[:, :-1], ids[:, 1:], state, None, w)
+        assert w.n == 1 and "No space left" in w.failed
+    assert got[0] == want[0]
+
+
 def test_messages_carry_arrays_exactly():
     buf = io.BytesIO()
     arrays = [np.arange(6, dtype=np.uint8).reshape(2, 3), np.linspace(0, 1, 7),
@@ -158,6 +210,8 @@ def test_messages_carry_arrays_exactly():
         np.testing.assert_array_equal(a, b)
     with pytest.raises(EOFError):
         P.recv(io.BytesIO(buf.getvalue()[:-3]))
+    with pytest.raises(ValueError, match="not a charrnn message"):
+        P.recv(io.BytesIO(b"12345678 not a reply\n"))
 
 
 @pytest.mark.parametrize("N, n", [(32, 2), (5, 2), (7, 3), (1, 2), (2, 4)])
@@ -222,6 +276,27 @@ def test_training_with_one_or_two_threads_ends_in_the_same_model(tmp_path, split
     p1, p2 = C.load(r1.run_dir / "last.npz").params, C.load(r2.run_dir / "last.npz").params
     for name in p1:
         assert_close(p2[name], p1[name], rtol=1e-8, atol=1e-11, what=name)
+
+
+@needs_openblas
+def test_resume_splits_as_the_run_did_and_stays_bit_exact(tmp_path, split_small):
+    from charrnn import checkpoint as C
+    from charrnn.train import resume_config
+
+    corpus = tmp_path / "c.txt"
+    corpus.write_text("the quick brown fox jumps over the lazy dog. " * 40)
+    base = {"corpus": str(corpus), "cell": "gru", "hidden": 8, "layers": 2, "dropout": 0.2,
+            "dtype": "float64", "batch": 4, "seq": 8, "eval_every": 4, "lr": 1e-2,
+            "schedule": "constant"}
+    train(TrainConfig(out=str(tmp_path / "full"), steps=12, **base), threads=2)
+    train(TrainConfig(out=str(tmp_path / "part"), steps=8, **base), threads=2)
+    assert C.load(tmp_path / "part" / "last.npz").meta["threads"] == 2
+    train(resume_config(tmp_path / "part", steps=12), resume=True)  # no threads given
+    a = C.load(tmp_path / "full" / "last.npz")
+    b = C.load(tmp_path / "part" / "last.npz")
+    assert b.meta["step"] == a.meta["step"] == 12
+    for name in a.params:
+        np.testing.assert_array_equal(b.params[name], a.params[name], err_msg=name)
 
 
 def test_cli_threads_option(tmp_path, split_small):
