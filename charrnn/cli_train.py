@@ -148,7 +148,8 @@ def train(corpus, resume, quiet, threads, **opts):
     --patience evaluations pass without improvement. Every --eval-every steps the model is scored
     on the validation text in bits per character, and the run directory gets best.npz, last.npz
     and metrics.jsonl. Ctrl-C stops at the next step boundary, saves last.npz and exits with 130;
-    `--resume` continues it bit for bit. Prints the best checkpoint's path on stdout.
+    `--resume` continues it bit for bit. Prints the best checkpoint's path on stdout (last.npz's
+    if stopped before the first evaluation).
 
     \b
     Examples:
@@ -201,6 +202,7 @@ def train(corpus, resume, quiet, threads, **opts):
                         ("run directory", str(result.run_dir))):
         table.add_row(name, value)
     err.print(table)
-    click.echo(str(result.run_dir / "best.npz"))
+    best = result.run_dir / "best.npz"  # none yet if stopped before the first evaluation
+    click.echo(str(best if best.exists() else result.run_dir / "last.npz"))
     if result.reason == "interrupted":
         sys.exit(130)

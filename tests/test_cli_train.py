@@ -182,3 +182,19 @@ def test_killed_mid_write_leaves_previous_checkpoint_and_resume_works(tmp_path, 
     ref = TrainConfig(**{**C.load(out / "last.npz").meta["train"], "out": str(tmp_path / "ref")})
     train(ref)
     assert_same_params(params_at(out), params_at(tmp_path / "ref"))
+
+
+def test_a_run_stopped_before_any_evaluation_prints_the_checkpoint_it_has(tmp_path, corpus,
+                                                                          monkeypatch):
+    from charrnn import train as T
+
+    out = tmp_path / "r"
+
+    def stopped_at_once(cfg, **kw):  # Ctrl-C before the first evaluation: last.npz only
+        out.mkdir()
+        (out / "last.npz").write_bytes(b"")
+        return T.TrainResult(out, 3, 0.01, 1.0, "interrupted", None, None, [])
+
+    monkeypatch.setattr(T, "train", stopped_at_once)
+    r = CliRunner().invoke(cli, ["train", str(corpus), "--out", str(out), "-q"])
+    assert r.exit_code == 130 and r.stdout == f"{out / 'last.npz'}\n"
