@@ -11,8 +11,8 @@ the first slice itself and each other slice goes to a worker process (`python -m
 charrnn._worker`), every one of them running single-threaded BLAS. Measured with
 `python bench/bench.py` on 2 cores, against one process with two-thread BLAS: LSTM 256x2 from
 10.9k to 14.2-18.3k characters per second, LSTM 128x1 from 64-84k to 85-105k, GRU 256x2 from
-14.4-15.9k to 18.2-20.1k (the ranges are separate runs); the default `charrnn train` from 17.5k
-to 20.3k.
+14.4-15.9k to 18.2-21.8k (the ranges are separate runs); the default `charrnn train` from 17.5k
+to 22.0k.
 
 How (hard to change later, keep it): the parameters and the workers' gradients live in one block
 of shared memory, a temporary file unlinked at once (so nothing is left behind, however the

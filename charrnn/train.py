@@ -74,7 +74,7 @@ class TrainConfig:
     with dropout 0.2: GRU 256x1 2.199, GRU 384x1 lr 8e-3 2.200 on half the steps. Run alone
     (2 threads): GRU 256x1 no dropout 2.213 at 34.7k chars/s (train 1.72: overfitting), GRU 384x1
     dropout 0.2 lr 8e-3 2.193 at 17.5k chars/s (chosen); split across two processes
-    (charrnn.parallel) the same defaults reached 2.169 at 20.3k chars/s. In five minutes
+    (charrnn.parallel) the same defaults reached 2.169 at 22.0k chars/s. In five minutes
     throughput rules: a one-layer GRU sees 5-10 epochs where a 256x2 LSTM sees one.
     """
 
