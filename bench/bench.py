@@ -24,6 +24,7 @@ Elementwise work (gates, softmax, optimizer) is not counted: it is overhead, the
 from __future__ import annotations
 
 import argparse
+import functools
 import importlib.metadata
 import importlib.util
 import json
@@ -64,15 +65,11 @@ CORPUS = ROOT / "corpora" / "tinyshakespeare.txt"
 CONFIGS = "lstm:128x1,lstm:256x2,lstm:512x2,gru:256x2,rnn:256x2"
 QUICK = "lstm:16x1,gru:16x2,rnn:16x2"
 LR, CLIP = 2e-3, 5.0
-_WORKERS: list = []
-
-
+@functools.cache
 def workers() -> P.Workers:
     """charrnn's workers, made at first use (so PyTorch's measurements never change malloc
     settings, see parallel.keep_freed_memory): as many as OpenBLAS was given threads."""
-    if not _WORKERS:
-        _WORKERS.append(P.Workers())
-    return _WORKERS[0]
+    return P.Workers()
 
 
 def parse_configs(text: str) -> list[tuple[str, int, int]]:

@@ -64,7 +64,8 @@ def serve(fd: int, fin, fout) -> None:
                 ids, targets, *rest = arrays
                 state = P.nest_state(rest[: len(rest) - n_masks], cfg)
                 masks = rest[len(rest) - n_masks :] or None
-                loss, g, final = P.grad_part(params, cfg, ids, targets, state, masks, head["w"])
+                loss, g, final = M.loss_and_grads(params, cfg, ids, targets, state,
+                                                  masks=masks, scale=head["w"])
                 for name, value in g.items():
                     grads[name][...] = value
                 reply = ({"loss": loss}, P.flat_state(final))

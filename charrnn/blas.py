@@ -7,6 +7,7 @@ and charrnn leaves the thread count alone (and does not split work across proces
 from __future__ import annotations
 
 import ctypes
+import functools
 import glob
 import os
 
@@ -60,13 +61,9 @@ def _find_openblas() -> _OpenBLAS | None:
     return None
 
 
-_BLAS: list = []  # found once per process: [_OpenBLAS or None]
-
-
+@functools.cache  # found once per process
 def openblas() -> _OpenBLAS | None:
-    if not _BLAS:
-        _BLAS.append(_find_openblas())
-    return _BLAS[0]
+    return _find_openblas()
 
 
 def default_threads() -> int:

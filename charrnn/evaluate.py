@@ -69,7 +69,7 @@ def char_losses(params, cfg: M.ModelConfig, ids: np.ndarray, streams: int = 1,
     out[: S * m] = piece.reshape(-1)
     rest = P - S * m
     if rest:  # continue the last stream, which ends exactly where the rest begins
-        last = tuple(tuple(a[-1:] for a in s) for s in state)
+        last = M.state_slice(state, slice(-1, None))
         tail = np.empty((1, rest))
         run_streams(params, cfg, ids[S * m : P][None], ids[S * m + 1 :][None], last, seq, tail)
         out[S * m :] = tail[0]

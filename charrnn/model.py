@@ -123,6 +123,18 @@ def init_state(cfg: ModelConfig, batch: int) -> State:
     )
 
 
+def state_slice(state: State, s: slice) -> State:
+    """The state of the streams s (a slice of the N rows)."""
+    return tuple(tuple(a[s] for a in layer) for layer in state)
+
+
+def state_concat(states: list) -> State:
+    """The states of consecutive groups of streams joined into one."""
+    if len(states) == 1:
+        return states[0]
+    return tuple(tuple(np.concatenate(parts) for parts in zip(*layers)) for layers in zip(*states))
+
+
 class LayerCache(NamedTuple):
     x: np.ndarray | None  # (T, N, D) input of a layer above the first (after dropout); None for 0
     cell: tuple  # the cell's own cache
@@ -259,13 +271,19 @@ def backward(dlogits: np.ndarray, dstate: State | None, cache: ForwardCache):
     return {name: grads[name] for name in params}, tuple(dstate0)
 
 
-def loss_and_grads(params, cfg: ModelConfig, ids, targets, state: State, rng=None):
+def loss_and_grads(params, cfg: ModelConfig, ids, targets, state: State, rng=None, masks=None,
+                   scale: float = 1.0):
     """One training chunk: (mean loss in nats, grads, final state). The final state is what the
-    trainer carries into the next chunk; no gradient flows across chunks (truncated BPTT)."""
-    logits, final, cache = forward(params, cfg, ids, state, rng)
+    trainer carries into the next chunk; no gradient flows across chunks (truncated BPTT).
+
+    `masks` as in forward. `scale` multiplies the loss and the gradients: a slice of a bigger
+    batch weighted by its share of the streams, so that the slices add up (charrnn.parallel)."""
+    logits, final, cache = forward(params, cfg, ids, state, rng, masks)
     loss, dlogits = cross_entropy(logits, targets)
+    if scale != 1:
+        dlogits *= scale
     grads, _ = backward(dlogits, None, cache)
-    return loss, grads, final
+    return loss * scale, grads, final
 
 
 def step(params, cfg: ModelConfig, ids, state: State):

@@ -35,7 +35,9 @@ the last bits of the results do, which is why the trainer saves the count for --
 
 from __future__ import annotations
 
+import functools
 import json
+import math
 import mmap
 import os
 import subprocess
@@ -59,9 +61,7 @@ MIN_SLICE = 256
 MAX_HEADER = 1 << 20  # bytes of a message's JSON header: more means the stream is not ours
 
 
-_MALLOC_SET: list = []
-
-
+@functools.cache
 def keep_freed_memory() -> bool:
     """Have glibc's malloc keep freed memory for reuse instead of handing it back to the system.
 
@@ -71,19 +71,15 @@ def keep_freed_memory() -> bool:
     LSTM 256x2, LSTM 512x2 and GRU 256x2 (9-16% of the time), none after this. The price is that
     the process keeps its peak working set, which training reaches on every chunk anyway. Returns
     False where the C library is not glibc. Called once per process by Workers and the workers."""
-    if not _MALLOC_SET:
-        ok = False
-        try:
-            import ctypes
+    try:
+        import ctypes
 
-            libc = ctypes.CDLL("libc.so.6")
-            m_trim_threshold, m_mmap_threshold = -1, -3
-            ok = bool(libc.mallopt(m_trim_threshold, 1 << 30)
-                      and libc.mallopt(m_mmap_threshold, 32 << 20))  # 32 MB: glibc's maximum
-        except (OSError, AttributeError):
-            pass
-        _MALLOC_SET.append(ok)
-    return _MALLOC_SET[0]
+        libc = ctypes.CDLL("libc.so.6")
+        m_trim_threshold, m_mmap_threshold = -1, -3
+        return bool(libc.mallopt(m_trim_threshold, 1 << 30)
+                    and libc.mallopt(m_mmap_threshold, 32 << 20))  # 32 MB: glibc's maximum
+    except (OSError, AttributeError):
+        return False
 
 
 # --------------------------------------------------------------------------------------------
@@ -131,31 +127,17 @@ def recv(f) -> tuple[dict, list]:
 
 def shared_views(buf: np.ndarray, cfg: M.ModelConfig, block: int) -> dict:
     """The parameter-shaped views of block `block` (0: parameters, 1...: workers' gradients)."""
-    shapes = M.param_shapes(cfg)
-    size = sum(int(np.prod(s)) for s in shapes.values())
-    views, at = {}, block * size
-    for name, shape in shapes.items():
-        n = int(np.prod(shape))
+    views, at = {}, block * M.count_params(cfg)
+    for name, shape in M.param_shapes(cfg).items():
+        n = math.prod(shape)
         views[name] = buf[at : at + n].reshape(shape)
         at += n
     return views
 
 
-# --------------------------------------------------------------------------------------------
-# the work of one slice, the same in the caller and in a worker
-
-
-def grad_part(params, cfg, ids, targets, state, masks, w):
-    """Loss and gradients of a slice's mean, both weighted by w, and its final state."""
-    logits, final, cache = M.forward(params, cfg, ids, state, masks=masks)
-    loss, dlogits = M.cross_entropy(logits, targets)
-    dlogits *= w
-    grads, _ = M.backward(dlogits, None, cache)
-    return loss * w, grads, final
-
-
 def score_part(params, cfg, inputs, targets, seq):
-    """Per-character losses (n, L) of n streams scored from the zero state, and the final state."""
+    """Per-character losses (n, L) of n streams scored from the zero state, and the final state
+    (the work of one slice in `score_streams`, in the caller and in a worker)."""
     from .evaluate import run_streams
 
     out = np.empty(inputs.shape)
@@ -170,16 +152,6 @@ def flat_state(state) -> list:
 def nest_state(arrays, cfg) -> M.State:
     k = len(arrays) // cfg.layers
     return tuple(tuple(arrays[i * k : (i + 1) * k]) for i in range(cfg.layers))
-
-
-def state_slice(state: M.State, s: slice) -> M.State:
-    return tuple(tuple(a[s] for a in layer) for layer in state)
-
-
-def state_concat(states: list) -> M.State:
-    if len(states) == 1:
-        return states[0]
-    return tuple(tuple(np.concatenate(parts) for parts in zip(*layers)) for layers in zip(*states))
 
 
 # --------------------------------------------------------------------------------------------
@@ -322,16 +294,16 @@ class Workers:
         return replies
 
     def map(self, params, cfg, requests: list, local) -> list:
-        """Send requests[1:] (each a (header, arrays) pair) to the workers, run local() here
-        with single-threaded BLAS, and return [local()] + the workers' replies."""
-        if not self.start(cfg, len(requests)):
+        """Send the requests (each a (header, arrays) pair) to one worker each, run local()
+        here with single-threaded BLAS, and return [local()] + the workers' replies."""
+        if not self.start(cfg, len(requests) + 1):
             raise CharrnnError(f"cannot start worker processes: {self.failed}")
         for name, value in params.items():
             self._params[name][...] = value
         sent = []
         prev = self.blas.get()
         try:
-            for p, (head, arrays) in zip(self._procs, requests[1:]):
+            for p, (head, arrays) in zip(self._procs, requests):
                 try:
                     send(p.stdin, head, arrays)
                 except OSError:
@@ -371,18 +343,18 @@ def loss_and_grads(params, cfg: M.ModelConfig, ids, targets, state: M.State, rng
         return M.loss_and_grads(params, cfg, ids, targets, state, rng)
     masks = M.dropout_masks(cfg, rng, T, N)
 
-    def inputs(s):
+    def part(s: slice):  # a slice's inputs, and its share of the batch
         mk = [m[:, s] for m in masks] if masks is not None else []
-        return ids[s], targets[s], state_slice(state, s), mk, (s.stop - s.start) / N
+        return ids[s], targets[s], M.state_slice(state, s), mk, (s.stop - s.start) / N
 
     requests = []
-    for s in slices:
-        i, t, st, mk, w = inputs(s)
+    for s in slices[1:]:
+        i, t, st, mk, w = part(s)
         requests.append(({"op": "grad", "w": w, "masks": bool(mk)}, [i, t, *flat_state(st), *mk]))
 
     def local():
-        i, t, st, mk, w = inputs(slices[0])
-        return grad_part(params, cfg, i, t, st, mk or None, w)
+        i, t, st, mk, w = part(slices[0])
+        return M.loss_and_grads(params, cfg, i, t, st, masks=mk or None, scale=w)
 
     first, *rest = workers.map(params, cfg, requests, local)
     loss, grads, final = first
@@ -392,7 +364,7 @@ def loss_and_grads(params, cfg: M.ModelConfig, ids, targets, state: M.State, rng
         for name, value in g.items():
             grads[name] += value
         states.append(nest_state(arrays, cfg))
-    return loss, grads, state_concat(states)
+    return loss, grads, M.state_concat(states)
 
 
 def score_streams(params, cfg, inputs, targets, seq, workers: Workers, out) -> M.State:
@@ -401,7 +373,7 @@ def score_streams(params, cfg, inputs, targets, seq, workers: Workers, out) -> M
     slices = workers.slices(len(inputs), cfg.hidden)
     if len(slices) > 1 and not workers.start(cfg, len(slices)):
         slices = [slice(0, len(inputs))]
-    requests = [({"op": "score", "seq": seq}, [inputs[s], targets[s]]) for s in slices]
+    requests = [({"op": "score", "seq": seq}, [inputs[s], targets[s]]) for s in slices[1:]]
 
     def local():
         return score_part(params, cfg, inputs[slices[0]], targets[slices[0]], seq)
@@ -412,4 +384,4 @@ def score_streams(params, cfg, inputs, targets, seq, workers: Workers, out) -> M
     for s, (_, arrays) in zip(slices[1:], rest):
         out[s] = arrays[0]
         states.append(nest_state(arrays[1:], cfg))
-    return state_concat(states)
+    return M.state_concat(states)

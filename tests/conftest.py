@@ -17,3 +17,31 @@ def assert_close(actual, expected, rtol=1e-10, atol=1e-12, what="array"):
 @pytest.fixture
 def rng():
     return np.random.default_rng(1234)
+
+
+_STALLING_TRAINER = """
+import signal, sys, time
+from charrnn import checkpoint as C
+real, saves = C.atomic_write, [0]
+def stalling(path, write):
+    def w(f):
+        if path.name == "last.npz":
+            saves[0] += 1
+            if {when}:  # stall half-way through this save, for the test to kill us
+                f.write(b"PK\\x03\\x04 half a zip")
+                f.flush()
+                print("WRITING", flush=True)
+                time.sleep(120)
+        write(f)
+    real(path, w)
+C.atomic_write = stalling
+from charrnn.cli import main
+sys.argv[0] = "charrnn"
+main()
+"""
+
+
+def stalling_trainer(when: str) -> str:
+    """`python -c` source of `charrnn` whose save of last.npz prints WRITING and stalls half-way
+    when the expression `when` is true (`saves[0]` counts the saves of last.npz)."""
+    return _STALLING_TRAINER.format(when=when)

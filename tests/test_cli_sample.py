@@ -155,32 +155,30 @@ def test_text_is_written_while_generation_goes_on(run, tmp_path):
         proc.communicate()
 
 
-def test_a_pipe_closed_early_ends_quietly(run, tmp_path):
-    """`charrnn sample | head -c 100`: the reader goes away; exit 0 and nothing on stderr."""
+def _interrupt_sampling(tmp_path, n, act):
+    """Start a long `charrnn sample`, read n characters (generation is under way), act on the
+    process, and return its exit code and stderr."""
     proc = _popen(tmp_path, "--length", "10000000", "--seed", "0")
     try:
-        assert len(proc.stdout.read(100)) == 100
-        proc.stdout.close()
+        assert len(proc.stdout.read(n)) == n
+        act(proc)
         code = proc.wait(timeout=60)
-        stderr = proc.stderr.read().decode()
+        return code, proc.stderr.read().decode()
     finally:
         if proc.poll() is None:
             proc.kill()
+
+
+def test_a_pipe_closed_early_ends_quietly(run, tmp_path):
+    """`charrnn sample | head -c 100`: the reader goes away; exit 0 and nothing on stderr."""
+    code, stderr = _interrupt_sampling(tmp_path, 100, lambda proc: proc.stdout.close())
     assert code == 0, stderr
     assert stderr.strip().splitlines()[-1].startswith("sampling from"), stderr  # nothing else
 
 
 def test_ctrl_c_while_sampling_exits_130_quietly(run, tmp_path):
     import signal
-    proc = _popen(tmp_path, "--length", "10000000", "--seed", "0")
-    try:
-        assert len(proc.stdout.read(20)) == 20  # generation is under way
-        proc.send_signal(signal.SIGINT)
-        code = proc.wait(timeout=60)
-        stderr = proc.stderr.read().decode()
-    finally:
-        if proc.poll() is None:
-            proc.kill()
+    code, stderr = _interrupt_sampling(tmp_path, 20, lambda proc: proc.send_signal(signal.SIGINT))
     assert code == 130, stderr
     assert "Traceback" not in stderr and "Aborted" not in stderr
     assert stderr.strip().splitlines()[-1] == "interrupted"

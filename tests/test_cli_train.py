@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from click.testing import CliRunner
+from conftest import stalling_trainer
 
 from charrnn import checkpoint as C
 from charrnn.cli import cli
@@ -144,32 +145,12 @@ def test_ctrl_c_saves_last_exits_130_and_resume_is_exact(tmp_path, corpus):
     assert_same_params(params_at(out), params_at(tmp_path / "ref"))
 
 
-SLOW_WRITER = """
-import sys, time
-from charrnn import checkpoint as C
-real, count = C.atomic_write, [0]
-def slow(path, write):
-    def w(f):
-        if path.name == "last.npz":
-            count[0] += 1
-            if count[0] == 2:  # the second save of last.npz: stall half-way through
-                f.write(b"PK\\x03\\x04 half a zip")
-                f.flush()
-                print("WRITING", flush=True)
-                time.sleep(120)
-        write(f)
-    real(path, w)
-C.atomic_write = slow
-from charrnn.cli import main
-sys.argv[0] = "charrnn"
-main()
-"""
 
 
 def test_killed_mid_write_leaves_previous_checkpoint_and_resume_works(tmp_path, corpus):
     out = tmp_path / "r"
     cmd = child(corpus, out, "--steps", 20)
-    cmd[2] = SLOW_WRITER
+    cmd[2] = stalling_trainer("saves[0] == 2")  # the second save of last.npz
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     assert proc.stdout.readline() == b"WRITING\n", proc.communicate()
     os.kill(proc.pid, signal.SIGKILL)

@@ -70,8 +70,9 @@ def test_the_callers_slice_runs_with_single_threaded_blas_which_gets_its_threads
         split_small, monkeypatch):
     blas = P.openblas()
     before = blas.get()
-    seen, real = [], P.grad_part
-    monkeypatch.setattr(P, "grad_part", lambda *a: seen.append(blas.get()) or real(*a))
+    seen, real = [], M.loss_and_grads  # the caller's own slice (workers run their own copy)
+    monkeypatch.setattr(M, "loss_and_grads",
+                        lambda *a, **k: seen.append(blas.get()) or real(*a, **k))
     cfg, params, ids, state = _setup("gru", 1, N=4, dropout=0.0)
     with P.Workers(2) as w:
         P.loss_and_grads(params, cfg, ids[:, :-1], ids[:, 1:], state, None, w)
@@ -84,7 +85,7 @@ def test_worker_failures_are_one_line_errors_and_the_workers_recover(split_small
     want = M.loss_and_grads(params, cfg, ids[:, :-1], ids[:, 1:], state)
     with P.Workers(2) as w:
         with pytest.raises(CharrnnError, match="worker process failed: ValueError: unknown"):
-            w.map(params, cfg, [None, ({"op": "bogus"}, [])], lambda: 0)
+            w.map(params, cfg, [({"op": "bogus"}, [])], lambda: 0)
         got = P.loss_and_grads(params, cfg, ids[:, :-1], ids[:, 1:], state, None, w)
         assert got[0] == pytest.approx(want[0], rel=1e-13)  # the same worker, still in step
         proc = w._procs[0]
@@ -109,22 +110,6 @@ def test_workers_leave_no_shared_file_behind(split_small, tmp_path, monkeypatch)
     with P.Workers(2) as w:
         P.loss_and_grads(params, cfg, ids[:, :-1], ids[:, 1:], state, None, w)
         assert list(tmp_path.iterdir()) == []  # unlinked once the workers had mapped it
-
-
-@needs_openblas
-def test_where_processes_cannot_start_everything_runs_here(split_small, monkeypatch):
-    def no_processes(*a, **k):
-        raise PermissionError("not allowed")
-
-    monkeypatch.setattr(P.subprocess, "Popen", no_processes)
-    cfg, params, ids, state = _setup("gru", 2, N=4, dropout=0.0)
-    want = M.loss_and_grads(params, cfg, ids[:, :-1], ids[:, 1:], state)
-    with P.Workers(2) as w:
-        got = P.loss_and_grads(params, cfg, ids[:, :-1], ids[:, 1:], state, None, w)
-        assert w.n == 1 and "not allowed" in w.failed
-    assert got[0] == want[0]
-    for name in params:
-        np.testing.assert_array_equal(got[1][name], want[1][name])
 
 
 def test_chunks_reuse_freed_memory_instead_of_faulting_it_in_again():
@@ -153,7 +138,7 @@ def test_after_a_failed_request_every_worker_answers_its_own_next_request(split_
         P.loss_and_grads(params, cfg, ids[:, :-1], ids[:, 1:], state, None, w)
         good = ({"op": "score", "seq": 3}, [ids[:2, :-1], ids[:2, 1:]])
         with pytest.raises(CharrnnError, match="unknown request"):
-            w.map(params, cfg, [None, ({"op": "bogus"}, []), good], lambda: 0)
+            w.map(params, cfg, [({"op": "bogus"}, []), good], lambda: 0)
         got = P.loss_and_grads(params, cfg, ids[:, :-1], ids[:, 1:], state, None, w)
     assert got[0] == pytest.approx(want[0], rel=1e-13)
     for k in range(cfg.layers):
@@ -183,18 +168,27 @@ def test_only_as_many_workers_as_slices_are_started(split_small):
         assert len(w._procs) == 1
 
 
-@needs_openblas
-def test_no_room_for_shared_memory_means_one_process(split_small, monkeypatch):
-    def full(fd, offset, length):
-        raise OSError(28, "No space left on device")
+def _fails(message):
+    def fail(*a, **k):
+        raise OSError(28, message)
+    return fail
 
-    monkeypatch.setattr(P.os, "posix_fallocate", full)
-    cfg, params, ids, state = _setup("gru", 1, N=4, dropout=0.0)
+
+@needs_openblas
+@pytest.mark.parametrize("what, message", [("subprocess.Popen", "not allowed"),
+                                           ("os.posix_fallocate", "No space left on device")])
+def test_without_processes_or_shared_memory_everything_runs_here(what, message, split_small,
+                                                                  monkeypatch):
+    module, attr = what.split(".")
+    monkeypatch.setattr(getattr(P, module), attr, _fails(message))
+    cfg, params, ids, state = _setup("gru", 2, N=4, dropout=0.0)
     want = M.loss_and_grads(params, cfg, ids[:, :-1], ids[:, 1:], state)
     with P.Workers(2) as w:
         got = P.loss_and_grads(params, cfg, ids[:, :-1], ids[:, 1:], state, None, w)
-        assert w.n == 1 and "No space left" in w.failed
+        assert w.n == 1 and message in w.failed
     assert got[0] == want[0]
+    for name in params:
+        np.testing.assert_array_equal(got[1][name], want[1][name])
 
 
 def test_messages_carry_arrays_exactly():
@@ -261,7 +255,7 @@ def test_training_with_one_or_two_threads_ends_in_the_same_model(tmp_path, split
                                                                  monkeypatch):
     calls = []
     real = P.Workers.map
-    monkeypatch.setattr(P.Workers, "map", lambda self, p, c, req, local: calls.append(len(req))
+    monkeypatch.setattr(P.Workers, "map", lambda self, p, c, req, local: calls.append(len(req) + 1)
                         or real(self, p, c, req, local))
     corpus = tmp_path / "c.txt"
     corpus.write_text("the quick brown fox jumps over the lazy dog. " * 40)

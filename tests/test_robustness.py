@@ -20,6 +20,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from click.testing import CliRunner
+from conftest import stalling_trainer
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -427,30 +428,13 @@ def test_metrics_file_unwritable_mid_run(corpus, tmp_path, monkeypatch):
     assert C.load(run / "last.npz").meta["step"] == 5 and not (run / "train.lock").exists()
 
 
-STALL_ON_INTERRUPT_SAVE = """
-import signal, sys, time
-from charrnn import checkpoint as C
-real = C.atomic_write
-def stalling(path, write):
-    def w(f):
-        # after the first Ctrl-C the trainer's handler has given way to Python's default one
-        if path.name == "last.npz" and signal.getsignal(signal.SIGINT) is signal.default_int_handler:
-            f.write(b"PK\\x03\\x04 half a zip")
-            f.flush()
-            print("WRITING", flush=True)
-            time.sleep(120)
-        write(f)
-    real(path, w)
-C.atomic_write = stalling
-from charrnn.cli import main
-main()
-"""
 
 
 def test_a_second_ctrl_c_during_the_save_keeps_the_previous_last(corpus, tmp_path):
     out = tmp_path / "r"
     cmd = child(corpus, out, "--steps", 100000)
-    cmd[2] = STALL_ON_INTERRUPT_SAVE
+    # after the first Ctrl-C the trainer's handler has given way to Python's default one
+    cmd[2] = stalling_trainer("signal.getsignal(signal.SIGINT) is signal.default_int_handler")
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     try:
         end = time.time() + 60
