@@ -58,11 +58,18 @@ def _gate_scale(G: int, n_sigmoid: int, dtype) -> np.ndarray:
     return scale
 
 
-def _gates_(u: np.ndarray, n_sigmoid: int) -> np.ndarray:
-    """In place: u (N, G) pre-scaled by _gate_scale -> [sigmoid gates, tanh gates]."""
+def _sigmoid_of_negated_(u: np.ndarray) -> np.ndarray:
+    """In place: u = -a -> sigmoid(a) = 1 / (1 + exp(u)). exp may overflow to inf, harmlessly
+    (1 / inf = 0): callers run it under np.errstate(over="ignore")."""
     np.exp(u, out=u)
     u += 1
     np.reciprocal(u, out=u)
+    return u
+
+
+def _gates_(u: np.ndarray, n_sigmoid: int) -> np.ndarray:
+    """In place: u (N, G) pre-scaled by _gate_scale -> [sigmoid gates, tanh gates]."""
+    _sigmoid_of_negated_(u)
     t = u[:, n_sigmoid:]
     t *= 2
     t -= 1
@@ -265,26 +272,24 @@ def gru_forward(xp, state, p):
     hs = np.empty_like(hns)
     gh = np.empty((N, G), dtype=xp.dtype)
     rh = np.empty((N, H), dtype=xp.dtype)
-    for t in range(T):
-        a = acts[t]
-        np.matmul(h, Whs, out=gh)
-        rz = a[:, : 2 * H]
-        rz += gh[:, : 2 * H]
-        with np.errstate(over="ignore"):
-            np.exp(rz, out=rz)  # sigmoid(a) = 1 / (1 + exp(-a))
-        rz += 1
-        np.reciprocal(rz, out=rz)
-        r, z, n = a[:, :H], a[:, H : 2 * H], a[:, 2 * H :]
-        hn = hns[t]
-        np.add(gh[:, 2 * H :], bhn, out=hn)
-        np.multiply(r, hn, out=rh)
-        n += rh
-        np.tanh(n, out=n)
-        ht = hs[t]  # h = n + z * (h_prev - n)
-        np.subtract(h, n, out=ht)
-        ht *= z
-        ht += n
-        h = ht
+    with np.errstate(over="ignore"):  # see _sigmoid_of_negated_
+        for t in range(T):
+            a = acts[t]
+            np.matmul(h, Whs, out=gh)
+            rz = a[:, : 2 * H]
+            rz += gh[:, : 2 * H]
+            _sigmoid_of_negated_(rz)
+            r, z, n = a[:, :H], a[:, H : 2 * H], a[:, 2 * H :]
+            hn = hns[t]
+            np.add(gh[:, 2 * H :], bhn, out=hn)
+            np.multiply(r, hn, out=rh)
+            n += rh
+            np.tanh(n, out=n)
+            ht = hs[t]  # h = n + z * (h_prev - n)
+            np.subtract(h, n, out=ht)
+            ht *= z
+            ht += n
+            h = ht
     return hs, (h.copy(),), GRUCache(p["Wh"], state[0], acts, hns, hs)
 
 

@@ -9,7 +9,10 @@ import sys
 import click
 from rich.table import Table
 
+from . import checkpoint as C
 from .cli import CELL_CHOICE, CONTEXT, cli, err
+from .model import DTYPES
+from .optim import OPTIMIZERS, SCHEDULES
 
 # --- train -------------------------------------------------------------------------------------
 
@@ -95,7 +98,7 @@ class _TrainDisplay:
               help="Stacked recurrent layers.")
 @click.option("--dropout", type=click.FloatRange(0, 1, max_open=True), default=_TD["dropout"],
               show_default=True, help="Dropout between layers and before the output, in [0, 1).")
-@click.option("--dtype", type=click.Choice(["float32", "float64"]), default=_TD["dtype"],
+@click.option("--dtype", type=click.Choice(DTYPES), default=_TD["dtype"],
               show_default=True, help="Floating-point type (float64 for exact checks).")
 @click.option("--seed", type=click.IntRange(0), default=_TD["seed"], show_default=True,
               help="Seed of the one random generator (initial weights and dropout).")
@@ -103,11 +106,11 @@ class _TrainDisplay:
               help="Parallel streams N over the training text.")
 @click.option("--seq", type=_POS, default=_TD["seq"], show_default=True,
               help="Time steps T per chunk (truncated BPTT length).")
-@click.option("--optimizer", type=click.Choice(["adam", "rmsprop", "adagrad", "sgd"]),
+@click.option("--optimizer", type=click.Choice(OPTIMIZERS),
               default=_TD["optimizer"], show_default=True, help="Update rule (sgd has momentum 0.9).")
 @click.option("--lr", type=click.FloatRange(0, min_open=True), default=_TD["lr"],
               show_default=True, help="Peak learning rate.")
-@click.option("--schedule", type=click.Choice(["cosine", "constant"]), default=_TD["schedule"],
+@click.option("--schedule", type=click.Choice(SCHEDULES), default=_TD["schedule"],
               show_default=True, help="Learning rate after warm-up: cosine decay to 10% over the "
               "budget, or constant.")
 @click.option("--warmup", type=click.IntRange(0), default=_TD["warmup"], show_default=True,
@@ -202,7 +205,6 @@ def train(corpus, resume, quiet, threads, **opts):
                         ("run directory", str(result.run_dir))):
         table.add_row(name, value)
     err.print(table)
-    best = result.run_dir / "best.npz"  # none yet if stopped before the first evaluation
-    click.echo(str(best if best.exists() else result.run_dir / "last.npz"))
+    click.echo(str(C.resolve(result.run_dir)))  # last.npz if stopped before any evaluation
     if result.reason == "interrupted":
         sys.exit(130)

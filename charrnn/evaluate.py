@@ -16,6 +16,7 @@ from typing import NamedTuple
 import numpy as np
 
 from . import model as M
+from .parallel import score_streams
 
 LN2 = math.log(2.0)
 
@@ -60,12 +61,7 @@ def char_losses(params, cfg: M.ModelConfig, ids: np.ndarray, streams: int = 1,
     inputs = ids[: S * m].reshape(S, m)
     targets = ids[1 : S * m + 1].reshape(S, m)
     piece = np.empty((S, m))
-    if workers is not None:
-        from .parallel import score_streams
-
-        state = score_streams(params, cfg, inputs, targets, seq, workers, piece)
-    else:
-        state = run_streams(params, cfg, inputs, targets, M.init_state(cfg, S), seq, piece)
+    state = score_streams(params, cfg, inputs, targets, seq, workers, piece)
     out[: S * m] = piece.reshape(-1)
     rest = P - S * m
     if rest:  # continue the last stream, which ends exactly where the rest begins

@@ -286,18 +286,33 @@ def loss_and_grads(params, cfg: ModelConfig, ids, targets, state: State, rng=Non
     return loss * scale, grads, final
 
 
-def step(params, cfg: ModelConfig, ids, state: State):
-    """One time step without caches, for sampling. ids: (N,) ints. Returns (logits (N, V), state)."""
+def stepper(params, cfg: ModelConfig):
+    """`step(ids, state)` for this model, with every per-layer lookup done once here rather than
+    on every character: what a sampler calls. Making it copies nothing."""
     cell = CELLS[cfg.cell]
-    new = []
-    x = None
-    for k in range(cfg.layers):  # few NumPy calls: sampling one stream is call overhead + matvecs
-        Wx = params[f"l{k}.Wx"]
-        xp = Wx[ids] if k == 0 else np.matmul(x, Wx)
-        xp += params[f"l{k}.b"]
-        s = cell.step(xp, state[k], _recurrent(params, k, cell))
-        new.append(s)
-        x = s[0]
-    logits = np.matmul(x, params["Wy"])
-    logits += params["by"]
-    return logits, tuple(new)
+    Wx0, b0, rec0 = params["l0.Wx"], params["l0.b"], _recurrent(params, 0, cell)
+    upper = [(params[f"l{k}.Wx"], params[f"l{k}.b"], _recurrent(params, k, cell))
+             for k in range(1, cfg.layers)]
+    Wy, by, cell_step = params["Wy"], params["by"], cell.step
+
+    def step_(ids, state: State):
+        xp = Wx0[ids]  # few NumPy calls: sampling one stream is call overhead + matvecs
+        xp += b0
+        s = cell_step(xp, state[0], rec0)
+        new = [s]
+        for (Wx, b, rec), st in zip(upper, state[1:]):
+            xp = np.matmul(s[0], Wx)
+            xp += b
+            s = cell_step(xp, st, rec)
+            new.append(s)
+        logits = np.matmul(s[0], Wy)
+        logits += by
+        return logits, tuple(new)
+
+    return step_
+
+
+def step(params, cfg: ModelConfig, ids, state: State):
+    """One time step without caches, for sampling. ids: (N,) ints. Returns (logits (N, V), state).
+    A loop over many steps should make its step function once with `stepper`."""
+    return stepper(params, cfg)(ids, state)

@@ -333,14 +333,29 @@ class Workers:
         self.close()
 
 
+def _split(workers: Workers | None, cfg: M.ModelConfig, N: int) -> list[slice]:
+    """The slices N streams are cut into: one per process ready to take one (all of them in
+    this process when there are no workers, or they cannot be started)."""
+    if workers is None:
+        return [slice(0, N)]
+    slices = workers.slices(N, cfg.hidden)
+    if len(slices) > 1 and not workers.start(cfg, len(slices)):
+        return [slice(0, N)]
+    return slices
+
+
+def _map(workers, params, cfg, requests: list, local) -> list:
+    """[local()] + the workers' replies to `requests`; just [local()] when there are none."""
+    return workers.map(params, cfg, requests, local) if requests else [local()]
+
+
 def loss_and_grads(params, cfg: M.ModelConfig, ids, targets, state: M.State, rng=None,
                    workers: Workers | None = None):
-    """model.loss_and_grads with the N streams split across `workers` (None: one process)."""
+    """model.loss_and_grads with the N streams split across `workers` (None: one process).
+    The dropout masks are drawn from `rng` for the whole batch whatever the split."""
     ids, targets = np.asarray(ids), np.asarray(targets)
     N, T = ids.shape
-    slices = workers.slices(N, cfg.hidden) if workers is not None else []
-    if len(slices) <= 1 or not workers.start(cfg, len(slices)):
-        return M.loss_and_grads(params, cfg, ids, targets, state, rng)
+    slices = _split(workers, cfg, N)
     masks = M.dropout_masks(cfg, rng, T, N)
 
     def part(s: slice):  # a slice's inputs, and its share of the batch
@@ -356,10 +371,9 @@ def loss_and_grads(params, cfg: M.ModelConfig, ids, targets, state: M.State, rng
         i, t, st, mk, w = part(slices[0])
         return M.loss_and_grads(params, cfg, i, t, st, masks=mk or None, scale=w)
 
-    first, *rest = workers.map(params, cfg, requests, local)
-    loss, grads, final = first
+    (loss, grads, final), *rest = _map(workers, params, cfg, requests, local)
     states = [final]
-    for (head, arrays), g in zip(rest, workers._grads):
+    for (head, arrays), g in zip(rest, workers._grads if rest else []):
         loss += head["loss"]
         for name, value in g.items():
             grads[name] += value
@@ -367,20 +381,19 @@ def loss_and_grads(params, cfg: M.ModelConfig, ids, targets, state: M.State, rng
     return loss, grads, M.state_concat(states)
 
 
-def score_streams(params, cfg, inputs, targets, seq, workers: Workers, out) -> M.State:
-    """Per-character losses of the streams (rows) of inputs/targets into out, the slices on
-    the workers; returns the final state of all the streams."""
-    slices = workers.slices(len(inputs), cfg.hidden)
-    if len(slices) > 1 and not workers.start(cfg, len(slices)):
-        slices = [slice(0, len(inputs))]
+def score_streams(params, cfg, inputs, targets, seq, workers: Workers | None, out) -> M.State:
+    """Per-character losses of the streams (rows) of inputs/targets, each scored from the zero
+    state, into out; the slices on the workers (None: all here). Returns the final state of all
+    the streams."""
+    slices = _split(workers, cfg, len(inputs))
     requests = [({"op": "score", "seq": seq}, [inputs[s], targets[s]]) for s in slices[1:]]
 
     def local():
         return score_part(params, cfg, inputs[slices[0]], targets[slices[0]], seq)
 
-    first, *rest = workers.map(params, cfg, requests, local) if len(slices) > 1 else [local()]
-    out[slices[0]] = first[0]
-    states = [first[1]]
+    (first, state), *rest = _map(workers, params, cfg, requests, local)
+    out[slices[0]] = first
+    states = [state]
     for s, (_, arrays) in zip(slices[1:], rest):
         out[s] = arrays[0]
         states.append(nest_state(arrays[1:], cfg))

@@ -92,9 +92,10 @@ def warm(params, cfg: M.ModelConfig, ids: np.ndarray):
     state = M.init_state(cfg, 1)
     logits = params["by"].copy()
     x = np.zeros(1, dtype=np.intp)
+    step = M.stepper(params, cfg)
     for i in ids:
         x[0] = i
-        out, state = M.step(params, cfg, x, state)
+        out, state = step(x, state)
         logits = out[0]
     return logits, state
 
@@ -161,7 +162,7 @@ def _generate(params, cfg, vocab, prime, ids, config, rng):
     if config.length == 0:
         return
     logits, state = warm(params, cfg, ids)
-    step, chars, V = M.step, vocab.chars, cfg.vocab_size
+    step, chars, V = M.stepper(params, cfg), vocab.chars, cfg.vocab_size
     accumulate = np.add.accumulate
     greedy, top_k, top_p = config.greedy, config.top_k, config.top_p
     inv_t = 1.0 / config.temperature
@@ -172,7 +173,7 @@ def _generate(params, cfg, vocab, prime, ids, config, rng):
     tail = prime[-len(stop):] if stop else ""
     for n in range(config.length):
         if n:
-            out, state = step(params, cfg, x, state)
+            out, state = step(x, state)
             logits = out[0]
         if greedy:
             i = int(logits.argmax())

@@ -211,13 +211,18 @@ def test_stop_text_ends_the_sample_where_it_first_appears():
 def test_the_generator_computes_nothing_ahead_of_the_reader(monkeypatch):
     p, cfg = random_model()
     calls = []
-    real = M.step
+    real = M.stepper
 
-    def counting(*args):
-        calls.append(1)
-        return real(*args)
+    def counting_stepper(params, cfg):
+        step = real(params, cfg)
 
-    monkeypatch.setattr(M, "step", counting)
+        def counting(*args):
+            calls.append(1)
+            return step(*args)
+
+        return counting
+
+    monkeypatch.setattr(M, "stepper", counting_stepper)
     gen = generate(p, cfg, VOCAB, "abc", SampleConfig(length=50), np.random.default_rng(0))
     assert calls == []  # arguments checked, nothing run yet
     assert next(gen) == "abc" and calls == []  # the prime is echoed before it is fed
