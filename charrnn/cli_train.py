@@ -150,9 +150,9 @@ def train(corpus, resume, quiet, threads, **opts):
     first of --steps, --epochs and --minutes is reached (5 minutes if none is given) or
     --patience evaluations pass without improvement. Every --eval-every steps the model is scored
     on the validation text in bits per character, and the run directory gets best.npz, last.npz
-    and metrics.jsonl. Ctrl-C stops at the next step boundary, saves last.npz and exits with 130;
-    `--resume` continues it bit for bit. Prints the best checkpoint's path on stdout (last.npz's
-    if stopped before the first evaluation).
+    and metrics.jsonl. Ctrl-C (or SIGTERM) stops at the next step boundary, saves last.npz and
+    exits with 130 (143); `--resume` continues it bit for bit. Prints the best checkpoint's path
+    on stdout (last.npz's if stopped before the first evaluation).
 
     \b
     Examples:
@@ -190,8 +190,8 @@ def train(corpus, resume, quiet, threads, **opts):
                   markup=False)
         sys.exit(130)
 
-    table = Table(title=f"training {'interrupted' if result.reason == 'interrupted' else 'done'}",
-                  show_header=False)
+    stopped = result.reason in ("interrupted", "terminated")
+    table = Table(title=f"training {result.reason if stopped else 'done'}", show_header=False)
     table.add_column("", style="bold")
     table.add_column("", justify="right")
     rate = [r["chars_per_sec"] for r in result.history if r["kind"] == "train"]
@@ -206,5 +206,5 @@ def train(corpus, resume, quiet, threads, **opts):
         table.add_row(name, value)
     err.print(table)
     click.echo(str(C.resolve(result.run_dir)))  # last.npz if stopped before any evaluation
-    if result.reason == "interrupted":
-        sys.exit(130)
+    if stopped:  # the shell's codes for death by SIGINT and SIGTERM
+        sys.exit(130 if result.reason == "interrupted" else 143)

@@ -105,23 +105,32 @@ class TrainConfig:
         def need(ok, msg):
             if not ok:
                 raise ConfigError(msg)
-        for name in ("hidden", "layers", "batch", "seq", "eval_every"):
+
+        def whole(v, least):  # bool is an int to Python, not to us
+            return isinstance(v, int) and not isinstance(v, bool) and v >= least
+
+        # the model's own checks (cell, hidden, layers, dropout, dtype), with any vocabulary
+        M.ModelConfig(1, self.cell, self.hidden, self.layers, self.dropout, self.dtype)
+        for name in ("batch", "seq", "eval_every"):
             v = getattr(self, name)
-            need(isinstance(v, int) and v >= 1, f"{name} must be a positive whole number, not {v!r}")
+            need(whole(v, 1), f"{name} must be a positive whole number, not {v!r}")
         for name in ("warmup", "patience", "seed"):
             v = getattr(self, name)
-            need(isinstance(v, int) and v >= 0, f"{name} must be a whole number >= 0, not {v!r}")
-        need(self.steps is None or (isinstance(self.steps, int) and self.steps >= 1),
+            need(whole(v, 0), f"{name} must be a whole number >= 0, not {v!r}")
+        need(self.steps is None or whole(self.steps, 1),
              f"steps must be a positive whole number, not {self.steps!r}")
+        for name in ("epochs", "minutes", "val_frac", "lr", "clip"):
+            v = getattr(self, name)
+            need((v is None and name in BUDGET) or
+                 (isinstance(v, (int, float)) and not isinstance(v, bool)),
+                 f"{name} must be a number, not {v!r}")
         for name in ("epochs", "minutes"):
             v = getattr(self, name)
             need(v is None or 0 < v < math.inf, f"{name} must be positive and finite, not {v!r}")
         need(0 < self.val_frac < 1, f"val_frac must be between 0 and 1, not {self.val_frac!r}")
-        need(0 <= self.dropout < 1, f"dropout must be in [0, 1), not {self.dropout!r}")
         need(self.lr > 0 and math.isfinite(self.lr), f"lr must be positive, not {self.lr!r}")
         need(self.clip >= 0, f"clip must be >= 0 (0 turns clipping off), not {self.clip!r}")
-        for name, choices in (("cell", CELLS), ("optimizer", OPTIMIZERS), ("schedule", SCHEDULES),
-                              ("dtype", M.DTYPES)):
+        for name, choices in (("optimizer", OPTIMIZERS), ("schedule", SCHEDULES)):
             need(getattr(self, name) in choices,
                  f"{name} must be one of {', '.join(choices)}, not {getattr(self, name)!r}")
         try:
@@ -208,27 +217,37 @@ class TrainResult:
     step: int
     epoch: float
     elapsed: float
-    reason: str  # "steps", "epochs", "minutes", "patience" or "interrupted"
+    # "steps", "epochs", "minutes", "patience", "interrupted" (Ctrl-C, or on_event returned
+    # True) or "terminated" (SIGTERM)
+    reason: str
     best_val_bpc: float | None
     last_val_bpc: float | None
     history: list
 
 
+STOP_SIGNALS = {signal.SIGINT: "interrupted", signal.SIGTERM: "terminated"}
+
+
 @contextmanager
-def _defer_sigint(flag: list):
-    """In the main thread, turn the first Ctrl-C into a stop request; a second one interrupts."""
+def _deferred_stop(stop: list):
+    """In the main thread, turn the first Ctrl-C (SIGINT) or SIGTERM into a stop request: `stop`
+    gets the reason, and the loop saves last.npz at the next step boundary. After that a second
+    Ctrl-C interrupts at once (KeyboardInterrupt) and a second SIGTERM ends the process; the
+    checkpoints are written atomically either way."""
     def handler(signum, frame):
-        flag.append(True)
+        stop.append(STOP_SIGNALS[signum])
         signal.signal(signal.SIGINT, signal.default_int_handler)
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
     try:
-        old = signal.signal(signal.SIGINT, handler)
+        old = {s: signal.signal(s, handler) for s in STOP_SIGNALS}
     except ValueError:  # not the main thread: leave signals alone
         yield
         return
     try:
         yield
     finally:
-        signal.signal(signal.SIGINT, old)
+        for s, h in old.items():
+            signal.signal(s, h)
 
 
 def train(cfg: TrainConfig, on_event=None, resume: bool = False,
@@ -413,12 +432,12 @@ class _Session:
                 "chunks_per_epoch": B.chunks, "total_steps": total, "resumed_at": step0,
                 "run_dir": str(self.run_dir)}
         if event("start", {}, self.elapsed0, info):
-            stop.append(True)
-        with _defer_sigint(stop):
+            stop.append("interrupted")
+        with _deferred_stop(stop):
             while True:
                 el = elapsed()
                 if stop:
-                    reason = "interrupted"
+                    reason = stop[0]
                 elif total and self.step >= total:
                     reason = "steps" if total == cfg.steps else "epochs"
                 elif seconds and el >= seconds:
@@ -453,18 +472,18 @@ class _Session:
                 if self.step % LOG_EVERY == 0:
                     log_train(el)
                 if event("step", dict(last), el):
-                    stop.append(True)
+                    stop.append("interrupted")
                 if self.step % cfg.eval_every == 0:
                     rec = self.evaluate(el)
                     last["val_bpc"] = rec["val_bpc"]
                     if event("eval", rec, el):
-                        stop.append(True)
+                        stop.append("interrupted")
                     win["t"] = time.perf_counter()
             el = elapsed()
             if win["n"]:
                 log_train(el)
             done = any(r["kind"] == "eval" and r["step"] == self.step for r in self.history)
-            if done or reason == "interrupted":  # Ctrl-C: save at once, no validation pass
+            if done or reason in STOP_SIGNALS.values():  # save at once, no validation pass
                 self.checkpoint("last", el)
             else:
                 event("eval", self.evaluate(el), el)

@@ -126,15 +126,17 @@ def assert_same_params(a, b):
         np.testing.assert_array_equal(a[k], b[k], err_msg=k)
 
 
-def test_ctrl_c_saves_last_exits_130_and_resume_is_exact(tmp_path, corpus):
+@pytest.mark.parametrize(("sig", "code", "word"), [(signal.SIGINT, 130, b"interrupted"),
+                                                   (signal.SIGTERM, 143, b"terminated")])
+def test_ctrl_c_or_sigterm_saves_last_and_resume_is_exact(tmp_path, corpus, sig, code, word):
     out = tmp_path / "r"
     proc = subprocess.Popen(child(corpus, out, "--steps", 100000, "--dropout", 0.2,
                                   "--layers", 2), stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     wait_for(out / "last.npz", proc)
-    proc.send_signal(signal.SIGINT)
+    proc.send_signal(sig)
     _stdout, stderr = proc.communicate(timeout=60)
-    assert proc.returncode == 130, stderr.decode()
-    assert b"interrupted" in stderr and b"Traceback" not in stderr
+    assert proc.returncode == code, stderr.decode()
+    assert word in stderr and b"Traceback" not in stderr
     k = C.load(out / "last.npz").meta["step"]
     assert k >= 5
     r = run(corpus, "--out", out, "--resume", "--steps", k + 6)

@@ -166,7 +166,10 @@ def test_lock_refuses_a_live_owner_and_takes_a_stale_one(tmp_path, corpus):
 @pytest.mark.parametrize("bad", [{"hidden": 0}, {"batch": -1}, {"val_frac": 1.0},
                                  {"val_frac": 0}, {"lr": 0}, {"clip": -1}, {"steps": 0},
                                  {"dropout": 1.0}, {"optimizer": "lion"}, {"cell": "tree"},
-                                 {"encoding": "nope"}, {"minutes": -1}])
+                                 {"encoding": "nope"}, {"minutes": -1}, {"hidden": True},
+                                 {"batch": 2.0}, {"steps": True}, {"lr": "0.1"},
+                                 {"dtype": "float16"}, {"layers": 0}, {"clip": None},
+                                 {"dropout": "0.1"}])
 def test_config_validation(bad):
     with pytest.raises(ConfigError):
         TrainConfig(**bad)
