@@ -59,11 +59,16 @@ class _TrainDisplay:
     def __call__(self, e):
         if e.kind == "start":
             self.total = e.info["total_steps"]
+            k = e.info["processes"]
             err.print(f"training {e.info['params']:,} parameters on {e.info['train_chars']:,} "
                       f"characters (validation {e.info['val_chars']:,}, vocabulary "
-                      f"{e.info['vocab']}) into {e.info['run_dir']}"
+                      f"{e.info['vocab']}) into {e.info['run_dir']}, {k} process"
+                      f"{'es' if k > 1 else ''}"
                       + (f", resuming at step {e.info['resumed_at']}" if e.info["resumed_at"]
-                         else ""))
+                         else ""), markup=False, soft_wrap=True)
+            if e.info["processes_failed"]:
+                err.print(f"note: training in one process ({e.info['processes_failed']})",
+                          markup=False, soft_wrap=True)
             if self.live:
                 from rich.progress import BarColumn, Progress, TextColumn
                 self.progress = Progress(BarColumn(bar_width=20),

@@ -225,7 +225,8 @@ class Workers:
         self._procs: list = []
         self._cfg = None
         self._params = self._grads = self._mmap = None
-        self.failed = None  # why the worker processes could not be started, if they could not
+        # why the worker processes could not be started, if they could not
+        self.failed = None if self.n == n else "BLAS is not OpenBLAS, so its threads cannot be set"
         self._finalizer = weakref.finalize(self, _stop, self._procs)
 
     def slices(self, N: int, width: int = MIN_SLICE) -> list[slice]:
@@ -234,6 +235,14 @@ class Workers:
         k = max(1, min(self.n, N, N * width // MIN_SLICE))
         bounds = [N * j // k for j in range(k + 1)]
         return [slice(a, b) for a, b in pairwise(bounds)]
+
+    def split(self, cfg: M.ModelConfig, N: int) -> list[slice]:
+        """The slices N streams of `cfg` are cut into, with the worker processes for them
+        started: one slice per process, or all N in this one when they cannot be started."""
+        slices = self.slices(N, cfg.hidden)
+        if len(slices) > 1 and not self.start(cfg, len(slices)):
+            return [slice(0, N)]
+        return slices
 
     def start(self, cfg: M.ModelConfig, k: int) -> bool:
         """Have k - 1 worker processes ready for `cfg`; False (and from then on one process) if
@@ -336,12 +345,7 @@ class Workers:
 def _split(workers: Workers | None, cfg: M.ModelConfig, N: int) -> list[slice]:
     """The slices N streams are cut into: one per process ready to take one (all of them in
     this process when there are no workers, or they cannot be started)."""
-    if workers is None:
-        return [slice(0, N)]
-    slices = workers.slices(N, cfg.hidden)
-    if len(slices) > 1 and not workers.start(cfg, len(slices)):
-        return [slice(0, N)]
-    return slices
+    return [slice(0, N)] if workers is None else workers.split(cfg, N)
 
 
 def _map(workers, params, cfg, requests: list, local) -> list:

@@ -168,17 +168,20 @@ def resume_config(run_dir: str | os.PathLike, **given) -> TrainConfig:
     return TrainConfig.from_dict(saved)
 
 
-def memory_needed(model: M.ModelConfig, batch: int, seq: int) -> int:
+def memory_needed(model: M.ModelConfig, batch: int, seq: int, processes: int = 1) -> int:
     """Bytes a training step needs at its peak, about: the output layer's (T, N, V) logits, their
     gradient and a temporary (3 arrays of N*T*V; measured: 2.2 to 2.7), the layers' caches (16
     arrays of N*T*H per layer; measured: up to 15), the parameters, their gradients and two
     optimizer moments (4 copies), and the backward pass's contiguous copy of one layer's
     transposed recurrent weights (H x G). With tens of thousands of distinct characters the first
-    term dominates. The tests check this against the measured peak."""
+    term dominates. The tests check this against the measured peak. Split across `processes`
+    (charrnn.parallel), the streams' arrays are shared out, and each worker adds its gradients
+    (computed, then copied to shared memory) and its own copy of the transposed weights."""
     N, T, item = batch, seq, np.dtype(model.dtype).itemsize
     H, G = model.hidden, CELLS[model.cell].gates * model.hidden
+    n_params = M.count_params(model)
     return item * (3 * N * T * model.vocab_size + 16 * N * T * H * model.layers
-                   + 4 * M.count_params(model) + H * G)
+                   + 4 * n_params + H * G + (processes - 1) * (2 * n_params + H * G))
 
 
 def _physical_memory() -> int | None:
@@ -188,10 +191,10 @@ def _physical_memory() -> int | None:
         return None
 
 
-def check_memory(model: M.ModelConfig, batch: int, seq: int) -> None:
+def check_memory(model: M.ModelConfig, batch: int, seq: int, processes: int = 1) -> None:
     """ConfigError when a step would need more memory than the machine has, instead of a
     machine that swaps itself to a halt or a trainer killed by the system."""
-    need, have = memory_needed(model, batch, seq), _physical_memory()
+    need, have = memory_needed(model, batch, seq, processes), _physical_memory()
     if have and need > have:
         raise ConfigError(
             f"training would need about {need / 2**30:.1f} GiB per step (--batch {batch} x --seq "
@@ -294,7 +297,11 @@ class _Session:
         self.batches = D.batches(self.corpus.train, cfg.batch, cfg.seq)
         self.model = M.ModelConfig(len(self.corpus.vocab), cfg.cell, cfg.hidden, cfg.layers,
                                    cfg.dropout, cfg.dtype)
-        check_memory(self.model, cfg.batch, cfg.seq)
+        if ckpt is not None and threads is None and isinstance(ckpt.meta.get("threads"), int):
+            threads = max(1, ckpt.meta["threads"])  # the same sums, for a bit-exact resume
+        self.workers = P.Workers(threads)  # its processes start in run()
+        check_memory(self.model, cfg.batch, cfg.seq,
+                     len(self.workers.slices(cfg.batch, cfg.hidden)))
         self.rng = np.random.default_rng(cfg.seed)
         self.params = M.init_params(self.model, self.rng)
         self.opt = Optimizer(cfg.optimizer, self.params)
@@ -305,9 +312,6 @@ class _Session:
         self.crc = zlib.crc32(self.corpus.val, zlib.crc32(self.corpus.train))
         if ckpt is not None:
             self._restore(ckpt)
-            if threads is None and isinstance(ckpt.meta.get("threads"), int):
-                threads = max(1, ckpt.meta["threads"])
-        self.workers = P.Workers(threads)  # its processes start at the first split chunk
         self.metrics = run_dir / "metrics.jsonl"
         lines = "".join(json.dumps(r) + "\n" for r in self.history)
         try:
@@ -430,7 +434,9 @@ class _Session:
         info = {"params": M.count_params(self.model), "train_chars": len(self.corpus.train),
                 "val_chars": len(self.corpus.val), "vocab": len(self.corpus.vocab),
                 "chunks_per_epoch": B.chunks, "total_steps": total, "resumed_at": step0,
-                "run_dir": str(self.run_dir)}
+                "run_dir": str(self.run_dir),
+                "processes": len(self.workers.split(self.model, cfg.batch)),
+                "processes_failed": self.workers.failed}
         if event("start", {}, self.elapsed0, info):
             stop.append("interrupted")
         with _deferred_stop(stop):

@@ -11,6 +11,7 @@ from click.testing import CliRunner
 from conftest import assert_close
 
 from charrnn import blas as B
+from charrnn import checkpoint as C
 from charrnn import evaluate as E
 from charrnn import model as M
 from charrnn import parallel as P
@@ -232,7 +233,8 @@ def test_without_controllable_blas_everything_runs_in_one_thread(monkeypatch):
     monkeypatch.setattr(P, "openblas", lambda: None)
     monkeypatch.setattr(B, "openblas", lambda: None)
     with P.Workers(4) as w:
-        assert w.n == 1
+        assert w.n == 1 and "not OpenBLAS" in w.failed
+    assert P.Workers(1).failed is None  # one was asked for: nothing failed
     assert B.default_threads() == 1
     with pytest.raises(ConfigError, match="threads must be a positive"):
         P.Workers(0)
@@ -303,3 +305,20 @@ def test_cli_threads_option(tmp_path, split_small):
     assert res.stdout.strip().endswith("best.npz")
     res = CliRunner().invoke(cli, args + ["--threads", "0"])
     assert res.exit_code == 2 and "--threads" in res.stderr and "Traceback" not in res.output
+
+
+@needs_openblas
+def test_train_says_how_many_processes_it_uses_and_why_only_one(tmp_path, split_small,
+                                                                 monkeypatch):
+    corpus = tmp_path / "c.txt"
+    corpus.write_text("abcabcabd " * 100)
+    args = ["train", str(corpus), "--hidden", "4", "--layers", "1", "--batch", "2", "--seq",
+            "8", "--steps", "2", "--threads", "2", "-q"]
+    res = CliRunner().invoke(cli, [*args, "--out", str(tmp_path / "a")])
+    assert res.exit_code == 0 and ", 2 processes" in res.stderr and "note:" not in res.stderr
+    monkeypatch.setattr(P.subprocess, "Popen", _fails("not allowed"))
+    res = CliRunner().invoke(cli, [*args, "--out", str(tmp_path / "b")])
+    assert res.exit_code == 0, res.output
+    assert ", 1 process" in res.stderr
+    assert "note: training in one process (" in res.stderr and "not allowed)" in res.stderr
+    assert C.load(tmp_path / "b" / "last.npz").meta["threads"] == 1

@@ -30,6 +30,7 @@ from charrnn import model as M
 from charrnn import parallel as P
 from charrnn import runlock
 from charrnn import train as TR
+from charrnn.blas import openblas
 from charrnn.cli import cli
 from charrnn.errors import CorpusError
 from charrnn.sample import SampleConfig, generate
@@ -200,8 +201,13 @@ def test_a_vocabulary_too_large_for_the_memory_is_a_clear_limit(corpus, tmp_path
     (tmp_path / "cjk.txt").write_text(chars * 2)
     big = ["--batch", 64, "--seq", 128, "--cell", "lstm", "--hidden", 256, "--layers", 2]
     line = one_line_error(invoke("train", tmp_path / "cjk.txt", "--out", tmp_path / "r", *big,
-                                 "--steps", 1), "30000 characters", "1.0 GiB", "smaller --batch")
+                                 "--steps", 1, "--threads", 1),
+                          "30000 characters", "1.0 GiB", "smaller --batch")
     assert "3.6 GiB per step" in line  # 64 x 128 x 30000, lstm 256 x 2
+    if openblas() is not None:  # a worker adds its gradients (2 copies of 38.6M parameters)
+        line = one_line_error(invoke("train", tmp_path / "cjk.txt", "--out", tmp_path / "r",
+                                     *big, "--steps", 1, "--threads", 2), "1.0 GiB")
+        assert "3.9 GiB per step" in line
     r = invoke("train", tmp_path / "cjk.txt", "--out", tmp_path / "r", *TINY, "--steps", 1,
                "--val-frac", "0.001")
     assert r.exit_code == 0, r.stderr  # small batches fit
