@@ -187,7 +187,8 @@ def train(corpus, resume, quiet, threads, **opts):
     display = _TrainDisplay(live=err.is_terminal and not quiet)
     try:
         try:
-            result = T.train(cfg, on_event=display, resume=resume, threads=threads)
+            result = T.train(cfg, on_event=display, resume=resume, threads=threads,
+                             sigterm=True)
         finally:
             display.close()
     except KeyboardInterrupt:  # a second Ctrl-C (left alone, Click says "Aborted!" and exits 1)

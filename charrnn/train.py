@@ -175,13 +175,15 @@ def memory_needed(model: M.ModelConfig, batch: int, seq: int, processes: int = 1
     optimizer moments (4 copies), and the backward pass's contiguous copy of one layer's
     transposed recurrent weights (H x G). With tens of thousands of distinct characters the first
     term dominates. The tests check this against the measured peak. Split across `processes`
-    (charrnn.parallel), the streams' arrays are shared out, and each worker adds its gradients
-    (computed, then copied to shared memory) and its own copy of the transposed weights."""
+    (charrnn.parallel), the streams' arrays are shared out; the shared memory adds a copy of the
+    parameters, and each worker its gradients (computed, then copied to shared memory) and its
+    own copy of the transposed weights."""
     N, T, item = batch, seq, np.dtype(model.dtype).itemsize
     H, G = model.hidden, CELLS[model.cell].gates * model.hidden
     n_params = M.count_params(model)
+    split = (processes > 1) * n_params + (processes - 1) * (2 * n_params + H * G)
     return item * (3 * N * T * model.vocab_size + 16 * N * T * H * model.layers
-                   + 4 * n_params + H * G + (processes - 1) * (2 * n_params + H * G))
+                   + 4 * n_params + H * G + split)
 
 
 def _physical_memory() -> int | None:
@@ -199,7 +201,8 @@ def check_memory(model: M.ModelConfig, batch: int, seq: int, processes: int = 1)
         raise ConfigError(
             f"training would need about {need / 2**30:.1f} GiB per step (--batch {batch} x --seq "
             f"{seq} x {model.vocab_size} characters of vocabulary, hidden {model.hidden}), more "
-            f"than this machine's {have / 2**30:.1f} GiB; use a smaller --batch, --seq or --hidden")
+            f"than this machine's {have / 2**30:.1f} GiB; use a smaller --batch, --seq or --hidden"
+            + (" (or --threads 1)" if processes > 1 else ""))
 
 
 @dataclass
@@ -229,20 +232,21 @@ class TrainResult:
 
 
 STOP_SIGNALS = {signal.SIGINT: "interrupted", signal.SIGTERM: "terminated"}
+AFTER_STOP = {signal.SIGINT: signal.default_int_handler, signal.SIGTERM: signal.SIG_DFL}
 
 
 @contextmanager
-def _deferred_stop(stop: list):
-    """In the main thread, turn the first Ctrl-C (SIGINT) or SIGTERM into a stop request: `stop`
-    gets the reason, and the loop saves last.npz at the next step boundary. After that a second
-    Ctrl-C interrupts at once (KeyboardInterrupt) and a second SIGTERM ends the process; the
-    checkpoints are written atomically either way."""
+def _deferred_stop(stop: list, signals):
+    """In the main thread, turn the first of `signals` (SIGINT: Ctrl-C; SIGTERM) into a stop
+    request: `stop` gets the reason, and the loop saves last.npz at the next step boundary. After
+    that a second Ctrl-C interrupts at once (KeyboardInterrupt) and a SIGTERM ends the process;
+    the checkpoints are written atomically either way."""
     def handler(signum, frame):
         stop.append(STOP_SIGNALS[signum])
-        signal.signal(signal.SIGINT, signal.default_int_handler)
-        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+        for s in signals:
+            signal.signal(s, AFTER_STOP[s])
     try:
-        old = {s: signal.signal(s, handler) for s in STOP_SIGNALS}
+        old = {s: signal.signal(s, handler) for s in signals}
     except ValueError:  # not the main thread: leave signals alone
         yield
         return
@@ -254,7 +258,7 @@ def _deferred_stop(stop: list):
 
 
 def train(cfg: TrainConfig, on_event=None, resume: bool = False,
-          threads: int | None = None) -> TrainResult:
+          threads: int | None = None, sigterm: bool = False) -> TrainResult:
     """Train per `cfg` (continuing cfg.run_dir/last.npz when `resume`), return the result.
 
     `threads`: how many cores share each chunk's streams: this process and threads - 1 worker
@@ -262,6 +266,10 @@ def train(cfg: TrainConfig, on_event=None, resume: bool = False,
     resume, as many as the run used before (saved in the checkpoint), which keeps the resume
     bit-exact. The random stream does not depend on it; results differ with it only in the last
     bits of floating-point sums.
+
+    The first Ctrl-C (SIGINT, in the main thread) stops the run at the next step boundary and
+    saves last.npz (reason "interrupted"). With `sigterm`, SIGTERM does the same (reason
+    "terminated"; `charrnn train` turns it on); otherwise SIGTERM keeps its own handling.
 
     Raises CorpusError, ConfigError, CheckpointError, TrainingDiverged (the checkpoints of the run
     stay as they were) or CharrnnError (run directory in use or already holding a run).
@@ -272,7 +280,8 @@ def train(cfg: TrainConfig, on_event=None, resume: bool = False,
     except OSError as e:
         raise CharrnnError(f"cannot create run directory {run_dir}: {e.strerror or e}") from None
     with lock(run_dir):
-        session = _Session(cfg, run_dir, resume, on_event, threads)
+        signals = (signal.SIGINT, signal.SIGTERM) if sigterm else (signal.SIGINT,)
+        session = _Session(cfg, run_dir, resume, on_event, threads, signals)
         try:
             return session.run()
         finally:
@@ -282,8 +291,9 @@ def train(cfg: TrainConfig, on_event=None, resume: bool = False,
 class _Session:
     """One trainer's mutable state; `checkpoint()` and `_restore()` must mirror each other."""
 
-    def __init__(self, cfg, run_dir, resume, on_event, threads):
+    def __init__(self, cfg, run_dir, resume, on_event, threads, signals):
         self.cfg, self.run_dir, self.on_event = cfg, run_dir, on_event or (lambda e: None)
+        self.signals = signals  # those that stop the run at a step boundary
         last = run_dir / f"last{C.SUFFIX}"
         ckpt = None
         if resume:
@@ -439,7 +449,7 @@ class _Session:
                 "processes_failed": self.workers.failed}
         if event("start", {}, self.elapsed0, info):
             stop.append("interrupted")
-        with _deferred_stop(stop):
+        with _deferred_stop(stop, self.signals):
             while True:
                 el = elapsed()
                 if stop:

@@ -47,3 +47,14 @@ def test_quick_run_writes_table_and_json(bench, tmp_path, capsys):
     assert res["matmul"]["square"]["gflops"] > 0
     table = capsys.readouterr().out
     assert "lstm 8x1" in table and "gru 6x2" in table and "sampling rnn 8x2" in table
+
+
+def test_gemm_rows_times_every_shape(capsys):
+    spec = importlib.util.spec_from_file_location("charrnn_gemm_rows", BENCH.parent / "gemm_rows.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    module.main(["--hidden", "8", "--calls", "2", "--square", "32"])
+    out = capsys.readouterr().out
+    for n in (16, 32, 64, 128):
+        assert f"({n}x8)(8x32)" in out
+    assert "by streams (16x8)(8x32)" in out and "by hidden units (32x8)(8x16)" in out

@@ -137,8 +137,10 @@ def test_ctrl_c_or_sigterm_saves_last_and_resume_is_exact(tmp_path, corpus, sig,
     _stdout, stderr = proc.communicate(timeout=60)
     assert proc.returncode == code, stderr.decode()
     assert word in stderr and b"Traceback" not in stderr
-    k = C.load(out / "last.npz").meta["step"]
+    meta = C.load(out / "last.npz").meta
+    k, evals = meta["step"], [r["step"] for r in meta["history"] if r["kind"] == "eval"]
     assert k >= 5
+    assert k % 5 == 0 or k not in evals  # saved by the stop, with no validation pass
     r = run(corpus, "--out", out, "--resume", "--steps", k + 6)
     assert r.exit_code == 0, r.stderr
     ref = TrainConfig(**{**C.load(out / "last.npz").meta["train"], "out": str(tmp_path / "ref"),

@@ -1,9 +1,14 @@
 """charrnn.parallel: a chunk's streams split across threads compute what one thread computes."""
 
 import io
+import os
 import signal
+import subprocess
+import sys
 import tempfile
+import time
 from itertools import pairwise
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -91,6 +96,7 @@ def test_worker_failures_are_one_line_errors_and_the_workers_recover(split_small
         assert got[0] == pytest.approx(want[0], rel=1e-13)  # the same worker, still in step
         proc = w._procs[0]
         proc.send_signal(signal.SIGINT)  # Ctrl-C reaches the whole process group: ignored
+        proc.send_signal(signal.SIGTERM)  # so does a scheduler's SIGTERM to every process
         got = P.loss_and_grads(params, cfg, ids[:, :-1], ids[:, 1:], state, None, w)
         assert proc.poll() is None and got[0] == pytest.approx(want[0], rel=1e-13)
         proc.kill()
@@ -319,6 +325,46 @@ def test_train_says_how_many_processes_it_uses_and_why_only_one(tmp_path, split_
     monkeypatch.setattr(P.subprocess, "Popen", _fails("not allowed"))
     res = CliRunner().invoke(cli, [*args, "--out", str(tmp_path / "b")])
     assert res.exit_code == 0, res.output
-    assert ", 1 process" in res.stderr
+    assert ", 1 process\n" in res.stderr
     assert "note: training in one process (" in res.stderr and "not allowed)" in res.stderr
     assert C.load(tmp_path / "b" / "last.npz").meta["threads"] == 1
+
+
+def _children(pid: int) -> list[int]:
+    return [int(c) for c in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
+
+
+@needs_openblas
+@pytest.mark.skipif(not Path("/proc/self/task").is_dir(), reason="needs Linux /proc")
+def test_sigterm_to_trainer_and_workers_saves_and_leaves_no_process(tmp_path):
+    """A scheduler (or pkill) sends SIGTERM to every process of the job: the workers must
+    outlive it until the trainer has saved last.npz at its next step."""
+    corpus = tmp_path / "c.txt"
+    corpus.write_text("the quick brown fox jumps over the lazy dog. " * 400)
+    out = tmp_path / "r"
+    proc = subprocess.Popen(
+        [sys.executable, "-c", "from charrnn.cli import main; main()", "train", str(corpus),
+         "--out", str(out), "--hidden", "64", "--layers", "1", "--batch", "8", "--seq", "8",
+         "--threads", "2", "--steps", "100000", "--eval-every", "5", "-q"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    end = time.time() + 60
+    while not (out / "last.npz").exists():
+        assert proc.poll() is None and time.time() < end, proc.communicate()
+        time.sleep(0.05)
+    time.sleep(0.3)  # well into training: the stop should save at a step no evaluation saved
+    workers = _children(proc.pid)
+    assert len(workers) == 1  # 8 streams x 64 units: two slices
+    for pid in workers:  # the worker first: the trainer must not find it gone at its next step
+        os.kill(pid, signal.SIGTERM)
+    time.sleep(0.3)
+    os.kill(proc.pid, signal.SIGTERM)
+    _, stderr = proc.communicate(timeout=60)
+    assert proc.returncode == 143, stderr.decode()
+    assert b"terminated" in stderr and b"died" not in stderr and b"Traceback" not in stderr
+    meta = C.load(out / "last.npz").meta
+    k, evals = meta["step"], [r["step"] for r in meta["history"] if r["kind"] == "eval"]
+    assert meta["threads"] == 2 and k > 5
+    assert k % 5 == 0 or k not in evals  # saved by the stop, not by an evaluation
+    for pid in workers:
+        assert not Path(f"/proc/{pid}").exists() or \
+            Path(f"/proc/{pid}/stat").read_text().split()[2] == "Z", "a worker outlived it"

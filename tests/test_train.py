@@ -3,6 +3,7 @@
 import json
 import math
 import os
+import signal
 import subprocess
 import sys
 
@@ -177,3 +178,22 @@ def test_config_validation(bad):
 
 def test_no_budget_means_default_minutes():
     assert TrainConfig().minutes == 5.0 and TrainConfig(steps=3).minutes is None
+
+
+def test_sigterm_stops_and_saves_only_when_asked(tmp_path, corpus):
+    seen, before = [], signal.getsignal(signal.SIGTERM)
+
+    def on_event(e):  # SIGTERM to ourselves at step 3
+        seen.append(signal.getsignal(signal.SIGTERM))
+        if e.kind == "step" and e.step == 3:
+            os.kill(os.getpid(), signal.SIGTERM)
+
+    r = train(tiny(corpus, tmp_path / "a", steps=10**6), on_event=on_event, sigterm=True)
+    assert r.reason == "terminated" and r.step == 3
+    assert C.load(tmp_path / "a" / "last.npz").meta["step"] == 3  # saved by the stop
+    assert signal.getsignal(signal.SIGTERM) == before  # given back
+    # without sigterm=True the library leaves SIGTERM to its caller
+    seen.clear()
+    train(tiny(corpus, tmp_path / "b", steps=2), on_event=lambda e: seen.append(
+        signal.getsignal(signal.SIGTERM)))
+    assert seen and all(h == before for h in seen)
