@@ -218,11 +218,14 @@ def sample(checkpoint, prime, prime_file, length, temperature, greedy, top_k, to
             stream.write(text.encode("utf-8"))
             stream.flush()
 
-    last = ""
+    last, warmed = "", None
     for k in range(num_samples):
         if k:
             write("\n\n")
-        for piece in S.generate(ckpt.params, ckpt.model, ckpt.vocab, prime, config, rng):
+            # the first sample showed the prime at once; the others start from its state
+            warmed = warmed or S.warm(ckpt.params, ckpt.model, S.start_ids(ckpt.vocab, prime))
+        for piece in S.generate(ckpt.params, ckpt.model, ckpt.vocab, prime, config, rng,
+                                warmed):
             write(piece)
             last = piece
     if sys.stdout.isatty() and not last.endswith("\n"):

@@ -136,14 +136,16 @@ def next_distribution(params, cfg: M.ModelConfig, vocab: Vocab, prime: str = "",
 
 
 def generate(params, cfg: M.ModelConfig, vocab: Vocab, prime: str = "",
-             config: SampleConfig = SampleConfig(),
-             rng: np.random.Generator | None = None) -> Iterator[str]:
+             config: SampleConfig = SampleConfig(), rng: np.random.Generator | None = None,
+             warmed: tuple | None = None) -> Iterator[str]:
     """Yield the prime (if any), then each generated character as soon as it is drawn.
 
     Arguments are checked now, before the first piece is asked for: VocabularyError lists the
     prime's unknown characters, ConfigError a bad setting. `rng` defaults to a fresh unseeded
     Generator; pass a seeded one for repeatable text. The model's next step is computed only
     when the consumer asks for the next character, so nothing is computed ahead of the reader.
+    `warmed`: what `warm(params, cfg, start_ids(vocab, prime))` returned, to start from instead
+    of feeding the prime again (several samples from one long prime); it is not modified.
     """
     if not isinstance(config, SampleConfig):
         raise ConfigError("config must be a SampleConfig")
@@ -153,15 +155,15 @@ def generate(params, cfg: M.ModelConfig, vocab: Vocab, prime: str = "",
     ids = start_ids(vocab, prime)
     if rng is None:
         rng = np.random.default_rng()
-    return _generate(params, cfg, vocab, prime, ids, config, rng)
+    return _generate(params, cfg, vocab, prime, ids, config, rng, warmed)
 
 
-def _generate(params, cfg, vocab, prime, ids, config, rng):
+def _generate(params, cfg, vocab, prime, ids, config, rng, warmed):
     if prime:
         yield prime
     if config.length == 0:
         return
-    logits, state = warm(params, cfg, ids)
+    logits, state = warmed or warm(params, cfg, ids)
     step, chars, V = M.stepper(params, cfg), vocab.chars, cfg.vocab_size
     accumulate = np.add.accumulate
     greedy, top_k, top_p = config.greedy, config.top_k, config.top_p

@@ -91,6 +91,22 @@ def test_same_seed_same_text_and_num_samples(run):
     assert a.stdout[40:42] == "\n\n" and len(second) == 40 and first != second
 
 
+def test_every_sample_starts_from_the_primed_state(run, monkeypatch):
+    """The prime is fed twice for all of --num-samples (by the first sample, which shows it at
+    once, then for the rest); each sample equals a generate() call that feeds it itself."""
+    from charrnn import sample as S
+
+    cfg, p = run
+    calls, real = [], S.warm
+    monkeypatch.setattr(S, "warm", lambda *a: calls.append(1) or real(*a))
+    r = invoke("--seed", "5", "--length", "30", "--num-samples", "3", "--prime", "ab日c")
+    assert len(calls) == 2
+    monkeypatch.setattr(S, "warm", real)
+    rng, config = np.random.default_rng(5), SampleConfig(length=30)
+    want = "\n\n".join("".join(generate(p, cfg, VOCAB, "ab日c", config, rng)) for _ in range(3))
+    assert r.exit_code == 0 and r.stdout == want
+
+
 def test_prime_file_and_stop(run, tmp_path):
     (tmp_path / "prime.txt").write_text("ca\n", encoding="utf-8")
     r = invoke("--prime-file", "prime.txt", "--length", "5", "--seed", "1")

@@ -67,6 +67,24 @@ def test_next_distribution_equals_softmax_of_chunk_forward(cell, temperature):
     assert_close(got, softmax(chunk_logits(p, cfg, prime) / temperature), what="p(next)")
 
 
+@pytest.mark.parametrize("cell", ["lstm", "gru", "rnn"])
+def test_a_warmed_start_gives_the_same_text_and_is_left_unchanged(cell):
+    p, cfg = random_model(cell, scale=3.0)
+    warmed = S.warm(p, cfg, S.start_ids(VOCAB, "abé"))
+    kept = [warmed[0].copy(), *(a.copy() for layer in warmed[1] for a in layer)]
+    config = SampleConfig(length=25)
+    for _ in range(2):  # twice from the same warmed state
+        want = "".join(generate(p, cfg, VOCAB, "abé", config, np.random.default_rng(4)))
+        got = "".join(generate(p, cfg, VOCAB, "abé", config, np.random.default_rng(4), warmed))
+        assert got == want
+    for a, b in zip(kept, [warmed[0], *(a for layer in warmed[1] for a in layer)]):
+        np.testing.assert_array_equal(a, b)
+    spike = np.zeros(len(VOCAB))  # the start really is taken from it: logits that pick ж
+    spike[VOCAB.encode("ж")[0]] = 50.0
+    greedy = SampleConfig(length=1, greedy=True)
+    assert "".join(generate(p, cfg, VOCAB, "abé", greedy, None, (spike, warmed[1]))) == "abéж"
+
+
 def test_without_prime_the_start_is_a_newline():
     p, cfg = random_model(scale=3.0)
     assert_close(next_distribution(p, cfg, VOCAB, ""), softmax(chunk_logits(p, cfg, "\n")))
