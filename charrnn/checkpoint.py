@@ -119,6 +119,10 @@ def _load(path: Path) -> Checkpoint:
         raise CheckpointError(f"checkpoint not found: {path}")
     if path.is_dir():
         raise CheckpointError(f"{path} is a directory, not a checkpoint file")
+    with open(path, "rb") as f:
+        head = f.read(2)
+    if head and head != b"PK":  # a text file would otherwise be read as a (refused) pickle
+        raise CheckpointError(f"{path} is not a charrnn checkpoint (not an .npz archive)")
     with np.load(path, allow_pickle=False) as z:
         if not isinstance(z, np.lib.npyio.NpzFile):
             raise CheckpointError(f"{path} is not a charrnn checkpoint (not an .npz archive)")

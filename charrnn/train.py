@@ -158,7 +158,7 @@ def resume_config(run_dir: str | os.PathLike, **given) -> TrainConfig:
     Giving any of steps/epochs/minutes replaces the whole budget (the others become None)."""
     path = Path(run_dir) / f"last{C.SUFFIX}"
     if not path.is_file():
-        raise CheckpointError(f"nothing to resume: {path} does not exist")
+        raise _nothing_to_resume(run_dir)
     saved = C.load(path).meta.get("train")
     if not isinstance(saved, dict):
         raise CheckpointError(f"{path} holds no training configuration to resume from")
@@ -166,6 +166,12 @@ def resume_config(run_dir: str | os.PathLike, **given) -> TrainConfig:
         saved.update(dict.fromkeys(BUDGET))
     saved.update(given, out=str(run_dir))
     return TrainConfig.from_dict(saved)
+
+
+def _nothing_to_resume(run_dir) -> CheckpointError:
+    last, best = Path(run_dir) / f"last{C.SUFFIX}", Path(run_dir) / f"best{C.SUFFIX}"
+    return CheckpointError(f"nothing to resume: {last} does not exist" + (
+        " (best.npz holds a model, but not the state to train on from)" if best.exists() else ""))
 
 
 def memory_needed(model: M.ModelConfig, batch: int, seq: int, processes: int = 1) -> int:
@@ -298,11 +304,14 @@ class _Session:
         ckpt = None
         if resume:
             if not last.is_file():
-                raise CheckpointError(f"nothing to resume: {last} does not exist")
+                raise _nothing_to_resume(run_dir)
             ckpt = C.load(last)
-        elif last.exists() or (run_dir / f"best{C.SUFFIX}").exists():
+        elif last.exists():
             raise CharrnnError(f"{run_dir} already holds a run; continue it with --resume or "
                                f"choose another --out")
+        elif (run_dir / f"best{C.SUFFIX}").exists():  # its first last.npz was never written
+            raise CharrnnError(f"{run_dir} holds best.npz but no last.npz to resume from; "
+                               f"move it away or choose another --out")
         self.corpus = D.load(cfg.corpus, cfg.val_frac, cfg.encoding, ckpt.vocab if ckpt else None)
         self.batches = D.batches(self.corpus.train, cfg.batch, cfg.seq)
         self.model = M.ModelConfig(len(self.corpus.vocab), cfg.cell, cfg.hidden, cfg.layers,
@@ -332,8 +341,11 @@ class _Session:
     def _intact(self) -> str:
         """The end of the message of a failed write (disk full, directory not writable): what was
         saved before is untouched, since each checkpoint is replaced atomically or not at all."""
+        then = ("--resume continues from last.npz" if (self.run_dir / f"last{C.SUFFIX}").exists()
+                else f"no last.npz was saved: to start again, move {self.run_dir} away or choose "
+                     f"another --out")
         return (f"training stopped at step {self.step}; the checkpoints already in {self.run_dir} "
-                f"are intact (--resume continues from last.npz)")
+                f"are intact ({then})")
 
     def _unwritable(self, path, e: OSError) -> CharrnnError:
         return CharrnnError(f"cannot write {path}: {e.strerror or e}; {self._intact()}")

@@ -67,7 +67,9 @@ def set_meta(data, **updates):
     ("missing", "not found"),
     ("directory", "directory"),
     ("truncated", "cannot read checkpoint"),
-    ("random", "cannot read checkpoint"),
+    ("random", "not an .npz archive"),
+    ("text", "not an .npz archive"),
+    ("bare pickle", "not an .npz archive"),
     ("empty", "cannot read checkpoint"),
     ("pickle", "pickled objects"),
     ("newer", "format version 99"),
@@ -88,7 +90,11 @@ def test_bad_checkpoints_are_refused_with_one_line(tmp_path, rng, case, message)
         data = path.read_bytes()
         path.write_bytes(data[: len(data) // 2])
     elif case == "random":
-        path.write_bytes(np.random.default_rng(0).bytes(5000))
+        path.write_bytes(b"\x00" + np.random.default_rng(0).bytes(5000))
+    elif case == "text":  # NumPy alone would call this "pickled data"
+        path.write_text("First Citizen:\nBefore we proceed any further, hear me speak.\n")
+    elif case == "bare pickle":
+        path.write_bytes(b"\x80\x04K\x01.")  # pickle.dumps(1): refused unread
     elif case == "empty":
         path.write_bytes(b"")
     elif case == "pickle":

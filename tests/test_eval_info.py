@@ -119,7 +119,7 @@ def test_show_colours_each_character_by_its_surprise(ckpt):
     (["unknown.txt"], "nothing to score"),
     (["text.txt", "--encoding", "klingon"], "unknown text encoding 'klingon'"),
     (["latin1.txt"], "not valid utf-8"),
-    (["text.txt", "--checkpoint", "corrupt.npz"], "cannot read checkpoint corrupt.npz"),
+    (["text.txt", "--checkpoint", "corrupt.npz"], "corrupt.npz is not a charrnn checkpoint"),
 ])
 def test_eval_bad_input_gives_one_line_error(ckpt, tmp_path, args, message):
     (tmp_path / "empty.txt").write_bytes(b"")

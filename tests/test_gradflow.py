@@ -86,6 +86,19 @@ def test_series_equals_finite_differences(cell, layers):
                              what=f"{cell} dL/ds k={k} layer {layer} state {j}")
 
 
+def test_state_gradients_take_one_pass_over_the_window(monkeypatch):
+    """Each input is fed forward once and each of the last K + 1 steps backward once."""
+    K, S, warm = 5, 3, 4
+    cfg, params = perturbed_model("lstm", 2, 3, vocab=4, seed=2)
+    win = np.random.default_rng(1).integers(0, 4, size=(S, warm + K + 2))
+    fed, back, forward, backward = [], [], M.forward, M.backward
+    monkeypatch.setattr(M, "forward", lambda p, c, ids, *a, **k: fed.append(ids.shape[1])
+                        or forward(p, c, ids, *a, **k))
+    monkeypatch.setattr(M, "backward", lambda *a, **k: back.append(1) or backward(*a, **k))
+    G.state_gradients(params, cfg, win, K)
+    assert sum(fed) == warm + K + 1 and len(back) == K + 1
+
+
 def test_measure_leaves_params_alone_and_scale_is_linear_in_wh():
     cfg, params = perturbed_model("rnn", 1, 4, vocab=4, seed=1)
     before = {k: v.copy() for k, v in params.items()}

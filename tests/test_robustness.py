@@ -335,7 +335,7 @@ def damaged(src, dst, kind):
 
 
 KINDS = {"missing": "not found", "truncated": "cannot read checkpoint",
-         "random": "cannot read checkpoint", "pickle": "pickled objects",
+         "random": "not an .npz archive", "pickle": "pickled objects",
          "newer": f"format version {C.FORMAT_VERSION + 1}", "shape": "parameter l0.Wh"}
 
 
@@ -416,6 +416,30 @@ def test_disk_full_while_saving_keeps_saved_checkpoints(corpus, tmp_path, monkey
     assert a.meta["step"] == b.meta["step"] == 20
     for k in a.params:
         np.testing.assert_array_equal(a.params[k], b.params[k], err_msg=k)
+
+
+def test_disk_full_at_the_first_last_npz_says_how_to_start_again(corpus, tmp_path, monkeypatch):
+    """best.npz was written at step 5, last.npz was not: nothing to resume, and a fresh run must
+    not overwrite the best model, so every message says what to do instead."""
+    run, real = tmp_path / "r", C.atomic_write
+
+    def full(path, write):
+        if path.name == "last.npz":
+            raise OSError(28, "No space left on device")
+        return real(path, write)
+
+    monkeypatch.setattr(C, "atomic_write", full)
+    r = invoke("train", corpus, "--out", run, *TINY, "--steps", 20)
+    one_line_error(r, "No space left on device", "step 5", "no last.npz was saved",
+                   "choose another --out")
+    assert "--resume continues" not in r.stderr
+    monkeypatch.undo()
+    assert sorted(p.name for p in run.iterdir()) == ["best.npz", "metrics.jsonl"]
+    one_line_error(invoke("train", corpus, "--out", run, "--resume"), "nothing to resume",
+                   "best.npz holds a model")
+    one_line_error(invoke("train", corpus, "--out", run, *TINY),
+                   "holds best.npz but no last.npz", "choose another --out")
+    assert C.load(run / "best.npz").meta["step"] == 5  # untouched
 
 
 def test_metrics_file_unwritable_mid_run(corpus, tmp_path, monkeypatch):
