@@ -2,7 +2,7 @@
 
 Run by hand (never a timed test):
 
-    python bench/gemm_rows.py [--hidden 512] [--mkl PATH/libmkl_rt.so.2]
+    python bench/gemm_rows.py [--hidden 512] [--mkl VENV/lib/libmkl_rt.so.3]
 
 Inside the time loop each process multiplies (n x H) by (H x 4H), n being its share of the
 batch's streams (16 of 32 on two processes). BLAS rates fall with n, so this prints, on one
