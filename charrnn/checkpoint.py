@@ -85,7 +85,8 @@ def save(path: str | os.PathLike, ckpt: Checkpoint) -> None:
     meta = dict(ckpt.meta)
     meta.update(format=FORMAT, version=FORMAT_VERSION, model=ckpt.model.to_dict(),
                 vocab=list(ckpt.vocab.chars))
-    arrays = {"meta": np.frombuffer(json.dumps(meta, ensure_ascii=False).encode(), np.uint8)}
+    # ASCII JSON: a path that is not valid UTF-8 (surrogate-escaped by Python) round-trips
+    arrays = {"meta": np.frombuffer(json.dumps(meta).encode(), np.uint8)}
     arrays.update({f"param/{k}": np.ascontiguousarray(v) for k, v in ckpt.params.items()})
     for k, v in ckpt.arrays.items():
         if "/" not in k or k.startswith(("param/", "meta")):

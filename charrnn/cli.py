@@ -53,6 +53,13 @@ def _silence_stdout():
 
 CELL_CHOICE = click.Choice(list(CELLS), case_sensitive=False)
 
+
+def _finite(value: float) -> float:
+    """Click's FloatRange lets nan (and inf, when unbounded above) through."""
+    if value != value or value in (float("inf"), float("-inf")):
+        raise click.BadParameter(f"{value} is not a finite number")
+    return value
+
 CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
 
 
@@ -86,9 +93,9 @@ def cli():
               help="Parallel streams N.")
 @click.option("--vocab", type=click.IntRange(2), default=4, show_default=True,
               help="Vocabulary size V of the random test text.")
-@click.option("--seed", type=int, default=0, show_default=True, help="Random seed.")
+@click.option("--seed", type=click.IntRange(0), default=0, show_default=True, help="Random seed.")
 @click.option("--tol", type=click.FloatRange(0, min_open=True), default=1e-6, show_default=True,
-              help="Largest relative error that passes.")
+              callback=lambda ctx, param, v: _finite(v), help="Largest relative error that passes.")
 def gradcheck(cell, layers, hidden, seq, batch, vocab, seed, tol):
     """Check the hand-written gradients against finite differences, in float64.
 

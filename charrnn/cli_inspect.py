@@ -20,6 +20,9 @@ from .cli import CELL_CHOICE, CONTEXT, cli, err, out
 @click.option("--corpus", default=None, metavar="PATH",
               help="Text to cut the windows from. Default: the bundled tiny Shakespeare for fresh "
               "models, the corpus recorded in each checkpoint otherwise.")
+@click.option("--encoding", default=None, metavar="NAME",
+              help="Text encoding of --corpus (default utf-8); a checkpoint's recorded corpus is "
+              "read with the encoding it was trained with.")
 @click.option("--cell", "cells", type=CELL_CHOICE, multiple=True,
               help="Fresh models only: cell type to include; repeat for several. Default: all.")
 @click.option("--length", "-K", type=int, default=100, show_default=True,
@@ -35,12 +38,12 @@ from .cli import CELL_CHOICE, CONTEXT, cli, err, out
 @click.option("--warmup", type=int, default=100, show_default=True,
               help="Characters each window reads first, from the zero state, to reach a "
               "realistic state.")
-@click.option("--seed", type=int, default=0, show_default=True,
+@click.option("--seed", type=click.IntRange(0), default=0, show_default=True,
               help="Random seed for the windows and the fresh models.")
 @click.option("--json", "json_path", default=None, metavar="PATH",
               help="Also write the raw series (every k, h and c, per layer) as JSON here.")
-def gradflow(checkpoints, corpus, cells, length, samples, hidden, layers, scale, warmup, seed,
-             json_path):
+def gradflow(checkpoints, corpus, encoding, cells, length, samples, hidden, layers, scale, warmup,
+             seed, json_path):
     """Show vanishing and exploding gradients: how much the loss at the last step of a window
     depends on the hidden state k steps earlier, for k = 0..K.
 
@@ -75,10 +78,11 @@ def gradflow(checkpoints, corpus, cells, length, samples, hidden, layers, scale,
         if ignored:
             err.print(f"note: {', '.join(ignored)} apply to fresh models only; ignored with "
                       "--checkpoint")
-        flows = [GF.from_checkpoint(c, corpus, **sizes) for c in checkpoints]
+        flows = [GF.from_checkpoint(c, corpus, **sizes, encoding=encoding) for c in checkpoints]
     else:
         path = corpus or str(BUNDLED)
-        flows = GF.compare_fresh(read_corpus(path), tuple(c.lower() for c in cells) or
+        flows = GF.compare_fresh(read_corpus(path, encoding or "utf-8"),
+                                 tuple(c.lower() for c in cells) or
                                  tuple(CELLS), hidden, layers, corpus=path, **sizes)
     elapsed = time.perf_counter() - start
     if json_path:

@@ -6,10 +6,13 @@ The numerical derivative uses the five-point central stencil
 
 whose truncation error is O(e^4); in float64 that leaves errors near 1e-12 of the gradient's size.
 
-The error reported for a parameter is max_i |analytic_i - numeric_i| / max_i |numeric_i|: the
-worst element's error relative to that parameter's gradient scale. (A purely elementwise ratio is
-meaningless for elements whose true gradient is exactly zero, such as rows of `Wx` for characters
-the batch does not contain.) A wrong sign, a missing term or a swapped axis shows up as an error
+The error reported for a parameter is max_i |analytic_i - numeric_i| / max(max_i |numeric_i|,
+FLOOR): the worst element's error relative to that parameter's gradient scale. (A purely
+elementwise ratio is meaningless for elements whose true gradient is exactly zero, such as rows
+of `Wx` for characters the batch does not contain.) FLOOR = 1e-6 keeps a gradient that is zero
+as a whole (e.g. `Wy` when dropout zeroes a 1-unit layer) from comparing float64 rounding noise,
+about 1e-14 here, with itself; an error in such a gradient still fails once it exceeds
+tol x 1e-6. A wrong sign, a missing term or a swapped axis shows up as an error
 of order 1e-3 to 1; a correct implementation stays near 1e-10.
 
 The checked objective is the loss plus a fixed random linear function of the final state, so the
@@ -29,6 +32,7 @@ from .cells import CELLS
 
 EPS = 1e-3
 DEFAULT_TOL = 1e-6
+FLOOR = 1e-6  # the smallest gradient scale errors are measured against (module docstring)
 
 
 class Result(NamedTuple):
@@ -64,12 +68,8 @@ def compare(analytic: np.ndarray, numeric: np.ndarray) -> tuple[float, float, tu
     diff = np.abs(analytic - numeric)
     worst = np.unravel_index(int(np.argmax(diff)), diff.shape) if diff.size else ()
     abs_err = float(diff.max()) if diff.size else 0.0
-    scale = float(np.abs(numeric).max()) if diff.size else 0.0
-    if scale == 0.0:
-        rel = 0.0 if abs_err == 0.0 else float("inf")
-    else:
-        rel = abs_err / scale
-    return rel, abs_err, tuple(int(i) for i in worst)
+    scale = max(float(np.abs(numeric).max()) if diff.size else 0.0, FLOOR)
+    return abs_err / scale, abs_err, tuple(int(i) for i in worst)
 
 
 def _check_all(label, layers, arrays: dict, analytic: dict, f, tol) -> list[Result]:

@@ -155,20 +155,25 @@ def compare_fresh(text: str, cells=tuple(CELLS), hidden: int = 128, layers: int 
 
 def from_checkpoint(path: str | os.PathLike, corpus: str | os.PathLike | None = None,
                     length: int = 100, samples: int = 16, seed: int = 0, warmup: int = 100,
-                    scale: float = 1.0) -> Flow:
+                    scale: float = 1.0, encoding: str | None = None) -> Flow:
     """Measure a saved model (file or run directory) on `corpus`, or on the corpus recorded in
-    its metadata. Text the model's vocabulary cannot encode is an error naming the characters."""
+    its metadata. Text the model's vocabulary cannot encode is an error naming the characters.
+    `encoding`: the text's; by default utf-8 for `corpus`, and for the recorded corpus the
+    encoding the model was trained with."""
     check_settings(length, samples, warmup, scale)
     file = C.resolve(path)
     ckpt = C.load(file)
     if corpus is not None:
-        text = read_corpus(corpus)
+        text = read_corpus(corpus, encoding or "utf-8")
     else:
         corpus = ckpt.meta.get("corpus")
         if not isinstance(corpus, str):
             raise CorpusError(f"checkpoint {file} does not record its corpus; give --corpus")
+        trained = ckpt.meta.get("train")
+        recorded = trained.get("encoding") if isinstance(trained, dict) else None
         try:
-            text = read_corpus(corpus)
+            text = read_corpus(corpus, encoding or
+                               (recorded if isinstance(recorded, str) else "utf-8"))
         except CorpusError as e:
             raise CorpusError(f"the corpus recorded in {file}: {e}; give --corpus") from None
     try:

@@ -56,6 +56,19 @@ def test_compare_reports_worst_index():
     assert (rel, abs_err, idx) == (1.0, 1.0, (1, 2))
 
 
+def test_a_gradient_that_is_zero_as_a_whole_compares_against_the_floor():
+    noise = np.full((2, 2), 5e-15)  # what finite differences give for a true zero
+    assert G.compare(np.zeros((2, 2)), noise)[0] == pytest.approx(5e-15 / G.FLOOR)
+    assert G.compare(np.full((2, 2), 1e-9), noise)[0] > G.DEFAULT_TOL  # a real error still fails
+
+
+def test_cli_gradcheck_passes_on_the_smallest_model():
+    """hidden 1 with dropout: Wy's gradient can be exactly zero, and used to FAIL on noise."""
+    result = CliRunner().invoke(cli, ["gradcheck", "--hidden", "1", "--seq", "1", "--batch", "1",
+                                      "--vocab", "2"])
+    assert result.exit_code == 0, result.output
+
+
 def test_cli_gradcheck_passes():
     result = CliRunner().invoke(cli, ["gradcheck", "--cell", "gru", "--layers", "1"])
     assert result.exit_code == 0, result.output
