@@ -21,11 +21,13 @@ import traceback
 
 
 def main(fd: int) -> None:
-    # The caller decides when to stop: a Ctrl-C at the terminal or a SIGTERM sent to every process
-    # of the job (a scheduler's, `pkill`) must not kill a worker before the trainer has saved. A
+    # The caller decides when to stop: a Ctrl-C at the terminal, a SIGTERM sent to every process
+    # of the job (a scheduler's, `pkill`) or a SIGHUP must not kill a worker before the trainer has
+    # saved. A
     # worker ends when its stdin closes (or by SIGKILL, see parallel._stop).
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    for name in ("SIGINT", "SIGTERM", "SIGHUP"):
+        if hasattr(signal, name):
+            signal.signal(getattr(signal, name), signal.SIG_IGN)
     # The replies get their own copy of stdout; anything else printed (by Python or C code)
     # goes to stderr and cannot corrupt them.
     fout = os.fdopen(os.dup(1), "wb")

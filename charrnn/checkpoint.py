@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import tempfile
 import zipfile
 from dataclasses import dataclass, field
@@ -36,6 +37,7 @@ from .vocab import Vocab
 FORMAT = "charrnn-checkpoint"
 FORMAT_VERSION = 1
 SUFFIX = ".npz"
+_SURROGATE = re.compile("[\ud800-\udfff]")
 
 
 @dataclass
@@ -85,8 +87,10 @@ def save(path: str | os.PathLike, ckpt: Checkpoint) -> None:
     meta = dict(ckpt.meta)
     meta.update(format=FORMAT, version=FORMAT_VERSION, model=ckpt.model.to_dict(),
                 vocab=list(ckpt.vocab.chars))
-    # ASCII JSON: a path that is not valid UTF-8 (surrogate-escaped by Python) round-trips
-    arrays = {"meta": np.frombuffer(json.dumps(meta).encode(), np.uint8)}
+    # A path that is not valid UTF-8 holds lone surrogates (Python's surrogateescape): written as
+    # \u escapes, the JSON stays UTF-8 (and compact for a large vocabulary) and they round-trip.
+    text = _SURROGATE.sub(lambda m: f"\\u{ord(m.group()):04x}", json.dumps(meta, ensure_ascii=False))
+    arrays = {"meta": np.frombuffer(text.encode(), np.uint8)}
     arrays.update({f"param/{k}": np.ascontiguousarray(v) for k, v in ckpt.params.items()})
     for k, v in ckpt.arrays.items():
         if "/" not in k or k.startswith(("param/", "meta")):

@@ -8,6 +8,7 @@ result (generated text for `sample`); tables, progress and warnings go to stderr
 
 from __future__ import annotations
 
+import math
 import os
 import sys
 import time
@@ -20,8 +21,26 @@ from . import __version__
 from .cells import CELLS
 from .errors import CharrnnError
 
-out = Console(highlight=False)  # results
-err = Console(stderr=True, highlight=False)  # tables, progress, warnings
+
+class _Console(Console):
+    """Rich's Console, but a reader that goes away is not fatal. On stdout a BrokenPipeError
+    reaches CharrnnGroup, which ends quietly as for `charrnn sample | head`; on stderr the
+    console just goes quiet, so a training run whose log reader has gone (`2>&1 | head`) keeps
+    going and saves as usual. (Rich's own handler exits with status 1 at once.)"""
+
+    def on_broken_pipe(self) -> None:
+        self.quiet = True
+        if not self.stderr:
+            raise BrokenPipeError
+        try:
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, sys.stderr.fileno())
+        except (OSError, ValueError):
+            pass
+
+
+out = _Console(highlight=False)  # results
+err = _Console(stderr=True, highlight=False)  # tables, progress, warnings
 
 
 class CharrnnGroup(click.Group):
@@ -40,6 +59,10 @@ class CharrnnGroup(click.Group):
         except KeyboardInterrupt:  # Click would print "Aborted!" and exit 1
             err.print("interrupted")
             ctx.exit(130)
+        except OSError as e:  # e.g. stdout on a full disk (`> /dev/full`)
+            _silence_stdout()
+            what = f"{e.filename}: " if e.filename else "cannot write output: "
+            raise click.ClickException(f"{what}{e.strerror or e}") from None
 
 
 def _silence_stdout():
@@ -56,7 +79,7 @@ CELL_CHOICE = click.Choice(list(CELLS), case_sensitive=False)
 
 def _finite(value: float) -> float:
     """Click's FloatRange lets nan (and inf, when unbounded above) through."""
-    if value != value or value in (float("inf"), float("-inf")):
+    if not math.isfinite(value):
         raise click.BadParameter(f"{value} is not a finite number")
     return value
 
@@ -132,6 +155,8 @@ def gradcheck(cell, layers, hidden, seq, batch, vocab, seed, tol):
 
 
 def main():
+    if sys.stdout is None:  # started with stdout closed (`>&-`): results go nowhere, quietly
+        sys.stdout = open(os.devnull, "w")  # noqa: SIM115
     try:
         cli(prog_name="charrnn")
     except KeyboardInterrupt:

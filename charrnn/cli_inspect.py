@@ -137,7 +137,9 @@ def _read_prime(path: str) -> str:
     except UnicodeDecodeError as e:
         raise click.ClickException(f"prime file {path} is not valid UTF-8 at byte offset "
                                    f"{e.start}") from None
-    text = text.removeprefix("\ufeff")
+    from .data import normalise
+
+    text = normalise(text)  # as the corpus was read: no byte-order marks, \n line endings
     if not text:
         raise click.ClickException(f"prime file {path} is empty")
     return text

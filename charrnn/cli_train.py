@@ -8,6 +8,7 @@ import sys
 
 import click
 from rich.table import Table
+from rich.text import Text
 
 from . import checkpoint as C
 from .cli import CELL_CHOICE, CONTEXT, cli, err
@@ -155,8 +156,8 @@ def train(corpus, resume, quiet, threads, **opts):
     first of --steps, --epochs and --minutes is reached (5 minutes if none is given) or
     --patience evaluations pass without improvement. Every --eval-every steps the model is scored
     on the validation text in bits per character, and the run directory gets best.npz, last.npz
-    and metrics.jsonl. Ctrl-C (or SIGTERM) stops at the next step boundary, saves last.npz and
-    exits with 130 (143); `--resume` continues it bit for bit. Prints the best checkpoint's path
+    and metrics.jsonl. Ctrl-C (or SIGTERM, SIGHUP) stops at the next step boundary, saves
+    last.npz and exits with 130 (143, 129); `--resume` continues it bit for bit. Prints the best checkpoint's path
     on stdout (last.npz's if stopped before the first evaluation).
 
     \b
@@ -196,8 +197,9 @@ def train(corpus, resume, quiet, threads, **opts):
                   markup=False)
         sys.exit(130)
 
-    stopped = result.reason in ("interrupted", "terminated")
-    table = Table(title=f"training {result.reason if stopped else 'done'}", show_header=False)
+    # a stop by a signal exits as the shell reports death by it: 128 + its number
+    code = {"interrupted": 130, "terminated": 143, "hung up": 129}.get(result.reason)
+    table = Table(title=f"training {result.reason if code else 'done'}", show_header=False)
     table.add_column("", style="bold")
     table.add_column("", justify="right")
     rate = [r["chars_per_sec"] for r in result.history if r["kind"] == "train"]
@@ -209,8 +211,10 @@ def train(corpus, resume, quiet, threads, **opts):
                         ("best val bits/char", fmt(result.best_val_bpc)),
                         ("last val bits/char", fmt(result.last_val_bpc)),
                         ("run directory", str(result.run_dir))):
-        table.add_row(name, value)
+        table.add_row(name, Text(value))  # not markup: a run directory may hold "[" and "]"
     err.print(table)
-    click.echo(str(C.resolve(result.run_dir)))  # last.npz if stopped before any evaluation
-    if stopped:  # the shell's codes for death by SIGINT and SIGTERM
-        sys.exit(130 if result.reason == "interrupted" else 143)
+    # last.npz if stopped before any evaluation; as bytes, so a name that is not UTF-8 comes out
+    # as the file system has it
+    click.echo(os.fsencode(C.resolve(result.run_dir)))
+    if code:
+        sys.exit(code)

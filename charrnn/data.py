@@ -76,7 +76,14 @@ def read_corpus(path: str | os.PathLike, encoding: str = "utf-8") -> str:
             f"{path}: not valid {encoding} at byte offset {e.start} (bytes {bad}); "
             f"give the file's encoding with --encoding, e.g. --encoding {guess}"
         ) from None
+    except UnicodeError as e:  # codecs such as 'undefined' or 'punycode' fail otherwise
+        raise CorpusError(f"{path}: cannot be decoded as {encoding} ({e})") from None
     del raw
+    try:
+        text.encode("utf-8")  # every character must be one a checkpoint can store
+    except UnicodeEncodeError as e:  # a lone surrogate, e.g. from unicode_escape or utf-7
+        raise CorpusError(f"{path}: decoded as {encoding} it holds a lone surrogate "
+                          f"(U+{ord(text[e.start]):04X}), which is not a character") from None
     nul = text.find("\0")
     if nul >= 0:  # valid UTF-8, but no text file holds NUL; UTF-16/32 read as UTF-8 does
         at = len(text[:nul].encode(encoding, "replace"))
@@ -84,14 +91,21 @@ def read_corpus(path: str | os.PathLike, encoding: str = "utf-8") -> str:
             f"{path} looks like a binary file (a NUL character at byte offset {at}); give a text "
             f"file, or its encoding with --encoding if it is one, e.g. --encoding utf-16"
         )
-    if "\ufeff" in text:  # byte-order marks: the leading one, and any left by joining files
-        text = text.replace("\ufeff", "")
-    if "\r\n" in text:  # Windows line endings: the model learns, and samples, plain \n
-        text = text.replace("\r\n", "\n")
+    text = normalise(text)
     if not text:
         raise CorpusError(f"corpus {path} is empty")
     if text.isspace():
         raise CorpusError(f"corpus {path} holds only whitespace")
+    return text
+
+
+def normalise(text: str) -> str:
+    """Text as charrnn reads it everywhere (corpus, `eval`, a prime file): every U+FEFF dropped
+    and every "\\r\\n" made "\\n"."""
+    if "\ufeff" in text:  # byte-order marks: the leading one, and any left by joining files
+        text = text.replace("\ufeff", "")
+    if "\r\n" in text:  # Windows line endings: the model learns, and samples, plain \n
+        text = text.replace("\r\n", "\n")
     return text
 
 

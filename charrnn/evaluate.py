@@ -32,7 +32,8 @@ class Score(NamedTuple):
 
     @property
     def perplexity(self) -> float:
-        return math.exp(self.nats)
+        """exp(nats); inf beyond float range (a model that diverged without NaNs gets there)."""
+        return math.exp(self.nats) if self.nats < 709.0 else math.inf
 
 
 def run_streams(params, cfg, inputs, targets, state, seq, out):

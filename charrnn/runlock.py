@@ -82,7 +82,9 @@ def _acquire(path: Path, run_dir: Path) -> int:
             os.close(fd)
             continue
         pid = _pid_in(fd)
-        if pid and _alive(pid):  # a trainer without flock (or, rarely, a reused pid)
+        # a trainer without flock (or, rarely, a reused pid); our own pid is a reused one: in a
+        # container a trainer killed as pid 1 leaves pid 1 behind for the next one
+        if pid and pid != os.getpid() and _alive(pid):
             os.close(fd)
             raise _in_use(run_dir, pid)
         return fd  # new, or left by a dead trainer: ours now

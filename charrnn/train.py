@@ -230,15 +230,19 @@ class TrainResult:
     epoch: float
     elapsed: float
     # "steps", "epochs", "minutes", "patience", "interrupted" (Ctrl-C, or on_event returned
-    # True) or "terminated" (SIGTERM)
+    # True), "terminated" (SIGTERM) or "hung up" (SIGHUP)
     reason: str
     best_val_bpc: float | None
     last_val_bpc: float | None
     history: list
 
 
+# the signals a run stops at a step boundary for (with its save), and the reason each gives
 STOP_SIGNALS = {signal.SIGINT: "interrupted", signal.SIGTERM: "terminated"}
 AFTER_STOP = {signal.SIGINT: signal.default_int_handler, signal.SIGTERM: signal.SIG_DFL}
+if hasattr(signal, "SIGHUP"):  # the terminal closed, or the ssh connection dropped (not Windows)
+    STOP_SIGNALS[signal.SIGHUP] = "hung up"
+    AFTER_STOP[signal.SIGHUP] = signal.SIG_DFL
 
 
 @contextmanager
@@ -274,8 +278,9 @@ def train(cfg: TrainConfig, on_event=None, resume: bool = False,
     bits of floating-point sums.
 
     The first Ctrl-C (SIGINT, in the main thread) stops the run at the next step boundary and
-    saves last.npz (reason "interrupted"). With `sigterm`, SIGTERM does the same (reason
-    "terminated"; `charrnn train` turns it on); otherwise SIGTERM keeps its own handling.
+    saves last.npz (reason "interrupted"). With `sigterm`, SIGTERM and SIGHUP do the same
+    (reasons "terminated" and "hung up"; `charrnn train` turns it on); otherwise they keep their
+    own handling.
 
     Raises CorpusError, ConfigError, CheckpointError, TrainingDiverged (the checkpoints of the run
     stay as they were) or CharrnnError (run directory in use or already holding a run).
@@ -286,7 +291,7 @@ def train(cfg: TrainConfig, on_event=None, resume: bool = False,
     except OSError as e:
         raise CharrnnError(f"cannot create run directory {run_dir}: {e.strerror or e}") from None
     with lock(run_dir):
-        signals = (signal.SIGINT, signal.SIGTERM) if sigterm else (signal.SIGINT,)
+        signals = tuple(STOP_SIGNALS) if sigterm else (signal.SIGINT,)
         session = _Session(cfg, run_dir, resume, on_event, threads, signals)
         try:
             return session.run()
@@ -424,7 +429,7 @@ class _Session:
         cfg, B = self.cfg, self.batches
         total = cfg.steps
         if cfg.epochs:
-            by_epochs = max(1, math.ceil(cfg.epochs * B.chunks))
+            by_epochs = max(1, math.ceil(min(cfg.epochs * B.chunks, 2.0**62)))  # 1e308: no limit
             total = min(total or by_epochs, by_epochs)
         seconds = cfg.minutes * 60 if cfg.minutes else None
         t0, step0 = time.perf_counter(), self.step

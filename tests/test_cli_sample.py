@@ -107,6 +107,15 @@ def test_every_sample_starts_from_the_primed_state(run, monkeypatch):
     assert r.exit_code == 0 and r.stdout == want
 
 
+def test_a_prime_file_is_read_as_the_corpus_was(run, tmp_path):
+    """Windows line endings and byte-order marks, which the corpus reader removes, would
+    otherwise be characters the model never saw."""
+    (tmp_path / "p.txt").write_bytes("\ufeffca\r\nb\ufeffa\r\n".encode())
+    r = invoke("--prime-file", "p.txt", "--length", "3", "--seed", "1")
+    assert r.exit_code == 0, r.output
+    assert r.stdout.startswith("ca\nba\n") and len(r.stdout) == 6 + 3
+
+
 def test_prime_file_and_stop(run, tmp_path):
     (tmp_path / "prime.txt").write_text("ca\n", encoding="utf-8")
     r = invoke("--prime-file", "prime.txt", "--length", "5", "--seed", "1")

@@ -127,7 +127,8 @@ def assert_same_params(a, b):
 
 
 @pytest.mark.parametrize(("sig", "code", "word"), [(signal.SIGINT, 130, b"interrupted"),
-                                                   (signal.SIGTERM, 143, b"terminated")])
+                                                   (signal.SIGTERM, 143, b"terminated"),
+                                                   (signal.SIGHUP, 129, b"hung up")])
 def test_ctrl_c_or_sigterm_saves_last_and_resume_is_exact(tmp_path, corpus, sig, code, word):
     out = tmp_path / "r"
     proc = subprocess.Popen(child(corpus, out, "--steps", 100000, "--dropout", 0.2,

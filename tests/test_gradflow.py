@@ -258,3 +258,21 @@ def test_cli_bad_inputs_give_one_line_errors(trained_like, tmp_path):
     one_line_error(run(["gradflow", "--checkpoint", str(moved)]), "gone", "--corpus")
     one_line_error(run(["gradflow", "-K", "3", "--hidden", "4", "--samples", "1",
                         "--json", str(tmp_path / "no" / "dir.json")]), "cannot write")
+
+
+def test_a_checkpoints_recorded_corpus_is_read_in_its_training_encoding(tmp_path):
+    from charrnn.train import TrainConfig, train
+
+    text = "café crème, déjà vu. " * 60
+    (tmp_path / "latin.txt").write_bytes(text.encode("latin-1"))
+    train(TrainConfig(corpus=str(tmp_path / "latin.txt"), out=str(tmp_path / "r"), hidden=6,
+                      layers=1, batch=2, seq=8, steps=2, eval_every=2, encoding="latin-1"))
+    flow = G.from_checkpoint(tmp_path / "r", length=3, samples=2, warmup=2)  # not utf-8
+    assert np.all(np.isfinite(flow.h))
+    r = CliRunner().invoke(cli, ["gradflow", "--corpus", str(tmp_path / "latin.txt"), "-K", "3",
+                                 "--samples", "2", "--warmup", "2", "--hidden", "4"])
+    assert r.exit_code == 1 and "not valid utf-8" in r.stderr
+    r = CliRunner().invoke(cli, ["gradflow", "--corpus", str(tmp_path / "latin.txt"), "-K", "3",
+                                 "--samples", "2", "--warmup", "2", "--hidden", "4",
+                                 "--encoding", "latin-1"])
+    assert r.exit_code == 0, r.output

@@ -269,10 +269,92 @@ def test_sample_rejects_bad_numbers(trained, args, needle):
 @pytest.mark.parametrize("args, needle", [
     (["--layers", "0"], "layers"), (["--warmup", "-1"], "warmup"), (["--scale", "-1"], "scale"),
     (["--scale", "nan"], "scale"), (["--length", "0"], "length"), (["--samples", "-1"], "samples"),
-    (["--hidden", "-1"], "hidden"), (["--cell", "tree"], "--cell"),
+    (["--hidden", "-1"], "hidden"), (["--cell", "tree"], "--cell"), (["--seed", "-1"], "--seed"),
 ])
 def test_gradflow_rejects_bad_numbers_and_cells(args, needle):
     one_line_error(invoke("gradflow", "-K", "3", *args), needle)
+
+
+@pytest.mark.parametrize("args", [["--seed", "-1"], ["--tol", "nan"], ["--tol", "inf"]])
+def test_gradcheck_rejects_bad_numbers(args):
+    one_line_error(invoke("gradcheck", "--cell", "rnn", "--layers", "1", *args), args[0])
+
+
+# --- found by an adversarial pass: odd names, encodings, outputs ---------------------------------
+
+@pytest.mark.skipif(sys.platform != "linux", reason="file names as raw bytes")
+def test_file_names_that_are_not_utf8_train_save_and_resume(tmp_path):
+    import os
+    try:
+        corpus = Path(os.fsdecode(bytes(tmp_path) + b"/caf\xe9.txt"))
+        corpus.write_text(TEXT)
+    except (OSError, UnicodeError):
+        pytest.skip("the file system refuses such names")
+    run = Path(os.fsdecode(bytes(tmp_path) + b"/r\xe9"))
+    r = invoke("train", corpus, "--out", run, *TINY, "--steps", 10)
+    assert r.exit_code == 0, r.stderr
+    assert C.load(run / "last.npz").meta["corpus"] == str(corpus)  # the same name back
+    r = invoke("train", corpus, "--out", run, "--resume", "--steps", 15)
+    assert r.exit_code == 0 and C.load(run / "last.npz").meta["step"] == 15, r.stderr
+
+
+def test_a_run_directory_with_brackets_is_printed_as_it_is(corpus, tmp_path):
+    run = tmp_path / "x[/]y[red]z"  # Rich markup, if it were read as such
+    r = invoke("train", corpus, "--out", run, *TINY, "--steps", 5)
+    assert r.exit_code == 0, r.stderr
+    assert r.stdout == f"{run / 'best.npz'}\n" and "x[/]y[red]z" in r.stderr.replace("\n", "")
+
+
+@pytest.mark.parametrize("encoding, text, needle", [
+    ("undefined", "abc", "cannot be decoded as undefined"),
+    ("unicode_escape", "abc \\ud800 def", "lone surrogate (U+D800)"),
+])
+def test_encodings_that_fail_oddly_are_one_line_errors(tmp_path, encoding, text, needle):
+    (tmp_path / "c.txt").write_text(text)
+    one_line_error(invoke("train", tmp_path / "c.txt", "--out", tmp_path / "r", *TINY,
+                          "--encoding", encoding), needle)
+    one_line_error(invoke("eval", tmp_path / "c.txt", "--encoding", encoding), needle)
+
+
+def test_a_huge_epoch_count_is_no_limit(corpus, tmp_path):
+    r = invoke("train", corpus, "--out", tmp_path / "r", *TINY, "--epochs", "1e308",
+               "--minutes", "0.002")
+    assert r.exit_code == 0, r.stderr
+
+
+def test_perplexity_beyond_float_range_is_inf():
+    from charrnn.evaluate import Score
+    assert Score(1e4, 10).perplexity == math.inf and Score(1.0, 10).perplexity == math.e
+
+
+@pytest.mark.skipif(not Path("/dev/full").exists(), reason="needs /dev/full")
+def test_a_full_stdout_is_a_one_line_error(trained):
+    with open("/dev/full", "w") as full:
+        p = subprocess.run([sys.executable, "-c", "from charrnn.cli import main; main()", "info",
+                            str(trained / "run")], stdout=full, stderr=subprocess.PIPE, text=True,
+                           check=False)
+    assert p.returncode == 1 and "Traceback" not in p.stderr
+    assert p.stderr.strip().splitlines()[-1] == "Error: cannot write output: No space left on " \
+        "device"
+
+
+def test_a_closed_stdout_is_not_a_crash(trained):
+    cmd = (f'"{sys.executable}" -c "from charrnn.cli import main; main()" '
+           f'sample -c "{trained / "run"}" --length 5 >&-')
+    p = subprocess.run(["bash", "-c", cmd], stderr=subprocess.PIPE, text=True, check=False)
+    assert p.returncode == 0 and "Traceback" not in p.stderr, p.stderr
+
+
+def test_training_goes_on_and_saves_when_its_log_reader_goes_away(corpus, tmp_path):
+    """`charrnn train ... 2>&1 | head -1`: Rich used to exit at once, skipping the save."""
+    run = tmp_path / "r"
+    proc = subprocess.Popen([sys.executable, "-c", "from charrnn.cli import main; main()", "train",
+                             str(corpus), "--out", str(run), *TINY[:-1], "--steps", "40"],
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    assert proc.stdout.readline().startswith(b"training ")
+    proc.stdout.close()  # the reader is gone
+    assert proc.wait(timeout=60) == 0
+    assert C.load(run / "last.npz").meta["step"] == 40
 
 
 @pytest.mark.parametrize("args", [["--hidden", "0"], ["--seq", "0"], ["--batch", "-1"],

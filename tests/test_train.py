@@ -155,12 +155,20 @@ def test_refusals(tmp_path, corpus):
 def test_lock_refuses_a_live_owner_and_takes_a_stale_one(tmp_path, corpus):
     run = tmp_path / "r"
     run.mkdir()
-    (run / "train.lock").write_text(str(os.getpid()))  # alive: this process
+    (run / "train.lock").write_text(str(os.getppid()))  # alive: the process that started us
     with pytest.raises(CharrnnError, match="in use by another trainer"):
         train(tiny(corpus, run))
     dead = subprocess.Popen([sys.executable, "-c", "pass"])
     dead.wait()
     (run / "train.lock").write_text(str(dead.pid))
+    assert train(tiny(corpus, run)).step == 10
+
+
+def test_a_lock_left_with_our_own_pid_is_stale(tmp_path, corpus):
+    """In a container a trainer killed as pid 1 leaves "1" for the next trainer, also pid 1."""
+    run = tmp_path / "r"
+    run.mkdir()
+    (run / "train.lock").write_text(str(os.getpid()))
     assert train(tiny(corpus, run)).step == 10
 
 
