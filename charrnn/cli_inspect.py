@@ -156,7 +156,7 @@ def _read_prime(path: str) -> str:
               help="Characters to generate after the prime (per sample).")
 @click.option("--temperature", "-t", type=float, default=None,
               help="Divide the logits by this before the softmax: below 1 is safer, above 1 "
-              "wilder. Must be > 0.  [default: 1.0]")
+              "wilder. At least 1e-100 (--greedy is the limit of 0).  [default: 1.0]")
 @click.option("--greedy", is_flag=True,
               help="Always take the most likely character (no temperature, top-k or top-p).")
 @click.option("--top-k", type=int, default=None, metavar="K",

@@ -70,15 +70,16 @@ def vocab_text(chars) -> str:
 
 def curves(history) -> dict[str, tuple[list[float], list[float]]]:
     """{"train": (steps, train_bpc), "val": (steps, val_bpc)} from meta["history"] records;
-    records lacking the fields (or not finite) are skipped."""
+    records lacking the fields (or not finite, or beyond 1e15) are skipped."""
     out = {"train": ([], []), "val": ([], [])}
-    for rec in history or []:
+    for rec in history if isinstance(history, list) else []:
         if not isinstance(rec, dict):
             continue
         kind = rec.get("kind")
         key = {"train": "train_bpc", "eval": "val_bpc"}.get(kind)
         x, y = rec.get("step"), rec.get(key) if key else None
-        if isinstance(x, (int, float)) and isinstance(y, (int, float)) and math.isfinite(y):
+        if (isinstance(x, (int, float)) and isinstance(y, (int, float)) and abs(x) < 1e15
+                and abs(y) < 1e15):  # hand-edited extremes would break the chart's arithmetic
             xs, ys = out["train" if kind == "train" else "val"]
             xs.append(float(x))
             ys.append(float(y))

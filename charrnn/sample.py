@@ -38,6 +38,9 @@ from . import model as M
 from .errors import CheckpointError, ConfigError, VocabularyError
 from .vocab import Vocab, describe_chars
 
+# Below this, logits / T overflows float64 for ordinary logits, and inf - inf is NaN.
+MIN_TEMPERATURE = 1e-100
+
 
 @dataclass(frozen=True)
 class SampleConfig:
@@ -55,8 +58,9 @@ class SampleConfig:
         if not isinstance(L, int) or isinstance(L, bool) or L < 0:
             raise ConfigError(f"length must be a whole number >= 0, not {L!r}")
         T = self.temperature
-        if not isinstance(T, (int, float)) or not math.isfinite(T) or T <= 0:
-            raise ConfigError(f"temperature must be a number > 0, not {T!r}")
+        if not isinstance(T, (int, float)) or not math.isfinite(T) or T < MIN_TEMPERATURE:
+            raise ConfigError(f"temperature must be a number >= {MIN_TEMPERATURE:g} (--greedy is "
+                              f"the limit of 0), not {T!r}")
         k = self.top_k
         if k is not None and (not isinstance(k, int) or isinstance(k, bool) or k < 1):
             raise ConfigError(f"top-k must be a whole number >= 1, not {k!r}")

@@ -368,16 +368,31 @@ class _Session:
                               + ", ".join(diff or ["another model"]))
         if (m.get("corpus_chars"), m.get("corpus_crc32")) != (self.n_chars, self.crc):
             raise CorpusError(f"{cfg.corpus} is not the text this run was trained on")
+        def whole(v, least=0):
+            return isinstance(v, int) and not isinstance(v, bool) and v >= least
+
         try:
             for k in self.params:
                 self.params[k][...] = ckpt.params[k]
             self.opt.load_state({k[4:]: v for k, v in ckpt.arrays.items() if k.startswith("opt/")})
-            self.state = tuple(tuple(ckpt.arrays[f"state/l{k}.{n}"].astype(self.model.dtype)
-                                     for n in "hc"[: len(s)]) for k, s in enumerate(self.state))
+            shape = (cfg.batch, cfg.hidden)
+            state = tuple(tuple(ckpt.arrays[f"state/l{k}.{n}"] for n in "hc"[: len(s)])
+                          for k, s in enumerate(self.state))
+            if any(a.shape != shape for layer in state for a in layer):
+                raise ValueError(f"carried state is not {shape}")
+            self.state = tuple(tuple(a.astype(self.model.dtype) for a in layer) for layer in state)
             self.rng.bit_generator.state = m["rng"]
-            self.step, self.epoch, self.chunk = int(m["step"]), *m["data"]
-            self.bad_evals, self.elapsed0 = int(m["bad_evals"]), float(m["elapsed"])
-            self.history, self.best = list(m["history"]), m["best_val_bpc"]
+            step, data, bad, elapsed = m["step"], m["data"], m["bad_evals"], m["elapsed"]
+            history, best = m["history"], m["best_val_bpc"]
+            if not (whole(step) and whole(bad) and isinstance(data, list) and len(data) == 2
+                    and whole(data[0]) and whole(data[1]) and data[1] < self.batches.chunks
+                    and isinstance(elapsed, (int, float)) and math.isfinite(elapsed)
+                    and isinstance(history, list) and all(isinstance(r, dict) for r in history)
+                    and (best is None or isinstance(best, (int, float)))):
+                raise ValueError("step, data position, history or best score malformed")
+            self.step, (self.epoch, self.chunk) = step, data
+            self.bad_evals, self.elapsed0 = bad, float(elapsed)
+            self.history, self.best = history, best
         except (KeyError, TypeError, ValueError) as e:
             raise CheckpointError(f"{self.run_dir / 'last.npz'} lacks training state to resume "
                                   f"({e})") from None

@@ -30,7 +30,8 @@ class Vocab:
 
     def __init__(self, chars: Iterable[str]):
         chars = list(chars)
-        bad = [c for c in chars if not isinstance(c, str) or len(c) != 1]
+        bad = [c for c in chars if not isinstance(c, str) or len(c) != 1
+               or "\ud800" <= c <= "\udfff"]  # a lone surrogate is no character: no text has it
         if bad:
             raise VocabularyError(f"vocabulary entries must be single characters: {describe_chars(bad)}")
         if len(set(chars)) != len(chars):

@@ -128,8 +128,8 @@ def test_prime_file_and_stop(run, tmp_path):
 
 @pytest.mark.parametrize("args, message", [
     (["--prime", "aZbé€Z"], "prime text has characters not in the vocabulary: 'Z', '€'"),
-    (["--temperature", "0"], "temperature must be a number > 0"),
-    (["--temperature", "-2"], "temperature must be a number > 0"),
+    (["--temperature", "0"], "temperature must be a number >= 1e-100"),
+    (["--temperature", "-2"], "temperature must be a number >= 1e-100"),
     (["--length", "-1"], "length must be a whole number >= 0"),
     (["--top-p", "0"], "top-p must be in (0, 1]"),
     (["--top-p", "1.5"], "top-p must be in (0, 1]"),

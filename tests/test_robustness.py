@@ -258,6 +258,7 @@ def test_train_rejects_bad_numbers(corpus, tmp_path, args, needle):
 
 @pytest.mark.parametrize("args, needle", [
     (["--length", "-5"], "length"), (["--temperature", "nan"], "temperature"),
+    (["--temperature", "1e-310"], "temperature must be a number >= 1e-100"),
     (["--temperature", "inf"], "temperature"), (["--top-k", "-2"], "top-k"),
     (["--top-p", "nan"], "top-p"), (["--num-samples", "-1"], "--num-samples"),
     (["--length", "x"], "--length"),
@@ -685,3 +686,46 @@ def test_the_trainer_takes_each_chunk_once_per_epoch(corpus, tmp_path, monkeypat
     assert len(targets) == 2 * b.chunks
     for step, got in enumerate(targets):  # chunks 0..C-1, in order, in each epoch
         np.testing.assert_array_equal(got, b.chunk(step % b.chunks)[1], err_msg=str(step))
+
+
+def _edited(src, dst, **meta_updates):
+    """A copy of checkpoint src with its metadata changed (an `arrays` key replaces arrays)."""
+    with np.load(src, allow_pickle=False) as z:
+        data = {k: z[k] for k in z.files}
+    meta = json.loads(data["meta"].tobytes())
+    data.update(meta_updates.pop("arrays", {}))
+    meta.update(meta_updates)
+    data["meta"] = np.frombuffer(json.dumps(meta).encode(), np.uint8)
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    with open(dst, "wb") as f:
+        np.savez(f, **data)
+
+
+@pytest.mark.parametrize("edit", [
+    {"data": [0, 10**9]}, {"data": "x"}, {"history": [1, 2]}, {"history": 5},
+    {"best_val_bpc": "x"}, {"step": -1}, {"step": True}, {"elapsed": "soon"},
+    {"arrays": {"state/l0.h": np.zeros((3, 3))}},
+])
+def test_resume_refuses_malformed_training_state_in_one_line(trained, tmp_path, edit):
+    run = tmp_path / "run"
+    _edited(trained / "run" / "last.npz", run / "last.npz", **edit)
+    one_line_error(invoke("train", trained / "austen.txt", "--out", run, "--resume"),
+                   "lacks training state to resume")
+
+
+@pytest.mark.parametrize("history", [5, [{"kind": "eval", "step": math.inf, "val_bpc": 2.0}],
+                                     [{"kind": "train", "step": 1, "train_bpc": 1e308},
+                                      {"kind": "train", "step": 2, "train_bpc": -1e308}]])
+def test_info_shows_a_checkpoint_with_odd_history(trained, tmp_path, history):
+    _edited(trained / "run" / "last.npz", tmp_path / "odd.npz", history=history)
+    r = invoke("info", tmp_path / "odd.npz")
+    assert r.exit_code == 0 and "Traceback" not in r.stderr, r.output
+
+
+def test_a_vocabulary_with_a_lone_surrogate_is_a_bad_checkpoint(trained, tmp_path):
+    ck = C.load(trained / "run" / "last.npz")
+    chars = list(ck.vocab.chars)
+    chars[-1] = "\ud800"
+    _edited(trained / "run" / "last.npz", tmp_path / "sur.npz", vocab=chars)
+    one_line_error(invoke("sample", "-c", tmp_path / "sur.npz", "--length", 5),
+                   "single characters")
