@@ -52,6 +52,7 @@ def serve(fd: int, fin, fout) -> None:
     if blas is not None:
         blas.set(1)
     P.keep_freed_memory()
+    np.seterr(all="ignore")  # the trainer checks the loss and gradients for overflow itself
     cfg = params = grads = None
     while True:
         head, arrays = P.recv(fin)

@@ -52,7 +52,9 @@ class CharrnnGroup(click.Group):
         except CharrnnError as e:
             raise click.ClickException(str(e)) from None
         except MemoryError:
-            raise click.ClickException("out of memory: try a smaller --batch, --seq or --hidden") from None
+            hint = ": try a smaller --batch, --seq or --hidden" if ctx.invoked_subcommand in (
+                "train", "gradcheck", "gradflow") else ""
+            raise click.ClickException(f"out of memory{hint}") from None
         except BrokenPipeError:  # e.g. `charrnn sample | head`
             _silence_stdout()
             ctx.exit(0)

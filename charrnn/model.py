@@ -48,7 +48,7 @@ class ModelConfig:
     dtype: str = "float32"
 
     def __post_init__(self):
-        if self.cell not in CELLS:
+        if not isinstance(self.cell, str) or self.cell not in CELLS:
             raise ConfigError(f"unknown cell {self.cell!r}; choose one of {', '.join(CELLS)}")
         for name in ("vocab_size", "hidden", "layers"):
             value = getattr(self, name)

@@ -76,9 +76,20 @@ def heat_map(text: str, result: TextScore):
             lv = int(levels[start])
             style = ("reverse" if lv == -2 else "" if lv == -1
                      else f"white on {RAMP[lv]}")
-            out.append(text[start:j], style=style)
+            out.append(_visible(text[start:j]), style=style)
             start = j
     return out
+
+
+# Control characters other than newline and tab (an ESC could drive the terminal) are shown as
+# their Unicode "control pictures" (U+2400 + code; U+2421 for DEL), one character each, so the
+# colours stay aligned with the text.
+_PICTURES = {c: 0x2400 + c for c in range(32) if c not in (9, 10)} | {127: 0x2421}
+_PICTURES.update({c: 0xFFFD for c in range(0x80, 0xA0)})  # C1 controls: the replacement mark
+
+
+def _visible(text: str) -> str:
+    return text.translate(_PICTURES)
 
 
 def legend():

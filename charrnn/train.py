@@ -286,17 +286,25 @@ def train(cfg: TrainConfig, on_event=None, resume: bool = False,
     stay as they were) or CharrnnError (run directory in use or already holding a run).
     """
     run_dir = cfg.run_dir
+    created = not run_dir.exists()
     try:
         run_dir.mkdir(parents=True, exist_ok=True)
     except OSError as e:
         raise CharrnnError(f"cannot create run directory {run_dir}: {e.strerror or e}") from None
-    with lock(run_dir):
-        signals = tuple(STOP_SIGNALS) if sigterm else (signal.SIGINT,)
-        session = _Session(cfg, run_dir, resume, on_event, threads, signals)
-        try:
-            return session.run()
-        finally:
-            session.workers.close()
+    try:
+        with lock(run_dir):
+            signals = tuple(STOP_SIGNALS) if sigterm else (signal.SIGINT,)
+            session = _Session(cfg, run_dir, resume, on_event, threads, signals)
+            try:
+                return session.run()
+            finally:
+                session.workers.close()
+    finally:
+        if created:  # a run that failed before writing anything leaves no empty directory
+            try:
+                run_dir.rmdir()  # only if empty
+            except OSError:
+                pass
 
 
 class _Session:
@@ -497,10 +505,11 @@ class _Session:
                 x, y = B.chunk(self.chunk)  # (N, T) views
                 lr = learning_rate(cfg.lr, cfg.schedule, cfg.warmup, self.step,
                                    fraction(el, cfg.warmup))
-                loss, grads, state = P.loss_and_grads(self.params, self.model, x, y, self.state,
-                                                      self.rng, self.workers)
-                norm = self.opt.clip_and_step(self.params, grads, lr, cfg.clip) \
-                    if math.isfinite(loss) else math.nan
+                with np.errstate(all="ignore"):  # overflow is caught just below, as divergence
+                    loss, grads, state = P.loss_and_grads(self.params, self.model, x, y,
+                                                          self.state, self.rng, self.workers)
+                    norm = self.opt.clip_and_step(self.params, grads, lr, cfg.clip) \
+                        if math.isfinite(loss) else math.nan
                 if not math.isfinite(norm):
                     what = f"loss {loss}" if not math.isfinite(loss) else f"gradient norm {norm}"
                     raise TrainingDiverged(

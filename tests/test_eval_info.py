@@ -108,6 +108,14 @@ def test_show_colours_each_character_by_its_surprise(ckpt):
     for j, c in enumerate(TEXT):
         if c not in VOCAB:
             assert styles[j] == "reverse"
+
+
+def test_show_never_sends_control_characters_to_the_terminal(ckpt):
+    cfg, p = ckpt
+    text = "ab\x1b[31mc\x07\td\x7f\x9b\ne"  # an ANSI colour escape, BEL, DEL, C1 CSI
+    shown = heat_map(text, score_text(p, cfg, VOCAB, text)).plain
+    assert len(shown) == len(text)  # one picture per character: the colours stay aligned
+    assert shown == "ab\u241b[31mc\u2407\td\u2421\ufffd\ne"
     r = CliRunner().invoke(cli, ["eval", "--show", "text.txt"])
     assert r.exit_code == 0 and r.stdout.startswith(TEXT)  # no colour on a pipe, text intact
     assert "surprise" in r.stderr

@@ -96,7 +96,11 @@ def test_binary_file_with_nul_bytes_names_the_offset(tmp_path):
     (tmp_path / "data.bin").write_bytes(raw)
     one_line_error(invoke("train", tmp_path / "data.bin", "--out", tmp_path / "r", *TINY),
                    "data.bin", "binary file", f"byte offset {nul}", "--encoding")
-    assert not (tmp_path / "r" / "last.npz").exists()
+    assert not (tmp_path / "r").exists()  # the failed run leaves no empty directory behind
+    (tmp_path / "mine").mkdir()  # ... but one the user made stays
+    one_line_error(invoke("train", tmp_path / "data.bin", "--out", tmp_path / "mine", *TINY),
+                   "binary file")
+    assert (tmp_path / "mine").is_dir()
 
 
 @pytest.mark.parametrize("codec, message", [
@@ -729,3 +733,28 @@ def test_a_vocabulary_with_a_lone_surrogate_is_a_bad_checkpoint(trained, tmp_pat
     _edited(trained / "run" / "last.npz", tmp_path / "sur.npz", vocab=chars)
     one_line_error(invoke("sample", "-c", tmp_path / "sur.npz", "--length", 5),
                    "single characters")
+
+
+@pytest.mark.parametrize("command, target, hint", [
+    (["info"], "charrnn.checkpoint.load", False),
+    (["train", "--steps", "1"], "charrnn.train.train", True),
+])
+def test_out_of_memory_is_one_line_with_a_hint_only_where_it_helps(trained, monkeypatch,
+                                                                   command, target, hint):
+    def oom(*a, **k):
+        raise MemoryError
+    monkeypatch.setattr(target, oom)
+    args = [*command, trained / "run"] if command == ["info"] else \
+        [command[0], trained / "austen.txt", *command[1:], "--out", trained / "oom"]
+    line = one_line_error(invoke(*args), "out of memory")
+    assert ("--batch" in line) == hint
+
+
+@pytest.mark.parametrize("hidden, batch", [(8, 4), (64, 8)])  # one process, and two (if BLAS lets)
+def test_an_absurd_learning_rate_diverges_in_one_line_without_warnings(corpus, tmp_path, hidden,
+                                                                       batch):
+    args = [*TINY, "--hidden", hidden, "--batch", batch, "--lr", "1e300", "--steps", 20,
+            "--dtype", "float32"]
+    r = invoke("train", corpus, "--out", tmp_path / "r", *args)
+    one_line_error(r, "training diverged at step", "try a lower --lr")
+    assert "Warning" not in r.stderr, r.stderr

@@ -178,7 +178,7 @@ def test_a_lock_left_with_our_own_pid_is_stale(tmp_path, corpus):
                                  {"encoding": "nope"}, {"minutes": -1}, {"hidden": True},
                                  {"batch": 2.0}, {"steps": True}, {"lr": "0.1"},
                                  {"dtype": "float16"}, {"layers": 0}, {"clip": None},
-                                 {"dropout": "0.1"}])
+                                 {"dropout": "0.1"}, {"cell": ["lstm"]}])
 def test_config_validation(bad):
     with pytest.raises(ConfigError):
         TrainConfig(**bad)
