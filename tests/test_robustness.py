@@ -758,3 +758,12 @@ def test_an_absurd_learning_rate_diverges_in_one_line_without_warnings(corpus, t
     r = invoke("train", corpus, "--out", tmp_path / "r", *args)
     one_line_error(r, "training diverged at step", "try a lower --lr")
     assert "Warning" not in r.stderr, r.stderr
+
+
+def test_info_into_a_closed_pipe_ends_quietly(trained):
+    """`charrnn info RUN | head -c1`: as for sample, a reader that goes away is not an error."""
+    proc = subprocess.Popen([sys.executable, "-c", "from charrnn.cli import main; main()", "info",
+                             str(trained / "run")], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    proc.stdout.close()  # gone before the first line
+    assert proc.wait(timeout=60) == 0
+    assert b"Traceback" not in proc.stderr.read()
