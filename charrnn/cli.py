@@ -2,7 +2,8 @@
 
 Every command parses options, calls the Python API, and renders results. Library errors
 (CharrnnError) become one-line messages with exit status 1 here, in one place (CharrnnGroup);
-Ctrl-C exits with 130 and a closed stdout pipe ends quietly. stdout carries only a command's
+Ctrl-C exits with 130, a closed stdout pipe ends quietly, and output that cannot be written (a full
+disk) is a one-line error too. stdout carries only a command's
 result (generated text for `sample`); tables, progress and warnings go to stderr.
 """
 
@@ -84,6 +85,7 @@ def _finite(value: float) -> float:
     if not math.isfinite(value):
         raise click.BadParameter(f"{value} is not a finite number")
     return value
+
 
 CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
 
