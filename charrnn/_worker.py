@@ -22,9 +22,8 @@ import traceback
 
 def main(fd: int) -> None:
     # The caller decides when to stop: a Ctrl-C at the terminal, a SIGTERM sent to every process
-    # of the job (a scheduler's, `pkill`) or a SIGHUP must not kill a worker before the trainer has
-    # saved. A
-    # worker ends when its stdin closes (or by SIGKILL, see parallel._stop).
+    # of the job (a scheduler's, `pkill`) or a SIGHUP must not kill a worker before the trainer
+    # has saved. A worker ends when its stdin closes (or by SIGKILL, see parallel._stop).
     for name in ("SIGINT", "SIGTERM", "SIGHUP"):
         if hasattr(signal, name):
             signal.signal(getattr(signal, name), signal.SIG_IGN)

@@ -157,8 +157,8 @@ def train(corpus, resume, quiet, threads, **opts):
     --patience evaluations pass without improvement. Every --eval-every steps the model is scored
     on the validation text in bits per character, and the run directory gets best.npz, last.npz
     and metrics.jsonl. Ctrl-C (or SIGTERM, SIGHUP) stops at the next step boundary, saves
-    last.npz and exits with 130 (143, 129); `--resume` continues it bit for bit. Prints the best checkpoint's path
-    on stdout (last.npz's if stopped before the first evaluation).
+    last.npz and exits with 130 (143, 129); `--resume` continues it bit for bit. Prints the best
+    checkpoint's path on stdout (last.npz's if stopped before the first evaluation).
 
     \b
     Examples:

@@ -79,8 +79,9 @@ def read_corpus(path: str | os.PathLike, encoding: str = "utf-8") -> str:
     except UnicodeError as e:  # codecs such as 'undefined' or 'punycode' fail otherwise
         raise CorpusError(f"{path}: cannot be decoded as {encoding} ({e})") from None
     del raw
-    try:
-        text.encode("utf-8")  # every character must be one a checkpoint can store
+    try:  # every character must be one a checkpoint can store (ASCII text, most, needs no look)
+        if not text.isascii():
+            text.encode("utf-8")
     except UnicodeEncodeError as e:  # a lone surrogate, e.g. from unicode_escape or utf-7
         raise CorpusError(f"{path}: decoded as {encoding} it holds a lone surrogate "
                           f"(U+{ord(text[e.start]):04X}), which is not a character") from None

@@ -62,6 +62,11 @@ BUDGET = ("steps", "epochs", "minutes")
 RUN_ONLY = BUDGET + ("eval_every", "patience")  # fields a resumed run may change
 
 
+def _whole(v, least: int = 0) -> bool:
+    """A whole number >= least; bool is an int to Python, not to us."""
+    return isinstance(v, int) and not isinstance(v, bool) and v >= least
+
+
 @dataclass(frozen=True)
 class TrainConfig:
     """Every training setting; the fields are the CLI options of `charrnn train` one to one.
@@ -106,18 +111,15 @@ class TrainConfig:
             if not ok:
                 raise ConfigError(msg)
 
-        def whole(v, least):  # bool is an int to Python, not to us
-            return isinstance(v, int) and not isinstance(v, bool) and v >= least
-
         # the model's own checks (cell, hidden, layers, dropout, dtype), with any vocabulary
         M.ModelConfig(1, self.cell, self.hidden, self.layers, self.dropout, self.dtype)
         for name in ("batch", "seq", "eval_every"):
             v = getattr(self, name)
-            need(whole(v, 1), f"{name} must be a positive whole number, not {v!r}")
+            need(_whole(v, 1), f"{name} must be a positive whole number, not {v!r}")
         for name in ("warmup", "patience", "seed"):
             v = getattr(self, name)
-            need(whole(v, 0), f"{name} must be a whole number >= 0, not {v!r}")
-        need(self.steps is None or whole(self.steps, 1),
+            need(_whole(v, 0), f"{name} must be a whole number >= 0, not {v!r}")
+        need(self.steps is None or _whole(self.steps, 1),
              f"steps must be a positive whole number, not {self.steps!r}")
         for name in ("epochs", "minutes", "val_frac", "lr", "clip"):
             v = getattr(self, name)
@@ -376,9 +378,6 @@ class _Session:
                               + ", ".join(diff or ["another model"]))
         if (m.get("corpus_chars"), m.get("corpus_crc32")) != (self.n_chars, self.crc):
             raise CorpusError(f"{cfg.corpus} is not the text this run was trained on")
-        def whole(v, least=0):
-            return isinstance(v, int) and not isinstance(v, bool) and v >= least
-
         try:
             for k in self.params:
                 self.params[k][...] = ckpt.params[k]
@@ -392,8 +391,8 @@ class _Session:
             self.rng.bit_generator.state = m["rng"]
             step, data, bad, elapsed = m["step"], m["data"], m["bad_evals"], m["elapsed"]
             history, best = m["history"], m["best_val_bpc"]
-            if not (whole(step) and whole(bad) and isinstance(data, list) and len(data) == 2
-                    and whole(data[0]) and whole(data[1]) and data[1] < self.batches.chunks
+            if not (_whole(step) and _whole(bad) and isinstance(data, list) and len(data) == 2
+                    and _whole(data[0]) and _whole(data[1]) and data[1] < self.batches.chunks
                     and isinstance(elapsed, (int, float)) and math.isfinite(elapsed)
                     and isinstance(history, list) and all(isinstance(r, dict) for r in history)
                     and (best is None or isinstance(best, (int, float)))):
