@@ -55,11 +55,11 @@ import numpy as np
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from charrnn import data as D
-from charrnn import evaluate as E
-from charrnn import model as M
-from charrnn import parallel as P
-from charrnn.cells import CELLS
+from charrnn.data import text as D
+from charrnn.models import lm as M
+from charrnn.nn.cells import CELLS
+from charrnn.parallel import workers as P
+from charrnn.tools import evaluate as E
 
 CORPUS = ROOT / "corpora" / "tinyshakespeare.txt"
 CONFIGS = "lstm:128x1,lstm:256x2,lstm:512x2,gru:256x2,rnn:256x2"
@@ -124,7 +124,7 @@ def matmul_rate(m: int, k: int, n: int, seconds: float) -> float:
 def charrnn_trainer(cell, H, L, ids, N, T, seed=0):
     """A closure doing one real training step per call, as `charrnn train` does it: next chunk,
     loss and gradients with the streams split across processes (charrnn.parallel), clip, Adam."""
-    from charrnn.optim import Optimizer
+    from charrnn.nn.optim import Optimizer
 
     V = int(ids.max()) + 1
     cfg = M.ModelConfig(vocab_size=V, cell=cell, hidden=H, layers=L, dtype="float32")
@@ -150,7 +150,7 @@ def charrnn_trainer(cell, H, L, ids, N, T, seed=0):
 def charrnn_sampler(cell, H, L, vocab, seed=0):
     """One stream, one character per call, through charrnn's own sampler (charrnn.sample):
     model.step, softmax, one draw."""
-    from charrnn.sample import SampleConfig, generate
+    from charrnn.tools.sample import SampleConfig, generate
 
     cfg = M.ModelConfig(vocab_size=len(vocab), cell=cell, hidden=H, layers=L, dtype="float32")
     rng = np.random.default_rng(seed)
@@ -242,7 +242,7 @@ def torch_sampler(torch, cell, H, L, V, seed=0):
 
 MEM_CHILD = """
 import glob, os, resource, sys, time
-from charrnn import train as TR
+from charrnn.train import trainer as TR
 
 
 def worker_hwm():  # peak RSS (kB) of this process's children: the worker processes

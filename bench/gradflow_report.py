@@ -13,8 +13,8 @@ e.g. after a 5-minute `charrnn train`:
 import sys
 import time
 
-from charrnn import gradflow as G
-from charrnn.data import BUNDLED, read_corpus
+from charrnn.data.text import BUNDLED, read_corpus
+from charrnn.tools import gradflow as G
 
 
 def line(label, flow, K):

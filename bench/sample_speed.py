@@ -14,10 +14,10 @@ import time
 
 import numpy as np
 
-from charrnn import model as M
-from charrnn.evaluate import score
-from charrnn.sample import SampleConfig, generate
-from charrnn.vocab import Vocab
+from charrnn.data.vocab import Vocab
+from charrnn.models import lm as M
+from charrnn.tools.evaluate import score
+from charrnn.tools.sample import SampleConfig, generate
 
 
 def rate(fn, n, repeats=5):

@@ -30,9 +30,9 @@ from pathlib import Path
 
 import numpy as np
 
+from .data.vocab import Vocab
 from .errors import CharrnnError, CheckpointError
-from .model import ModelConfig, param_shapes
-from .vocab import Vocab
+from .models.lm import ModelConfig, param_shapes
 
 FORMAT = "charrnn-checkpoint"
 FORMAT_VERSION = 1

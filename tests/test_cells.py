@@ -4,8 +4,8 @@ import numpy as np
 import pytest
 from conftest import assert_close
 
-from charrnn import model as M
-from charrnn.cells import CELLS
+from charrnn.models import lm as M
+from charrnn.nn.cells import CELLS
 
 N, T, V, H = 2, 3, 4, 5  # all different, so a swapped axis cannot pass
 

@@ -11,9 +11,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from charrnn import checkpoint as C
-from charrnn import model as M
+from charrnn.data.vocab import Vocab
 from charrnn.errors import CheckpointError
-from charrnn.vocab import Vocab
+from charrnn.models import lm as M
 
 
 def make(rng, cell="gru", dtype="float32"):

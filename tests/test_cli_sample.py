@@ -10,10 +10,10 @@ import pytest
 from click.testing import CliRunner
 
 from charrnn import checkpoint as C
-from charrnn import model as M
 from charrnn.cli import cli
-from charrnn.sample import SampleConfig, generate
-from charrnn.vocab import Vocab
+from charrnn.data.vocab import Vocab
+from charrnn.models import lm as M
+from charrnn.tools.sample import SampleConfig, generate
 
 VOCAB = Vocab("\n abcdeéж日")
 
@@ -94,7 +94,7 @@ def test_same_seed_same_text_and_num_samples(run):
 def test_every_sample_starts_from_the_primed_state(run, monkeypatch):
     """The prime is fed twice for all of --num-samples (by the first sample, which shows it at
     once, then for the rest); each sample equals a generate() call that feeds it itself."""
-    from charrnn import sample as S
+    from charrnn.tools import sample as S
 
     cfg, p = run
     calls, real = [], S.warm

@@ -14,7 +14,7 @@ from conftest import stalling_trainer
 
 from charrnn import checkpoint as C
 from charrnn.cli import cli
-from charrnn.train import BUNDLED, TrainConfig, train
+from charrnn.train.trainer import BUNDLED, TrainConfig, train
 
 TEXT = "It is a truth universally acknowledged, that a single man... " * 25
 TINY = ["--hidden", "8", "--layers", "1", "--batch", "4", "--seq", "8", "--dtype", "float64",
@@ -172,7 +172,7 @@ def test_killed_mid_write_leaves_previous_checkpoint_and_resume_works(tmp_path, 
 
 def test_a_run_stopped_before_any_evaluation_prints_the_checkpoint_it_has(tmp_path, corpus,
                                                                           monkeypatch):
-    from charrnn import train as T
+    from charrnn.train import trainer as T
 
     out = tmp_path / "r"
 

@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from charrnn import data as D
+from charrnn.data import text as D
 from charrnn.errors import CorpusError
 
 

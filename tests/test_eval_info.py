@@ -10,12 +10,12 @@ from click.testing import CliRunner
 from conftest import assert_close
 
 from charrnn import checkpoint as C
-from charrnn import model as M
 from charrnn.cli import cli
+from charrnn.data.vocab import Vocab
 from charrnn.errors import CorpusError, VocabularyError
-from charrnn.info import chart, curves, latest_run, vocab_text
-from charrnn.scoring import RAMP, heat_map, score_text
-from charrnn.vocab import Vocab
+from charrnn.models import lm as M
+from charrnn.tools.info import chart, curves, latest_run, vocab_text
+from charrnn.tools.scoring import RAMP, heat_map, score_text
 
 VOCAB = Vocab("\n abcdeé日")
 TEXT = "abc dee\n日本 éaZbc\ncab\n"  # '本' and 'Z' are not in the vocabulary

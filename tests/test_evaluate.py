@@ -4,8 +4,8 @@ import numpy as np
 import pytest
 from conftest import assert_close
 
-from charrnn import model as M
-from charrnn.evaluate import char_losses, score
+from charrnn.models import lm as M
+from charrnn.tools.evaluate import char_losses, score
 
 
 def stepwise_losses(p, cfg, ids):

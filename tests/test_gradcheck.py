@@ -5,10 +5,10 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
-from charrnn import cells
-from charrnn import gradcheck as G
-from charrnn.cells import CELLS
 from charrnn.cli import cli
+from charrnn.nn import cells
+from charrnn.nn.cells import CELLS
+from charrnn.tools import gradcheck as G
 
 
 def failures(results):

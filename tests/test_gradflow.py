@@ -9,11 +9,11 @@ from click.testing import CliRunner
 from conftest import assert_close
 
 from charrnn import checkpoint as C
-from charrnn import gradflow as G
-from charrnn import model as M
 from charrnn.cli import cli
-from charrnn.gradcheck import numeric_gradient
-from charrnn.vocab import Vocab
+from charrnn.data.vocab import Vocab
+from charrnn.models import lm as M
+from charrnn.tools import gradflow as G
+from charrnn.tools.gradcheck import numeric_gradient
 
 ALPHABET = list("abcdefgh \n")
 
@@ -261,7 +261,7 @@ def test_cli_bad_inputs_give_one_line_errors(trained_like, tmp_path):
 
 
 def test_a_checkpoints_recorded_corpus_is_read_in_its_training_encoding(tmp_path):
-    from charrnn.train import TrainConfig, train
+    from charrnn.train.trainer import TrainConfig, train
 
     text = "café crème, déjà vu. " * 60
     (tmp_path / "latin.txt").write_bytes(text.encode("latin-1"))

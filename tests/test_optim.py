@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 from conftest import assert_close
 
-from charrnn.optim import (
+from charrnn.nn.optim import (
     HYPER,
     MIN_LR_FRAC,
     Optimizer,

@@ -15,14 +15,14 @@ import pytest
 from click.testing import CliRunner
 from conftest import assert_close
 
-from charrnn import blas as B
 from charrnn import checkpoint as C
-from charrnn import evaluate as E
-from charrnn import model as M
-from charrnn import parallel as P
 from charrnn.cli import cli
 from charrnn.errors import CharrnnError, ConfigError
-from charrnn.train import TrainConfig, train
+from charrnn.models import lm as M
+from charrnn.parallel import blas as B
+from charrnn.parallel import workers as P
+from charrnn.tools import evaluate as E
+from charrnn.train.trainer import TrainConfig, train
 
 needs_openblas = pytest.mark.skipif(B.openblas() is None, reason="BLAS threads not controllable")
 
@@ -283,7 +283,7 @@ def test_training_with_one_or_two_threads_ends_in_the_same_model(tmp_path, split
 @needs_openblas
 def test_resume_splits_as_the_run_did_and_stays_bit_exact(tmp_path, split_small):
     from charrnn import checkpoint as C
-    from charrnn.train import resume_config
+    from charrnn.train.trainer import resume_config
 
     corpus = tmp_path / "c.txt"
     corpus.write_text("the quick brown fox jumps over the lazy dog. " * 40)

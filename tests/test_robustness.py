@@ -25,16 +25,16 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from charrnn import checkpoint as C
-from charrnn import data as D
-from charrnn import model as M
-from charrnn import parallel as P
-from charrnn import runlock
-from charrnn import train as TR
-from charrnn.blas import openblas
 from charrnn.cli import cli
+from charrnn.data import text as D
 from charrnn.errors import CorpusError
-from charrnn.sample import SampleConfig, generate
-from charrnn.train import TrainConfig, train
+from charrnn.models import lm as M
+from charrnn.parallel import workers as P
+from charrnn.parallel.blas import openblas
+from charrnn.tools.sample import SampleConfig, generate
+from charrnn.train import runlock
+from charrnn.train import trainer as TR
+from charrnn.train.trainer import TrainConfig, train
 
 TEXT = "It is a truth universally acknowledged,\nthat a single man in possession of a good " \
        "fortune,\nmust be in want of a wife.\n" * 8  # 896 characters
@@ -328,7 +328,7 @@ def test_a_huge_epoch_count_is_no_limit(corpus, tmp_path):
 
 
 def test_perplexity_beyond_float_range_is_inf():
-    from charrnn.evaluate import Score
+    from charrnn.tools.evaluate import Score
     assert Score(1e4, 10).perplexity == math.inf and Score(1.0, 10).perplexity == math.e
 
 
@@ -737,7 +737,7 @@ def test_a_vocabulary_with_a_lone_surrogate_is_a_bad_checkpoint(trained, tmp_pat
 
 @pytest.mark.parametrize("command, target, hint", [
     (["info"], "charrnn.checkpoint.load", False),
-    (["train", "--steps", "1"], "charrnn.train.train", True),
+    (["train", "--steps", "1"], "charrnn.train.trainer.train", True),
 ])
 def test_out_of_memory_is_one_line_with_a_hint_only_where_it_helps(trained, monkeypatch,
                                                                    command, target, hint):

@@ -4,11 +4,11 @@ import numpy as np
 import pytest
 from conftest import assert_close
 
-from charrnn import model as M
-from charrnn import sample as S
+from charrnn.data.vocab import Vocab
 from charrnn.errors import CheckpointError, ConfigError, VocabularyError
-from charrnn.sample import SampleConfig, distribution, generate, next_distribution
-from charrnn.vocab import Vocab
+from charrnn.models import lm as M
+from charrnn.tools import sample as S
+from charrnn.tools.sample import SampleConfig, distribution, generate, next_distribution
 
 VOCAB = Vocab("\n abcdeéж日")
 

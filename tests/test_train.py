@@ -11,9 +11,9 @@ import numpy as np
 import pytest
 
 from charrnn import checkpoint as C
-from charrnn import parallel as P
 from charrnn.errors import CharrnnError, ConfigError, CorpusError, TrainingDiverged
-from charrnn.train import TrainConfig, resume_config, train
+from charrnn.parallel import workers as P
+from charrnn.train.trainer import TrainConfig, resume_config, train
 
 TEXT = "a quick brown fox jumps over the lazy dog; " * 30
 

@@ -3,8 +3,8 @@ import json
 import numpy as np
 import pytest
 
+from charrnn.data.vocab import Vocab
 from charrnn.errors import VocabularyError
-from charrnn.vocab import Vocab
 
 
 def test_vocab_is_sorted_code_points_and_deterministic():

@@ -23,7 +23,7 @@ import math
 
 import numpy as np
 
-from .errors import ConfigError
+from ..errors import ConfigError
 
 HYPER = {
     "adam": {"b1": 0.9, "b2": 0.999, "eps": 1e-8},

@@ -18,9 +18,9 @@ import click
 from rich.console import Console
 from rich.table import Table
 
-from . import __version__
-from .cells import CELLS
-from .errors import CharrnnError
+from .. import __version__
+from ..errors import CharrnnError
+from ..nn.cells import CELLS
 
 
 class _Console(Console):
@@ -131,7 +131,7 @@ def gradcheck(cell, layers, hidden, seq, batch, vocab, seed, tol):
     five-point central difference. The error shown is the worst element's difference divided by
     the largest gradient element of that parameter. Exits 0 if all pass, 1 otherwise.
     """
-    from . import gradcheck as G
+    from ..tools import gradcheck as G
 
     cells = tuple(CELLS) if cell == "all" else (cell.lower(),)
     start = time.perf_counter()
@@ -169,4 +169,5 @@ def main():
 
 
 # The commands live in their own modules; importing them registers them on the group.
-from . import cli_inspect, cli_train  # noqa: F401
+from . import inspect as cli_inspect
+from . import train as cli_train  # noqa: F401

@@ -15,8 +15,8 @@ from typing import NamedTuple
 
 import numpy as np
 
-from . import model as M
-from .parallel import score_streams
+from ..models import lm as M
+from ..parallel.workers import score_streams
 
 LN2 = math.log(2.0)
 

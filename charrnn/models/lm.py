@@ -28,8 +28,8 @@ from typing import NamedTuple
 
 import numpy as np
 
-from .cells import CELLS
-from .errors import ConfigError
+from ..errors import ConfigError
+from ..nn.cells import CELLS
 
 DTYPES = ("float32", "float64")
 

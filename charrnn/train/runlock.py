@@ -16,7 +16,7 @@ import os
 from contextlib import contextmanager
 from pathlib import Path
 
-from .errors import CharrnnError
+from ..errors import CharrnnError
 
 try:
     import fcntl

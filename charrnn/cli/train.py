@@ -10,17 +10,17 @@ import click
 from rich.table import Table
 from rich.text import Text
 
-from . import checkpoint as C
-from .cli import CELL_CHOICE, CONTEXT, cli, err
-from .model import DTYPES
-from .optim import OPTIMIZERS, SCHEDULES
+from .. import checkpoint as C
+from ..models.lm import DTYPES
+from ..nn.optim import OPTIMIZERS, SCHEDULES
+from . import CELL_CHOICE, CONTEXT, cli, err
 
 # --- train -------------------------------------------------------------------------------------
 
 def _train_defaults():
     from dataclasses import fields
 
-    from .train import TrainConfig
+    from ..train.trainer import TrainConfig
     return {f.name: f.default for f in fields(TrainConfig)}
 
 
@@ -168,7 +168,7 @@ def train(corpus, resume, quiet, threads, **opts):
     """
     from click.core import ParameterSource
 
-    from . import train as T
+    from ..train import trainer as T
 
     ctx = click.get_current_context()
     opts = {k: (v.lower() if k == "cell" else v) for k, v in opts.items()}

@@ -12,7 +12,7 @@ from collections.abc import Iterable
 
 import numpy as np
 
-from .errors import VocabularyError
+from ..errors import VocabularyError
 
 
 def describe_chars(chars: Iterable[str], limit: int = 10) -> str:

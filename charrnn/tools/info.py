@@ -15,8 +15,8 @@ import math
 import os
 from pathlib import Path
 
-from . import checkpoint as C
-from .errors import CheckpointError
+from .. import checkpoint as C
+from ..errors import CheckpointError
 
 RUNS = Path("runs")
 NAMES = (f"best{C.SUFFIX}", f"last{C.SUFFIX}")
@@ -129,7 +129,7 @@ def chart(series: dict[str, tuple[list[float], list[float]]], width: int = 60,
 
 def summary(path: Path, ckpt: C.Checkpoint) -> list[tuple[str, str]]:
     """(label, value) rows describing a checkpoint; missing meta keys are left out."""
-    from .model import count_params
+    from ..models.lm import count_params
 
     m, meta = ckpt.model, ckpt.meta
     rows = [("checkpoint", str(path)),

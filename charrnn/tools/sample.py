@@ -34,9 +34,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from . import model as M
-from .errors import CheckpointError, ConfigError, VocabularyError
-from .vocab import Vocab, describe_chars
+from ..data.vocab import Vocab, describe_chars
+from ..errors import CheckpointError, ConfigError, VocabularyError
+from ..models import lm as M
 
 # Below this, logits / T overflows float64 for ordinary logits, and inf - inf is NaN.
 MIN_TEMPERATURE = 1e-100

@@ -49,9 +49,9 @@ from pathlib import Path
 
 import numpy as np
 
-from . import model as M
+from ..errors import CharrnnError, ConfigError
+from ..models import lm as M
 from .blas import default_threads, openblas
-from .errors import CharrnnError, ConfigError
 
 # A slice needs at least this many hidden values per step (streams x H) to be worth a process.
 # A split costs about 0.3 ms per chunk for small models (copying the parameters in, two pipe
@@ -138,7 +138,7 @@ def shared_views(buf: np.ndarray, cfg: M.ModelConfig, block: int) -> dict:
 def score_part(params, cfg, inputs, targets, seq):
     """Per-character losses (n, L) of n streams scored from the zero state, and the final state
     (the work of one slice in `score_streams`, in the caller and in a worker)."""
-    from .evaluate import run_streams
+    from ..tools.evaluate import run_streams
 
     out = np.empty(inputs.shape)
     state = run_streams(params, cfg, inputs, targets, M.init_state(cfg, len(inputs)), seq, out)
@@ -178,7 +178,7 @@ def _stop(procs: list) -> None:
 # The worker's first line, run with `python -c`: the package's own directory replaces the current
 # directory at the head of sys.path (so a user's charrnn.py or inspect.py there cannot be
 # imported instead), then the worker main loop.
-_BOOT = "import sys; sys.path[0] = {root!r}; from charrnn._worker import main; main({fd})"
+_BOOT = "import sys; sys.path[0] = {root!r}; from charrnn.parallel._worker import main; main({fd})"
 
 
 def _shared_file(nbytes: int) -> int:
@@ -260,7 +260,7 @@ class Workers:
             buf = np.frombuffer(self._mmap, dtype=dtype)
             env = {**os.environ, "OPENBLAS_NUM_THREADS": "1", "OMP_NUM_THREADS": "1",
                    "MKL_NUM_THREADS": "1"}
-            boot = _BOOT.format(root=str(Path(__file__).resolve().parent.parent), fd=fd)
+            boot = _BOOT.format(root=str(Path(__file__).resolve().parents[2]), fd=fd)
             for j in range(1, k):
                 # its own session: Ctrl-C at the terminal reaches the trainer only, which
                 # stops at a step boundary; a worker ends when its stdin closes

@@ -45,15 +45,15 @@ from pathlib import Path
 
 import numpy as np
 
-from . import checkpoint as C
-from . import data as D
-from . import model as M
-from . import parallel as P
-from .cells import CELLS
-from .data import BUNDLED
-from .errors import CharrnnError, CheckpointError, ConfigError, CorpusError, TrainingDiverged
-from .evaluate import LN2, score
-from .optim import OPTIMIZERS, SCHEDULES, Optimizer, learning_rate
+from .. import checkpoint as C
+from ..data import text as D
+from ..data.text import BUNDLED
+from ..errors import CharrnnError, CheckpointError, ConfigError, CorpusError, TrainingDiverged
+from ..models import lm as M
+from ..nn.cells import CELLS
+from ..nn.optim import OPTIMIZERS, SCHEDULES, Optimizer, learning_rate
+from ..parallel import workers as P
+from ..tools.evaluate import LN2, score
 from .runlock import lock
 
 LOG_EVERY = 10  # steps per "train" record in the history

@@ -8,8 +8,8 @@ import time
 import click
 from rich.table import Table
 
-from .cells import CELLS
-from .cli import CELL_CHOICE, CONTEXT, cli, err, out
+from ..nn.cells import CELLS
+from . import CELL_CHOICE, CONTEXT, cli, err, out
 
 # --- gradflow ----------------------------------------------------------------------------------
 
@@ -64,8 +64,8 @@ def gradflow(checkpoints, corpus, encoding, cells, length, samples, hidden, laye
     from rich import box
     from rich.text import Text
 
-    from . import gradflow as GF
-    from .data import BUNDLED, read_corpus
+    from ..data.text import BUNDLED, read_corpus
+    from ..tools import gradflow as GF
 
     start = time.perf_counter()
     GF.check_settings(length, samples, warmup, scale)
@@ -118,8 +118,8 @@ def gradflow(checkpoints, corpus, encoding, cells, length, samples, hidden, laye
 
 def _open_checkpoint(path):
     """(file, Checkpoint) for a --checkpoint value, or for the latest run under runs/ if None."""
-    from . import checkpoint as C
-    from .info import find_checkpoint
+    from .. import checkpoint as C
+    from ..tools.info import find_checkpoint
 
     file = find_checkpoint(path)
     return file, C.load(file)
@@ -137,7 +137,7 @@ def _read_prime(path: str) -> str:
     except UnicodeDecodeError as e:
         raise click.ClickException(f"prime file {path} is not valid UTF-8 at byte offset "
                                    f"{e.start}") from None
-    from .data import normalise
+    from ..data.text import normalise
 
     text = normalise(text)  # as the corpus was read: no byte-order marks, \n line endings
     if not text:
@@ -189,7 +189,7 @@ def sample(checkpoint, prime, prime_file, length, temperature, greedy, top_k, to
     """
     import numpy as np
 
-    from . import sample as S
+    from ..tools import sample as S
 
     if prime and prime_file is not None:
         raise click.ClickException("give --prime or --prime-file, not both")
@@ -261,8 +261,8 @@ def eval_(file, checkpoint, strict, show, encoding):
       charrnn eval held_out.txt
       charrnn eval --show --checkpoint runs/tinyshakespeare poem.txt
     """
-    from .data import read_corpus
-    from .scoring import heat_map, legend, perplexity_text, score_text
+    from ..data.text import read_corpus
+    from ..tools.scoring import heat_map, legend, perplexity_text, score_text
 
     text = read_corpus(file, encoding)
     path, ckpt = _open_checkpoint(checkpoint)
@@ -289,7 +289,7 @@ def info(checkpoint):
     """
     from rich.text import Text
 
-    from . import info as I
+    from ..tools import info as I
 
     file, ckpt = _open_checkpoint(checkpoint)
     table = Table(show_header=False, box=None, pad_edge=False)

@@ -43,8 +43,8 @@ def main(fd: int) -> None:
 def serve(fd: int, fin, fout) -> None:
     import numpy as np
 
-    from . import model as M
-    from . import parallel as P
+    from ..models import lm as M
+    from . import workers as P
     from .blas import openblas
 
     blas = openblas()

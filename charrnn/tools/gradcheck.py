@@ -27,8 +27,8 @@ from typing import NamedTuple
 
 import numpy as np
 
-from . import model as M
-from .cells import CELLS
+from ..models import lm as M
+from ..nn.cells import CELLS
 
 EPS = 1e-3
 DEFAULT_TOL = 1e-6

@@ -32,11 +32,11 @@ from typing import NamedTuple
 
 import numpy as np
 
-from .errors import CorpusError
+from ..errors import CorpusError
 from .vocab import Vocab
 
 # The bundled corpus (a repository checkout or an editable install; see corpora/README.md).
-BUNDLED = Path(__file__).resolve().parent.parent / "corpora" / "tinyshakespeare.txt"
+BUNDLED = Path(__file__).resolve().parents[2] / "corpora" / "tinyshakespeare.txt"
 PIECE = 1 << 20  # characters encoded per Vocab.encode call (bounds its temporaries to ~13 MB)
 BOMS = ((codecs.BOM_UTF32_LE, "utf-32"), (codecs.BOM_UTF32_BE, "utf-32"),  # UTF-32 LE first:
         (codecs.BOM_UTF16_LE, "utf-16"), (codecs.BOM_UTF16_BE, "utf-16"))  # it starts ff fe too

@@ -37,11 +37,11 @@ from typing import NamedTuple
 
 import numpy as np
 
-from . import checkpoint as C
-from . import model as M
-from .cells import CELLS
-from .data import read_corpus, vocab_of
-from .errors import ConfigError, CorpusError, VocabularyError
+from .. import checkpoint as C
+from ..data.text import read_corpus, vocab_of
+from ..errors import ConfigError, CorpusError, VocabularyError
+from ..models import lm as M
+from ..nn.cells import CELLS
 
 RATIO = 1e-3  # "vanished": the norm fell below this fraction of its k = 0 value
 TABLE_KS = (1, 10, 25, 50, 100)  # distances shown in the summary table

@@ -15,9 +15,9 @@ from typing import NamedTuple
 
 import numpy as np
 
-from .errors import CorpusError, VocabularyError
+from ..data.vocab import Vocab, describe_chars
+from ..errors import CorpusError, VocabularyError
 from .evaluate import LN2, Score, char_losses
-from .vocab import Vocab, describe_chars
 
 
 class TextScore(NamedTuple):
