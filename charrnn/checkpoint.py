@@ -1,16 +1,23 @@
 """Checkpoints: arrays plus JSON metadata in one `.npz` file. Data, never code.
 
-Format (version 1; bump FORMAT_VERSION on any change a version-1 reader would misread):
+Format (version 2; bump FORMAT_VERSION on any change an older reader would misread):
 
     meta              uint8 array: UTF-8 JSON object with
                         format      "charrnn-checkpoint"
-                        version     1
-                        model       ModelConfig as a dict (cell, vocab_size, hidden, layers, ...)
-                        vocab       the vocabulary as an ordered list of one-character strings
+                        version     2
+                        family      the model family's name (charrnn.models.FAMILIES: "lm")
+                        model       the family's Config as a dict (for "lm": cell, vocab_size,
+                                    hidden, layers, dropout, dtype)
+                        vocab       the input vocabulary as an ordered list of characters
                         ...         anything else the writer adds (training config, step,
                                     history, RNG state, data position), kept as given
-    param/<name>      every model parameter, names as in charrnn.model (l0.Wx, ..., Wy, by)
+    param/<name>      every model parameter, names as the family's param_shapes gives them
+                      (for "lm": l0.Wx, ..., Wy, by)
     <other>/<name>    extra arrays (optimizer moments "opt/...", carried state "state/...")
+
+Version 1 (charrnn before model families) is version 2 without "family": every version-1 file
+is a language model, and is read as one (its "train" settings, flat, are read by
+charrnn.train.config). Both are read; version 2 is written.
 
 Reading uses `numpy.load(..., allow_pickle=False)`, so an object array (a pickle) inside a file is
 refused without being unpickled. Writing goes to a temporary file in the same directory, is
@@ -32,21 +39,22 @@ import numpy as np
 
 from .data.vocab import Vocab
 from .errors import CharrnnError, CheckpointError
-from .models.lm import ModelConfig, param_shapes
+from .models import family
 
 FORMAT = "charrnn-checkpoint"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
 SUFFIX = ".npz"
 _SURROGATE = re.compile("[\ud800-\udfff]")
 
 
 @dataclass
 class Checkpoint:
-    model: ModelConfig
+    model: object  # the family's Config
     vocab: Vocab
     params: dict[str, np.ndarray]
     meta: dict = field(default_factory=dict)  # JSON-serialisable extras
     arrays: dict[str, np.ndarray] = field(default_factory=dict)  # extra arrays, "group/name"
+    family: str = "lm"  # charrnn.models.FAMILIES key
 
 
 def _umask() -> int:
@@ -85,7 +93,8 @@ def atomic_write(path: str | os.PathLike, write) -> None:
 def save(path: str | os.PathLike, ckpt: Checkpoint) -> None:
     """Write `ckpt` to `path` atomically. Raises CheckpointError if the file cannot be written."""
     meta = dict(ckpt.meta)
-    meta.update(format=FORMAT, version=FORMAT_VERSION, model=ckpt.model.to_dict(),
+    meta.update(format=FORMAT, version=FORMAT_VERSION, family=ckpt.family,
+                model=ckpt.model.to_dict(),
                 vocab=list(ckpt.vocab.chars))
     # A path that is not valid UTF-8 holds lone surrogates (Python's surrogateescape): written as
     # \u escapes, the JSON stays UTF-8 (and compact for a large vocabulary) and they round-trip.
@@ -144,13 +153,15 @@ def _load(path: Path) -> Checkpoint:
                               f"reads up to version {FORMAT_VERSION}: upgrade charrnn")
     if not isinstance(meta.get("model"), dict):
         raise CheckpointError(f"{path}: model configuration missing")
-    cfg = ModelConfig.from_dict(meta.pop("model"))
+    name = meta.pop("family", "lm") if version >= 2 else "lm"  # version 1: language models
+    F = family(name)
+    cfg = F.Config.from_dict(meta.pop("model"))
     vocab = Vocab(meta.pop("vocab", None) or [])
-    if len(vocab) != cfg.vocab_size:
+    if len(vocab) != getattr(cfg, "vocab_size", len(vocab)):
         raise CheckpointError(f"{path}: vocabulary has {len(vocab)} characters but the model "
                               f"expects {cfg.vocab_size}")
     params = {k[6:]: v for k, v in data.items() if k.startswith("param/")}
-    expected = param_shapes(cfg)
+    expected = F.param_shapes(cfg)
     missing = [k for k in expected if k not in params]
     extra = [k for k in params if k not in expected]
     if missing or extra:
@@ -165,7 +176,7 @@ def _load(path: Path) -> Checkpoint:
     arrays = {k: v for k, v in data.items() if not k.startswith("param/")}
     for k in ("format", "version"):
         meta.pop(k, None)
-    return Checkpoint(cfg, vocab, params, meta, arrays)
+    return Checkpoint(cfg, vocab, params, meta, arrays, name)
 
 
 def resolve(path: str | os.PathLike, prefer: str = "best") -> Path:

@@ -9,11 +9,11 @@ import click
 from rich.table import Table
 
 from ..nn.cells import CELLS
-from . import CELL_CHOICE, CONTEXT, cli, err, out
+from .console import CELL_CHOICE, CONTEXT, err, out
 
 # --- gradflow ----------------------------------------------------------------------------------
 
-@cli.command(context_settings=CONTEXT)
+@click.command(context_settings=CONTEXT)
 @click.option("--checkpoint", "checkpoints", multiple=True, metavar="PATH",
               help="A checkpoint file or run directory to measure; repeat to compare several. "
               "Without it, fresh lstm, gru and rnn models are compared.")
@@ -145,7 +145,7 @@ def _read_prime(path: str) -> str:
     return text
 
 
-@cli.command(context_settings=CONTEXT)
+@click.command(context_settings=CONTEXT)
 @click.option("--checkpoint", "-c", metavar="PATH",
               help="Checkpoint file or run directory (its best.npz, else last.npz). Default: the "
               "most recently written run under runs/.")
@@ -238,7 +238,7 @@ def sample(checkpoint, prime, prime_file, length, temperature, greedy, top_k, to
         write("\n")  # so the shell prompt starts on its own line
 
 
-@cli.command("eval", context_settings=CONTEXT)
+@click.command("eval", context_settings=CONTEXT)
 @click.argument("file", metavar="FILE")
 @click.option("--checkpoint", "-c", metavar="PATH",
               help="Checkpoint file or run directory. Default: the most recently written run "
@@ -278,7 +278,7 @@ def eval_(file, checkpoint, strict, show, encoding):
               f"({(result.score.chars + 1) / max(elapsed, 1e-9):,.0f} characters/s)")
 
 
-@cli.command(context_settings=CONTEXT)
+@click.command(context_settings=CONTEXT)
 @click.argument("checkpoint", required=False, metavar="[CHECKPOINT]")
 def info(checkpoint):
     """Describe a checkpoint: model, training settings, vocabulary and learning curves.

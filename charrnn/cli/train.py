@@ -13,15 +13,13 @@ from rich.text import Text
 from .. import checkpoint as C
 from ..models.lm import DTYPES
 from ..nn.optim import OPTIMIZERS, SCHEDULES
-from . import CELL_CHOICE, CONTEXT, cli, err
+from .console import CELL_CHOICE, CONTEXT, err
 
 # --- train -------------------------------------------------------------------------------------
 
 def _train_defaults():
-    from dataclasses import fields
-
-    from ..train.trainer import TrainConfig
-    return {f.name: f.default for f in fields(TrainConfig)}
+    from ..train.config import TrainConfig
+    return TrainConfig().to_dict() | TrainConfig().model.to_dict()
 
 
 _TD = _train_defaults()
@@ -94,7 +92,7 @@ class _TrainDisplay:
             self.progress.stop()
 
 
-@cli.command(context_settings=CONTEXT)
+@click.command(context_settings=CONTEXT)
 @click.argument("corpus", required=False, type=click.Path(dir_okay=True, path_type=str))
 @click.option("--cell", type=CELL_CHOICE, default=_TD["cell"], show_default=True,
               help="Recurrent cell.")
@@ -184,7 +182,7 @@ def train(corpus, resume, quiet, threads, **opts):
         if corpus is None and not T.BUNDLED.is_file():
             raise click.UsageError(f"no CORPUS given and the bundled corpus is missing "
                                    f"({T.BUNDLED})")
-        cfg = T.TrainConfig(corpus=corpus or str(T.BUNDLED), **opts)
+        cfg = T.TrainConfig.from_dict({**opts, "corpus": corpus or str(T.BUNDLED)})
     display = _TrainDisplay(live=err.is_terminal and not quiet)
     try:
         try:

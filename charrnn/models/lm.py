@@ -23,6 +23,8 @@ applied between layers and before the output projection, and only when a `rng` i
 from __future__ import annotations
 
 import math
+import sys
+import zlib
 from dataclasses import asdict, dataclass
 from typing import NamedTuple
 
@@ -30,15 +32,17 @@ import numpy as np
 
 from ..errors import ConfigError
 from ..nn.cells import CELLS
+from ..nn.ops import cross_entropy, dropout_mask, scatter_rows
+from ..nn.state import State, flat_state, nest_state, state_concat, state_slice
 
 DTYPES = ("float32", "float64")
 
-State = tuple  # per layer, a tuple of (N, H) arrays: (h,) or (h, c)
-
-
 @dataclass(frozen=True)
 class ModelConfig:
-    """Everything needed to rebuild a model's parameters. Saved in every checkpoint."""
+    """Everything needed to rebuild a model's parameters. Saved in every checkpoint.
+
+    vocab_size 0 means "not known yet": a TrainConfig's model, which the trainer completes with
+    the size of the corpus's vocabulary."""
 
     vocab_size: int
     cell: str = "lstm"
@@ -52,7 +56,8 @@ class ModelConfig:
             raise ConfigError(f"unknown cell {self.cell!r}; choose one of {', '.join(CELLS)}")
         for name in ("vocab_size", "hidden", "layers"):
             value = getattr(self, name)
-            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+            least = 0 if name == "vocab_size" else 1
+            if not isinstance(value, int) or isinstance(value, bool) or value < least:
                 raise ConfigError(f"{name} must be a positive whole number, not {value!r}")
         d = self.dropout
         if isinstance(d, bool) or not isinstance(d, (int, float)) or not 0.0 <= d < 1.0:
@@ -124,18 +129,6 @@ def init_state(cfg: ModelConfig, batch: int) -> State:
     )
 
 
-def state_slice(state: State, s: slice) -> State:
-    """The state of the streams s (a slice of the N rows)."""
-    return tuple(tuple(a[s] for a in layer) for layer in state)
-
-
-def state_concat(states: list) -> State:
-    """The states of consecutive groups of streams joined into one."""
-    if len(states) == 1:
-        return states[0]
-    return tuple(tuple(np.concatenate(parts) for parts in zip(*layers)) for layers in zip(*states))
-
-
 class LayerCache(NamedTuple):
     x: np.ndarray | None  # (T, N, D) input of a layer above the first (after dropout); None for 0
     cell: tuple  # the cell's own cache
@@ -150,10 +143,6 @@ class ForwardCache(NamedTuple):
     out: np.ndarray  # (T*N, H) last layer's output after dropout, the input of Wy
 
 
-def _dropout_mask(rng, p, shape, dtype):
-    return (rng.random(shape, dtype=np.float64) >= p).astype(dtype) / dtype.type(1.0 - p)
-
-
 def _recurrent(params, k, cell):
     return {name: params[f"l{k}.{name}"] for name in cell.recurrent}
 
@@ -165,7 +154,7 @@ def dropout_masks(cfg: ModelConfig, rng: np.random.Generator | None, T: int, N: 
     if rng is None or cfg.dropout == 0:
         return None
     dtype = np.dtype(cfg.dtype)
-    return [_dropout_mask(rng, cfg.dropout, (T, N, cfg.hidden), dtype) for _ in range(cfg.layers)]
+    return [dropout_mask(rng, cfg.dropout, (T, N, cfg.hidden), dtype) for _ in range(cfg.layers)]
 
 
 def forward(params, cfg: ModelConfig, ids, state: State, rng: np.random.Generator | None = None,
@@ -201,43 +190,6 @@ def forward(params, cfg: ModelConfig, ids, state: State, rng: np.random.Generato
     return logits, tuple(final), ForwardCache(cfg, params, ids_t, caches, out)
 
 
-def cross_entropy(logits: np.ndarray, targets: np.ndarray, reduce: bool = True):
-    """Softmax cross-entropy in nats. logits (T, N, V) time-major; targets (N, T) batch-major.
-
-    reduce=True returns (mean loss, dlogits) with dlogits (T, N, V) the gradient of the mean.
-    reduce=False returns the per-character losses, (N, T), and no gradient.
-    """
-    tgt = np.asarray(targets).T.astype(np.intp)[..., None]  # (T, N, 1)
-    e = logits - logits.max(axis=-1, keepdims=True)  # z, then exp(z) in place, then dlogits
-    zt = np.take_along_axis(e, tgt, axis=-1)
-    np.exp(e, out=e)
-    s = e.sum(axis=-1, keepdims=True)
-    nll = (np.log(s) - zt)[..., 0]  # (T, N)
-    if not reduce:
-        return nll.T
-    count = nll.size
-    s *= count
-    e /= s  # softmax / count
-    np.put_along_axis(e, tgt, np.take_along_axis(e, tgt, axis=-1) - 1 / count, axis=-1)
-    return float(nll.sum(dtype=np.float64) / count), e
-
-
-ONE_HOT_MAX_V = 1024  # up to this vocabulary, layer 0's dWx is a one-hot matmul (see below)
-
-
-def _scatter_rows(ids: np.ndarray, d: np.ndarray, V: int) -> np.ndarray:
-    """(V, G): row v is the sum of the rows d[j] with ids[j] == v; the transpose of the gather
-    Wx[ids]. As a one-hot (V, M) matmul it runs at BLAS speed: np.add.at is unbuffered and about
-    ten times slower at the training sizes, so it is kept only for very large vocabularies."""
-    if V > ONE_HOT_MAX_V:
-        out = np.zeros((V, d.shape[1]), dtype=d.dtype)
-        np.add.at(out, ids, d)
-        return out
-    one_hot = np.zeros((V, len(ids)), dtype=d.dtype)
-    one_hot[ids, np.arange(len(ids))] = 1
-    return one_hot @ d
-
-
 def backward(dlogits: np.ndarray, dstate: State | None, cache: ForwardCache):
     """Gradients of the loss given dlogits (T, N, V) and dstate, the gradient with respect to
     the final state (None: zero, as in truncated BPTT). Returns (grads, dstate_0), grads having
@@ -263,7 +215,7 @@ def backward(dlogits: np.ndarray, dstate: State | None, cache: ForwardCache):
         G = dxp.shape[-1]
         dxp2 = dxp.reshape(T * N, G)
         if k == 0:
-            grads["l0.Wx"] = _scatter_rows(ids_t.reshape(-1), dxp2, params["l0.Wx"].shape[0])
+            grads["l0.Wx"] = scatter_rows(ids_t.reshape(-1), dxp2, params["l0.Wx"].shape[0])
             grads["l0.b"] = grads["l0.Wx"].sum(axis=0)  # V rows to add instead of T*N
         else:
             grads[f"l{k}.b"] = dxp2.sum(axis=0)
@@ -272,19 +224,39 @@ def backward(dlogits: np.ndarray, dstate: State | None, cache: ForwardCache):
     return {name: grads[name] for name in params}, tuple(dstate0)
 
 
-def loss_and_grads(params, cfg: ModelConfig, ids, targets, state: State, rng=None, masks=None,
-                   scale: float = 1.0):
-    """One training chunk: (mean loss in nats, grads, final state). The final state is what the
-    trainer carries into the next chunk; no gradient flows across chunks (truncated BPTT).
-
-    `masks` as in forward. `scale` multiplies the loss and the gradients: a slice of a bigger
-    batch weighted by its share of the streams, so that the slices add up (charrnn.parallel)."""
-    logits, final, cache = forward(params, cfg, ids, state, rng, masks)
+def gradients(params, cfg: ModelConfig, batch, state: State, masks=None, dfinal=None,
+              scale: float = 1.0):
+    """Loss and every gradient of one chunk: (mean loss in nats, grads, final state, dstate_0).
+    batch = (ids, targets), each (N, T); `dfinal` is the gradient arriving at the final state
+    (None: zero, as in truncated BPTT); `scale` multiplies the loss and the gradients."""
+    ids, targets = batch
+    logits, final, cache = forward(params, cfg, ids, state, masks=masks)
     loss, dlogits = cross_entropy(logits, targets)
     if scale != 1:
         dlogits *= scale
-    grads, _ = backward(dlogits, None, cache)
-    return loss * scale, grads, final
+    grads, dstate0 = backward(dlogits, dfinal, cache)
+    return loss * scale, grads, final, dstate0
+
+
+def loss_and_grads(params, cfg: ModelConfig, batch, state: State, rng=None, masks=None,
+                   scale: float = 1.0):
+    """One training chunk, batch = (ids, targets) each (N, T): (mean loss in nats, grads, final
+    state). The final state is what the trainer carries into the next chunk; no gradient flows
+    across chunks (truncated BPTT).
+
+    Dropout masks are drawn from `rng`, or given as `masks` (see draw_masks). `scale`
+    multiplies the loss and the gradients: a slice of a bigger batch weighted by its share of
+    the streams, so that the slices add up (charrnn.parallel)."""
+    if masks is None:
+        masks = draw_masks(cfg, rng, batch)
+    loss, grads, final, _ = gradients(params, cfg, batch, state, masks, None, scale)
+    return loss, grads, final
+
+
+def loss(params, cfg: ModelConfig, batch, state: State, masks=None):
+    """The forward half of `gradients`: (mean loss in nats, final state)."""
+    logits, final, _ = forward(params, cfg, batch[0], state, masks=masks)
+    return cross_entropy(logits, batch[1])[0], final
 
 
 def stepper(params, cfg: ModelConfig):
@@ -317,3 +289,196 @@ def step(params, cfg: ModelConfig, ids, state: State):
     """One time step without caches, for sampling. ids: (N,) ints. Returns (logits (N, V), state).
     A loop over many steps should make its step function once with `stepper`."""
     return stepper(params, cfg)(ids, state)
+
+
+# --------------------------------------------------------------------------------------------
+# Scoring text: per-character losses over a long sequence, the state carried throughout. Used by
+# validation and by `charrnn eval`. Character j+1 is predicted from characters 0..j. With S > 1
+# `streams` the prediction positions are cut into S contiguous pieces of equal length m, run side
+# by side as a batch (much faster than one stream), each piece starting from the zero state; the
+# few positions left over at the end (fewer than S) continue the last piece's state, so every
+# character after the first is scored exactly once. With S = 1 the whole text is one stream with
+# the state carried from its first character to its last.
+
+LN2 = math.log(2.0)
+
+
+class Score(NamedTuple):
+    nats: float  # mean loss per scored character, in nats
+    chars: int  # characters scored
+
+    @property
+    def bpc(self) -> float:
+        """Bits per character."""
+        return self.nats / LN2
+
+    @property
+    def perplexity(self) -> float:
+        """exp(nats); inf beyond float range (a model that diverged without NaNs gets there)."""
+        return math.exp(self.nats) if self.nats < 709.0 else math.inf
+
+
+def run_streams(params, cfg, inputs, targets, state, seq, out):
+    """Per-character losses of (N, L) inputs/targets in chunks of `seq`, into out (N, L)."""
+    L = inputs.shape[1]
+    for lo in range(0, L, seq):
+        hi = min(lo + seq, L)
+        logits, state, _ = forward(params, cfg, inputs[:, lo:hi], state)
+        out[:, lo:hi] = cross_entropy(logits, targets[:, lo:hi], reduce=False)
+    return state
+
+
+def score_rows(params, cfg: ModelConfig, inputs, targets, seq: int) -> list:
+    """One slice's evaluation work (in this process or a worker): the per-character losses
+    (n, L) of n streams scored from the zero state, then the arrays of their final state."""
+    out = np.empty(inputs.shape)
+    state = run_streams(params, cfg, inputs, targets, init_state(cfg, len(inputs)), seq, out)
+    return [out, *flat_state(state)]
+
+
+def char_losses(params, cfg: ModelConfig, ids: np.ndarray, streams: int = 1,
+                seq: int = 256, workers=None) -> np.ndarray:
+    """Loss in nats of each of ids[1:], in text order: shape (len(ids) - 1,), float64.
+
+    `workers` (a charrnn.parallel.Workers) runs the streams in slices on several cores; the
+    streams never meet, so each slice runs all its chunks without waiting for the others."""
+    ids = np.asarray(ids)
+    P = len(ids) - 1  # prediction positions
+    out = np.empty(max(P, 0), dtype=np.float64)
+    if P <= 0:
+        return out
+    S = max(1, min(streams, P))
+    m = P // S
+    inputs = ids[: S * m].reshape(S, m)
+    targets = ids[1 : S * m + 1].reshape(S, m)
+    if workers is None:
+        parts = [(slice(0, S), score_rows(params, cfg, inputs, targets, seq))]
+    else:
+        parts = workers.map_rows(sys.modules[__name__], params, cfg, [inputs, targets],
+                                 {"seq": seq})
+    piece = np.empty((S, m))
+    like = init_state(cfg, 0)
+    for s, (losses, *arrays) in parts:
+        piece[s] = losses
+    state = state_concat([nest_state(arrays, like) for _, (_, *arrays) in parts])
+    out[: S * m] = piece.reshape(-1)
+    rest = P - S * m
+    if rest:  # continue the last stream, which ends exactly where the rest begins
+        last = state_slice(state, slice(-1, None))
+        tail = np.empty((1, rest))
+        run_streams(params, cfg, ids[S * m : P][None], ids[S * m + 1 :][None], last, seq, tail)
+        out[S * m :] = tail[0]
+    return out
+
+
+def score(params, cfg: ModelConfig, ids: np.ndarray, streams: int = 1, seq: int = 256,
+          workers=None) -> Score:
+    """Mean loss over every character of ids after the first."""
+    losses = char_losses(params, cfg, ids, streams, seq, workers)
+    return Score(float(losses.mean()) if losses.size else float("nan"), int(losses.size))
+
+
+# --------------------------------------------------------------------------------------------
+# The family contract (see charrnn.models): what the trainer, the workers, checkpoints,
+# gradcheck and `info` call.
+
+NAME = "lm"
+Config = ModelConfig
+# What `charrnn train` trains by default (measured: see TrainConfig in charrnn.train.config).
+DEFAULT = ModelConfig(0, cell="gru", hidden=384, layers=1, dropout=0.2, dtype="float32")
+METRIC = "val_bpc"  # the validation figure the trainer keeps the best (lowest) of
+
+
+def state_names(cfg: ModelConfig) -> list[str]:
+    """A name per array of flat_state(init_state(cfg, N)): l0.h, (l0.c for the LSTM), l1.h..."""
+    n = CELLS[cfg.cell].n_states
+    return [f"l{k}.{'hc'[j]}" for k in range(cfg.layers) for j in range(n)]
+
+
+def width(cfg: ModelConfig) -> int:
+    """Hidden values per row (stream) and step: what decides whether splitting rows pays."""
+    return cfg.hidden
+
+
+def draw_masks(cfg: ModelConfig, rng, batch):
+    """The dropout masks of a training batch, drawn for all its rows at once (see
+    dropout_masks), or None."""
+    N, T = np.shape(batch[0])
+    return dropout_masks(cfg, rng, T, N)
+
+
+def slice_masks(masks, rows: slice):
+    """The masks of the streams `rows`: views of the (T, N, H) masks."""
+    return None if masks is None else [m[:, rows] for m in masks]
+
+
+def example_batch(cfg: ModelConfig, rng: np.random.Generator, rows: int, steps: int):
+    """A random batch (ids, targets) for gradient checks."""
+    ids = rng.integers(0, cfg.vocab_size, size=(rows, steps))
+    return ids, rng.integers(0, cfg.vocab_size, size=(rows, steps))
+
+
+def batch_chars(batch) -> int:
+    """Characters a training batch predicts (for chars/s)."""
+    return int(np.size(batch[1]))
+
+
+def train_figures(mean_loss: float) -> dict:
+    """A training step's loss as the history records it."""
+    return {"train_bpc": mean_loss / LN2}
+
+
+def describe(cfg: ModelConfig) -> str:
+    return f"{cfg.cell} {cfg.hidden}x{cfg.layers}, dropout {cfg.dropout:g}, {cfg.dtype}"
+
+
+def describe_metric(value: float) -> str:
+    return f"{value:.4f} bits per character"
+
+
+class Data(NamedTuple):
+    """A corpus ready to train on (see charrnn.data.text)."""
+
+    vocab: object  # charrnn.data.vocab.Vocab
+    batches: object  # charrnn.data.text.Batches: .chunks per epoch, .chunk(c) -> (ids, targets)
+    val: np.ndarray  # (n_val,) validation ids
+    fingerprint: list  # [characters, crc32 of train and val]: --resume checks the text is the same
+    info: dict  # train_chars, val_chars, vocab: for the trainer's first line
+
+
+def load_data(tcfg, vocab=None) -> Data:
+    """The corpus tcfg.corpus read, split (tcfg.val_frac at its end) and cut into tcfg.batch
+    streams of tcfg.seq chunks. With `vocab` (resuming) the text must fit it."""
+    from ..data import text as D
+
+    corpus = D.load(tcfg.corpus, tcfg.val_frac, tcfg.encoding, vocab)
+    n = len(corpus.train) + len(corpus.val)
+    crc = zlib.crc32(corpus.val, zlib.crc32(corpus.train))
+    return Data(corpus.vocab, D.batches(corpus.train, tcfg.batch, tcfg.seq), corpus.val, [n, crc],
+                {"train_chars": len(corpus.train), "val_chars": len(corpus.val),
+                 "vocab": len(corpus.vocab)})
+
+
+def evaluate(params, cfg: ModelConfig, data: Data, tcfg, workers=None) -> dict:
+    """The validation figures: bits (and nats) per character over the whole validation text,
+    scored as tcfg.batch streams with the state carried in chunks of tcfg.seq."""
+    sc = score(params, cfg, data.val, streams=tcfg.batch, seq=tcfg.seq, workers=workers)
+    return {"val_bpc": sc.bpc, "val_nats": sc.nats}
+
+
+def memory_needed(cfg: ModelConfig, batch: int, seq: int, processes: int = 1) -> int:
+    """Bytes a training step needs at its peak, about: the output layer's (T, N, V) logits, their
+    gradient and a temporary (3 arrays of N*T*V; measured: 2.2 to 2.7), the layers' caches (16
+    arrays of N*T*H per layer; measured: up to 15), the parameters, their gradients and two
+    optimizer moments (4 copies), and the backward pass's contiguous copy of one layer's
+    transposed recurrent weights (H x G). With tens of thousands of distinct characters the first
+    term dominates. The tests check this against the measured peak. Split across `processes`
+    (charrnn.parallel), the streams' arrays are shared out; the shared memory adds a copy of the
+    parameters, and each worker its gradients (computed, then copied to shared memory) and its
+    own copy of the transposed weights."""
+    N, T, item = batch, seq, np.dtype(cfg.dtype).itemsize
+    H, G = cfg.hidden, CELLS[cfg.cell].gates * cfg.hidden
+    n_params = count_params(cfg)
+    split = (processes > 1) * n_params + (processes - 1) * (2 * n_params + H * G)
+    return item * (3 * N * T * cfg.vocab_size + 16 * N * T * H * cfg.layers
+                   + 4 * n_params + H * G + split)

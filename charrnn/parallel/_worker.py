@@ -2,11 +2,12 @@
 shared memory's file descriptor, and spoken to on stdin/stdout.
 
 Requests (see charrnn.parallel.send/recv), each answered by one reply:
-    init   model, block, size -> {}: map the shared memory (size values of the model's dtype);
-           parameters are block 0, this worker's gradients block `block`
-    grad   w, masks; arrays ids, targets, state..., masks... -> {"loss"}; arrays: final state.
-           The gradients (weighted by w) are written into this worker's block.
-    score  seq; arrays inputs, targets -> arrays: losses (n, L) float64, final state...
+    init   family, model, block, size -> {}: map the shared memory (size values of the model's
+           dtype); parameters are block 0, this worker's gradients block `block`
+    grad   w, batch, masks (counts); arrays: the batch's arrays, the state's, the masks ->
+           {"loss"}; arrays: final state. The gradients of F.loss_and_grads (weighted by w) are
+           written into this worker's block.
+    rows   opts; arrays -> the arrays F.score_rows(params, cfg, *arrays, **opts) returns
 A failure is answered with {"error": message}. End of input, or a caller that stopped reading,
 ends the process quietly.
 """
@@ -18,6 +19,8 @@ import os
 import signal
 import sys
 import traceback
+
+from ..errors import CharrnnError
 
 
 def main(fd: int) -> None:
@@ -43,7 +46,8 @@ def main(fd: int) -> None:
 def serve(fd: int, fin, fout) -> None:
     import numpy as np
 
-    from ..models import lm as M
+    from ..models import family
+    from ..nn.state import flat_state, nest_state
     from . import workers as P
     from .blas import openblas
 
@@ -52,35 +56,37 @@ def serve(fd: int, fin, fout) -> None:
         blas.set(1)
     P.keep_freed_memory()
     np.seterr(all="ignore")  # the trainer checks the loss and gradients for overflow itself
-    cfg = params = grads = None
+    F = cfg = params = grads = like = None
     while True:
         head, arrays = P.recv(fin)
         try:
             op = head["op"]
             if op == "init":
-                cfg = M.ModelConfig.from_dict(head["model"])
+                F = family(head["family"])
+                cfg = F.Config.from_dict(head["model"])
                 dtype = np.dtype(cfg.dtype)
                 buf = np.frombuffer(mmap.mmap(fd, head["size"] * dtype.itemsize), dtype=dtype)
                 os.close(fd)
-                params = P.shared_views(buf, cfg, 0)
-                grads = P.shared_views(buf, cfg, head["block"])
+                params = P.shared_views(buf, F, cfg, 0)
+                grads = P.shared_views(buf, F, cfg, head["block"])
+                like = F.init_state(cfg, 0)
                 reply = ({}, [])
             elif op == "grad":
-                n_masks = cfg.layers if head["masks"] else 0
-                ids, targets, *rest = arrays
-                state = P.nest_state(rest[: len(rest) - n_masks], cfg)
-                masks = rest[len(rest) - n_masks :] or None
-                loss, g, final = M.loss_and_grads(params, cfg, ids, targets, state,
-                                                  masks=masks, scale=head["w"])
+                nb, nm = head["batch"], head["masks"]
+                batch, rest = tuple(arrays[:nb]), arrays[nb:]
+                state = nest_state(rest[: len(rest) - nm], like)
+                masks = rest[len(rest) - nm :] if nm else None
+                loss, g, final = F.loss_and_grads(params, cfg, batch, state, masks=masks,
+                                                  scale=head["w"])
                 for name, value in g.items():
                     grads[name][...] = value
-                reply = ({"loss": loss}, P.flat_state(final))
-            elif op == "score":
-                out, final = P.score_part(params, cfg, arrays[0], arrays[1], head["seq"])
-                reply = ({}, [out, *P.flat_state(final)])
+                reply = ({"loss": loss}, flat_state(final))
+            elif op == "rows":
+                reply = ({}, F.score_rows(params, cfg, *arrays, **head["opts"]))
             else:
                 raise ValueError(f"unknown request {op!r}")
-        except (OSError, ValueError, KeyError, TypeError, MemoryError, ArithmeticError) as e:
+        except (OSError, ValueError, KeyError, TypeError, MemoryError, ArithmeticError,
+                CharrnnError) as e:
             last = traceback.format_exception_only(type(e), e)[-1].strip()
             reply = ({"error": last}, [])  # reported; the worker stays up for the next request
         P.send(fout, *reply)

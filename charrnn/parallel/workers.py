@@ -50,7 +50,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import CharrnnError, ConfigError
-from ..models import lm as M
+from ..nn.state import flat_state, nest_state, state_concat, state_slice
 from .blas import default_threads, openblas
 
 # A slice needs at least this many hidden values per step (streams x H) to be worth a process.
@@ -125,33 +125,15 @@ def recv(f) -> tuple[dict, list]:
     return head, arrays
 
 
-def shared_views(buf: np.ndarray, cfg: M.ModelConfig, block: int) -> dict:
-    """The parameter-shaped views of block `block` (0: parameters, 1...: workers' gradients)."""
-    views, at = {}, block * M.count_params(cfg)
-    for name, shape in M.param_shapes(cfg).items():
+def shared_views(buf: np.ndarray, F, cfg, block: int) -> dict:
+    """The parameter-shaped views of block `block` (0: parameters, 1...: workers' gradients) of
+    family F's model `cfg`."""
+    views, at = {}, block * F.count_params(cfg)
+    for name, shape in F.param_shapes(cfg).items():
         n = math.prod(shape)
         views[name] = buf[at : at + n].reshape(shape)
         at += n
     return views
-
-
-def score_part(params, cfg, inputs, targets, seq):
-    """Per-character losses (n, L) of n streams scored from the zero state, and the final state
-    (the work of one slice in `score_streams`, in the caller and in a worker)."""
-    from ..tools.evaluate import run_streams
-
-    out = np.empty(inputs.shape)
-    state = run_streams(params, cfg, inputs, targets, M.init_state(cfg, len(inputs)), seq, out)
-    return out, state
-
-
-def flat_state(state) -> list:
-    return [a for layer in state for a in layer]
-
-
-def nest_state(arrays, cfg) -> M.State:
-    k = len(arrays) // cfg.layers
-    return tuple(tuple(arrays[i * k : (i + 1) * k]) for i in range(cfg.layers))
 
 
 # --------------------------------------------------------------------------------------------
@@ -236,23 +218,25 @@ class Workers:
         bounds = [N * j // k for j in range(k + 1)]
         return [slice(a, b) for a, b in pairwise(bounds)]
 
-    def split(self, cfg: M.ModelConfig, N: int) -> list[slice]:
-        """The slices N streams of `cfg` are cut into, with the worker processes for them
-        started: one slice per process, or all N in this one when they cannot be started."""
-        slices = self.slices(N, cfg.hidden)
-        if len(slices) > 1 and not self.start(cfg, len(slices)):
+    def split(self, F, cfg, N: int) -> list[slice]:
+        """The slices N rows of family F's model `cfg` are cut into, with the worker processes
+        for them started: one slice per process, or all N in this one when they cannot be
+        started."""
+        slices = self.slices(N, F.width(cfg))
+        if len(slices) > 1 and not self.start(F, cfg, len(slices)):
             return [slice(0, N)]
         return slices
 
-    def start(self, cfg: M.ModelConfig, k: int) -> bool:
-        """Have k - 1 worker processes ready for `cfg`; False (and from then on one process) if
-        they cannot be started, e.g. where new processes are not allowed; `failed` says why."""
-        if cfg == self._cfg and len(self._procs) >= k - 1:
+    def start(self, F, cfg, k: int) -> bool:
+        """Have k - 1 worker processes ready for family F's model `cfg`; False (and from then on
+        one process) if they cannot be started, e.g. where new processes are not allowed;
+        `failed` says why."""
+        if (F.NAME, cfg) == self._cfg and len(self._procs) >= k - 1:
             return True
         _stop(self._procs)
         self._cfg = None
         dtype = np.dtype(cfg.dtype)
-        size = M.count_params(cfg) * k  # parameters, then one gradient block per worker
+        size = F.count_params(cfg) * k  # parameters, then one gradient block per worker
         fd = None
         try:
             fd = _shared_file(size * dtype.itemsize)
@@ -268,7 +252,8 @@ class Workers:
                                      stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                                      start_new_session=True)
                 self._procs.append(p)
-                send(p.stdin, {"op": "init", "model": cfg.to_dict(), "block": j, "size": size})
+                send(p.stdin, {"op": "init", "family": F.NAME, "model": cfg.to_dict(),
+                                "block": j, "size": size})
             self._collect(self._procs)  # each has mapped the memory
         except (OSError, EOFError, ValueError, CharrnnError) as e:
             _stop(self._procs)
@@ -277,9 +262,9 @@ class Workers:
         finally:
             if fd is not None:
                 os.close(fd)  # the mappings stay
-        self._cfg = cfg
-        self._params = shared_views(buf, cfg, 0)
-        self._grads = [shared_views(buf, cfg, j) for j in range(1, k)]
+        self._cfg = (F.NAME, cfg)
+        self._params = shared_views(buf, F, cfg, 0)
+        self._grads = [shared_views(buf, F, cfg, j) for j in range(1, k)]
         return True
 
     def _died(self):
@@ -302,10 +287,10 @@ class Workers:
                 raise CharrnnError(f"a worker process failed: {head['error']}")
         return replies
 
-    def map(self, params, cfg, requests: list, local) -> list:
+    def map(self, F, params, cfg, requests: list, local) -> list:
         """Send the requests (each a (header, arrays) pair) to one worker each, run local()
         here with single-threaded BLAS, and return [local()] + the workers' replies."""
-        if not self.start(cfg, len(requests) + 1):
+        if not self.start(F, cfg, len(requests) + 1):
             raise CharrnnError(f"cannot start worker processes: {self.failed}")
         for name, value in params.items():
             self._params[name][...] = value
@@ -331,6 +316,11 @@ class Workers:
             self.blas.set(prev)
         return [first, *self._collect(sent)]
 
+    def map_rows(self, F, params, cfg, arrays: list, opts: dict) -> list:
+        """F.score_rows(params, cfg, *rows_of_arrays, **opts) on slices of the rows (axis 0) of
+        `arrays`, one slice per process: [(slice, its list of result arrays)], in row order."""
+        return map_rows(F, params, cfg, arrays, opts, self)
+
     def close(self) -> None:
         _stop(self._procs)
         self._cfg = None
@@ -342,63 +332,57 @@ class Workers:
         self.close()
 
 
-def _split(workers: Workers | None, cfg: M.ModelConfig, N: int) -> list[slice]:
-    """The slices N streams are cut into: one per process ready to take one (all of them in
-    this process when there are no workers, or they cannot be started)."""
-    return [slice(0, N)] if workers is None else workers.split(cfg, N)
+def _split(workers: Workers | None, F, cfg, N: int) -> list[slice]:
+    """The slices N rows are cut into: one per process ready to take one (all of them in this
+    process when there are no workers, or they cannot be started)."""
+    return [slice(0, N)] if workers is None else workers.split(F, cfg, N)
 
 
-def _map(workers, params, cfg, requests: list, local) -> list:
+def _map(workers, F, params, cfg, requests: list, local) -> list:
     """[local()] + the workers' replies to `requests`; just [local()] when there are none."""
-    return workers.map(params, cfg, requests, local) if requests else [local()]
+    return workers.map(F, params, cfg, requests, local) if requests else [local()]
 
 
-def loss_and_grads(params, cfg: M.ModelConfig, ids, targets, state: M.State, rng=None,
-                   workers: Workers | None = None):
-    """model.loss_and_grads with the N streams split across `workers` (None: one process).
-    The dropout masks are drawn from `rng` for the whole batch whatever the split."""
-    ids, targets = np.asarray(ids), np.asarray(targets)
-    N, T = ids.shape
-    slices = _split(workers, cfg, N)
-    masks = M.dropout_masks(cfg, rng, T, N)
+def loss_and_grads(F, params, cfg, batch, state, rng=None, workers: Workers | None = None):
+    """F.loss_and_grads with the batch's rows split across `workers` (None: one process).
+    The masks (dropout) are drawn from `rng` for the whole batch whatever the split."""
+    batch = tuple(np.asarray(a) for a in batch)
+    N = len(batch[0])
+    slices = _split(workers, F, cfg, N)
+    masks = F.draw_masks(cfg, rng, batch)
 
     def part(s: slice):  # a slice's inputs, and its share of the batch
-        mk = [m[:, s] for m in masks] if masks is not None else []
-        return ids[s], targets[s], M.state_slice(state, s), mk, (s.stop - s.start) / N
+        mk = F.slice_masks(masks, s)
+        return tuple(a[s] for a in batch), state_slice(state, s), mk, (s.stop - s.start) / N
 
     requests = []
     for s in slices[1:]:
-        i, t, st, mk, w = part(s)
-        requests.append(({"op": "grad", "w": w, "masks": bool(mk)}, [i, t, *flat_state(st), *mk]))
+        b, st, mk, w = part(s)
+        head = {"op": "grad", "w": w, "batch": len(b), "masks": 0 if mk is None else len(mk)}
+        requests.append((head, [*b, *flat_state(st), *(mk or [])]))
 
     def local():
-        i, t, st, mk, w = part(slices[0])
-        return M.loss_and_grads(params, cfg, i, t, st, masks=mk or None, scale=w)
+        b, st, mk, w = part(slices[0])
+        return F.loss_and_grads(params, cfg, b, st, masks=mk, scale=w)
 
-    (loss, grads, final), *rest = _map(workers, params, cfg, requests, local)
+    (loss, grads, final), *rest = _map(workers, F, params, cfg, requests, local)
     states = [final]
     for (head, arrays), g in zip(rest, workers._grads if rest else []):
         loss += head["loss"]
         for name, value in g.items():
             grads[name] += value
-        states.append(nest_state(arrays, cfg))
-    return loss, grads, M.state_concat(states)
+        states.append(nest_state(arrays, state))
+    return loss, grads, state_concat(states)
 
 
-def score_streams(params, cfg, inputs, targets, seq, workers: Workers | None, out) -> M.State:
-    """Per-character losses of the streams (rows) of inputs/targets, each scored from the zero
-    state, into out; the slices on the workers (None: all here). Returns the final state of all
-    the streams."""
-    slices = _split(workers, cfg, len(inputs))
-    requests = [({"op": "score", "seq": seq}, [inputs[s], targets[s]]) for s in slices[1:]]
+def map_rows(F, params, cfg, arrays: list, opts: dict, workers: Workers | None = None) -> list:
+    """F.score_rows on slices of the rows of `arrays`, the first slice here and the others on
+    the workers (None: all here): [(slice, its list of result arrays)], in row order."""
+    slices = _split(workers, F, cfg, len(arrays[0]))
+    requests = [({"op": "rows", "opts": opts}, [a[s] for a in arrays]) for s in slices[1:]]
 
     def local():
-        return score_part(params, cfg, inputs[slices[0]], targets[slices[0]], seq)
+        return F.score_rows(params, cfg, *[a[slices[0]] for a in arrays], **opts)
 
-    (first, state), *rest = _map(workers, params, cfg, requests, local)
-    out[slices[0]] = first
-    states = [state]
-    for s, (_, arrays) in zip(slices[1:], rest):
-        out[s] = arrays[0]
-        states.append(nest_state(arrays[1:], cfg))
-    return M.state_concat(states)
+    first, *rest = _map(workers, F, params, cfg, requests, local)
+    return list(zip(slices, [first, *(r[1] for r in rest)]))

@@ -27,8 +27,9 @@ from typing import NamedTuple
 
 import numpy as np
 
-from ..models import lm as M
+from ..models import lm
 from ..nn.cells import CELLS
+from ..nn.state import flat_state
 
 EPS = 1e-3
 DEFAULT_TOL = 1e-6
@@ -80,42 +81,43 @@ def _check_all(label, layers, arrays: dict, analytic: dict, f, tol) -> list[Resu
     return out
 
 
-def check_model(cell: str, layers: int = 1, hidden: int = 5, seq: int = 7, batch: int = 2,
-                vocab: int = 4, seed: int = 0, dropout: float | None = None,
-                tol: float = DEFAULT_TOL) -> list[Result]:
-    """Check the whole loss's gradient with respect to every parameter and the initial state."""
-    if dropout is None:
-        dropout = 0.3 if layers > 1 else 0.0
-    cfg = M.ModelConfig(vocab_size=vocab, cell=cell, hidden=hidden, layers=layers,
-                        dropout=dropout, dtype="float64")
+def check_family(F, cfg, label: str, depth: int, rows: int = 2, steps: int = 7, seed: int = 0,
+                 tol: float = DEFAULT_TOL) -> list[Result]:
+    """Check family F's whole loss gradient, for the model `cfg` (float64), with respect to every
+    parameter and every array of the initial state. The objective is the loss plus a random
+    linear function of the final state; the masks (dropout) are drawn once and kept fixed."""
     rng = np.random.default_rng(seed)
-    params = M.init_params(cfg, rng)
+    params = F.init_params(cfg, rng)
     for name in params:  # move off the special initial values (zero biases, orthogonal Wh)
         params[name] += 0.3 * rng.standard_normal(params[name].shape)
-    ids = rng.integers(0, vocab, size=(batch, seq))
-    targets = rng.integers(0, vocab, size=(batch, seq))
-    state = tuple(tuple(0.5 * rng.standard_normal((batch, hidden)) for _ in s)
-                  for s in M.init_state(cfg, batch))
-    weights = tuple(tuple(rng.standard_normal((batch, hidden)) for _ in s) for s in state)
-    mask_seed = int(rng.integers(2**31))
+    batch = F.example_batch(cfg, rng, rows, steps)
+    state = tuple(tuple(0.5 * rng.standard_normal(a.shape) for a in layer)
+                  for layer in F.init_state(cfg, rows))
+    weights = tuple(tuple(rng.standard_normal(a.shape) for a in layer) for layer in state)
+    masks = F.draw_masks(cfg, np.random.default_rng(int(rng.integers(2**31))), batch)
 
     def objective() -> float:
-        logits, final, _ = M.forward(params, cfg, ids, state, np.random.default_rng(mask_seed))
-        loss, _ = M.cross_entropy(logits, targets)
+        loss, final = F.loss(params, cfg, batch, state, masks)
         return loss + sum(float((w * s).sum()) for ws, ss in zip(weights, final)
                           for w, s in zip(ws, ss))
 
-    logits, _, cache = M.forward(params, cfg, ids, state, np.random.default_rng(mask_seed))
-    _, dlogits = M.cross_entropy(logits, targets)
-    grads, dstate0 = M.backward(dlogits, weights, cache)
-
+    _, grads, _, dstate0 = F.gradients(params, cfg, batch, state, masks, weights)
     arrays, analytic = dict(params), dict(grads)
-    names = ("h", "c")
-    for k, (s, ds) in enumerate(zip(state, dstate0)):
-        for j, (a, da) in enumerate(zip(s, ds)):
-            arrays[f"state.l{k}.{names[j]}"] = a
-            analytic[f"state.l{k}.{names[j]}"] = da
-    return _check_all(cell, layers, arrays, analytic, objective, tol)
+    names = [f"state.{n}" for n in F.state_names(cfg)]
+    arrays.update(zip(names, flat_state(state)))
+    analytic.update(zip(names, flat_state(dstate0)))
+    return _check_all(label, depth, arrays, analytic, objective, tol)
+
+
+def check_model(cell: str, layers: int = 1, hidden: int = 5, seq: int = 7, batch: int = 2,
+                vocab: int = 4, seed: int = 0, dropout: float | None = None,
+                tol: float = DEFAULT_TOL) -> list[Result]:
+    """Check the language model's gradients (check_family), dropout on from 2 layers."""
+    if dropout is None:
+        dropout = 0.3 if layers > 1 else 0.0
+    cfg = lm.ModelConfig(vocab_size=vocab, cell=cell, hidden=hidden, layers=layers,
+                         dropout=dropout, dtype="float64")
+    return check_family(lm, cfg, cell, layers, batch, seq, seed, tol)
 
 
 def check_cell(cell: str, batch: int = 2, seq: int = 3, hidden: int = 5, seed: int = 0,

@@ -17,6 +17,7 @@ from pathlib import Path
 
 from .. import checkpoint as C
 from ..errors import CheckpointError
+from ..models import family
 
 RUNS = Path("runs")
 NAMES = (f"best{C.SUFFIX}", f"last{C.SUFFIX}")
@@ -129,12 +130,11 @@ def chart(series: dict[str, tuple[list[float], list[float]]], width: int = 60,
 
 def summary(path: Path, ckpt: C.Checkpoint) -> list[tuple[str, str]]:
     """(label, value) rows describing a checkpoint; missing meta keys are left out."""
-    from ..models.lm import count_params
-
-    m, meta = ckpt.model, ckpt.meta
+    F, meta = family(ckpt.family), ckpt.meta
     rows = [("checkpoint", str(path)),
-            ("model", f"{m.cell} {m.hidden}x{m.layers}, dropout {m.dropout:g}, {m.dtype}"),
-            ("parameters", f"{count_params(m):,}"),
+            ("task", F.NAME),
+            ("model", F.describe(ckpt.model)),
+            ("parameters", f"{F.count_params(ckpt.model):,}"),
             ("vocabulary", f"{len(ckpt.vocab)} characters")]
     if "corpus" in meta:
         rows.append(("corpus", str(meta["corpus"])))
@@ -143,9 +143,10 @@ def summary(path: Path, ckpt: C.Checkpoint) -> list[tuple[str, str]]:
                      else str(meta["step"])))
     if isinstance(meta.get("elapsed"), (int, float)):
         rows.append(("training time", f"{meta['elapsed'] / 60:.1f} min"))
-    best = meta.get("best_val_bpc")
+    key = f"best_{F.METRIC}"
+    best = meta.get(key)
     if isinstance(best, (int, float)):
-        rows.append(("best validation", f"{best:.4f} bits per character"))
-    elif "best_val_bpc" in meta:
+        rows.append(("best validation", F.describe_metric(best)))
+    elif key in meta:
         rows.append(("best validation", "not evaluated yet"))
     return rows

@@ -1,7 +1,7 @@
 """Scoring a text file with a model (`charrnn eval`): characters outside the vocabulary, and the
 per-character surprise heat map.
 
-The scoring itself is charrnn.evaluate.char_losses with one stream, so the state is carried from
+The scoring itself is charrnn.models.lm.char_losses with one stream, so the state is carried from
 the first character of the text to the last. Characters the vocabulary lacks cannot be scored or
 fed: they are removed (and counted) and the model reads the remaining text as if they were not
 there; `strict=True` makes them an error instead. The first kept character is fed but not scored
@@ -17,7 +17,7 @@ import numpy as np
 
 from ..data.vocab import Vocab, describe_chars
 from ..errors import CorpusError, VocabularyError
-from .evaluate import LN2, Score, char_losses
+from ..models.lm import LN2, Score, char_losses
 
 
 class TextScore(NamedTuple):

@@ -1,0 +1,82 @@
+"""What every command module shares: the two consoles (results on stdout, everything else on
+stderr), the group's error handling, and common option types. Command modules import only this
+(and the library); the group in charrnn.cli imports them and adds their commands."""
+
+from __future__ import annotations
+
+import math
+import os
+import sys
+
+import click
+from rich.console import Console
+
+from ..errors import CharrnnError
+from ..nn.cells import CELLS
+
+
+class _Console(Console):
+    """Rich's Console, but a reader that goes away is not fatal. On stdout a BrokenPipeError
+    reaches CharrnnGroup, which ends quietly as for `charrnn sample | head`; on stderr the
+    console just goes quiet, so a training run whose log reader has gone (`2>&1 | head`) keeps
+    going and saves as usual. (Rich's own handler exits with status 1 at once.)"""
+
+    def on_broken_pipe(self) -> None:
+        self.quiet = True
+        if not self.stderr:
+            raise BrokenPipeError
+        try:
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, sys.stderr.fileno())
+        except (OSError, ValueError):
+            pass
+
+
+out = _Console(highlight=False)  # results
+err = _Console(stderr=True, highlight=False)  # tables, progress, warnings
+
+
+class CharrnnGroup(click.Group):
+    """Turns the library's errors into one-line messages instead of tracebacks."""
+
+    def invoke(self, ctx):
+        try:
+            return super().invoke(ctx)
+        except CharrnnError as e:
+            raise click.ClickException(str(e)) from None
+        except MemoryError:
+            hint = ": try a smaller --batch, --seq or --hidden" if ctx.invoked_subcommand in (
+                "train", "gradcheck", "gradflow") else ""
+            raise click.ClickException(f"out of memory{hint}") from None
+        except BrokenPipeError:  # e.g. `charrnn sample | head`
+            _silence_stdout()
+            ctx.exit(0)
+        except KeyboardInterrupt:  # Click would print "Aborted!" and exit 1
+            err.print("interrupted")
+            ctx.exit(130)
+        except OSError as e:  # e.g. stdout on a full disk (`> /dev/full`)
+            _silence_stdout()
+            what = f"{e.filename}: " if e.filename else "cannot write output: "
+            raise click.ClickException(f"{what}{e.strerror or e}") from None
+
+
+def _silence_stdout():
+    """After a broken pipe, point stdout at /dev/null so Python's exit-time flush stays quiet."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+    except (OSError, ValueError):
+        pass
+
+
+CELL_CHOICE = click.Choice(list(CELLS), case_sensitive=False)
+
+
+def _finite(value: float) -> float:
+    """Click's FloatRange lets nan (and inf, when unbounded above) through."""
+    if not math.isfinite(value):
+        raise click.BadParameter(f"{value} is not a finite number")
+    return value
+
+
+CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 100}

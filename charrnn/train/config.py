@@ -1,0 +1,171 @@
+"""Training settings: `TrainConfig` (one field per `charrnn train` option) and reading them back
+for --resume.
+
+A TrainConfig holds the model family's name (`task`) and its model `Config`, whose vocabulary
+size is left 0 and taken from the data. Saved in every checkpoint as meta["train"]:
+{"corpus", "task", "model": {...}, "out", ...}. Checkpoints of format version 1 saved the
+language model's settings (cell, hidden, layers, dropout, dtype) at the top level instead, and
+`TrainConfig.from_dict` reads that form too.
+"""
+
+from __future__ import annotations
+
+import codecs
+import math
+import os
+from dataclasses import dataclass, fields
+from pathlib import Path
+
+from .. import checkpoint as C
+from ..data.text import BUNDLED
+from ..errors import CheckpointError, ConfigError
+from ..models import family
+from ..nn.optim import OPTIMIZERS, SCHEDULES
+
+DEFAULT_MINUTES = 5.0  # the budget when none of steps, epochs, minutes is given
+BUDGET = ("steps", "epochs", "minutes")
+RUN_ONLY = BUDGET + ("eval_every", "patience")  # fields a resumed run may change
+
+
+def _whole(v, least: int = 0) -> bool:
+    """A whole number >= least; bool is an int to Python, not to us."""
+    return isinstance(v, int) and not isinstance(v, bool) and v >= least
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Every training setting; with the model's own (`model`) they are the CLI options of
+    `charrnn train` one to one.
+
+    The defaults (those here and the family's DEFAULT model: for the language model GRU 384x1,
+    dropout 0.2) are the measured best for a 5-minute budget on a 2-core CPU on tiny
+    Shakespeare (validation = its last 10%); the runs behind them are in bench/README.md.
+    """
+
+    corpus: str = str(BUNDLED)
+    task: str = "lm"  # the model family (charrnn.models.FAMILIES)
+    model: object = None  # the family's Config; None: its DEFAULT
+    out: str | None = None  # run directory; None: runs/<corpus stem>
+    encoding: str = "utf-8"
+    val_frac: float = 0.1
+    seed: int = 0
+    batch: int = 32
+    seq: int = 64
+    optimizer: str = "adam"
+    lr: float = 8e-3
+    schedule: str = "cosine"
+    warmup: int = 100
+    clip: float = 5.0
+    steps: int | None = None
+    epochs: float | None = None
+    minutes: float | None = None  # with no budget at all, DEFAULT_MINUTES
+    eval_every: int = 500
+    patience: int = 0  # evaluations without improvement before stopping; 0: never
+
+    def __post_init__(self):
+        def need(ok, msg):
+            if not ok:
+                raise ConfigError(msg)
+
+        F = family(self.task)
+        if self.model is None:
+            object.__setattr__(self, "model", F.DEFAULT)
+        need(isinstance(self.model, F.Config),
+             f"model must be a {F.__name__}.Config, not {type(self.model).__name__}")
+        for name in ("batch", "seq", "eval_every"):
+            v = getattr(self, name)
+            need(_whole(v, 1), f"{name} must be a positive whole number, not {v!r}")
+        for name in ("warmup", "patience", "seed"):
+            v = getattr(self, name)
+            need(_whole(v, 0), f"{name} must be a whole number >= 0, not {v!r}")
+        need(self.steps is None or _whole(self.steps, 1),
+             f"steps must be a positive whole number, not {self.steps!r}")
+        for name in ("epochs", "minutes", "val_frac", "lr", "clip"):
+            v = getattr(self, name)
+            need((v is None and name in BUDGET) or
+                 (isinstance(v, (int, float)) and not isinstance(v, bool)),
+                 f"{name} must be a number, not {v!r}")
+        for name in ("epochs", "minutes"):
+            v = getattr(self, name)
+            need(v is None or 0 < v < math.inf, f"{name} must be positive and finite, not {v!r}")
+        need(0 < self.val_frac < 1, f"val_frac must be between 0 and 1, not {self.val_frac!r}")
+        need(self.lr > 0 and math.isfinite(self.lr), f"lr must be positive, not {self.lr!r}")
+        need(self.clip >= 0, f"clip must be >= 0 (0 turns clipping off), not {self.clip!r}")
+        for name, choices in (("optimizer", OPTIMIZERS), ("schedule", SCHEDULES)):
+            need(getattr(self, name) in choices,
+                 f"{name} must be one of {', '.join(choices)}, not {getattr(self, name)!r}")
+        try:
+            codecs.lookup(self.encoding)
+        except LookupError:
+            raise ConfigError(f"unknown text encoding {self.encoding!r}") from None
+        if self.steps is None and self.epochs is None and self.minutes is None:
+            object.__setattr__(self, "minutes", DEFAULT_MINUTES)
+
+    @property
+    def run_dir(self) -> Path:
+        return Path(self.out) if self.out else Path("runs") / Path(self.corpus).stem
+
+    def to_dict(self) -> dict:
+        d = {f.name: getattr(self, f.name) for f in fields(self)}
+        d["model"] = self.model.to_dict()
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict) -> TrainConfig:
+        """The inverse of to_dict. Model settings may also stand at the top level (as in
+        format-version-1 checkpoints, and as the CLI's options come), where they replace those
+        in d["model"]; unknown keys are ignored."""
+        F = family(d.get("task", "lm"))
+        mine = {f.name for f in fields(cls)} - {"model"}
+        theirs = set(F.Config.__dataclass_fields__) - {"vocab_size"}
+        model = d.get("model")
+        model = dict(model) if isinstance(model, dict) else F.DEFAULT.to_dict()
+        model.update({k: v for k, v in d.items() if k in theirs})
+        model["vocab_size"] = 0
+        return cls(model=F.Config.from_dict(model), **{k: v for k, v in d.items() if k in mine})
+
+    def replace(self, **changes) -> TrainConfig:
+        """A copy with `changes`, model settings (cell=..., hidden=...) included."""
+        return TrainConfig.from_dict({**self.to_dict(), **changes})
+
+
+def resume_config(run_dir: str | os.PathLike, **given) -> TrainConfig:
+    """The configuration saved in run_dir/last.npz, with the settings in `given` replacing it
+    (model settings such as cell= or hidden= too). Giving any of steps/epochs/minutes replaces
+    the whole budget (the others become None)."""
+    path = Path(run_dir) / f"last{C.SUFFIX}"
+    if not path.is_file():
+        raise nothing_to_resume(run_dir)
+    saved = C.load(path).meta.get("train")
+    if not isinstance(saved, dict):
+        raise CheckpointError(f"{path} holds no training configuration to resume from")
+    if any(k in given for k in BUDGET):
+        saved.update(dict.fromkeys(BUDGET))
+    saved.update(given, out=str(run_dir))
+    return TrainConfig.from_dict(saved)
+
+
+def nothing_to_resume(run_dir) -> CheckpointError:
+    last, best = Path(run_dir) / f"last{C.SUFFIX}", Path(run_dir) / f"best{C.SUFFIX}"
+    return CheckpointError(f"nothing to resume: {last} does not exist" + (
+        " (best.npz holds a model, but not the state to train on from)" if best.exists() else ""))
+
+
+def _physical_memory() -> int | None:
+    try:
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (AttributeError, ValueError, OSError):
+        return None
+
+
+def check_memory(F, model, batch: int, seq: int, processes: int = 1) -> None:
+    """ConfigError when a step would need more memory than the machine has (F.memory_needed),
+    instead of a machine that swaps itself to a halt or a trainer killed by the system."""
+    need, have = F.memory_needed(model, batch, seq, processes), _physical_memory()
+    if have and need > have:
+        raise ConfigError(
+            f"training would need about {need / 2**30:.1f} GiB per step (--batch {batch} x --seq "
+            f"{seq} x {model.vocab_size} characters of vocabulary, hidden {model.hidden}), more "
+            f"than this machine's {have / 2**30:.1f} GiB; use a smaller --batch, --seq or --hidden"
+            + (" (or --threads 1)" if processes > 1 else ""))
+

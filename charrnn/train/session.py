@@ -1,0 +1,175 @@
+"""A training session's state and its run directory: what is saved, and how --resume restores it.
+
+Run directory (cfg.out, default runs/<corpus stem>), the contract other commands read:
+    best.npz       checkpoint at the best validation figure so far (the family's METRIC)
+    last.npz       checkpoint at the latest evaluation or stop (what --resume continues)
+    metrics.jsonl  one JSON record per line: {"kind": "train", ...} every LOG_EVERY steps and at a
+                   stop, {"kind": "eval", ...} per evaluation (the same dicts as meta["history"])
+    train.lock     exists while a trainer runs; holds its pid (charrnn.train.runlock)
+
+Checkpoint meta (besides the model, family and vocabulary, see charrnn.checkpoint): "train"
+(TrainConfig.to_dict), "step", "history", "best_<METRIC>" (e.g. "best_val_bpc"), "corpus",
+"elapsed", and for the exact resume "rng" (the Generator's bit_generator.state), "data" (epoch,
+chunk), "bad_evals", "corpus_chars" and "corpus_crc32" (the data's fingerprint), "threads" (the
+processes the batches were split across, see charrnn.parallel; --resume uses as many unless told
+otherwise); arrays "opt/<slot>.<param>", "opt/t" and "state/<name>" for each array of the state
+carried into the next batch (the family's state_names: "state/l0.h", "state/l0.c", ...).
+
+Exactness: everything a step depends on (parameters, optimizer state, RNG, data position, carried
+state, step) is in the checkpoint, and evaluation touches none of it, so a run stopped at step k
+and resumed reaches bit-identical parameters at step n, provided the learning rate of each step is
+the same (true for `--schedule constant`, and for `cosine` when the budget (--steps/--epochs) is
+unchanged on resume) and the batches are split across as many processes (the order of the
+floating-point sums depends on it; --resume reuses the saved count unless --threads is given).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import replace
+
+import numpy as np
+
+from .. import checkpoint as C
+from ..errors import CharrnnError, CheckpointError, ConfigError, CorpusError
+from ..models import family
+from ..nn.optim import Optimizer
+from ..nn.state import flat_state, nest_state
+from ..parallel import workers as P
+from .config import RUN_ONLY, TrainConfig, _whole, check_memory, nothing_to_resume
+
+
+class Session:
+    """One trainer's mutable state; `checkpoint()` and `_restore()` must mirror each other."""
+
+    def __init__(self, cfg: TrainConfig, run_dir, resume: bool, threads):
+        self.cfg, self.run_dir = cfg, run_dir
+        self.F = F = family(cfg.task)
+        last = run_dir / f"last{C.SUFFIX}"
+        ckpt = None
+        if resume:
+            if not last.is_file():
+                raise nothing_to_resume(run_dir)
+            ckpt = C.load(last)
+        elif last.exists():
+            raise CharrnnError(f"{run_dir} already holds a run; continue it with --resume or "
+                               f"choose another --out")
+        elif (run_dir / f"best{C.SUFFIX}").exists():  # its first last.npz was never written
+            raise CharrnnError(f"{run_dir} holds best.npz but no last.npz to resume from; "
+                               f"move it away or choose another --out")
+        self.data = F.load_data(cfg, ckpt.vocab if ckpt else None)
+        self.batches = self.data.batches
+        self.model = replace(cfg.model, vocab_size=len(self.data.vocab))
+        if ckpt is not None and threads is None and isinstance(ckpt.meta.get("threads"), int):
+            threads = max(1, ckpt.meta["threads"])  # the same sums, for a bit-exact resume
+        self.workers = P.Workers(threads)  # its processes start in run()
+        check_memory(F, self.model, cfg.batch, cfg.seq,
+                     len(self.workers.slices(cfg.batch, F.width(self.model))))
+        self.rng = np.random.default_rng(cfg.seed)
+        self.params = F.init_params(self.model, self.rng)
+        self.opt = Optimizer(cfg.optimizer, self.params)
+        self.state = F.init_state(self.model, cfg.batch)
+        self.step, self.epoch, self.chunk, self.bad_evals, self.elapsed0 = 0, 0, 0, 0, 0.0
+        self.history, self.best = [], None
+        if ckpt is not None:
+            self._restore(ckpt)
+        self.metrics = run_dir / "metrics.jsonl"
+        lines = "".join(json.dumps(r) + "\n" for r in self.history)
+        try:
+            C.atomic_write(self.metrics, lambda f: f.write(lines.encode()))
+        except OSError as e:
+            raise self.unwritable(self.metrics, e) from None
+
+    @property
+    def epoch_f(self) -> float:
+        return self.epoch + self.chunk / self.batches.chunks
+
+    def _intact(self) -> str:
+        """The end of the message of a failed write (disk full, directory not writable): what was
+        saved before is untouched, since each checkpoint is replaced atomically or not at all."""
+        then = ("--resume continues from last.npz" if (self.run_dir / f"last{C.SUFFIX}").exists()
+                else f"no last.npz was saved: to start again, move {self.run_dir} away or choose "
+                     f"another --out")
+        return (f"training stopped at step {self.step}; the checkpoints already in {self.run_dir} "
+                f"are intact ({then})")
+
+    def unwritable(self, path, e: OSError) -> CharrnnError:
+        return CharrnnError(f"cannot write {path}: {e.strerror or e}; {self._intact()}")
+
+    def _restore(self, ckpt):
+        m, cfg, where = ckpt.meta, self.cfg, self.run_dir / "last.npz"
+        if not isinstance(m.get("train"), dict):
+            raise CheckpointError(f"{where} holds no training state to resume")
+        saved = TrainConfig.from_dict(m["train"])
+        a, b = saved.to_dict(), cfg.to_dict()
+        a.update(a.pop("model")), b.update(b.pop("model"))
+        diff = [f"--{k.replace('_', '-')} {a[k]} (now {b[k]})" for k in a
+                if k not in RUN_ONLY + ("corpus", "out") and a[k] != b.get(k)]
+        if diff or ckpt.family != self.F.NAME or ckpt.model != self.model:
+            raise ConfigError("cannot resume with different settings; the run used "
+                              + ", ".join(diff or ["another model"]))
+        if [m.get("corpus_chars"), m.get("corpus_crc32")] != self.data.fingerprint:
+            raise CorpusError(f"{cfg.corpus} is not the text this run was trained on")
+        try:
+            for k in self.params:
+                self.params[k][...] = ckpt.params[k]
+            self.opt.load_state({k[4:]: v for k, v in ckpt.arrays.items() if k.startswith("opt/")})
+            want = flat_state(self.state)
+            got = [ckpt.arrays[f"state/{n}"] for n in self.F.state_names(self.model)]
+            if any(g.shape != w.shape for g, w in zip(got, want)):
+                raise ValueError(f"carried state is not {want[0].shape}")
+            self.state = nest_state([g.astype(w.dtype) for g, w in zip(got, want)], self.state)
+            self.rng.bit_generator.state = m["rng"]
+            step, data, bad, elapsed = m["step"], m["data"], m["bad_evals"], m["elapsed"]
+            history, best = m["history"], m[f"best_{self.F.METRIC}"]
+            if not (_whole(step) and _whole(bad) and isinstance(data, list) and len(data) == 2
+                    and _whole(data[0]) and _whole(data[1]) and data[1] < self.batches.chunks
+                    and isinstance(elapsed, (int, float)) and math.isfinite(elapsed)
+                    and isinstance(history, list) and all(isinstance(r, dict) for r in history)
+                    and (best is None or isinstance(best, (int, float)))):
+                raise ValueError("step, data position, history or best score malformed")
+            self.step, (self.epoch, self.chunk) = step, data
+            self.bad_evals, self.elapsed0 = bad, float(elapsed)
+            self.history, self.best = history, best
+        except (KeyError, TypeError, ValueError) as e:
+            raise CheckpointError(f"{where} lacks training state to resume ({e})") from None
+
+    def checkpoint(self, name: str, elapsed: float) -> None:
+        F = self.F
+        meta = {"train": self.cfg.to_dict(), "step": self.step, "history": self.history,
+                f"best_{F.METRIC}": self.best, "corpus": self.cfg.corpus, "elapsed": elapsed,
+                "rng": self.rng.bit_generator.state, "data": [self.epoch, self.chunk],
+                "bad_evals": self.bad_evals, "corpus_chars": self.data.fingerprint[0],
+                "corpus_crc32": self.data.fingerprint[1], "threads": self.workers.n}
+        arrays = {f"opt/{k}": v for k, v in self.opt.state.items()}
+        names = F.state_names(self.model)
+        arrays.update({f"state/{n}": a for n, a in zip(names, flat_state(self.state))})
+        try:
+            C.save(self.run_dir / f"{name}{C.SUFFIX}",
+                   C.Checkpoint(self.model, self.data.vocab, self.params, meta, arrays, F.NAME))
+        except CheckpointError as e:  # "cannot write checkpoint <path>: <reason>"
+            raise CheckpointError(f"{e}; {self._intact()}") from None
+
+    def log(self, record: dict) -> None:
+        self.history.append(record)
+        try:
+            with open(self.metrics, "a") as f:
+                f.write(json.dumps(record) + "\n")
+        except OSError as e:
+            raise self.unwritable(self.metrics, e) from None
+
+    def evaluate(self, elapsed: float) -> dict:
+        """Score the validation data (F.evaluate); save best and last; return the record."""
+        figures = self.F.evaluate(self.params, self.model, self.data, self.cfg, self.workers)
+        rec = {"kind": "eval", "step": self.step, "epoch": self.epoch_f, **figures,
+               "elapsed": elapsed}
+        self.log(rec)
+        value = figures[self.F.METRIC]
+        if self.best is None or value < self.best:
+            self.best, self.bad_evals = value, 0
+            self.checkpoint("best", elapsed)
+        else:
+            self.bad_evals += 1
+        self.checkpoint("last", elapsed)
+        return rec
