@@ -25,6 +25,15 @@ Weight layouts (hard to change later: checkpoints store them):
   sigmoid pass covers them, then the tanh candidate), the torch-rnn packing.
 - gru:  Wh (H, 3H), columns r, z, n (PyTorch's order), plus bhn (H,), the recurrent bias of the
   candidate, which sits inside the reset gate's product and so cannot be folded into b.
+  Written out, with xp = [xp_r, xp_z, xp_n]:
+      r = sigmoid(xp_r + h_prev Wh_r),  z = sigmoid(xp_z + h_prev Wh_z)
+      n = tanh(xp_n + r * (h_prev Wh_n + bhn))   r multiplies the recurrent term, bhn included
+      h = (1 - z) * n + z * h_prev               z weights the OLD state (z = 1 keeps h_prev);
+                                                 computed as h = n + z * (h_prev - n)
+
+Comments in the kernels name the term each in-place operation computes: a_t is a pre-activation
+(xp_t + h_{t-1} Wh), dX is dL/dX, and a suffix names gate columns (a_i, Wh_n, ...). Figures
+behind the speed choices are in bench/README.md, "Measurements behind the cell kernels".
 """
 
 from __future__ import annotations
@@ -35,12 +44,29 @@ from typing import NamedTuple
 import numpy as np
 
 
-def _sigmoid_(a: np.ndarray) -> np.ndarray:
-    """In-place logistic function, as 0.5 * tanh(0.5 a) + 0.5: exact, and never overflows."""
-    a *= 0.5
-    np.tanh(a, out=a)
-    a *= 0.5
-    a += 0.5
+def _sigmoid_(a: np.ndarray, negated: bool = False) -> np.ndarray:
+    """In place: the logistic function sigmoid(x) = 1 / (1 + exp(-x)); returns `a`.
+
+    Two formulas, both exact in real arithmetic, which round differently in floating point; the
+    flag picks one, so every path keeps the values it has always computed (merging them would
+    change results in the last bits):
+
+    - negated=False: `a` holds x -> 0.5 * tanh(0.5 x) + 0.5. Never overflows. For inputs that are
+      not pre-scaled (gru_step; lstm_step inlines the same formula so that a single np.tanh call
+      also covers its tanh gate).
+    - negated=True: `a` holds u = -x (pre-scaled by _gate_scale) -> 1 / (1 + exp(u)). For the
+      forward time loops, where np.exp is cheaper than np.tanh (see bench/README.md). exp may
+      overflow to inf, harmlessly (1 / inf = 0): callers run it under np.errstate(over="ignore").
+    """
+    if negated:
+        np.exp(a, out=a)  # exp(-x)
+        a += 1  # 1 + exp(-x)
+        np.reciprocal(a, out=a)  # 1 / (1 + exp(-x))
+    else:
+        a *= 0.5  # x / 2
+        np.tanh(a, out=a)  # tanh(x / 2)
+        a *= 0.5
+        a += 0.5  # 0.5 tanh(x / 2) + 0.5
     return a
 
 
@@ -49,40 +75,26 @@ def _gate_scale(G: int, n_sigmoid: int, dtype) -> np.ndarray:
 
     The cells multiply Wh (a copy, once per chunk) and the input projection by this, so the time
     loop gets u = -a for sigmoid gates and u = -2a for tanh gates, and then ONE pass of
-    s = 1 / (1 + exp(u)) serves every gate: sigmoid(a) = s, tanh(a) = 2 s - 1 (two cheap passes
-    over the tanh columns). np.exp is the costliest operation in the loop, yet cheaper than
-    np.tanh in float32 NumPy, and it never runs twice over the same data. The scale factors are
-    powers of two, so scaling is exact; exp overflows harmlessly to inf (1 / inf = 0)."""
+    s = 1 / (1 + exp(u)) (_sigmoid_(u, negated=True)) serves every gate: sigmoid(a) = s,
+    tanh(a) = 2 s - 1 (two cheap passes over the tanh columns). np.exp is the costliest
+    elementwise operation in the loop, yet cheaper than np.tanh in float32 NumPy (see
+    bench/README.md), and it never runs twice over the same data. The scale factors are powers of
+    two, so scaling is exact; exp overflows harmlessly to inf (1 / inf = 0)."""
     scale = np.full(G, -2.0, dtype=dtype)
     scale[:n_sigmoid] = -1.0
     return scale
 
 
-def _sigmoid_of_negated_(u: np.ndarray) -> np.ndarray:
-    """In place: u = -a -> sigmoid(a) = 1 / (1 + exp(u)). exp may overflow to inf, harmlessly
-    (1 / inf = 0): callers run it under np.errstate(over="ignore")."""
-    np.exp(u, out=u)
-    u += 1
-    np.reciprocal(u, out=u)
-    return u
-
-
-def _gates_(u: np.ndarray, n_sigmoid: int) -> np.ndarray:
-    """In place: u (N, G) pre-scaled by _gate_scale -> [sigmoid gates, tanh gates]."""
-    _sigmoid_of_negated_(u)
-    t = u[:, n_sigmoid:]
-    t *= 2
-    t -= 1
-    return u
-
-
 def _weight_grad(h0: np.ndarray, hs: np.ndarray, d: np.ndarray) -> np.ndarray:
-    """sum_t h_{t-1}^T d_t, as two matrix multiplies over all steps (no concatenated copy)."""
+    """dWh = sum_t h_{t-1}^T d_t, as two matrix multiplies over all steps (no concatenated copy).
+
+    h0 (N, H): h_0; hs (T, N, H): h_1 .. h_T; d (T, N, G): gradient at h_{t-1} Wh. Returns (H, G).
+    """
     T, _N, H = hs.shape
     G = d.shape[-1]
-    dW = h0.T @ d[0]
+    dW = h0.T @ d[0]  # h_0^T d_1
     if T > 1:
-        dW += hs[:-1].reshape(-1, H).T @ d[1:].reshape(-1, G)
+        dW += hs[:-1].reshape(-1, H).T @ d[1:].reshape(-1, G)  # + sum_{t>1} h_{t-1}^T d_t
     return dW
 
 
@@ -103,37 +115,48 @@ class RNNCache(NamedTuple):
 
 
 def rnn_forward(xp, state, p):
+    """Forward over a chunk: h_t = tanh(a_t), a_t = xp_t + h_{t-1} Wh.
+
+    xp (T, N, H): input projection x Wx + b, overwritten (it becomes hs); state: (h0,) (N, H);
+    p: {'Wh': (H, H)}. Returns hs (T, N, H), (h_T,) (N, H), cache (RNNCache)."""
     (h,) = state
     Wh = p["Wh"]
     hs = xp  # h_t overwrites xp_t
     buf = np.empty_like(h)
     for t in range(xp.shape[0]):
         ht = hs[t]
-        np.matmul(h, Wh, out=buf)
-        ht += buf
-        np.tanh(ht, out=ht)
+        np.matmul(h, Wh, out=buf)  # h_{t-1} Wh
+        ht += buf  # a_t = xp_t + h_{t-1} Wh
+        np.tanh(ht, out=ht)  # h_t = tanh(a_t)
         h = ht
     return hs, (h.copy(),), RNNCache(Wh, state[0], hs)
 
 
 def rnn_backward(dhs, dstate, cache):
+    """Backward over a chunk.
+
+    dhs (T, N, H): dL/dh_t from above (output layer or next layer); dstate: (dh_T,) (N, H), the
+    gradient at the final state; cache: RNNCache from rnn_forward. Returns dxp (T, N, H) = da_t,
+    (dh_0,) (N, H), grads {'Wh': (H, H)}."""
     Wh, h0, hs = cache
-    dxp = np.multiply(hs, hs)  # d tanh(a)/da = 1 - h^2, for all steps at once
-    np.subtract(1, dxp, out=dxp)
-    dh = dstate[0].copy()
-    WhT = np.ascontiguousarray(Wh.T)  # a transposed view multiplies 1.2-1.4x slower
+    dxp = np.multiply(hs, hs)  # h_t^2, for all steps at once
+    np.subtract(1, dxp, out=dxp)  # tanh'(a_t) = 1 - h_t^2
+    dh = dstate[0].copy()  # dh_T
+    WhT = np.ascontiguousarray(Wh.T)  # a transposed view multiplies slower; see bench/README.md
     for t in range(hs.shape[0] - 1, -1, -1):
-        dh += dhs[t]
+        dh += dhs[t]  # dh_t = dhs_t + da_{t+1} Wh^T
         da = dxp[t]
-        da *= dh
-        np.matmul(da, WhT, out=dh)  # dh_prev
-    return dxp, (dh,), {"Wh": _weight_grad(h0, hs, dxp)}
+        da *= dh  # da_t = dh_t * (1 - h_t^2)
+        np.matmul(da, WhT, out=dh)  # dh_{t-1} = da_t Wh^T
+    return dxp, (dh,), {"Wh": _weight_grad(h0, hs, dxp)}  # dWh = sum_t h_{t-1}^T da_t
 
 
 def rnn_step(xp, state, p):
-    a = np.matmul(state[0], p["Wh"])
-    a += xp
-    return (np.tanh(a, out=a),)
+    """One time step. xp (N, H): input projection, not modified; state: (h,) (N, H);
+    p: {'Wh': (H, H)}. Returns (h_next,) (N, H)."""
+    a = np.matmul(state[0], p["Wh"])  # h_{t-1} Wh
+    a += xp  # a_t = xp_t + h_{t-1} Wh
+    return (np.tanh(a, out=a),)  # h_t = tanh(a_t)
 
 
 # --------------------------------------------------------------------------------------------
@@ -153,13 +176,18 @@ class LSTMCache(NamedTuple):
 
 
 def lstm_forward(xp, state, p):
+    """Forward over a chunk (gates i, f, o, g; equations above).
+
+    xp (T, N, 4H): input projection x Wx + b, overwritten (it becomes the cached activations);
+    state: (h0, c0), each (N, H); p: {'Wh': (H, 4H)}. Returns hs (T, N, H), (h_T, c_T), each
+    (N, H), cache (LSTMCache)."""
     h, c = state
     T, N, G = xp.shape
     H = G // 4
-    scale = _gate_scale(G, 3 * H, xp.dtype)
+    scale = _gate_scale(G, 3 * H, xp.dtype)  # [-1 (i f o), -2 (g)]
     Whs = p["Wh"] * scale  # see _gate_scale
     acts = xp  # activations overwrite the pre-activations
-    acts *= scale
+    acts *= scale  # u = [-xp_i, -xp_f, -xp_o, -2 xp_g], for all steps at once
     cs = np.empty((T, N, H), dtype=xp.dtype)
     tcs = np.empty_like(cs)
     hs = np.empty_like(cs)
@@ -168,22 +196,31 @@ def lstm_forward(xp, state, p):
     with np.errstate(over="ignore"):  # exp may overflow to inf, harmlessly: see _gate_scale
         for t in range(T):
             a = acts[t]
-            np.matmul(h, Whs, out=buf)
-            a += buf
-            _gates_(a, 3 * H)
+            np.matmul(h, Whs, out=buf)  # h_{t-1} Wh, scaled
+            a += buf  # u_t = scale * a_t, a_t = xp_t + h_{t-1} Wh
+            _sigmoid_(a, negated=True)  # [i f o] = sigmoid(a_ifo); g columns: sigmoid(2 a_g)
             i, f, o, g = a[:, :H], a[:, H : 2 * H], a[:, 2 * H : 3 * H], a[:, 3 * H :]
+            g *= 2
+            g -= 1  # g = 2 sigmoid(2 a_g) - 1 = tanh(a_g)
             ct, tc = cs[t], tcs[t]
-            np.multiply(f, c, out=ct)
-            np.multiply(i, g, out=ig)
-            ct += ig
-            np.tanh(ct, out=tc)
-            np.multiply(o, tc, out=hs[t])
+            np.multiply(f, c, out=ct)  # f * c_{t-1}
+            np.multiply(i, g, out=ig)  # i * g
+            ct += ig  # c_t = f * c_{t-1} + i * g
+            np.tanh(ct, out=tc)  # tanh(c_t)
+            np.multiply(o, tc, out=hs[t])  # h_t = o * tanh(c_t)
             h, c = hs[t], ct
     return hs, (h.copy(), c.copy()), LSTMCache(p["Wh"], state[0], state[1], acts, cs, tcs, hs)
 
 
 def lstm_backward(dhs, dstate, cache):
-    """Per step only dh and dc are carried: with dc_t = dc + dh * o (1 - tanh(c)^2), the gate
+    """Backward over a chunk.
+
+    dhs (T, N, H): dL/dh_t from above (output layer or next layer); dstate: (dh_T, dc_T), each
+    (N, H), the gradients at the final state; cache: LSTMCache from lstm_forward. Returns
+    dxp (T, N, 4H) = da_t (unscaled pre-activations, columns i, f, o, g), (dh_0, dc_0), each
+    (N, H), grads {'Wh': (H, 4H)}.
+
+    Per step only dh and dc are carried: with dc_t = dc + dh * o (1 - tanh(c)^2), the gate
     gradients are da = [dc K_i, dc K_f, dh K_o, dc K_g], where the factors K (products of cached
     activations and nonlinearity derivatives) are computed for all T steps before the loop:
     K_i = g i(1-i), K_f = c_prev f(1-f), K_o = tanh(c) o(1-o), K_g = i (1-g^2)."""
@@ -192,53 +229,58 @@ def lstm_backward(dhs, dstate, cache):
     H = G // 4
     A = acts.reshape(T, N, 4, H)
     i, f, o, g = A[:, :, 0], A[:, :, 1], A[:, :, 2], A[:, :, 3]
-    dxp = np.subtract(1, acts)  # K, then da in place: (T, N, 4, H)
+    dxp = np.subtract(1, acts)  # 1 - s; becomes K, then da in place: (T, N, 4, H)
     K = dxp.reshape(T, N, 4, H)
-    K[:, :, :3] *= A[:, :, :3]  # s (1 - s)
-    np.multiply(g, g, out=K[:, :, 3])  # 1 - g^2
-    np.subtract(1, K[:, :, 3], out=K[:, :, 3])
-    K[:, :, 0] *= g
-    K[0, :, 1] *= c0
-    K[1:, :, 1] *= cs[:-1]
-    K[:, :, 2] *= tcs
-    K[:, :, 3] *= i
-    ot = np.multiply(tcs, tcs)  # o (1 - tanh(c)^2): dh's path into dc
-    np.subtract(1, ot, out=ot)
-    ot *= o
-    dh = dstate[0].copy()
-    dc = dstate[1].copy()
+    K[:, :, :3] *= A[:, :, :3]  # s (1 - s) = sigmoid'(a) for i, f, o
+    np.multiply(g, g, out=K[:, :, 3])  # g^2
+    np.subtract(1, K[:, :, 3], out=K[:, :, 3])  # 1 - g^2 = tanh'(a_g)
+    K[:, :, 0] *= g  # K_i = g i(1-i)
+    K[0, :, 1] *= c0  # K_f = c_{t-1} f(1-f), first step (c_0)
+    K[1:, :, 1] *= cs[:-1]  # K_f = c_{t-1} f(1-f), later steps
+    K[:, :, 2] *= tcs  # K_o = tanh(c_t) o(1-o)
+    K[:, :, 3] *= i  # K_g = i (1-g^2)
+    ot = np.multiply(tcs, tcs)  # tanh(c_t)^2
+    np.subtract(1, ot, out=ot)  # 1 - tanh(c_t)^2
+    ot *= o  # o (1 - tanh(c_t)^2): dh's path into dc
+    dh = dstate[0].copy()  # dh_T
+    dc = dstate[1].copy()  # dc_T
     tmp = np.empty((N, H), dtype=acts.dtype)
-    WhT = np.ascontiguousarray(Wh.T)  # a transposed view multiplies 1.2-1.4x slower
+    WhT = np.ascontiguousarray(Wh.T)  # a transposed view multiplies slower; see bench/README.md
     for t in range(T - 1, -1, -1):
         Kt = K[t]
-        dh += dhs[t]
-        np.multiply(dh, ot[t], out=tmp)
-        dc += tmp
-        Kt[:, :2] *= dc[:, None]  # di, df
-        Kt[:, 2] *= dh  # do
-        Kt[:, 3] *= dc  # dg
-        dc *= f[t]  # dc_prev
-        np.matmul(dxp[t], WhT, out=dh)  # dh_prev
-    return dxp, (dh, dc), {"Wh": _weight_grad(h0, hs, dxp)}
+        dh += dhs[t]  # dh_t = dhs_t + da_{t+1} Wh^T
+        np.multiply(dh, ot[t], out=tmp)  # dh_t o (1 - tanh(c_t)^2)
+        dc += tmp  # dc_t = f_{t+1} dc_{t+1} + dh_t o (1 - tanh(c_t)^2)
+        Kt[:, :2] *= dc[:, None]  # da_i = dc_t K_i, da_f = dc_t K_f
+        Kt[:, 2] *= dh  # da_o = dh_t K_o
+        Kt[:, 3] *= dc  # da_g = dc_t K_g
+        dc *= f[t]  # f * dc_t: the path c_{t-1} -> c_t, the first part of dc_{t-1}
+        np.matmul(dxp[t], WhT, out=dh)  # dh_{t-1} = da_t Wh^T
+    return dxp, (dh, dc), {"Wh": _weight_grad(h0, hs, dxp)}  # dWh = sum_t h_{t-1}^T da_t
 
 
 def lstm_step(xp, state, p):
-    """One step with the fewest NumPy calls (sampling is per-call overhead plus the matvec)."""
+    """One step with the fewest NumPy calls (sampling is per-call overhead plus the matvec).
+
+    xp (N, 4H): input projection, not modified; state: (h, c), each (N, H); p: {'Wh': (H, 4H)}.
+    Returns (h_next, c_next), each (N, H)."""
     h, c = state
     H = h.shape[-1]
-    a = np.matmul(h, p["Wh"])
-    a += xp
+    a = np.matmul(h, p["Wh"])  # h_{t-1} Wh
+    a += xp  # a_t = xp_t + h_{t-1} Wh
     s = a[:, : 3 * H]
-    s *= 0.5  # one tanh pass for all four gates: sigmoid(a) = 0.5 tanh(a / 2) + 0.5
-    np.tanh(a, out=a)
+    # _sigmoid_'s tanh formula, inlined: one tanh pass for all four gates,
+    # sigmoid(a) = 0.5 tanh(a / 2) + 0.5 on i, f, o and tanh(a) on g
+    s *= 0.5  # a_ifo / 2
+    np.tanh(a, out=a)  # [tanh(a_ifo / 2), g = tanh(a_g)]
     s *= 0.5
-    s += 0.5
-    c = a[:, H : 2 * H] * c
+    s += 0.5  # [i f o] = 0.5 tanh(a_ifo / 2) + 0.5
+    c = a[:, H : 2 * H] * c  # f * c_{t-1}
     g = a[:, 3 * H :]
-    g *= a[:, :H]
-    c += g
-    h = np.tanh(c)
-    h *= a[:, 2 * H : 3 * H]
+    g *= a[:, :H]  # i * g
+    c += g  # c_t = f * c_{t-1} + i * g
+    h = np.tanh(c)  # tanh(c_t)
+    h *= a[:, 2 * H : 3 * H]  # h_t = o * tanh(c_t)
     return h, c
 
 
@@ -248,6 +290,7 @@ def lstm_step(xp, state, p):
 #   z = sigmoid(x Wx_z + b_z + h_prev Wh_z)
 #   n = tanh(x Wx_n + b_n + r * (h_prev Wh_n + bhn))     reset gate applied after the multiply
 #   h = (1 - z) * n + z * h_prev                          z = 1 keeps the old state
+# computed as h = n + z * (h_prev - n); with xp = x Wx + b, the terms are xp_r, xp_z, xp_n.
 # --------------------------------------------------------------------------------------------
 
 
@@ -260,41 +303,52 @@ class GRUCache(NamedTuple):
 
 
 def gru_forward(xp, state, p):
+    """Forward over a chunk (PyTorch's GRU; equations above).
+
+    xp (T, N, 3H): input projection x Wx + b, columns r, z, n, overwritten (it becomes the cached
+    activations r, z, n); state: (h0,) (N, H); p: {'Wh': (H, 3H), 'bhn': (H,)}. Returns
+    hs (T, N, H), (h_T,) (N, H), cache (GRUCache)."""
     (h,) = state
     bhn = p["bhn"]
     T, N, G = xp.shape
     H = G // 3
     Whs = p["Wh"].copy()  # r, z columns negated: see _gate_scale
-    Whs[:, : 2 * H] *= -1
+    Whs[:, : 2 * H] *= -1  # [-Wh_r, -Wh_z, Wh_n]
     acts = xp
-    acts[..., : 2 * H] *= -1
+    acts[..., : 2 * H] *= -1  # u = [-xp_r, -xp_z], for all steps at once
     hns = np.empty((T, N, H), dtype=xp.dtype)
     hs = np.empty_like(hns)
     gh = np.empty((N, G), dtype=xp.dtype)
     rh = np.empty((N, H), dtype=xp.dtype)
-    with np.errstate(over="ignore"):  # see _sigmoid_of_negated_
+    with np.errstate(over="ignore"):  # see _sigmoid_
         for t in range(T):
             a = acts[t]
-            np.matmul(h, Whs, out=gh)
+            np.matmul(h, Whs, out=gh)  # [-h_{t-1} Wh_r, -h_{t-1} Wh_z, h_{t-1} Wh_n]
             rz = a[:, : 2 * H]
-            rz += gh[:, : 2 * H]
-            _sigmoid_of_negated_(rz)
+            rz += gh[:, : 2 * H]  # u = -(xp_rz + h_{t-1} Wh_rz)
+            _sigmoid_(rz, negated=True)  # r = sigmoid(xp_r + h Wh_r), z = sigmoid(xp_z + h Wh_z)
             r, z, n = a[:, :H], a[:, H : 2 * H], a[:, 2 * H :]
             hn = hns[t]
-            np.add(gh[:, 2 * H :], bhn, out=hn)
-            np.multiply(r, hn, out=rh)
-            n += rh
-            np.tanh(n, out=n)
-            ht = hs[t]  # h = n + z * (h_prev - n)
-            np.subtract(h, n, out=ht)
-            ht *= z
-            ht += n
+            np.add(gh[:, 2 * H :], bhn, out=hn)  # hn = h_{t-1} Wh_n + bhn
+            np.multiply(r, hn, out=rh)  # r * (h_{t-1} Wh_n + bhn)
+            n += rh  # xp_n + r * (h_{t-1} Wh_n + bhn)
+            np.tanh(n, out=n)  # n = tanh(xp_n + r * (h_{t-1} Wh_n + bhn))
+            ht = hs[t]
+            np.subtract(h, n, out=ht)  # h_{t-1} - n
+            ht *= z  # z * (h_{t-1} - n)
+            ht += n  # h_t = n + z * (h_{t-1} - n) = (1 - z) * n + z * h_{t-1}
             h = ht
     return hs, (h.copy(),), GRUCache(p["Wh"], state[0], acts, hns, hs)
 
 
 def gru_backward(dhs, dstate, cache):
-    """Per step only dh is carried. With dh_t the total gradient at h_t and k = (1-z)(1-n^2)
+    """Backward over a chunk.
+
+    dhs (T, N, H): dL/dh_t from above (output layer or next layer); dstate: (dh_T,) (N, H), the
+    gradient at the final state; cache: GRUCache from gru_forward. Returns dxp (T, N, 3H) (columns
+    r, z, n), (dh_0,) (N, H), grads {'Wh': (H, 3H), 'bhn': (H,)}.
+
+    Per step only dh is carried. With dh_t the total gradient at h_t and k = (1-z)(1-n^2)
     (the factor of dn's path), the gradient with respect to [h_prev Wh_r, h_prev Wh_z,
     h_prev Wh_n + bhn] is dh_t * [K_r, K_z, K_n] with K_r = hn k r(1-r), K_z = (h_prev - n)
     z(1-z), K_n = k r, all computed for every step before the loop. dxp equals that gradient in
@@ -305,52 +359,55 @@ def gru_backward(dhs, dstate, cache):
     H = G // 3
     A = acts.reshape(T, N, 3, H)
     r, z, n = A[:, :, 0], A[:, :, 1], A[:, :, 2]
-    k = np.multiply(n, n)  # (1 - z)(1 - n^2)
-    np.subtract(1, k, out=k)
-    tmp = np.subtract(1, z)
-    k *= tmp
+    k = np.multiply(n, n)  # n^2
+    np.subtract(1, k, out=k)  # 1 - n^2 = tanh'
+    tmp = np.subtract(1, z)  # 1 - z
+    k *= tmp  # k = (1 - z)(1 - n^2)
     dgh = np.empty_like(acts)  # K, then dh_t K in place
     K = dgh.reshape(T, N, 3, H)
-    np.subtract(1, r, out=K[:, :, 0])  # hn k r (1 - r)
-    K[:, :, 0] *= r
-    K[:, :, 0] *= hns
-    K[:, :, 0] *= k
-    np.subtract(h0, n[0], out=K[0, :, 1])  # (h_prev - n) z (1 - z)
-    np.subtract(hs[:-1], n[1:], out=K[1:, :, 1])
-    tmp *= z
-    K[:, :, 1] *= tmp
-    np.multiply(k, r, out=K[:, :, 2])
+    np.subtract(1, r, out=K[:, :, 0])  # 1 - r
+    K[:, :, 0] *= r  # r (1 - r)
+    K[:, :, 0] *= hns  # hn r (1 - r)
+    K[:, :, 0] *= k  # K_r = hn k r (1 - r)
+    np.subtract(h0, n[0], out=K[0, :, 1])  # h_{t-1} - n, first step (h_0)
+    np.subtract(hs[:-1], n[1:], out=K[1:, :, 1])  # h_{t-1} - n, later steps
+    tmp *= z  # z (1 - z)
+    K[:, :, 1] *= tmp  # K_z = (h_{t-1} - n) z (1 - z)
+    np.multiply(k, r, out=K[:, :, 2])  # K_n = k r
     DH = np.empty_like(hs)  # dh_t, total gradient at h_t
-    dh = dstate[0].copy()
+    dh = dstate[0].copy()  # dh_T
     buf = np.empty_like(dh)
-    WhT = np.ascontiguousarray(Wh.T)  # a transposed view multiplies 1.2-1.4x slower
+    WhT = np.ascontiguousarray(Wh.T)  # a transposed view multiplies slower; see bench/README.md
     for t in range(T - 1, -1, -1):
         dht = DH[t]
-        np.add(dh, dhs[t], out=dht)
-        K[t] *= dht[:, None]
-        np.multiply(dht, z[t], out=dh)  # the direct path h_prev -> h
-        np.matmul(dgh[t], WhT, out=buf)  # and the path through Wh
-        dh += buf
+        np.add(dh, dhs[t], out=dht)  # dh_t = dhs_t + (recurrent part from step t+1)
+        K[t] *= dht[:, None]  # dgh_t = dh_t [K_r, K_z, K_n]
+        np.multiply(dht, z[t], out=dh)  # dh_{t-1} = dh_t z: the direct path h_prev -> h
+        np.matmul(dgh[t], WhT, out=buf)  # dgh_t Wh^T: the path through Wh
+        dh += buf  # dh_{t-1} = dh_t z + dgh_t Wh^T
+    # dWh = sum_t h_{t-1}^T dgh_t; dbhn = dgh_n summed over steps and streams
     grads = {"Wh": _weight_grad(h0, hs, dgh), "bhn": dgh[:, :, 2 * H :].sum(axis=(0, 1))}
     dxp = dgh  # r and z columns as they are; n columns replaced, now that dgh is used up
-    np.multiply(DH, k, out=dxp[..., 2 * H :])
+    np.multiply(DH, k, out=dxp[..., 2 * H :])  # dxp_n = dh_t (1 - z)(1 - n^2)
     return dxp, (dh,), grads
 
 
 def gru_step(xp, state, p):
+    """One time step. xp (N, 3H): input projection, not modified; state: (h,) (N, H);
+    p: {'Wh': (H, 3H), 'bhn': (H,)}. Returns (h_next,) (N, H)."""
     (h,) = state
     H = h.shape[-1]
-    gh = np.matmul(h, p["Wh"])
-    rz = _sigmoid_(np.add(xp[:, : 2 * H], gh[:, : 2 * H]))
+    gh = np.matmul(h, p["Wh"])  # h_{t-1} Wh
+    rz = _sigmoid_(np.add(xp[:, : 2 * H], gh[:, : 2 * H]))  # [r z] = sigmoid(xp_rz + h Wh_rz)
     r, z = rz[:, :H], rz[:, H:]
     hn = gh[:, 2 * H :]
-    hn += p["bhn"]
-    hn *= r
-    n = np.add(xp[:, 2 * H :], hn)
-    np.tanh(n, out=n)
-    hnew = np.subtract(h, n)
-    hnew *= z
-    hnew += n
+    hn += p["bhn"]  # h_{t-1} Wh_n + bhn
+    hn *= r  # r * (h_{t-1} Wh_n + bhn)
+    n = np.add(xp[:, 2 * H :], hn)  # xp_n + r * (h_{t-1} Wh_n + bhn)
+    np.tanh(n, out=n)  # n = tanh(xp_n + r * (h_{t-1} Wh_n + bhn))
+    hnew = np.subtract(h, n)  # h_{t-1} - n
+    hnew *= z  # z * (h_{t-1} - n)
+    hnew += n  # h_t = n + z * (h_{t-1} - n) = (1 - z) * n + z * h_{t-1}
     return (hnew,)
 
 
