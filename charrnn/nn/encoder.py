@@ -27,7 +27,8 @@ for padding) gathers the inputs in and, being its own inverse, the outputs back 
 both directions, as the cells see them, every sequence's real steps come first (t < L_n) and
 its padding after, so:
 - forward: a real step never reads a padded one, so padding cannot change a real output, and
-  each direction's final is read at reversed-or-not time L_n - 1, not from the cell's state_T;
+  each direction's final is read at step L_n - 1 of its own time order, not from the cell's
+  state_T (which has run on through the padding);
 - backward: the cell's backward loop starts at T - 1 with a zero dstate_T and meets the padded
   steps first; their upstream gradient is zero (padded outputs are multiplied by zero, and the
   finals' gradients enter at real positions), so the carried gradient stays exactly zero
@@ -168,7 +169,11 @@ def forward(params: dict, cell: str, layers: int, bidirectional: bool, ids, leng
     rev = np.where(t < lengths, lengths - 1 - t, t)  # (T, N)
     cols = np.arange(N)
     last = lengths - 1
-    order = {"fw": ids_t, "bw": ids_t[rev, cols]}  # (T, N) ids in each direction's time order
+    order = {"fw": ids_t}  # (T, N) ids in each direction's time order
+    if bidirectional:
+        order["bw"] = ids_t[rev, cols]
+    if masks is not None and len(masks) != layers - 1:
+        raise ValueError(f"{layers} layers take {layers - 1} dropout masks, not {len(masks)}")
     valid = real.T[..., None].astype(params[f"{prefix}l0.fw.Wx"].dtype)  # (T, N, 1)
     caches, finals = [], []
     y = None
