@@ -53,8 +53,8 @@ import numpy as np
 
 from ..errors import ConfigError
 from .cells import CELLS
+from .ops import dropout_mask, scatter_rows
 
-ONE_HOT_MAX_V = 1024  # up to this vocabulary, layer 0's dWx is a one-hot matmul
 
 
 def _directions(bidirectional: bool) -> tuple[str, ...]:
@@ -112,8 +112,7 @@ def dropout_masks(rng: np.random.Generator, p: float, layers: int, T: int, N: in
     if p == 0:
         return None
     dtype = np.dtype(dtype)
-    return [(rng.random((T, N, D)) >= p).astype(dtype) / dtype.type(1.0 - p)
-            for _ in range(layers - 1)]
+    return [dropout_mask(rng, p, (T, N, D), dtype) for _ in range(layers - 1)]
 
 
 class LayerCache(NamedTuple):
@@ -207,18 +206,6 @@ def forward(params: dict, cell: str, layers: int, bidirectional: bool, ids, leng
     return outs, tuple(finals), cache
 
 
-def _scatter_rows(ids: np.ndarray, d: np.ndarray, V: int) -> np.ndarray:
-    """(V, G): row v sums the rows d[j] with ids[j] == v, the transpose of the gather Wx[ids];
-    a one-hot matmul (BLAS speed) up to ONE_HOT_MAX_V, np.add.at above."""
-    if V > ONE_HOT_MAX_V:
-        out = np.zeros((V, d.shape[1]), dtype=d.dtype)
-        np.add.at(out, ids, d)
-        return out
-    one_hot = np.zeros((V, len(ids)), dtype=d.dtype)
-    one_hot[ids, np.arange(len(ids))] = 1
-    return one_hot @ d
-
-
 def backward(douts: np.ndarray, dfinals, cache: EncoderCache) -> dict[str, np.ndarray]:
     """Gradients given douts (T, N, R*H) (its padded positions are ignored) and dfinals, the
     gradients of the finals: None, or per layer None or a tuple per direction of (N, H) arrays
@@ -252,7 +239,7 @@ def backward(douts: np.ndarray, dfinals, cache: EncoderCache) -> dict[str, np.nd
             dxp2 = dxp.reshape(T * N, -1)  # (T*N, G)
             Wx = params[name + "Wx"]
             if k == 0:
-                grads[name + "Wx"] = _scatter_rows(ids[j].reshape(-1), dxp2, Wx.shape[0])
+                grads[name + "Wx"] = scatter_rows(ids[j].reshape(-1), dxp2, Wx.shape[0])
                 grads[name + "b"] = grads[name + "Wx"].sum(axis=0)  # V rows, not T*N
             else:
                 grads[name + "Wx"] = xs[j].reshape(T * N, -1).T @ dxp2

@@ -1,25 +1,22 @@
-"""Data parallelism on the CPU: the streams of a batch split across worker processes.
+"""Data parallelism on the CPU: the rows of a batch (streams, sequences) split across worker
+processes, for any model family (charrnn.models).
 
 Why: the time loop is one small matrix multiply per step ((N, H) by (H, G)) plus a dozen short
 elementwise passes. Multi-threaded BLAS splits each small multiply across the cores and pays a
-hand-off on every one, and NumPy's elementwise passes run on one core. Splitting the N streams
-into one slice per core instead runs every part of a chunk (multiplies, gates, softmax, weight
-gradients) on all cores at once, with one hand-off per chunk. Threads cannot do it: every NumPy
+hand-off on every one, and NumPy's elementwise passes run on one core. Splitting the N rows into
+one slice per core instead runs every part of a batch (multiplies, gates, softmax, weight
+gradients) on all cores at once, with one hand-off per batch. Threads cannot do it: every NumPy
 call takes Python's GIL, and two threads making ~20 short calls per time step spent much of their
-time waiting for it (measured: 0.54-0.94 of the ideal speed-up). So the calling process computes
-the first slice itself and each other slice goes to a worker process (`python -m
-charrnn._worker`), every one of them running single-threaded BLAS. Measured with
-`python bench/bench.py` on 2 cores, against one process with two-thread BLAS: LSTM 256x2 from
-10.9k to 14.2-18.3k characters per second, LSTM 128x1 from 64-84k to 85-105k, GRU 256x2 from
-14.4-15.9k to 18.2-21.8k (the ranges are separate runs); the default `charrnn train` from 17.5k
-to 22.0k.
+time waiting for it. So the calling process computes the first slice itself and each other slice
+goes to a worker process (charrnn.parallel._worker), every one of them running single-threaded
+BLAS. The speed-ups measured are in bench/README.md.
 
 How (hard to change later, keep it): the parameters and the workers' gradients live in one block
 of shared memory, a temporary file unlinked at once (so nothing is left behind, however the
 process ends) whose descriptor the workers inherit; space is reserved up front, so a full
 /dev/shm is an error (and one process) rather than a crash on first touch. Before each chunk the
 caller copies the parameters in, and after it adds the workers' gradients to its own.
-Everything else (ids, state slices, dropout masks, losses, final states) goes through the
+Everything else (the batch's arrays, state slices, masks, losses, final states) goes through the
 workers' stdin and stdout as a JSON header followed by raw array bytes (`send`/`recv`): no
 pickle anywhere. Workers run in their own session (Ctrl-C reaches only the caller, which decides
 when to stop), with the package's directory, not the current one, at the head of sys.path, and
@@ -53,10 +50,10 @@ from ..errors import CharrnnError, ConfigError
 from ..nn.state import flat_state, nest_state, state_concat, state_slice
 from .blas import default_threads, openblas
 
-# A slice needs at least this many hidden values per step (streams x H) to be worth a process.
-# A split costs about 0.3 ms per chunk for small models (copying the parameters in, two pipe
-# messages, adding the gradients); measured on 2 cores, batch 32, even LSTM 16x1 (16 x 16 = 256
-# values a slice) trained faster split in two: 274k against 239k characters per second.
+# A slice needs at least this many hidden values per step (rows x F.width) to be worth a
+# process: a split costs a fixed time per batch (copying the parameters in, two pipe messages,
+# adding the gradients), and even LSTM 16x1 (16 x 16 = 256 values a slice) gains from it
+# (bench/README.md).
 MIN_SLICE = 256
 MAX_HEADER = 1 << 20  # bytes of a message's JSON header: more means the stream is not ours
 
@@ -66,9 +63,8 @@ def keep_freed_memory() -> bool:
     """Have glibc's malloc keep freed memory for reuse instead of handing it back to the system.
 
     Every chunk allocates and frees the same large arrays (activations, gate derivatives); by
-    default glibc returns such blocks to the system and the next chunk faults every page in again:
-    measured 4,500-6,000 page faults and 12-20 ms of system time per 1,024-character slice of
-    LSTM 256x2, LSTM 512x2 and GRU 256x2 (9-16% of the time), none after this. The price is that
+    default glibc returns such blocks to the system and the next chunk faults every page in again
+    (a tenth of the time; bench/README.md has the figures), and after this it does not. The price is that
     the process keeps its peak working set, which training reaches on every chunk anyway. Returns
     False where the C library is not glibc. Called once per process by Workers and the workers."""
     try:
