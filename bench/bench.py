@@ -59,7 +59,6 @@ from charrnn.data import text as D
 from charrnn.models import lm as M
 from charrnn.nn.cells import CELLS
 from charrnn.parallel import workers as P
-from charrnn.tools import evaluate as E
 
 CORPUS = ROOT / "corpora" / "tinyshakespeare.txt"
 CONFIGS = "lstm:128x1,lstm:256x2,lstm:512x2,gru:256x2,rnn:256x2"
@@ -140,7 +139,7 @@ def charrnn_trainer(cell, H, L, ids, N, T, seed=0):
         if c == b.chunks:
             c, box["state"] = 0, M.init_state(cfg, N)
         x, y = b.chunk(c)
-        _, grads, box["state"] = P.loss_and_grads(params, cfg, x, y, box["state"], None, pool)
+        _, grads, box["state"] = P.loss_and_grads(M, params, cfg, (x, y), box["state"], None, pool)
         opt.clip_and_step(params, grads, LR, CLIP)
         box["c"] = c + 1
 
@@ -183,7 +182,7 @@ def charrnn_eval_rate(cell, H, L, ids, seconds):
     cfg = M.ModelConfig(vocab_size=V, cell=cell, hidden=H, layers=L, dtype="float32")
     params = M.init_params(cfg, np.random.default_rng(0))
     pool = workers()
-    return best_rate(lambda: E.score(params, cfg, ids, streams=32, seq=256, workers=pool),
+    return best_rate(lambda: M.score(params, cfg, ids, streams=32, seq=256, workers=pool),
                      len(ids) - 1, seconds, min_warm=1)
 
 
@@ -242,6 +241,7 @@ def torch_sampler(torch, cell, H, L, V, seed=0):
 
 MEM_CHILD = """
 import glob, os, resource, sys, time
+from charrnn.models import lm as M
 from charrnn.train import trainer as TR
 
 
@@ -258,9 +258,9 @@ def worker_hwm():  # peak RSS (kB) of this process's children: the worker proces
 
 
 peak = [0]
-cfg = TR.TrainConfig(corpus=sys.argv[1], out=sys.argv[2], cell="lstm", hidden=256, layers=2,
-                     batch=32, seq=64, steps=int(sys.argv[3]), eval_every=10**9,
-                     val_frac=float(sys.argv[4]))
+cfg = TR.TrainConfig(corpus=sys.argv[1], out=sys.argv[2], model=M.Config(cell="lstm", hidden=256,
+                     layers=2, dropout=0.0), batch=32, seq=64, steps=int(sys.argv[3]),
+                     eval_every=10**9, val_frac=float(sys.argv[4]))
 t0 = time.perf_counter()
 TR.train(cfg, on_event=lambda e: peak.__setitem__(0, max(peak[0], worker_hwm())) and False)
 print(peak[0], time.perf_counter() - t0)

@@ -1,4 +1,4 @@
-"""Characters per second of `charrnn.sample.generate` and of `charrnn.evaluate.score`.
+"""Characters per second of `charrnn.sample.generate` and of `charrnn.models.lm.score`.
 
 Run by hand (never a timed test):  python bench/sample_speed.py [--chars 3000]
 Random float32 models with a 65-character vocabulary (GRU 384x1 is `charrnn train`'s default).
@@ -16,7 +16,7 @@ import numpy as np
 
 from charrnn.data.vocab import Vocab
 from charrnn.models import lm as M
-from charrnn.tools.evaluate import score
+from charrnn.models.lm import score
 from charrnn.tools.sample import SampleConfig, generate
 
 

@@ -120,7 +120,7 @@ def test_float32_agrees_with_float64(cell, rng):
     assert l32.dtype == np.float32 and f32[0][0].dtype == np.float32
     assert_close(l32, l64, rtol=1e-4, atol=1e-5)
     targets = rng.integers(0, V, size=(N, T))
-    _, g32, _ = M.loss_and_grads(p32, cfg32, ids, targets, s32)
+    _, g32, _ = M.loss_and_grads(p32, cfg32, (ids, targets), s32)
     assert all(g.dtype == np.float32 for g in g32.values())
 
 

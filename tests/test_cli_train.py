@@ -144,7 +144,7 @@ def test_ctrl_c_or_sigterm_saves_last_and_resume_is_exact(tmp_path, corpus, sig,
     assert k % 5 == 0 or k not in evals  # saved by the stop, with no validation pass
     r = run(corpus, "--out", out, "--resume", "--steps", k + 6)
     assert r.exit_code == 0, r.stderr
-    ref = TrainConfig(**{**C.load(out / "last.npz").meta["train"], "out": str(tmp_path / "ref"),
+    ref = TrainConfig.from_dict({**C.load(out / "last.npz").meta["train"], "out": str(tmp_path / "ref"),
                          "steps": k + 6})
     train(ref)
     assert_same_params(params_at(out), params_at(tmp_path / "ref"))
@@ -165,7 +165,7 @@ def test_killed_mid_write_leaves_previous_checkpoint_and_resume_works(tmp_path, 
     r = run(corpus, "--out", out, "--resume")
     assert r.exit_code == 0, r.stderr
     assert C.load(out / "last.npz").meta["step"] == 20
-    ref = TrainConfig(**{**C.load(out / "last.npz").meta["train"], "out": str(tmp_path / "ref")})
+    ref = TrainConfig.from_dict({**C.load(out / "last.npz").meta["train"], "out": str(tmp_path / "ref")})
     train(ref)
     assert_same_params(params_at(out), params_at(tmp_path / "ref"))
 

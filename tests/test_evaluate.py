@@ -5,7 +5,7 @@ import pytest
 from conftest import assert_close
 
 from charrnn.models import lm as M
-from charrnn.tools.evaluate import char_losses, score
+from charrnn.models.lm import char_losses, score
 
 
 def stepwise_losses(p, cfg, ids):

@@ -8,6 +8,7 @@ import pytest
 from conftest import assert_close
 
 from charrnn.models import lm as M
+from charrnn.nn import ops
 from charrnn.nn.cells import CELLS
 
 
@@ -56,7 +57,7 @@ def test_saturated_gates_are_exact_and_silent(cell, dtype, rng):
     assert_close(hs, ref, what=f"{cell} {dtype} saturated outputs", **tol)
 
 
-@pytest.mark.parametrize("V", [7, M.ONE_HOT_MAX_V + 1])
+@pytest.mark.parametrize("V", [7, ops.ONE_HOT_MAX_V + 1])
 def test_scatter_rows_both_paths(V, rng):
     ids = rng.integers(0, V, size=50)
     ids[:5] = 3  # repeated ids must add up
@@ -64,7 +65,7 @@ def test_scatter_rows_both_paths(V, rng):
     expected = np.zeros((V, 4))
     for j, v in enumerate(ids):
         expected[v] += d[j]
-    assert_close(M._scatter_rows(ids, d, V), expected, what=f"scatter V={V}")
+    assert_close(ops.scatter_rows(ids, d, V), expected, what=f"scatter V={V}")
 
 
 def test_training_step_stays_float32(rng):

@@ -265,8 +265,9 @@ def test_a_checkpoints_recorded_corpus_is_read_in_its_training_encoding(tmp_path
 
     text = "café crème, déjà vu. " * 60
     (tmp_path / "latin.txt").write_bytes(text.encode("latin-1"))
-    train(TrainConfig(corpus=str(tmp_path / "latin.txt"), out=str(tmp_path / "r"), hidden=6,
-                      layers=1, batch=2, seq=8, steps=2, eval_every=2, encoding="latin-1"))
+    train(TrainConfig.from_dict({"corpus": str(tmp_path / "latin.txt"), "out": str(tmp_path / "r"),
+                                 "hidden": 6, "layers": 1, "batch": 2, "seq": 8, "steps": 2,
+                                 "eval_every": 2, "encoding": "latin-1"}))
     flow = G.from_checkpoint(tmp_path / "r", length=3, samples=2, warmup=2)  # not utf-8
     assert np.all(np.isfinite(flow.h))
     r = CliRunner().invoke(cli, ["gradflow", "--corpus", str(tmp_path / "latin.txt"), "-K", "3",

@@ -18,10 +18,10 @@ from conftest import assert_close
 from charrnn import checkpoint as C
 from charrnn.cli import cli
 from charrnn.errors import CharrnnError, ConfigError
+from charrnn.models import lm as E
 from charrnn.models import lm as M
 from charrnn.parallel import blas as B
 from charrnn.parallel import workers as P
-from charrnn.tools import evaluate as E
 from charrnn.train.trainer import TrainConfig, train
 
 needs_openblas = pytest.mark.skipif(B.openblas() is None, reason="BLAS threads not controllable")
@@ -49,10 +49,10 @@ def test_a_split_chunk_computes_the_whole_chunks_loss_gradients_and_state(cell, 
                                                                           split_small):
     cfg, params, ids, state = _setup(cell, 2, N=5)  # 5 streams: uneven slices
     r1, r2 = np.random.default_rng(9), np.random.default_rng(9)
-    want = M.loss_and_grads(params, cfg, ids[:, :-1], ids[:, 1:], state, r1)
+    want = M.loss_and_grads(params, cfg, (ids[:, :-1], ids[:, 1:]), state, r1)
     with P.Workers(threads) as w:
         assert w.n == threads
-        got = P.loss_and_grads(params, cfg, ids[:, :-1], ids[:, 1:], state, r2, w)
+        got = P.loss_and_grads(M, params, cfg, (ids[:, :-1], ids[:, 1:]), state, r2, w)
     assert got[0] == pytest.approx(want[0], rel=1e-13)
     assert set(got[1]) == set(params)
     for name in params:
@@ -66,8 +66,8 @@ def test_a_split_chunk_computes_the_whole_chunks_loss_gradients_and_state(cell, 
 
 def test_dropout_changes_the_gradients_so_the_comparison_above_can_fail():
     cfg, params, ids, state = _setup("lstm", 2, N=4)
-    a = M.loss_and_grads(params, cfg, ids[:, :-1], ids[:, 1:], state, np.random.default_rng(1))
-    b = M.loss_and_grads(params, cfg, ids[:, :-1], ids[:, 1:], state, np.random.default_rng(2))
+    a = M.loss_and_grads(params, cfg, (ids[:, :-1], ids[:, 1:]), state, np.random.default_rng(1))
+    b = M.loss_and_grads(params, cfg, (ids[:, :-1], ids[:, 1:]), state, np.random.default_rng(2))
     assert not np.allclose(a[1]["l0.Wh"], b[1]["l0.Wh"])
 
 
@@ -81,29 +81,29 @@ def test_the_callers_slice_runs_with_single_threaded_blas_which_gets_its_threads
                         lambda *a, **k: seen.append(blas.get()) or real(*a, **k))
     cfg, params, ids, state = _setup("gru", 1, N=4, dropout=0.0)
     with P.Workers(2) as w:
-        P.loss_and_grads(params, cfg, ids[:, :-1], ids[:, 1:], state, None, w)
+        P.loss_and_grads(M, params, cfg, (ids[:, :-1], ids[:, 1:]), state, None, w)
     assert seen == [1] and blas.get() == before
 
 
 @needs_openblas
 def test_worker_failures_are_one_line_errors_and_the_workers_recover(split_small):
     cfg, params, ids, state = _setup("lstm", 2, N=4, dropout=0.0)
-    want = M.loss_and_grads(params, cfg, ids[:, :-1], ids[:, 1:], state)
+    want = M.loss_and_grads(params, cfg, (ids[:, :-1], ids[:, 1:]), state)
     with P.Workers(2) as w:
         with pytest.raises(CharrnnError, match="worker process failed: ValueError: unknown"):
-            w.map(params, cfg, [({"op": "bogus"}, [])], lambda: 0)
-        got = P.loss_and_grads(params, cfg, ids[:, :-1], ids[:, 1:], state, None, w)
+            w.map(M, params, cfg, [({"op": "bogus"}, [])], lambda: 0)
+        got = P.loss_and_grads(M, params, cfg, (ids[:, :-1], ids[:, 1:]), state, None, w)
         assert got[0] == pytest.approx(want[0], rel=1e-13)  # the same worker, still in step
         proc = w._procs[0]
         proc.send_signal(signal.SIGINT)  # Ctrl-C reaches the whole process group: ignored
         proc.send_signal(signal.SIGTERM)  # so does a scheduler's SIGTERM to every process
-        got = P.loss_and_grads(params, cfg, ids[:, :-1], ids[:, 1:], state, None, w)
+        got = P.loss_and_grads(M, params, cfg, (ids[:, :-1], ids[:, 1:]), state, None, w)
         assert proc.poll() is None and got[0] == pytest.approx(want[0], rel=1e-13)
         proc.kill()
         proc.wait()
         with pytest.raises(CharrnnError, match="worker process died"):
-            P.loss_and_grads(params, cfg, ids[:, :-1], ids[:, 1:], state, None, w)
-        got = P.loss_and_grads(params, cfg, ids[:, :-1], ids[:, 1:], state, None, w)
+            P.loss_and_grads(M, params, cfg, (ids[:, :-1], ids[:, 1:]), state, None, w)
+        got = P.loss_and_grads(M, params, cfg, (ids[:, :-1], ids[:, 1:]), state, None, w)
         assert got[0] == pytest.approx(want[0], rel=1e-13)  # new workers were started
         procs = list(w._procs)
     assert all(p.poll() is not None for p in procs)  # close() ended them
@@ -115,7 +115,7 @@ def test_workers_leave_no_shared_file_behind(split_small, tmp_path, monkeypatch)
     monkeypatch.setattr(P.tempfile, "mkstemp", lambda prefix, dir: real(prefix=prefix, dir=tmp_path))
     cfg, params, ids, state = _setup("rnn", 1, N=4, dropout=0.0)
     with P.Workers(2) as w:
-        P.loss_and_grads(params, cfg, ids[:, :-1], ids[:, 1:], state, None, w)
+        P.loss_and_grads(M, params, cfg, (ids[:, :-1], ids[:, 1:]), state, None, w)
         assert list(tmp_path.iterdir()) == []  # unlinked once the workers had mapped it
 
 
@@ -129,10 +129,10 @@ def test_chunks_reuse_freed_memory_instead_of_faulting_it_in_again():
     ids = rng.integers(0, 65, (16, 65))
     state = M.init_state(cfg, 16)
     for _ in range(2):
-        M.loss_and_grads(params, cfg, ids[:, :-1], ids[:, 1:], state)
+        M.loss_and_grads(params, cfg, (ids[:, :-1], ids[:, 1:]), state)
     before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
     for _ in range(3):
-        M.loss_and_grads(params, cfg, ids[:, :-1], ids[:, 1:], state)
+        M.loss_and_grads(params, cfg, (ids[:, :-1], ids[:, 1:]), state)
     faults = resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before
     assert faults < 200  # with glibc's defaults: about 3,500 per chunk here
 
@@ -140,13 +140,13 @@ def test_chunks_reuse_freed_memory_instead_of_faulting_it_in_again():
 @needs_openblas
 def test_after_a_failed_request_every_worker_answers_its_own_next_request(split_small):
     cfg, params, ids, state = _setup("lstm", 1, N=6, dropout=0.0)
-    want = M.loss_and_grads(params, cfg, ids[:, :-1], ids[:, 1:], state)
+    want = M.loss_and_grads(params, cfg, (ids[:, :-1], ids[:, 1:]), state)
     with P.Workers(3) as w:
-        P.loss_and_grads(params, cfg, ids[:, :-1], ids[:, 1:], state, None, w)
+        P.loss_and_grads(M, params, cfg, (ids[:, :-1], ids[:, 1:]), state, None, w)
         good = ({"op": "score", "seq": 3}, [ids[:2, :-1], ids[:2, 1:]])
         with pytest.raises(CharrnnError, match="unknown request"):
-            w.map(params, cfg, [({"op": "bogus"}, []), good], lambda: 0)
-        got = P.loss_and_grads(params, cfg, ids[:, :-1], ids[:, 1:], state, None, w)
+            w.map(M, params, cfg, [({"op": "bogus"}, []), good], lambda: 0)
+        got = P.loss_and_grads(M, params, cfg, (ids[:, :-1], ids[:, 1:]), state, None, w)
     assert got[0] == pytest.approx(want[0], rel=1e-13)
     for k in range(cfg.layers):
         for a, b in zip(got[2][k], want[2][k]):
@@ -160,9 +160,9 @@ def test_a_users_modules_in_the_current_directory_do_not_reach_the_workers(
         (tmp_path / f"{name}.py").write_text('print("12345678 not a reply")\n')
     monkeypatch.chdir(tmp_path)
     cfg, params, ids, state = _setup("rnn", 2, N=4, dropout=0.0)
-    want = M.loss_and_grads(params, cfg, ids[:, :-1], ids[:, 1:], state)
+    want = M.loss_and_grads(params, cfg, (ids[:, :-1], ids[:, 1:]), state)
     with P.Workers(2) as w:
-        got = P.loss_and_grads(params, cfg, ids[:, :-1], ids[:, 1:], state, None, w)
+        got = P.loss_and_grads(M, params, cfg, (ids[:, :-1], ids[:, 1:]), state, None, w)
         assert w.n == 2 and w.failed is None
     assert got[0] == pytest.approx(want[0], rel=1e-13)
 
@@ -171,7 +171,7 @@ def test_a_users_modules_in_the_current_directory_do_not_reach_the_workers(
 def test_only_as_many_workers_as_slices_are_started(split_small):
     cfg, params, ids, state = _setup("gru", 1, N=2, dropout=0.0)
     with P.Workers(4) as w:
-        P.loss_and_grads(params, cfg, ids[:, :-1], ids[:, 1:], state, None, w)
+        P.loss_and_grads(M, params, cfg, (ids[:, :-1], ids[:, 1:]), state, None, w)
         assert len(w._procs) == 1
 
 
@@ -189,9 +189,9 @@ def test_without_processes_or_shared_memory_everything_runs_here(what, message, 
     module, attr = what.split(".")
     monkeypatch.setattr(getattr(P, module), attr, _fails(message))
     cfg, params, ids, state = _setup("gru", 2, N=4, dropout=0.0)
-    want = M.loss_and_grads(params, cfg, ids[:, :-1], ids[:, 1:], state)
+    want = M.loss_and_grads(params, cfg, (ids[:, :-1], ids[:, 1:]), state)
     with P.Workers(2) as w:
-        got = P.loss_and_grads(params, cfg, ids[:, :-1], ids[:, 1:], state, None, w)
+        got = P.loss_and_grads(M, params, cfg, (ids[:, :-1], ids[:, 1:]), state, None, w)
         assert w.n == 1 and message in w.failed
     assert got[0] == want[0]
     for name in params:
@@ -263,15 +263,15 @@ def test_training_with_one_or_two_threads_ends_in_the_same_model(tmp_path, split
                                                                  monkeypatch):
     calls = []
     real = P.Workers.map
-    monkeypatch.setattr(P.Workers, "map", lambda self, p, c, req, local: calls.append(len(req) + 1)
-                        or real(self, p, c, req, local))
+    monkeypatch.setattr(P.Workers, "map", lambda self, F, p, c, req, local: calls.append(len(req) + 1)
+                        or real(self, F, p, c, req, local))
     corpus = tmp_path / "c.txt"
     corpus.write_text("the quick brown fox jumps over the lazy dog. " * 40)
     base = {"corpus": str(corpus), "cell": "lstm", "hidden": 8, "layers": 2, "dropout": 0.2,
             "dtype": "float64", "batch": 4, "seq": 8, "steps": 12, "eval_every": 6, "lr": 1e-2}
-    r1 = train(TrainConfig(out=str(tmp_path / "one"), **base), threads=1)
+    r1 = train(TrainConfig.from_dict({**base, "out": str(tmp_path / "one")}), threads=1)
     assert calls == []
-    r2 = train(TrainConfig(out=str(tmp_path / "two"), **base), threads=2)
+    r2 = train(TrainConfig.from_dict({**base, "out": str(tmp_path / "two")}), threads=2)
     assert set(calls) == {2} and len(calls) > 12  # training and validation chunks, split
     assert r1.best_val_bpc == pytest.approx(r2.best_val_bpc, rel=1e-9)
     from charrnn import checkpoint as C
@@ -290,8 +290,8 @@ def test_resume_splits_as_the_run_did_and_stays_bit_exact(tmp_path, split_small)
     base = {"corpus": str(corpus), "cell": "gru", "hidden": 8, "layers": 2, "dropout": 0.2,
             "dtype": "float64", "batch": 4, "seq": 8, "eval_every": 4, "lr": 1e-2,
             "schedule": "constant"}
-    train(TrainConfig(out=str(tmp_path / "full"), steps=12, **base), threads=2)
-    train(TrainConfig(out=str(tmp_path / "part"), steps=8, **base), threads=2)
+    train(TrainConfig.from_dict({**base, "out": str(tmp_path / "full"), "steps": 12}), threads=2)
+    train(TrainConfig.from_dict({**base, "out": str(tmp_path / "part"), "steps": 8}), threads=2)
     assert C.load(tmp_path / "part" / "last.npz").meta["threads"] == 2
     train(resume_config(tmp_path / "part", steps=12), resume=True)  # no threads given
     a = C.load(tmp_path / "full" / "last.npz")

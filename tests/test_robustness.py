@@ -33,7 +33,6 @@ from charrnn.parallel import workers as P
 from charrnn.parallel.blas import openblas
 from charrnn.tools.sample import SampleConfig, generate
 from charrnn.train import runlock
-from charrnn.train import trainer as TR
 from charrnn.train.trainer import TrainConfig, train
 
 TEXT = "It is a truth universally acknowledged,\nthat a single man in possession of a good " \
@@ -47,7 +46,7 @@ def tiny(corpus, out, **kw):
             "batch": 4, "seq": 8, "steps": 10, "eval_every": 5, "dtype": "float64", "warmup": 2,
             "schedule": "constant", "lr": 1e-2}
     base.update(kw)
-    return TrainConfig(**base)
+    return TrainConfig.from_dict(base)
 
 
 def invoke(*args):
@@ -190,17 +189,17 @@ def test_memory_estimate_bounds_the_measured_peak_of_a_step(cell, V, N, T, H, L,
     ids = np.random.default_rng(1).integers(0, V, (N, T + 1))
     tracemalloc.start()
     try:
-        M.loss_and_grads(params, cfg, ids[:, :-1], ids[:, 1:], M.init_state(cfg, N),
+        M.loss_and_grads(params, cfg, (ids[:, :-1], ids[:, 1:]), M.init_state(cfg, N),
                          np.random.default_rng(0))
         peak = tracemalloc.get_traced_memory()[1]  # includes the gradients
     finally:
         tracemalloc.stop()
     measured = peak + 3 * sum(a.nbytes for a in params.values())  # + params, 2 adam moments
-    assert measured <= TR.memory_needed(cfg, N, T) <= 4 * measured
+    assert measured <= M.memory_needed(cfg, N, T) <= 4 * measured
 
 
 def test_a_vocabulary_too_large_for_the_memory_is_a_clear_limit(corpus, tmp_path, monkeypatch):
-    monkeypatch.setattr(TR, "_physical_memory", lambda: 2**30)  # a 1 GiB machine
+    monkeypatch.setattr("charrnn.train.config._physical_memory", lambda: 2**30)  # a 1 GiB machine
     chars = "".join(chr(c) for c in range(0x4E00, 0x4E00 + 30000))
     (tmp_path / "cjk.txt").write_text(chars * 2)
     big = ["--batch", 64, "--seq", 128, "--cell", "lstm", "--hidden", 256, "--layers", 2]
@@ -328,7 +327,7 @@ def test_a_huge_epoch_count_is_no_limit(corpus, tmp_path):
 
 
 def test_perplexity_beyond_float_range_is_inf():
-    from charrnn.tools.evaluate import Score
+    from charrnn.models.lm import Score
     assert Score(1e4, 10).perplexity == math.inf and Score(1.0, 10).perplexity == math.e
 
 
@@ -497,7 +496,7 @@ def test_disk_full_while_saving_keeps_saved_checkpoints(corpus, tmp_path, monkey
         assert C.load(run / name).meta["step"] == 5
     r = invoke("train", corpus, "--out", run, "--resume")  # the disk has room again
     assert r.exit_code == 0, r.stderr
-    ref = TrainConfig(**{**C.load(run / "last.npz").meta["train"], "out": str(tmp_path / "ref")})
+    ref = TrainConfig.from_dict({**C.load(run / "last.npz").meta["train"], "out": str(tmp_path / "ref")})
     train(ref)
     a, b = C.load(run / "last.npz"), C.load(tmp_path / "ref" / "last.npz")
     assert a.meta["step"] == b.meta["step"] == 20
@@ -539,7 +538,7 @@ def test_metrics_file_unwritable_mid_run(corpus, tmp_path, monkeypatch):
                 raise OSError(28, "No space left on device")
         return open(path, mode, *a, **k)
 
-    monkeypatch.setattr(TR, "open", failing_open, raising=False)
+    monkeypatch.setattr("charrnn.train.session.open", failing_open, raising=False)
     r = invoke("train", corpus, "--out", run, *TINY, "--steps", 20)
     one_line_error(r, "cannot write", "metrics.jsonl", "No space left on device", "intact")
     monkeypatch.undo()
@@ -678,9 +677,9 @@ def test_batching_sees_each_character_once_as_the_next_characters_target(n, batc
 def test_the_trainer_takes_each_chunk_once_per_epoch(corpus, tmp_path, monkeypatch):
     real, targets = P.loss_and_grads, []
 
-    def spy(params, cfg, ids, tgt, state, rng=None, workers=None):
-        targets.append(np.array(tgt))
-        return real(params, cfg, ids, tgt, state, rng, workers)
+    def spy(F, params, cfg, batch, state, rng=None, workers=None):
+        targets.append(np.array(batch[1]))
+        return real(F, params, cfg, batch, state, rng, workers)
 
     monkeypatch.setattr(P, "loss_and_grads", spy)
     cfg = tiny(corpus, tmp_path / "r", steps=None, epochs=2.0, eval_every=1000)

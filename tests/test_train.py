@@ -30,7 +30,7 @@ def tiny(corpus, out, **kw):
             "steps": 10, "eval_every": 5, "dtype": "float64", "warmup": 2, "schedule": "constant",
             "lr": 1e-2}
     base.update(kw)
-    return TrainConfig(**base)
+    return TrainConfig.from_dict(base)
 
 
 def params_of(path):
@@ -181,7 +181,7 @@ def test_a_lock_left_with_our_own_pid_is_stale(tmp_path, corpus):
                                  {"dropout": "0.1"}, {"cell": ["lstm"]}])
 def test_config_validation(bad):
     with pytest.raises(ConfigError):
-        TrainConfig(**bad)
+        TrainConfig.from_dict(bad)
 
 
 def test_no_budget_means_default_minutes():

@@ -56,7 +56,6 @@ from .cells import CELLS
 from .ops import dropout_mask, scatter_rows
 
 
-
 def _directions(bidirectional: bool) -> tuple[str, ...]:
     return ("fw", "bw") if bidirectional else ("fw",)
 

@@ -123,7 +123,7 @@ def test_padding_never_changes_a_result(cell, layers, bidir, rng):
     assert not outs[LENGTHS[None, :] <= np.arange(T)[:, None]].any()  # padding outputs are 0
 
     ids2, masks2 = pad(ids, masks, 3, rng)
-    outs2, finals2, cache2 = E.forward(p, cell, layers, bidir, ids2, LENGTHS, masks2)
+    outs2, _finals2, cache2 = E.forward(p, cell, layers, bidir, ids2, LENGTHS, masks2)
     w_out2 = np.concatenate([w_out, rng.standard_normal((3, N, w_out.shape[-1]))])
     grads2 = E.backward(w_out2, w_fin, cache2)
     assert_close(outs2[:T], outs, rtol=0, atol=1e-12, what="outputs with more padding")
