@@ -166,8 +166,8 @@ class Batches(NamedTuple):
         """Chunks per epoch, C."""
         return self.inputs.shape[1] // self.seq
 
-    def chunk(self, c: int) -> tuple[np.ndarray, np.ndarray]:
-        """(inputs, targets) of chunk c, each (N, T)."""
+    def chunk(self, c: int, epoch: int = 0) -> tuple[np.ndarray, np.ndarray]:
+        """(inputs, targets) of chunk c, each (N, T); every epoch has the same chunks."""
         lo = c * self.seq
         return self.inputs[:, lo : lo + self.seq], self.targets[:, lo : lo + self.seq]
 

@@ -29,8 +29,11 @@ charrnn.models.lm, is the first.
     loss(params, cfg, batch, state, masks) -> (loss, final state), forward only
     example_batch(cfg, rng, rows, steps)   a random batch, for gradcheck
     score_rows(params, cfg, *arrays, **opts) -> [arrays]: one slice of the evaluation work
-    load_data(tcfg, vocab=None) -> data with .vocab, .batches (.chunks, .chunk(c) -> batch),
-                          .fingerprint (what --resume checks), .info (for the first line)
+    load_data(tcfg, saved=None) -> data with .vocab, .batches (.chunks per epoch,
+                          .chunk(c, epoch) -> batch), .fingerprint (what --resume checks),
+                          .info (for the first line); `saved`: the checkpoint being resumed
+    complete(cfg, data)   the Config with the sizes only the data knows (vocabulary, classes)
+    data_meta(data)       what a checkpoint keeps of the data besides the vocabulary (labels)
     evaluate(params, cfg, data, tcfg, workers) -> {METRIC: ..., ...} validation figures
     train_figures(mean_loss) -> {...}      how a training step's loss is recorded
     batch_chars(batch)    characters a batch trains on (chars/s)
@@ -41,9 +44,9 @@ charrnn.models.lm, is the first.
 from __future__ import annotations
 
 from ..errors import ConfigError
-from . import lm
+from . import classify, lm, tag
 
-FAMILIES = {lm.NAME: lm}
+FAMILIES = {F.NAME: F for F in (lm, classify, tag)}
 
 
 def family(name: str):

@@ -25,7 +25,7 @@ from __future__ import annotations
 import math
 import sys
 import zlib
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from typing import NamedTuple
 
 import numpy as np
@@ -447,17 +447,28 @@ class Data(NamedTuple):
     info: dict  # train_chars, val_chars, vocab: for the trainer's first line
 
 
-def load_data(tcfg, vocab=None) -> Data:
+def load_data(tcfg, saved=None) -> Data:
     """The corpus tcfg.corpus read, split (tcfg.val_frac at its end) and cut into tcfg.batch
-    streams of tcfg.seq chunks. With `vocab` (resuming) the text must fit it."""
+    streams of tcfg.seq chunks. Resuming (`saved`, the run's checkpoint) the text must fit its
+    vocabulary."""
     from ..data import text as D
 
-    corpus = D.load(tcfg.corpus, tcfg.val_frac, tcfg.encoding, vocab)
+    corpus = D.load(tcfg.corpus, tcfg.val_frac, tcfg.encoding, saved.vocab if saved else None)
     n = len(corpus.train) + len(corpus.val)
     crc = zlib.crc32(corpus.val, zlib.crc32(corpus.train))
     return Data(corpus.vocab, D.batches(corpus.train, tcfg.batch, tcfg.seq), corpus.val, [n, crc],
                 {"train_chars": len(corpus.train), "val_chars": len(corpus.val),
                  "vocab": len(corpus.vocab)})
+
+
+def complete(cfg: ModelConfig, data: Data) -> ModelConfig:
+    """The model's configuration with the sizes only the data knows: the vocabulary's."""
+    return replace(cfg, vocab_size=len(data.vocab))
+
+
+def data_meta(data: Data) -> dict:
+    """What a checkpoint needs of the data besides the vocabulary: nothing, for text."""
+    return {}
 
 
 def evaluate(params, cfg: ModelConfig, data: Data, tcfg, workers=None) -> dict:

@@ -27,8 +27,6 @@ from __future__ import annotations
 
 import json
 import math
-from dataclasses import replace
-
 import numpy as np
 
 from .. import checkpoint as C
@@ -58,9 +56,9 @@ class Session:
         elif (run_dir / f"best{C.SUFFIX}").exists():  # its first last.npz was never written
             raise CharrnnError(f"{run_dir} holds best.npz but no last.npz to resume from; "
                                f"move it away or choose another --out")
-        self.data = F.load_data(cfg, ckpt.vocab if ckpt else None)
+        self.data = F.load_data(cfg, ckpt)
         self.batches = self.data.batches
-        self.model = replace(cfg.model, vocab_size=len(self.data.vocab))
+        self.model = F.complete(cfg.model, self.data)
         if ckpt is not None and threads is None and isinstance(ckpt.meta.get("threads"), int):
             threads = max(1, ckpt.meta["threads"])  # the same sums, for a bit-exact resume
         self.workers = P.Workers(threads)  # its processes start in run()
@@ -141,7 +139,8 @@ class Session:
                 f"best_{F.METRIC}": self.best, "corpus": self.cfg.corpus, "elapsed": elapsed,
                 "rng": self.rng.bit_generator.state, "data": [self.epoch, self.chunk],
                 "bad_evals": self.bad_evals, "corpus_chars": self.data.fingerprint[0],
-                "corpus_crc32": self.data.fingerprint[1], "threads": self.workers.n}
+                "corpus_crc32": self.data.fingerprint[1], "threads": self.workers.n,
+                **F.data_meta(self.data)}
         arrays = {f"opt/{k}": v for k, v in self.opt.state.items()}
         names = F.state_names(self.model)
         arrays.update({f"state/{n}": a for n, a in zip(names, flat_state(self.state))})

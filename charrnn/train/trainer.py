@@ -250,7 +250,7 @@ class _Loop:
         with _deferred_stop(self.stop, signals):
             while not (reason := self.spent(el := self.elapsed())):
                 # the batch, and the learning rate of this step
-                batch = s.batches.chunk(s.chunk)
+                batch = s.batches.chunk(s.chunk, s.epoch)
                 lr = learning_rate(cfg.lr, cfg.schedule, cfg.warmup, s.step,
                                    self.fraction(el, cfg.warmup))
                 # forward, backward, clip, step

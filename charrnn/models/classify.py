@@ -1,0 +1,200 @@
+"""Many to one: a sequence classifier on a (bidirectional) recurrent encoder.
+
+Shapes: N sequences, T padded length, V characters (with the unknown symbol), H hidden units per
+direction, R directions, D = R * H, K classes.
+
+    y, finals = encoder(ids, lengths)                     charrnn.nn.encoder; y (T, N, D)
+    z_n = [f_{L_n - 1} ; g_0]                              pooling "last": both directions' finals
+        = (1 / L_n) sum_{t < L_n} y_t                      pooling "mean"
+        = max_{t < L_n} y_t   (per unit)                   pooling "max"
+    logits = dropout(z) Wy + by                            (N, K)
+    loss = (1 / N) sum_n w_n (-log softmax(logits_n)[label_n])
+
+with the weights w of the batch summing to N (see charrnn.models.encoded): 1 each, or inverse
+class frequencies with `class_weights`, so that each class counts alike however unbalanced the
+data. Parameters: the encoder's `enc.l{k}.{fw,bw}.*` and the head's `Wy` (D, K), `by` (K,).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import NamedTuple
+
+import numpy as np
+
+from ..errors import ConfigError
+from ..nn import encoder as E
+from . import encoded as B
+from .encoded import (  # noqa: F401 (the family contract)
+    batch_chars,
+    describe_metric,
+    init_state,
+    slice_masks,
+    state_names,
+    train_figures,
+    width,
+)
+
+NAME = "classify"
+METRIC = "val_loss"
+POOLING = ("last", "mean", "max")
+
+
+@dataclass(frozen=True)
+class Config:
+    """Everything that rebuilds a classifier. vocab_size and classes 0: from the data."""
+
+    vocab_size: int = 0
+    classes: int = 0
+    cell: str = "gru"
+    hidden: int = 128
+    layers: int = 1
+    bidirectional: bool = True
+    pooling: str = "last"
+    dropout: float = 0.0
+    class_weights: bool = True  # weight the loss by inverse class frequency (training only)
+    dtype: str = "float32"
+
+    def __post_init__(self):
+        B.check_config(self, ("vocab_size", "classes"))
+        if self.pooling not in POOLING:
+            raise ConfigError(f"pooling must be one of {', '.join(POOLING)}, not "
+                              f"{self.pooling!r}")
+        if not isinstance(self.class_weights, bool):
+            raise ConfigError(f"class_weights must be true or false, not {self.class_weights!r}")
+
+    def to_dict(self) -> dict:
+        return B.to_dict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> Config:
+        return B.from_dict(cls, d)
+
+
+DEFAULT = Config()
+
+
+def param_shapes(cfg: Config) -> dict[str, tuple[int, ...]]:
+    D = B.directions(cfg) * cfg.hidden
+    return {**B.encoder_shapes(cfg), "Wy": (D, cfg.classes), "by": (cfg.classes,)}
+
+
+def count_params(cfg: Config) -> int:
+    return sum(int(np.prod(s)) for s in param_shapes(cfg).values())
+
+
+def init_params(cfg: Config, rng: np.random.Generator) -> dict:
+    return B.init_params(cfg, param_shapes(cfg), rng)
+
+
+def draw_masks(cfg: Config, rng, batch):
+    return B.draw_masks(cfg, rng, batch, head_steps=False)
+
+
+class Cache(NamedTuple):
+    enc: object  # the encoder's cache
+    outs: np.ndarray  # (T, N, D)
+    lengths: np.ndarray  # (N,)
+    z: np.ndarray  # (N, D) the head's input, after dropout
+    head_mask: np.ndarray | None  # (N, D)
+    argmax: np.ndarray | None  # (N, D) time of each unit's maximum ("max" pooling)
+
+
+def _pool(cfg: Config, outs, finals, lengths):
+    """z (N, D) and, for "max" pooling, the time index of each unit's maximum."""
+    if cfg.pooling == "last":
+        return np.concatenate(finals[-1], axis=-1), None
+    if cfg.pooling == "mean":  # the encoder's outputs are exactly zero at padding
+        return outs.sum(axis=0) / lengths[:, None].astype(outs.dtype), None
+    T = outs.shape[0]
+    pad = np.arange(T)[:, None] >= lengths[None, :]  # (T, N)
+    masked = np.where(pad[..., None], -np.inf, outs)
+    arg = masked.argmax(axis=0)  # (N, D)
+    return np.take_along_axis(masked, arg[None], axis=0)[0], arg
+
+
+def forward(params, cfg: Config, ids, lengths, masks=None):
+    """logits (N, K) and the cache."""
+    lengths = np.asarray(lengths)
+    outs, finals, enc, head = B.encode(params, cfg, ids, lengths, masks)
+    z, arg = _pool(cfg, outs, finals, lengths)
+    hm = head[0] if head is not None else None
+    if hm is not None:
+        z = z * hm
+    logits = z @ params["Wy"] + params["by"]
+    return logits, Cache(enc, outs, lengths, z, hm, arg)
+
+
+def backward(dlogits, params, cfg: Config, cache: Cache) -> dict:
+    grads = {"Wy": cache.z.T @ dlogits, "by": dlogits.sum(axis=0)}
+    dz = dlogits @ params["Wy"].T  # (N, D)
+    if cache.head_mask is not None:
+        dz *= cache.head_mask
+    T, N, D = cache.outs.shape
+    H = cfg.hidden
+    douts = np.zeros((T, N, D), dtype=dz.dtype)
+    dfinals = None
+    if cfg.pooling == "last":
+        top = (dz[:, :H], dz[:, H:]) if cfg.bidirectional else (dz,)
+        dfinals = [None] * (cfg.layers - 1) + [top]
+    elif cfg.pooling == "mean":
+        real = np.arange(T)[:, None] < cache.lengths[None, :]  # (T, N)
+        douts += (dz / cache.lengths[:, None].astype(dz.dtype))[None] * real[..., None]
+    else:  # max: each unit's gradient goes to the step it was taken from
+        np.put_along_axis(douts, cache.argmax[None], dz[None], axis=0)
+    grads.update(E.backward(douts, dfinals, cache.enc))
+    return grads
+
+
+def gradients(params, cfg: Config, batch, state=(), masks=None, dfinal=None, scale=1.0):
+    """(loss, grads, (), ()) of a batch (ids, lengths, labels, weights): the loss is the mean
+    over the rows of weight * nll, times `scale`."""
+    ids, lengths, labels, weights = batch
+    logits, cache = forward(params, cfg, ids, lengths, masks)
+    p, nll = B.softmax_nll(logits, labels)
+    N = len(nll)
+    w = np.asarray(weights, dtype=p.dtype) * (scale / N)
+    loss = float(np.dot(w.astype(np.float64), nll))
+    dlogits = p * w[:, None]
+    dlogits[np.arange(N), np.asarray(labels, dtype=np.intp)] -= w
+    grads = backward(dlogits, params, cfg, cache)
+    return loss, {k: grads[k] for k in params}, (), ()
+
+
+def loss_and_grads(params, cfg: Config, batch, state=(), rng=None, masks=None, scale=1.0):
+    if masks is None:
+        masks = draw_masks(cfg, rng, batch)
+    loss, grads, final, _ = gradients(params, cfg, batch, state, masks, None, scale)
+    return loss, grads, final
+
+
+def loss(params, cfg: Config, batch, state=(), masks=None):
+    ids, lengths, labels, weights = batch
+    logits, _ = forward(params, cfg, ids, lengths, masks)
+    _, nll = B.softmax_nll(logits, labels)
+    return float(np.dot(np.asarray(weights, dtype=np.float64), nll) / len(nll)), ()
+
+
+def example_batch(cfg: Config, rng, rows: int, steps: int):
+    return B.example_batch(rng, rows, steps, cfg.vocab_size, cfg.classes, per_step=False)
+
+
+def probabilities(params, cfg: Config, ids, lengths) -> np.ndarray:
+    """(N, K) class probabilities of a padded batch (no dropout)."""
+    logits, _ = forward(params, cfg, ids, lengths)
+    return B.softmax_nll(logits, np.zeros(len(logits), dtype=np.intp))[0]
+
+
+def score_rows(params, cfg: Config, ids, lengths) -> list:
+    """One slice's evaluation work: the class probabilities (n, K)."""
+    return [probabilities(params, cfg, ids, lengths)]
+
+
+def describe(cfg: Config) -> str:
+    way = "bidirectional" if cfg.bidirectional else "unidirectional"
+    return (f"{way} {cfg.cell} {cfg.hidden}x{cfg.layers}, {cfg.pooling} pooling, "
+            f"{cfg.classes} classes, dropout {cfg.dropout:g}, {cfg.dtype}")
+
+
+def memory_needed(cfg: Config, batch: int, seq: int, processes: int = 1) -> int:
+    return B.memory_needed(cfg, count_params(cfg), batch, seq, processes, cfg.classes)

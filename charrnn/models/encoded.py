@@ -1,0 +1,177 @@
+"""What the families built on a (bidirectional) encoder share: the classifier (charrnn.models.
+classify) and the tagger (charrnn.models.tag) read a whole padded sequence with
+charrnn.nn.encoder and put a softmax head on it.
+
+A batch of such a family is a tuple of row-major arrays, rows = sequences:
+
+    ids      (N, T) int     characters, padded (any id at padding)
+    lengths  (N,)   int     real characters per sequence, 1 <= L_n <= T
+    targets  (N,) or (N, T) int     the class of each sequence, or the tag of each character
+    weights  (N,) or (N, T) float   each row's (or character's) share of the batch's loss
+
+The weights of a whole batch sum to N (the number of rows), so that the loss, the mean over the
+rows of sum(weights * losses), is an average over the batch, and slices of rows (the worker
+processes' share) add up: a slice's loss scaled by n_s / N is its part of the batch's. The data
+layer sets them: 1 per sequence for a plain classifier, inverse class frequency (normalised) with
+class weights, N * [t < L_n] / sum(L) for the tagger (the mean over the real characters).
+
+Nothing is carried from one batch to the next (the state is `()`), and dropout masks are drawn
+for the whole batch, time-major (T or 1, N, D), so slices of rows are slices of axis 1.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict
+
+import numpy as np
+
+from ..errors import ConfigError
+from ..nn import encoder as E
+from ..nn.cells import CELLS
+from ..nn.ops import dropout_mask
+
+DTYPES = ("float32", "float64")
+
+
+def check_config(cfg, sizes: tuple[str, ...]) -> None:
+    """The checks every encoder family's Config runs in __post_init__; `sizes` are the fields
+    that may be 0 ("from the data") or more, the rest of hidden/layers must be >= 1."""
+    if not isinstance(cfg.cell, str) or cfg.cell not in CELLS:
+        raise ConfigError(f"unknown cell {cfg.cell!r}; choose one of {', '.join(CELLS)}")
+    for name in (*sizes, "hidden", "layers"):
+        v = getattr(cfg, name)
+        least = 0 if name in sizes else 1
+        if not isinstance(v, int) or isinstance(v, bool) or v < least:
+            raise ConfigError(f"{name} must be a positive whole number, not {v!r}")
+    d = cfg.dropout
+    if isinstance(d, bool) or not isinstance(d, (int, float)) or not 0.0 <= d < 1.0:
+        raise ConfigError(f"dropout must be in [0, 1), not {d!r}")
+    if not isinstance(cfg.bidirectional, bool):
+        raise ConfigError(f"bidirectional must be true or false, not {cfg.bidirectional!r}")
+    if cfg.dtype not in DTYPES:
+        raise ConfigError(f"dtype must be one of {', '.join(DTYPES)}, not {cfg.dtype!r}")
+
+
+def to_dict(cfg) -> dict:
+    return asdict(cfg)
+
+
+def from_dict(cls, d: dict):
+    unknown = set(d) - set(cls.__dataclass_fields__)
+    if unknown:
+        raise ConfigError(f"unknown model settings: {', '.join(sorted(unknown))}")
+    return cls(**d)
+
+
+def directions(cfg) -> int:
+    return 2 if cfg.bidirectional else 1
+
+
+def encoder_shapes(cfg) -> dict:
+    return E.param_shapes(cfg.cell, cfg.vocab_size, cfg.hidden, cfg.layers, cfg.bidirectional)
+
+
+def init_params(cfg, shapes: dict, rng: np.random.Generator) -> dict:
+    """The encoder's parameters as nn.encoder initialises them, then the head's: weights uniform
+    in +-1/sqrt(fan in), biases zero."""
+    params = E.init_params(cfg.cell, cfg.vocab_size, cfg.hidden, cfg.layers, cfg.bidirectional,
+                           rng, dtype=cfg.dtype)
+    for name, shape in shapes.items():
+        if name in params:
+            continue
+        if len(shape) == 2:
+            bound = 1.0 / np.sqrt(shape[0])
+            params[name] = rng.uniform(-bound, bound, size=shape).astype(cfg.dtype)
+        else:
+            params[name] = np.zeros(shape, dtype=cfg.dtype)
+    return {name: params[name] for name in shapes}
+
+
+def draw_masks(cfg, rng, batch, head_steps: bool):
+    """Dropout for a batch: the encoder's masks between layers, (T, N, R*H) each, then the
+    head's input mask, (T, N, R*H) for a tagger (`head_steps`) or (1, N, R*H) for a
+    classifier; None without rng or dropout."""
+    if rng is None or cfg.dropout == 0:
+        return None
+    N, T = np.shape(batch[0])
+    D = directions(cfg) * cfg.hidden
+    masks = E.dropout_masks(rng, cfg.dropout, cfg.layers, T, N, D, cfg.dtype) or []
+    masks.append(dropout_mask(rng, cfg.dropout, (T if head_steps else 1, N, D),
+                              np.dtype(cfg.dtype)))
+    return masks
+
+
+def slice_masks(masks, rows: slice):
+    return None if masks is None else [m[:, rows] for m in masks]
+
+
+def encode(params, cfg, ids, lengths, masks):
+    """The encoder's forward: (outputs (T, N, R*H), finals, cache, the head's mask or None)."""
+    enc, head = (masks[:-1] or None, masks[-1]) if masks else (None, None)
+    outs, finals, cache = E.forward(params, cfg.cell, cfg.layers, cfg.bidirectional, ids,
+                                    lengths, enc)
+    return outs, finals, cache, head
+
+
+def softmax_nll(logits: np.ndarray, targets: np.ndarray):
+    """Row-wise softmax (..., K) and the negative log-likelihood of each target (...)."""
+    z = logits - logits.max(axis=-1, keepdims=True)
+    e = np.exp(z)
+    s = e.sum(axis=-1, keepdims=True)
+    t = np.asarray(targets, dtype=np.intp)[..., None]
+    nll = (np.log(s) - np.take_along_axis(z, t, axis=-1))[..., 0]
+    e /= s
+    return e, nll
+
+
+def example_batch(rng: np.random.Generator, rows: int, steps: int, V: int, K: int,
+                  per_step: bool):
+    """A random batch for gradient checks: lengths all different where possible (the longest
+    exactly `steps`), random padding ids, random targets and weights summing to N."""
+    lengths = np.maximum(1, steps - rng.permutation(rows) % steps)
+    lengths[0] = steps
+    ids = rng.integers(0, V, size=(rows, steps))
+    real = np.arange(steps)[None, :] < lengths[:, None]
+    ids[~real] = rng.integers(0, 10**6, size=int((~real).sum()))  # padding: any id at all
+    if per_step:
+        targets = rng.integers(0, K, size=(rows, steps))
+        weights = rng.uniform(0.5, 1.5, size=(rows, steps)) * real
+    else:
+        targets = rng.integers(0, K, size=rows)
+        weights = rng.uniform(0.5, 1.5, size=rows)
+    weights *= rows / weights.sum()
+    return ids, lengths, targets, weights
+
+
+def state_names(cfg) -> list[str]:
+    return []  # nothing is carried from batch to batch
+
+
+def init_state(cfg, rows: int) -> tuple:
+    return ()
+
+
+def width(cfg) -> int:
+    return directions(cfg) * cfg.hidden
+
+
+def batch_chars(batch) -> int:
+    return int(np.sum(batch[1]))
+
+
+def train_figures(mean_loss: float) -> dict:
+    return {"train_loss": mean_loss}
+
+
+def describe_metric(value: float) -> str:
+    return f"{value:.4f} nats (loss)"
+
+
+def memory_needed(cfg, n_params: int, batch: int, seq: int, processes: int, K: int) -> int:
+    """Bytes a step needs, about: the encoder's caches (per layer and direction ~16 arrays of
+    N*T*H), the head's N*T*K (tagger) or N*K, and the parameters with gradients and two
+    optimizer moments; `seq` is the longest sequence a batch may hold."""
+    item = np.dtype(cfg.dtype).itemsize
+    R = directions(cfg)
+    return item * (16 * batch * seq * cfg.hidden * R * cfg.layers + 3 * batch * seq * K
+                   + (4 + 2 * (processes > 1)) * n_params)

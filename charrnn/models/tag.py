@@ -1,0 +1,160 @@
+"""Many to many in step: a tagger, one label per character, on a (bidirectional) encoder.
+
+Shapes: N sequences, T padded length, V characters (with the unknown symbol), H hidden units per
+direction, R directions, D = R * H, K tags.
+
+    y = encoder(ids, lengths)                                   charrnn.nn.encoder; (T, N, D)
+    logits_t = dropout(y_t) Wy + by                             (T, N, K)
+    loss = (1 / N) sum_n sum_{t < L_n} w_nt (-log softmax(logits_nt)[tag_nt])
+
+with w = N / sum(L) at the real characters (and 0 at padding), so the loss is the mean over the
+batch's real characters (see charrnn.models.encoded). With the backward direction each tag sees
+the whole text on both sides: whether a character starts a word depends on the next ones.
+Parameters: the encoder's `enc.l{k}.{fw,bw}.*` and the head's `Wy` (D, K), `by` (K,).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import NamedTuple
+
+import numpy as np
+
+from ..nn import encoder as E
+from . import encoded as B
+from .encoded import (  # noqa: F401 (the family contract)
+    batch_chars,
+    describe_metric,
+    init_state,
+    slice_masks,
+    state_names,
+    train_figures,
+    width,
+)
+
+NAME = "tag"
+METRIC = "val_loss"
+
+
+@dataclass(frozen=True)
+class Config:
+    """Everything that rebuilds a tagger. vocab_size and tags 0: from the data."""
+
+    vocab_size: int = 0
+    tags: int = 0
+    cell: str = "gru"
+    hidden: int = 128
+    layers: int = 1
+    bidirectional: bool = True
+    dropout: float = 0.0
+    dtype: str = "float32"
+
+    def __post_init__(self):
+        B.check_config(self, ("vocab_size", "tags"))
+
+    def to_dict(self) -> dict:
+        return B.to_dict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> Config:
+        return B.from_dict(cls, d)
+
+
+DEFAULT = Config()
+
+
+def param_shapes(cfg: Config) -> dict[str, tuple[int, ...]]:
+    D = B.directions(cfg) * cfg.hidden
+    return {**B.encoder_shapes(cfg), "Wy": (D, cfg.tags), "by": (cfg.tags,)}
+
+
+def count_params(cfg: Config) -> int:
+    return sum(int(np.prod(s)) for s in param_shapes(cfg).values())
+
+
+def init_params(cfg: Config, rng: np.random.Generator) -> dict:
+    return B.init_params(cfg, param_shapes(cfg), rng)
+
+
+def draw_masks(cfg: Config, rng, batch):
+    return B.draw_masks(cfg, rng, batch, head_steps=True)
+
+
+class Cache(NamedTuple):
+    enc: object  # the encoder's cache
+    y: np.ndarray  # (T*N, D) the head's input, after dropout
+    head_mask: np.ndarray | None  # (T, N, D)
+
+
+def forward(params, cfg: Config, ids, lengths, masks=None):
+    """logits (T, N, K), time-major, and the cache."""
+    outs, _, enc, head = B.encode(params, cfg, ids, lengths, masks)
+    if head is not None:
+        outs = outs * head
+    T, N, D = outs.shape
+    y = outs.reshape(T * N, D)
+    logits = (y @ params["Wy"]).reshape(T, N, -1)
+    logits += params["by"]
+    return logits, Cache(enc, y, head)
+
+
+def gradients(params, cfg: Config, batch, state=(), masks=None, dfinal=None, scale=1.0):
+    """(loss, grads, (), ()) of a batch (ids, lengths, tags, weights), tags and weights (N, T):
+    the loss is the mean over the rows of sum_t weight * nll, times `scale`."""
+    ids, lengths, tags, weights = batch
+    logits, cache = forward(params, cfg, ids, lengths, masks)
+    T, N, K = logits.shape
+    p, nll = B.softmax_nll(logits, np.asarray(tags).T)  # (T, N, K), (T, N)
+    w = np.asarray(weights, dtype=p.dtype).T * (scale / N)  # (T, N); zero at padding
+    loss = float(np.sum(w.astype(np.float64) * nll))
+    dlogits = p * w[..., None]
+    t = np.asarray(tags, dtype=np.intp).T[..., None]
+    np.put_along_axis(dlogits, t, np.take_along_axis(dlogits, t, axis=-1) - w[..., None],
+                      axis=-1)
+    dl = dlogits.reshape(T * N, K)
+    grads = {"Wy": cache.y.T @ dl, "by": dl.sum(axis=0)}
+    douts = (dl @ params["Wy"].T).reshape(T, N, -1)
+    if cache.head_mask is not None:
+        douts *= cache.head_mask
+    grads.update(E.backward(douts, None, cache.enc))
+    return loss, {k: grads[k] for k in params}, (), ()
+
+
+def loss_and_grads(params, cfg: Config, batch, state=(), rng=None, masks=None, scale=1.0):
+    if masks is None:
+        masks = draw_masks(cfg, rng, batch)
+    loss, grads, final, _ = gradients(params, cfg, batch, state, masks, None, scale)
+    return loss, grads, final
+
+
+def loss(params, cfg: Config, batch, state=(), masks=None):
+    ids, lengths, tags, weights = batch
+    logits, _ = forward(params, cfg, ids, lengths, masks)
+    _, nll = B.softmax_nll(logits, np.asarray(tags).T)
+    return float(np.sum(np.asarray(weights, dtype=np.float64).T * nll) / len(ids)), ()
+
+
+def example_batch(cfg: Config, rng, rows: int, steps: int):
+    return B.example_batch(rng, rows, steps, cfg.vocab_size, cfg.tags, per_step=True)
+
+
+def probabilities(params, cfg: Config, ids, lengths) -> np.ndarray:
+    """(N, T, K) tag probabilities of a padded batch (no dropout); padded rows are meaningless."""
+    logits, _ = forward(params, cfg, ids, lengths)
+    p, _ = B.softmax_nll(logits, np.zeros(logits.shape[:2], dtype=np.intp))
+    return np.ascontiguousarray(p.transpose(1, 0, 2))
+
+
+def score_rows(params, cfg: Config, ids, lengths) -> list:
+    """One slice's evaluation work: the tag probabilities (n, T, K)."""
+    return [probabilities(params, cfg, ids, lengths)]
+
+
+def describe(cfg: Config) -> str:
+    way = "bidirectional" if cfg.bidirectional else "unidirectional"
+    return (f"{way} {cfg.cell} {cfg.hidden}x{cfg.layers}, {cfg.tags} tags, "
+            f"dropout {cfg.dropout:g}, {cfg.dtype}")
+
+
+def memory_needed(cfg: Config, batch: int, seq: int, processes: int = 1) -> int:
+    return B.memory_needed(cfg, count_params(cfg), batch, seq, processes, cfg.tags)

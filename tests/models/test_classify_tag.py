@@ -1,0 +1,125 @@
+"""The classifier and the tagger (charrnn.models.classify, .tag): gradients against finite
+differences with masks and dropout, the heads against an independent computation, padding
+invariance, and the row slices the worker processes take adding up to the whole batch."""
+
+import numpy as np
+import pytest
+
+from charrnn.models import classify as Cl
+from charrnn.models import tag as Tg
+from charrnn.nn import encoder as E
+from charrnn.tools.gradcheck import check_family
+
+V, K, H = 4, 3, 5  # all different, so a swapped axis fails
+
+
+def config(F, cell="gru", layers=1, bidirectional=True, **kw):
+    sizes = {"classes": K} if F is Cl else {"tags": K}
+    return F.Config(vocab_size=V, cell=cell, hidden=H, layers=layers, bidirectional=bidirectional,
+                    dropout=0.3 if layers > 1 else 0.0, dtype="float64", **sizes, **kw)
+
+
+CASES = [(Cl, "gru", 1, True, {"pooling": "last"}), (Cl, "gru", 1, True, {"pooling": "mean"}),
+         (Cl, "gru", 1, True, {"pooling": "max"}), (Cl, "lstm", 2, True, {"pooling": "last"}),
+         (Cl, "rnn", 2, False, {"pooling": "max"}), (Cl, "lstm", 1, False, {"pooling": "mean"}),
+         (Tg, "gru", 2, True, {}), (Tg, "lstm", 1, True, {}), (Tg, "rnn", 2, False, {})]
+
+
+@pytest.mark.parametrize("F, cell, layers, bidir, kw", CASES)
+def test_every_gradient_matches_finite_differences(F, cell, layers, bidir, kw):
+    cfg = config(F, cell, layers, bidir, **kw)
+    results = check_family(F, cfg, f"{F.NAME}/{cell}", layers, rows=3, steps=5, seed=2)
+    assert {r.name for r in results} == set(F.param_shapes(cfg))  # every parameter checked
+    bad = [f"{r.name} {r.rel_error:.1e} at {r.worst_index}" for r in results if not r.passed]
+    assert not bad, bad
+
+
+def batch_for(F, cfg, rng, rows=4, steps=6):
+    return F.example_batch(cfg, rng, rows, steps)
+
+
+def test_classifier_head_equals_an_independent_pooling(rng):
+    """logits from the encoder's outputs, pooled by a loop over each sequence's real steps."""
+    for pooling in ("last", "mean", "max"):
+        cfg = config(Cl, "lstm", 2, True, pooling=pooling)
+        params = Cl.init_params(cfg, rng)
+        ids, lengths, *_ = batch_for(Cl, cfg, rng)
+        outs, finals, _ = E.forward(params, cfg.cell, cfg.layers, True, ids, lengths)
+        want = []
+        for n, L in enumerate(lengths):
+            y = outs[:L, n]  # (L, 2H) the real steps of sequence n
+            z = {"last": np.concatenate([y[L - 1, :H], y[0, H:]]), "mean": y.mean(axis=0),
+                 "max": y.max(axis=0)}[pooling]
+            want.append(z @ params["Wy"] + params["by"])
+        got, _ = Cl.forward(params, cfg, ids, lengths)
+        np.testing.assert_allclose(got, np.array(want), rtol=1e-12, atol=1e-12, err_msg=pooling)
+
+
+def test_losses_are_weighted_means_computed_independently(rng):
+    for F in (Cl, Tg):
+        cfg = config(F, "gru", 1, True)
+        params = F.init_params(cfg, rng)
+        ids, lengths, targets, weights = batch_for(F, cfg, rng)
+        loss, _ = F.loss(params, cfg, (ids, lengths, targets, weights))
+        logits, _ = F.forward(params, cfg, ids, lengths)
+        total = 0.0
+        for n, L in enumerate(lengths):
+            if F is Cl:
+                z = logits[n]
+                total += weights[n] * (np.log(np.exp(z).sum()) - z[targets[n]])
+            else:
+                for t in range(L):
+                    z = logits[t, n]
+                    total += weights[n, t] * (np.log(np.exp(z).sum()) - z[targets[n, t]])
+        assert loss == pytest.approx(total / len(ids), rel=1e-12), F.NAME
+
+
+@pytest.mark.parametrize("F", [Cl, Tg])
+def test_padding_changes_neither_the_loss_nor_any_gradient(F, rng):
+    cfg = config(F, "lstm", 2, True)
+    params = F.init_params(cfg, rng)
+    ids, lengths, targets, weights = batch_for(F, cfg, rng)
+    masks = F.draw_masks(cfg, np.random.default_rng(7), (ids,))
+    base = F.gradients(params, cfg, (ids, lengths, targets, weights), (), masks)
+    extra = 3  # more padded steps, with garbage ids, targets, mask values
+    N = len(ids)
+    ids2 = np.concatenate([ids, rng.integers(0, 10**6, (N, extra))], axis=1)
+    masks2 = [np.concatenate([m, rng.uniform(0, 2, (extra if m.shape[0] > 1 else 0,)
+                                              + m.shape[1:])]) for m in masks]
+    if F is Tg:
+        targets = np.concatenate([targets, rng.integers(0, K, (N, extra))], axis=1)
+        weights = np.concatenate([weights, np.zeros((N, extra))], axis=1)
+    padded = F.gradients(params, cfg, (ids2, lengths, targets, weights), (), masks2)
+    assert padded[0] == pytest.approx(base[0], rel=1e-13)
+    for name in params:
+        np.testing.assert_allclose(padded[1][name], base[1][name], rtol=1e-11, atol=1e-13,
+                                   err_msg=name)
+
+
+@pytest.mark.parametrize("F", [Cl, Tg])
+def test_row_slices_scaled_by_their_share_add_up_to_the_batch(F, rng):
+    """What charrnn.parallel relies on: rows split n_s / N each give the batch's loss and grads."""
+    cfg = config(F, "gru", 2, True)
+    params = F.init_params(cfg, rng)
+    batch = batch_for(F, cfg, rng, rows=5)
+    masks = F.draw_masks(cfg, np.random.default_rng(3), batch)
+    loss, grads, _ = F.loss_and_grads(params, cfg, batch, (), masks=masks)
+    total, summed = 0.0, {k: np.zeros_like(v) for k, v in params.items()}
+    for s in (slice(0, 2), slice(2, 5)):
+        part = tuple(a[s] for a in batch)
+        l, g, _ = F.loss_and_grads(params, cfg, part, (), masks=F.slice_masks(masks, s),
+                                   scale=(s.stop - s.start) / 5)
+        total += l
+        for k in g:
+            summed[k] += g[k]
+    assert total == pytest.approx(loss, rel=1e-12)
+    for k in params:
+        np.testing.assert_allclose(summed[k], grads[k], rtol=1e-10, atol=1e-13, err_msg=k)
+
+
+def test_bad_configurations_are_config_errors():
+    from charrnn.errors import ConfigError
+    for F, bad in ((Cl, {"pooling": "median"}), (Cl, {"classes": -1}), (Tg, {"cell": "cnn"}),
+                   (Tg, {"bidirectional": "yes"}), (Cl, {"dropout": 1.0}), (Tg, {"hidden": 0})):
+        with pytest.raises(ConfigError):
+            F.Config(**bad)
