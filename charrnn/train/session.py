@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import json
 import math
+
 import numpy as np
 
 from .. import checkpoint as C
