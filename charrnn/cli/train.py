@@ -59,9 +59,8 @@ class _TrainDisplay:
         if e.kind == "start":
             self.total = e.info["total_steps"]
             k = e.info["processes"]
-            err.print(f"training {e.info['params']:,} parameters on {e.info['train_chars']:,} "
-                      f"characters (validation {e.info['val_chars']:,}, vocabulary "
-                      f"{e.info['vocab']}) into {e.info['run_dir']}, {k} process"
+            err.print(f"training {e.info['params']:,} parameters on {e.info['data']} into "
+                      f"{e.info['run_dir']}, {k} process"
                       f"{'es' if k > 1 else ''}"
                       + (f", resuming at step {e.info['resumed_at']}" if e.info["resumed_at"]
                          else ""), markup=False, soft_wrap=True)

@@ -90,6 +90,19 @@ class Vocab:
             )
         return ids.astype(dtype or self.dtype)
 
+    def encode_lenient(self, text: str, unknown: str, dtype=None) -> tuple[np.ndarray, int]:
+        """(ids, count): like encode, but every character outside the vocabulary becomes the id
+        of `unknown` (which must be in it), and `count` says how many there were."""
+        if unknown not in self._index:
+            raise VocabularyError(f"the unknown symbol {unknown!r} is not in the vocabulary")
+        codes = np.frombuffer(text.encode("utf-32-le"), dtype="<u4")
+        inside = codes < len(self._table)
+        ids = np.full(codes.shape, -1, dtype=np.int64)
+        ids[inside] = self._table[codes[inside]]
+        missing = ids < 0
+        ids[missing] = self._index[unknown]
+        return ids.astype(dtype or self.dtype), int(missing.sum())
+
     def decode(self, ids: Iterable[int]) -> str:
         """The text whose ids are `ids`."""
         chars = self.chars

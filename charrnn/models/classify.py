@@ -17,6 +17,7 @@ data. Parameters: the encoder's `enc.l{k}.{fw,bw}.*` and the head's `Wy` (D, K),
 
 from __future__ import annotations
 
+import sys
 from dataclasses import dataclass
 from typing import NamedTuple
 
@@ -24,6 +25,7 @@ import numpy as np
 
 from ..errors import ConfigError
 from ..nn import encoder as E
+from ..nn.metrics import figures
 from . import encoded as B
 from .encoded import (  # noqa: F401 (the family contract)
     batch_chars,
@@ -198,3 +200,29 @@ def describe(cfg: Config) -> str:
 
 def memory_needed(cfg: Config, batch: int, seq: int, processes: int = 1) -> int:
     return B.memory_needed(cfg, count_params(cfg), batch, seq, processes, cfg.classes)
+
+
+def load_data(tcfg, saved=None) -> B.Data:
+    """Labelled examples (charrnn.data.labelled: a TSV file of text<TAB>label, or a folder of
+    <label>.txt files), with a stratified validation part, batched by length."""
+    weighted = tcfg.model.class_weights if isinstance(tcfg.model, Config) else True
+    return B.load(tcfg, saved, per_step=False, weighted=weighted)
+
+
+def complete(cfg: Config, data: B.Data) -> Config:
+    return B.complete(cfg, data, "classes")
+
+
+data_meta = B.data_meta
+
+
+def evaluate(params, cfg: Config, data: B.Data, tcfg=None, workers=None) -> dict:
+    """Validation figures: the loss (weighted as in training), accuracy and macro accuracy (the
+    mean of the per-class recalls)."""
+    ids, y = data.val
+    p = np.array(B.predict_rows(sys.modules[__name__], params, cfg, ids, workers))
+    nll = -np.log(np.maximum(p[np.arange(len(y)), y], 1e-300))
+    w = data.class_weights[y] if data.class_weights is not None else np.ones(len(y))
+    f = figures(y, p.argmax(axis=1), cfg.classes)
+    return {"val_loss": float(np.dot(w, nll) / w.sum()), "val_acc": f["accuracy"],
+            "val_macro_acc": f["macro_accuracy"]}

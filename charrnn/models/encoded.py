@@ -21,11 +21,13 @@ for the whole batch, time-major (T or 1, N, D), so slices of rows are slices of 
 
 from __future__ import annotations
 
-from dataclasses import asdict
+from dataclasses import asdict, replace
+from typing import NamedTuple
 
 import numpy as np
 
-from ..errors import ConfigError
+from ..data import labelled as L
+from ..errors import ConfigError, CorpusError
 from ..nn import encoder as E
 from ..nn.cells import CELLS
 from ..nn.ops import dropout_mask
@@ -175,3 +177,110 @@ def memory_needed(cfg, n_params: int, batch: int, seq: int, processes: int, K: i
     R = directions(cfg)
     return item * (16 * batch * seq * cfg.hidden * R * cfg.layers + 3 * batch * seq * K
                    + (4 + 2 * (processes > 1)) * n_params)
+
+
+# --------------------------------------------------------------------------------------------
+# Data: labelled examples (charrnn.data.labelled) as batches of this layout.
+
+EVAL_BATCH = 256  # validation examples scored at a time
+
+
+class Data(NamedTuple):
+    vocab: object  # Vocab, UNKNOWN first
+    labels: list  # the class names (classify) or tag characters (tag), in id order
+    batches: object  # labelled.Buckets
+    val: tuple  # (ids list, targets list): the validation examples, encoded
+    val_unknown: int  # characters of the validation text outside the vocabulary
+    class_weights: np.ndarray | None  # (K,) applied to the loss, or None
+    fingerprint: list
+    info: dict
+
+
+def load(tcfg, saved, per_step: bool, weighted: bool) -> Data:
+    """Read tcfg.corpus (and tcfg.val, or split off tcfg.val_frac, stratified by label for a
+    classifier), build or (resuming) reuse the vocabulary and the labels, and batch by length."""
+    kind = "tag" if per_step else "classify"
+    ex = L.read(tcfg.corpus, kind, tcfg.encoding)
+    if tcfg.val:
+        val_ex = L.read(tcfg.val, kind, tcfg.encoding)
+        train_ex = ex
+    else:
+        tr, va = L.split(ex.targets, tcfg.val_frac, tcfg.seed, stratify=not per_step)
+        train_ex, val_ex = (L.Examples(*([col[i] for i in idx] for col in ex)) for idx in (tr, va))
+    if saved is not None:
+        vocab, labels = saved.vocab, list(saved.meta.get("labels") or [])
+    else:
+        vocab = L.vocab_with_unknown(train_ex.texts)
+        labels = sorted({c for t in train_ex.targets for c in t}) if per_step \
+            else sorted(set(train_ex.targets))
+    index = {y: i for i, y in enumerate(labels)}
+
+    def label_ids(exs):
+        for y, at in zip(exs.targets, exs.where):
+            bad = [c for c in y if c not in index] if per_step else ([] if y in index else [y])
+            if bad:
+                what = "tag" if per_step else "label"
+                raise CorpusError(f"{at}: {what} {bad[0]!r} does not occur in the training data "
+                                  f"({len(labels)} {what}s: {', '.join(map(repr, labels[:8]))}"
+                                  f"{' ...' if len(labels) > 8 else ''})")
+        if per_step:
+            return [np.array([index[c] for c in y], dtype=np.int64) for y in exs.targets]
+        return np.array([index[y] for y in exs.targets], dtype=np.int64)
+
+    train_ids, _ = L.encode(vocab, train_ex.texts)
+    val_ids, val_unknown = L.encode(vocab, val_ex.texts)
+    train_y, val_y = label_ids(train_ex), label_ids(val_ex)
+    K = len(labels)
+    cw = L.inverse_frequency(train_y, K) if weighted and not per_step else None
+    lengths = np.array([len(t) for t in train_ids])
+
+    def make(idx):
+        ids, lens = L.pad([train_ids[i] for i in idx])
+        n = len(idx)
+        if per_step:
+            tags, _ = L.pad([train_y[i] for i in idx])
+            w = (np.arange(ids.shape[1])[None, :] < lens[:, None]) * (n / lens.sum())
+            return ids, lens, tags, w
+        y = train_y[idx]
+        w = cw[y] if cw is not None else np.ones(n)
+        return ids, lens, y, w * (n / w.sum())
+
+    chars = int(lengths.sum())
+    val_chars = sum(len(t) for t in val_ids)
+    what = "texts" if per_step else "examples"
+    info = {"train_chars": chars, "val_chars": val_chars, "vocab": len(vocab),
+            "data": f"{len(train_ids):,} {what}, {chars:,} characters (validation "
+                    f"{len(val_ids):,}; vocabulary {len(vocab)}, {K} "
+                    f"{'tags' if per_step else 'classes'})"}
+    if tcfg.batch > len(train_ids):
+        raise CorpusError(f"--batch {tcfg.batch} is more than the {len(train_ids)} training "
+                          f"examples; use a smaller --batch")
+    return Data(vocab, labels, L.Buckets(lengths, tcfg.batch, tcfg.seed, make),
+                (val_ids, val_y), val_unknown, cw, L.fingerprint(train_ex) + L.fingerprint(val_ex),
+                info)
+
+
+def complete(cfg, data: Data, size_field: str):
+    return replace(cfg, vocab_size=len(data.vocab), **{size_field: len(data.labels)})
+
+
+def data_meta(data: Data) -> dict:
+    return {"labels": list(data.labels)}
+
+
+def predict_rows(F, params, cfg, ids_list, workers=None):
+    """The probabilities of every text in ids_list, in order: (n, K) for a classifier, a list of
+    (L_i, K) arrays for a tagger; scored EVAL_BATCH at a time, sorted by length."""
+    order = np.argsort([len(t) for t in ids_list], kind="stable")
+    out = [None] * len(ids_list)
+    for lo in range(0, len(order), EVAL_BATCH):
+        idx = order[lo : lo + EVAL_BATCH]
+        ids, lens = L.pad([ids_list[i] for i in idx])
+        if workers is None:
+            parts = [(slice(0, len(idx)), F.score_rows(params, cfg, ids, lens))]
+        else:
+            parts = workers.map_rows(F, params, cfg, [ids, lens], {})
+        for s, (p,) in parts:
+            for j, i in enumerate(idx[s]):
+                out[i] = p[j] if p.ndim == 2 else p[j, : lens[s][j]]
+    return out

@@ -453,12 +453,18 @@ def load_data(tcfg, saved=None) -> Data:
     vocabulary."""
     from ..data import text as D
 
+    if getattr(tcfg, "val", None):
+        raise ConfigError("a validation file (--val) is for the classify, tag and seq2seq tasks; "
+                          "the language model validates on the last --val-frac of its text")
     corpus = D.load(tcfg.corpus, tcfg.val_frac, tcfg.encoding, saved.vocab if saved else None)
     n = len(corpus.train) + len(corpus.val)
     crc = zlib.crc32(corpus.val, zlib.crc32(corpus.train))
+    info = {"train_chars": len(corpus.train), "val_chars": len(corpus.val),
+            "vocab": len(corpus.vocab),
+            "data": f"{len(corpus.train):,} characters (validation {len(corpus.val):,}, "
+                    f"vocabulary {len(corpus.vocab)})"}
     return Data(corpus.vocab, D.batches(corpus.train, tcfg.batch, tcfg.seq), corpus.val, [n, crc],
-                {"train_chars": len(corpus.train), "val_chars": len(corpus.val),
-                 "vocab": len(corpus.vocab)})
+                info)
 
 
 def complete(cfg: ModelConfig, data: Data) -> ModelConfig:

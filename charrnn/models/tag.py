@@ -15,12 +15,14 @@ Parameters: the encoder's `enc.l{k}.{fw,bw}.*` and the head's `Wy` (D, K), `by` 
 
 from __future__ import annotations
 
+import sys
 from dataclasses import dataclass
 from typing import NamedTuple
 
 import numpy as np
 
 from ..nn import encoder as E
+from ..nn.metrics import figures
 from . import encoded as B
 from .encoded import (  # noqa: F401 (the family contract)
     batch_chars,
@@ -158,3 +160,28 @@ def describe(cfg: Config) -> str:
 
 def memory_needed(cfg: Config, batch: int, seq: int, processes: int = 1) -> int:
     return B.memory_needed(cfg, count_params(cfg), batch, seq, processes, cfg.tags)
+
+
+def load_data(tcfg, saved=None) -> B.Data:
+    """Texts with one tag per character (charrnn.data.labelled: a TSV of text<TAB>tags), with
+    a seeded validation part, batched by length."""
+    return B.load(tcfg, saved, per_step=True, weighted=False)
+
+
+def complete(cfg: Config, data: B.Data) -> Config:
+    return B.complete(cfg, data, "tags")
+
+
+data_meta = B.data_meta
+
+
+def evaluate(params, cfg: Config, data: B.Data, tcfg=None, workers=None) -> dict:
+    """Validation figures: the loss per character, per-character accuracy and the mean F1 over
+    the tags."""
+    ids, y = data.val
+    p = B.predict_rows(sys.modules[__name__], params, cfg, ids, workers)
+    truth, probs = np.concatenate(y), np.concatenate(p)
+    nll = -np.log(np.maximum(probs[np.arange(len(truth)), truth], 1e-300))
+    f = figures(truth, probs.argmax(axis=1), cfg.tags)
+    return {"val_loss": float(nll.mean()), "val_acc": f["accuracy"],
+            "val_f1": float(np.nanmean(f["f1"][f["support"] > 0]))}

@@ -48,6 +48,7 @@ class TrainConfig:
     out: str | None = None  # run directory; None: runs/<corpus stem>
     encoding: str = "utf-8"
     val_frac: float = 0.1
+    val: str | None = None  # a file of validation examples instead of val_frac (not for lm)
     seed: int = 0
     batch: int = 32
     seq: int = 64

@@ -1,0 +1,213 @@
+"""Labelled examples for the sequence families: reading them, splitting off validation, encoding
+with an unknown symbol, and batching by length.
+
+Files (read with charrnn.data.text's hygiene: strict decoding, BOMs dropped, CRLF made LF, binary
+files refused); every malformed line is a CorpusError naming the file and the line number:
+
+    classify   a TSV file, one example a line, `text<TAB>label`; or a folder of `<label>.txt`
+               files with one example a line (the names-by-language layout)
+    tag        a TSV file, `text<TAB>tags`, one tag character per character of text (B/I for
+               word starts, say)
+    seq2seq    a TSV file, `source<TAB>target`; further columns (an attribution) are ignored
+
+Blank lines are skipped. Text is taken as it is (spaces inside kept); only the line break ends it.
+
+The unknown symbol. Text met after training (predict, eval, a --val file) may hold characters the
+training data never had. The vocabulary of these families therefore starts with UNKNOWN (U+FFFD,
+the Unicode replacement character) at id 0, and every character outside the vocabulary is read
+as it; `encode` says how many there were. (A training text that itself holds U+FFFD shares that
+id.) Checkpoints store the vocabulary as its ordered list, so UNKNOWN is simply its first entry.
+
+Batches: examples are sorted by length and cut into batches of consecutive examples, so a batch
+holds texts of nearly one length and padding costs little; the order of the batches is shuffled
+every epoch by a generator seeded with (seed, epoch), so batch c of epoch e is always the same
+(an exact resume needs no saved order).
+"""
+
+from __future__ import annotations
+
+import os
+import zlib
+from collections import Counter
+from pathlib import Path
+from typing import NamedTuple
+
+import numpy as np
+
+from ..errors import CorpusError
+from .text import read_corpus
+from .vocab import Vocab
+
+UNKNOWN = "\ufffd"
+KINDS = ("classify", "tag", "seq2seq")
+
+
+class Examples(NamedTuple):
+    texts: list  # the inputs (sources)
+    targets: list  # a label (classify), a tag string (tag) or a target text (seq2seq)
+    where: list  # "file:line" of each example, for messages
+
+
+def _lines(path: Path, encoding: str):
+    text = read_corpus(path, encoding)
+    for no, line in enumerate(text.split("\n"), 1):
+        if line.strip():
+            yield no, line
+
+
+def read_tsv(path: str | os.PathLike, kind: str, encoding: str = "utf-8") -> Examples:
+    """The examples of a TSV file of `kind` (see the module docstring)."""
+    path = Path(path)
+    texts, targets, where = [], [], []
+    for no, line in _lines(path, encoding):
+        at = f"{path}:{no}"
+        cols = line.split("\t")
+        if len(cols) < 2:
+            raise CorpusError(f"{at}: no tab; each line must be text<TAB>"
+                              + {"classify": "label", "tag": "tags",
+                                 "seq2seq": "target"}[kind])
+        if kind != "seq2seq" and len(cols) > 2:
+            raise CorpusError(f"{at}: {len(cols) - 1} tabs; each line must be text<TAB>"
+                              + ("label" if kind == "classify" else "tags"))
+        text, target = cols[0], cols[1]
+        if not text:
+            raise CorpusError(f"{at}: empty text before the tab")
+        if not target:
+            raise CorpusError(f"{at}: empty {'label' if kind == 'classify' else 'target'} "
+                              f"after the tab" if kind != "tag" else f"{at}: empty tags")
+        if kind == "tag" and len(target) != len(text):
+            raise CorpusError(f"{at}: {len(text)} characters of text but {len(target)} tags; "
+                              f"give one tag per character")
+        texts.append(text)
+        targets.append(target.strip() if kind == "classify" else target)
+        where.append(at)
+    if not texts:
+        raise CorpusError(f"{path} holds no examples")
+    return Examples(texts, targets, where)
+
+
+def read_folder(path: str | os.PathLike, encoding: str = "utf-8") -> Examples:
+    """A folder of `<label>.txt` files, one example a line: the label is the file's name."""
+    path = Path(path)
+    files = sorted(p for p in path.iterdir() if p.suffix == ".txt" and p.is_file())
+    if not files:
+        raise CorpusError(f"{path} holds no <label>.txt files")
+    texts, targets, where = [], [], []
+    for f in files:
+        for no, line in _lines(f, encoding):
+            if "\t" in line:
+                raise CorpusError(f"{f}:{no}: a tab in a one-example-a-line file")
+            texts.append(line)
+            targets.append(f.stem)
+            where.append(f"{f}:{no}")
+    return Examples(texts, targets, where)
+
+
+def read(path: str | os.PathLike, kind: str, encoding: str = "utf-8") -> Examples:
+    """Examples of `kind` from a TSV file, or (classify) a folder of <label>.txt files."""
+    path = Path(path)
+    if kind not in KINDS:
+        raise CorpusError(f"unknown kind of examples {kind!r}")
+    if not path.exists():
+        raise CorpusError(f"file not found: {path}")
+    if path.is_dir():
+        if kind != "classify":
+            raise CorpusError(f"{path} is a directory; give a TSV file of text<TAB>"
+                              + ("tags" if kind == "tag" else "target") + " lines")
+        return read_folder(path, encoding)
+    return read_tsv(path, kind, encoding)
+
+
+def split(labels: list, val_frac: float, seed: int, stratify: bool = True):
+    """(train indices, validation indices): a seeded val_frac of the examples, per label when
+    `stratify` (every label keeps its share, rounded; a label with one example stays in
+    training), else of all of them. Both sorted."""
+    rng = np.random.default_rng([seed, 0x5EED])
+    groups = {}
+    for i, y in enumerate(labels if stratify else [0] * len(labels)):
+        groups.setdefault(y, []).append(i)
+    val = []
+    for key in sorted(groups, key=str):
+        idx = np.array(groups[key])
+        k = int(round(len(idx) * val_frac)) if len(idx) > 1 else 0
+        val.extend(rng.permutation(idx)[:k].tolist())
+    val_set = set(val)
+    train = [i for i in range(len(labels)) if i not in val_set]
+    if not train or not val:
+        raise CorpusError(f"{len(labels)} examples are too few to split off a validation part "
+                          f"of {val_frac:g}")
+    return train, sorted(val)
+
+
+def vocab_with_unknown(texts) -> Vocab:
+    """UNKNOWN, then the sorted distinct characters of `texts`."""
+    chars = set()
+    for t in texts:
+        chars.update(t)
+    chars.discard(UNKNOWN)
+    return Vocab([UNKNOWN, *sorted(chars)])
+
+
+def encode(vocab: Vocab, texts) -> tuple[list, int]:
+    """Each text's ids, any character outside the vocabulary as UNKNOWN's id (0), and how many
+    such characters there were."""
+    out, unknown = [], 0
+    for t in texts:
+        ids, n = vocab.encode_lenient(t, UNKNOWN)
+        out.append(ids)
+        unknown += n
+    return out, unknown
+
+
+def pad(seqs, dtype=np.int64) -> tuple[np.ndarray, np.ndarray]:
+    """(ids (N, T) with zeros after each sequence, lengths (N,)), T the longest length."""
+    lengths = np.array([len(s) for s in seqs], dtype=np.int64)
+    ids = np.zeros((len(seqs), int(lengths.max())), dtype=dtype)
+    for n, s in enumerate(seqs):
+        ids[n, : len(s)] = s
+    return ids, lengths
+
+
+def fingerprint(ex: Examples) -> list:
+    """[examples, crc32 of every text and target]: what --resume checks is the same data."""
+    crc = 0
+    for a, b in zip(ex.texts, ex.targets):
+        crc = zlib.crc32(f"{a}\t{b}\n".encode("utf-8", "surrogatepass"), crc)
+    return [len(ex.texts), crc]
+
+
+def inverse_frequency(labels: np.ndarray, K: int) -> np.ndarray:
+    """(K,) class weights n / (K * count_c), 0 for a class without examples."""
+    counts = np.bincount(labels, minlength=K).astype(np.float64)
+    return np.where(counts > 0, len(labels) / (K * np.maximum(counts, 1)), 0.0)
+
+
+class Buckets:
+    """Batches of examples of nearly one length (see the module docstring). `make(indices)`
+    builds the batch tuple of the examples `indices`."""
+
+    def __init__(self, lengths, batch: int, seed: int, make):
+        order = np.argsort(np.asarray(lengths), kind="stable")
+        self.groups = [order[i : i + batch] for i in range(0, len(order), batch)]
+        self.seed, self.make = seed, make
+
+    @property
+    def chunks(self) -> int:
+        """Batches per epoch."""
+        return len(self.groups)
+
+    def chunk(self, c: int, epoch: int = 0):
+        perm = np.random.default_rng([self.seed, epoch]).permutation(len(self.groups))
+        return self.make(self.groups[perm[c]])
+
+
+def padding_fraction(lengths, groups) -> float:
+    """The share of a batch's cells that are padding, over all batches."""
+    lengths = np.asarray(lengths)
+    real = sum(int(lengths[g].sum()) for g in groups)
+    cells = sum(len(g) * int(lengths[g].max()) for g in groups)
+    return 1 - real / cells
+
+
+def label_counts(labels) -> Counter:
+    return Counter(labels)
