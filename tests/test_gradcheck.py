@@ -70,10 +70,20 @@ def test_cli_gradcheck_passes_on_the_smallest_model():
 
 
 def test_cli_gradcheck_passes():
-    result = CliRunner().invoke(cli, ["gradcheck", "--cell", "gru", "--layers", "1"])
+    result = CliRunner().invoke(cli, ["gradcheck", "--task", "lm", "--cell", "gru", "--layers",
+                                      "1"])
     assert result.exit_code == 0, result.output
     assert result.stdout.startswith("gradcheck passed: 7 gradients")
     assert "l0.bhn" in result.stderr and "max rel. error" in result.stderr
+
+
+def test_cli_gradcheck_covers_the_classifier_and_the_tagger():
+    """By default every family: the bidirectional encoder's both directions and both heads."""
+    result = CliRunner().invoke(cli, ["gradcheck", "--cell", "gru", "--layers", "1"])
+    assert result.exit_code == 0, result.output
+    assert result.stdout.startswith("gradcheck passed: 27 gradients")  # 7 + 10 + 10
+    for text in ("classify gru", "tag gru", "enc.l0.bw.bhn", "enc.l0.fw.Wx"):
+        assert text in result.stderr
 
 
 def test_cli_gradcheck_fails_with_impossible_tolerance():

@@ -15,7 +15,7 @@ import sys
 import click
 
 from .. import __version__
-from . import check, inspect, interop, train
+from . import check, inspect, interop, predict, train
 from .console import CONTEXT, CharrnnGroup
 
 
@@ -37,7 +37,7 @@ def cli():
 
 
 for _command in (train.train, inspect.sample, inspect.eval_, inspect.info, check.gradcheck,
-                 inspect.gradflow, interop.export, interop.import_):
+                 inspect.gradflow, interop.export, interop.import_, predict.predict):
     cli.add_command(_command)
 
 

@@ -9,10 +9,15 @@ import click
 from rich.table import Table
 
 from ..nn.cells import CELLS
+from ..tools.gradcheck import TASKS
 from .console import CONTEXT, _finite, err
 
 
 @click.command(context_settings=CONTEXT)
+@click.option("--task", type=click.Choice(["all", *TASKS]), default="all", show_default=True,
+              help="Model family to check: the language model (lm), the classifier or the "
+              "tagger (a bidirectional encoder over padded sequences of different lengths), or "
+              "all of them.")
 @click.option("--cell", type=click.Choice(["all", *CELLS], case_sensitive=False), default="all",
               show_default=True, help="Cell type to check, or all of them.")
 @click.option("--layers", type=click.IntRange(1), multiple=True, default=(1, 2),
@@ -29,24 +34,28 @@ from .console import CONTEXT, _finite, err
 @click.option("--seed", type=click.IntRange(0), default=0, show_default=True, help="Random seed.")
 @click.option("--tol", type=click.FloatRange(0, min_open=True), default=1e-6, show_default=True,
               callback=lambda ctx, param, v: _finite(v), help="Largest relative error that passes.")
-def gradcheck(cell, layers, hidden, seq, batch, vocab, seed, tol):
+def gradcheck(task, cell, layers, hidden, seq, batch, vocab, seed, tol):
     """Check the hand-written gradients against finite differences, in float64.
 
-    For each cell and depth, the analytic gradient of the loss (plus a random linear function of
-    the final state) with respect to every parameter and the initial state is compared with a
-    five-point central difference. The error shown is the worst element's difference divided by
-    the largest gradient element of that parameter. Exits 0 if all pass, 1 otherwise.
+    For each model family (--task), cell and depth, the analytic gradient of the loss (plus a
+    random linear function of the final state, for the language model) with respect to every
+    parameter and the initial state is compared with a five-point central difference. The
+    classifier and the tagger are checked with a bidirectional encoder over sequences of
+    different lengths, padding included, and the classifier pools as the rnn: last, gru: mean,
+    lstm: max rows say. The error shown is the worst element's difference divided by the largest
+    gradient element of that parameter. Exits 0 if all pass, 1 otherwise.
     """
     from ..tools import gradcheck as G
 
     cells = tuple(CELLS) if cell == "all" else (cell.lower(),)
     start = time.perf_counter()
-    results = G.run(cells, tuple(sorted(set(layers))), tol=tol, hidden=hidden, seq=seq,
-                    batch=batch, vocab=vocab, seed=seed)
+    tasks = G.TASKS if task == "all" else (task,)
+    results = G.run(cells, tuple(sorted(set(layers))), tol=tol, tasks=tasks, hidden=hidden,
+                    seq=seq, batch=batch, vocab=vocab, seed=seed)
     elapsed = time.perf_counter() - start
 
     table = Table(title=f"gradient check (N={batch}, T={seq}, V={vocab}, H={hidden}, float64)")
-    for col in ("cell", "layers", "parameter", "max rel. error", "result"):
+    for col in ("model", "layers", "parameter", "max rel. error", "result"):
         table.add_column(col, justify="right" if col in ("layers", "max rel. error") else "left")
     for r in results:
         verdict = "[green]pass[/]" if r.passed else f"[red]FAIL[/] at {r.worst_index}"

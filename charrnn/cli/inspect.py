@@ -125,6 +125,15 @@ def _open_checkpoint(path):
     return file, C.load(file)
 
 
+def _open_lm(path, command: str):
+    """_open_checkpoint for the commands that need a language model."""
+    file, ckpt = _open_checkpoint(path)
+    if ckpt.family != "lm":
+        raise click.UsageError(f"{file} holds a {ckpt.family} model; {command} needs a language "
+                               f"model (use `charrnn predict` or `charrnn eval` with it)")
+    return file, ckpt
+
+
 def _read_prime(path: str) -> str:
     from pathlib import Path
 
@@ -206,7 +215,7 @@ def sample(checkpoint, prime, prime_file, length, temperature, greedy, top_k, to
                                    f"cannot be combined with {', '.join(knobs)}")
     config = S.SampleConfig(length=length, temperature=1.0 if temperature is None else temperature,
                             greedy=greedy, top_k=top_k, top_p=top_p, stop=stop or None)
-    file, ckpt = _open_checkpoint(checkpoint)
+    file, ckpt = _open_lm(checkpoint, "sample")
     S.check_prime(ckpt.vocab, prime)
     if seed is None:
         seed = int(np.random.SeedSequence().entropy % 2**32)
@@ -267,6 +276,10 @@ def eval_(file, checkpoint, strict, show, encoding):
     text = read_corpus(file, encoding)
     path, ckpt = _open_checkpoint(checkpoint)
     err.print(f"scoring {file} with {path}", markup=False)
+    if ckpt.family != "lm":  # a classifier or a tagger: FILE is labelled examples
+        from .predict import eval_labelled
+
+        return eval_labelled(path, ckpt, file, encoding, as_json=False)
     start = time.perf_counter()
     result = score_text(ckpt.params, ckpt.model, ckpt.vocab, text, strict=strict)
     elapsed = time.perf_counter() - start
@@ -303,7 +316,10 @@ def info(checkpoint):
     if isinstance(train, dict) and train:
         out.print()
         out.print(Text("training settings", style="bold"))
-        out.print(Text(", ".join(f"{k}={v}" for k, v in train.items())), soft_wrap=False)
+        model = train.pop("model", None)  # the model's settings among the others
+        flat = {**(model if isinstance(model, dict) else {}), **train}
+        flat.pop("vocab_size", None)
+        out.print(Text(", ".join(f"{k}={v}" for k, v in flat.items())), soft_wrap=False)
     lines = I.chart(I.curves(ckpt.meta.get("history")))
     out.print()
     if lines:

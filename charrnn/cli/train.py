@@ -11,6 +11,7 @@ from rich.table import Table
 from rich.text import Text
 
 from .. import checkpoint as C
+from ..models import FAMILIES, family
 from ..models.lm import DTYPES
 from ..nn.optim import OPTIMIZERS, SCHEDULES
 from .console import CELL_CHOICE, CONTEXT, err
@@ -26,6 +27,21 @@ _TD = _train_defaults()
 _POS = click.IntRange(1)
 
 
+TASKS = tuple(FAMILIES)
+POOLING = ("last", "mean", "max")
+# the options that apply to some tasks only (the rest apply to all)
+ONLY = {"bidirectional": ("classify", "tag"), "pooling": ("classify",),
+        "class_weights": ("classify",), "val": ("classify", "tag"),
+        "seq": ("lm",), "val_frac": ("lm", "classify", "tag")}
+
+
+def _check_applies(task: str, given: dict) -> None:
+    for name in given:
+        if name in ONLY and task not in ONLY[name]:
+            flag = "--" + name.replace("_", "-")
+            raise click.UsageError(f"{flag} applies to --task {' and '.join(ONLY[name])} only")
+
+
 def _duration(seconds):
     if seconds is None or math.isnan(seconds):
         return "?"
@@ -39,8 +55,14 @@ def _train_line(e, total):
     parts = [f"step {steps}", f"epoch {e.epoch:.2f}"]
     if "train_bpc" in r:
         parts.append(f"train {r['train_bpc']:.3f}")
+    if "train_loss" in r:
+        parts.append(f"train {r['train_loss']:.3f}")
     if r.get("val_bpc") is not None:
         parts.append(f"val {r['val_bpc']:.3f} bpc")
+    if r.get("val_loss") is not None:
+        parts.append(f"val {r['val_loss']:.3f}")
+    if r.get("val_acc") is not None:
+        parts.append(f"acc {r['val_acc']:.1%}")
     if "grad_norm" in r:
         parts.append(f"grad {r['grad_norm']:.2f}")
     if "chars_per_sec" in r:
@@ -76,7 +98,7 @@ class _TrainDisplay:
                 self.task = self.progress.add_task("starting", total=1.0)
             return
         if e.kind == "eval":
-            self.last["val_bpc"] = e.record["val_bpc"]
+            self.last.update((k, v) for k, v in e.record.items() if k.startswith("val_"))
         else:
             self.last.update(e.record)
         shown = type(e)(e.kind, e.step, e.epoch, e.progress, e.elapsed, e.left, self.last)
@@ -145,7 +167,21 @@ class _TrainDisplay:
               "used]")
 @click.option("--quiet", "-q", is_flag=True,
               help="No progress bar: one plain line per evaluation.")
-def train(corpus, resume, quiet, threads, **opts):
+@click.option("--task", type=click.Choice(TASKS), default="lm", show_default=True,
+              help="What to train: lm, a language model of CORPUS (a text file); classify, a "
+              "label per text (CORPUS a TSV of text<TAB>label, or a folder of <label>.txt "
+              "files); tag, a label per character (a TSV of text<TAB>tags).")
+@click.option("--bidirectional/--unidirectional", default=None,
+              help="classify, tag: read each text both ways (the default) or left to right only.")
+@click.option("--pooling", type=click.Choice(POOLING), default=None,
+              help="classify: what the head reads: both directions' final states (last, the "
+              "default), or the outputs' mean or maximum over the text.")
+@click.option("--class-weights", type=click.FloatRange(0, 1), default=None, metavar="POWER",
+              help="classify: weight each example by (1 / its class's frequency) ** POWER: 1 "
+              "makes every class count alike however rare, 0 every example  [default: 0.5]")
+@click.option("--val", type=click.Path(path_type=str), default=None,
+              help="classify, tag: validate on this file instead of a --val-frac of CORPUS.")
+def train(corpus, resume, quiet, threads, task, **opts):
     """Train a character model on CORPUS (a text file; default: the bundled tiny Shakespeare).
 
     The last --val-frac of the text is held out for validation. Training runs --batch streams over
@@ -169,19 +205,28 @@ def train(corpus, resume, quiet, threads, **opts):
 
     ctx = click.get_current_context()
     opts = {k: (v.lower() if k == "cell" else v) for k, v in opts.items()}
+    given = {k: v for k, v in opts.items()
+             if ctx.get_parameter_source(k) == ParameterSource.COMMANDLINE}
+    _check_applies(task, given)
     if resume:
-        given = {k: v for k, v in opts.items()
-                 if ctx.get_parameter_source(k) == ParameterSource.COMMANDLINE}
         if corpus is not None:
             given["corpus"] = corpus
         run_dir = opts["out"] or os.path.join("runs", os.path.splitext(
             os.path.basename(corpus or T.BUNDLED.name))[0])
         cfg = T.resume_config(run_dir, **given)
-    else:
+    elif task == "lm":
         if corpus is None and not T.BUNDLED.is_file():
             raise click.UsageError(f"no CORPUS given and the bundled corpus is missing "
                                    f"({T.BUNDLED})")
         cfg = T.TrainConfig.from_dict({**opts, "corpus": corpus or str(T.BUNDLED)})
+    elif corpus is None:
+        raise click.UsageError(f"--task {task} needs DATA: a TSV file"
+                               + (" or a folder of <label>.txt files" if task == "classify"
+                                  else ""))
+    else:  # another task: its own defaults, and the options given
+        F = family(task)
+        cfg = T.TrainConfig.from_dict({**getattr(F, "TRAIN_DEFAULTS", {}), **given,
+                                       "task": task, "corpus": corpus})
     display = _TrainDisplay(live=err.is_terminal and not quiet)
     try:
         try:
@@ -201,12 +246,15 @@ def train(corpus, resume, quiet, threads, **opts):
     table.add_column("", justify="right")
     rate = [r["chars_per_sec"] for r in result.history if r["kind"] == "train"]
     fmt = lambda v: "-" if v is None else f"{v:.4f}"
+    metric = {"val_bpc": "val bits/char", "val_loss": "val loss",
+              "val_error": "val error"}.get(result.metric,
+                                                                      result.metric)
     for name, value in (("stopped by", result.reason), ("steps", f"{result.step:,}"),
                         ("epochs", f"{result.epoch:.2f}"),
                         ("training time", _duration(result.elapsed)),
                         ("chars/s (latest)", f"{rate[-1]:,.0f}" if rate else "-"),
-                        ("best val bits/char", fmt(result.best_val_bpc)),
-                        ("last val bits/char", fmt(result.last_val_bpc)),
+                        (f"best {metric}", fmt(result.best)),
+                        (f"last {metric}", fmt(result.last)),
                         ("run directory", str(result.run_dir))):
         table.add_row(name, Text(value))  # not markup: a run directory may hold "[" and "]"
     err.print(table)

@@ -18,10 +18,11 @@ the Unicode replacement character) at id 0, and every character outside the voca
 as it; `encode` says how many there were. (A training text that itself holds U+FFFD shares that
 id.) Checkpoints store the vocabulary as its ordered list, so UNKNOWN is simply its first entry.
 
-Batches: examples are sorted by length and cut into batches of consecutive examples, so a batch
-holds texts of nearly one length and padding costs little; the order of the batches is shuffled
-every epoch by a generator seeded with (seed, epoch), so batch c of epoch e is always the same
-(an exact resume needs no saved order).
+Batches: every epoch the examples are shuffled, sorted by length (stably, so texts of one length
+stay shuffled and a batch mixes classes) and cut into batches of consecutive examples, so a
+batch holds texts of nearly one length and padding costs little; then the batches are shuffled.
+All of it is drawn from a generator seeded with (seed, epoch), so batch c of epoch e is always
+the same (an exact resume needs no saved order).
 """
 
 from __future__ import annotations
@@ -129,7 +130,7 @@ def split(labels: list, val_frac: float, seed: int, stratify: bool = True):
     val = []
     for key in sorted(groups, key=str):
         idx = np.array(groups[key])
-        k = int(round(len(idx) * val_frac)) if len(idx) > 1 else 0
+        k = round(len(idx) * val_frac) if len(idx) > 1 else 0
         val.extend(rng.permutation(idx)[:k].tolist())
     val_set = set(val)
     train = [i for i in range(len(labels)) if i not in val_set]
@@ -187,18 +188,28 @@ class Buckets:
     builds the batch tuple of the examples `indices`."""
 
     def __init__(self, lengths, batch: int, seed: int, make):
-        order = np.argsort(np.asarray(lengths), kind="stable")
-        self.groups = [order[i : i + batch] for i in range(0, len(order), batch)]
-        self.seed, self.make = seed, make
+        self.lengths, self.batch, self.seed, self.make = np.asarray(lengths), batch, seed, make
+        self._epoch, self._groups = None, None
 
     @property
     def chunks(self) -> int:
         """Batches per epoch."""
-        return len(self.groups)
+        return -(-len(self.lengths) // self.batch)
+
+    def groups(self, epoch: int) -> list:
+        """The batches of `epoch`, in the order they are trained: the examples shuffled by
+        (seed, epoch), sorted by length (stable, so equal lengths stay shuffled: a batch mixes
+        classes), cut into batches, and the batches shuffled."""
+        if epoch != self._epoch:
+            rng = np.random.default_rng([self.seed, epoch])
+            shuffled = rng.permutation(len(self.lengths))
+            order = shuffled[np.argsort(self.lengths[shuffled], kind="stable")]
+            groups = [order[i : i + self.batch] for i in range(0, len(order), self.batch)]
+            self._epoch, self._groups = epoch, [groups[j] for j in rng.permutation(len(groups))]
+        return self._groups
 
     def chunk(self, c: int, epoch: int = 0):
-        perm = np.random.default_rng([self.seed, epoch]).permutation(len(self.groups))
-        return self.make(self.groups[perm[c]])
+        return self.make(self.groups(epoch)[c])
 
 
 def padding_fraction(lengths, groups) -> float:

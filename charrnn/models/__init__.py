@@ -30,7 +30,8 @@ charrnn.models.lm, is the first.
     example_batch(cfg, rng, rows, steps)   a random batch, for gradcheck
     score_rows(params, cfg, *arrays, **opts) -> [arrays]: one slice of the evaluation work
     load_data(tcfg, saved=None) -> data with .vocab, .batches (.chunks per epoch,
-                          .chunk(c, epoch) -> batch), .fingerprint (what --resume checks),
+                          .chunk(c, epoch) -> batch), .fingerprint (a dict saved in the
+                          checkpoint's meta, which --resume compares),
                           .info (for the first line); `saved`: the checkpoint being resumed
     complete(cfg, data)   the Config with the sizes only the data knows (vocabulary, classes)
     data_meta(data)       what a checkpoint keeps of the data besides the vocabulary (labels)

@@ -11,8 +11,8 @@ direction, R directions, D = R * H, K classes.
     loss = (1 / N) sum_n w_n (-log softmax(logits_n)[label_n])
 
 with the weights w of the batch summing to N (see charrnn.models.encoded): 1 each, or inverse
-class frequencies with `class_weights`, so that each class counts alike however unbalanced the
-data. Parameters: the encoder's `enc.l{k}.{fw,bw}.*` and the head's `Wy` (D, K), `by` (K,).
+class frequencies raised to the power `class_weights` (1: each class counts alike however
+unbalanced the data; 0: each example alike; the default 0.5 is between). Parameters: the encoder's `enc.l{k}.{fw,bw}.*` and the head's `Wy` (D, K), `by` (K,).
 """
 
 from __future__ import annotations
@@ -29,7 +29,6 @@ from ..nn.metrics import figures
 from . import encoded as B
 from .encoded import (  # noqa: F401 (the family contract)
     batch_chars,
-    describe_metric,
     init_state,
     slice_masks,
     state_names,
@@ -38,7 +37,9 @@ from .encoded import (  # noqa: F401 (the family contract)
 )
 
 NAME = "classify"
-METRIC = "val_loss"
+# the weighted error rate (see evaluate): with class_weights 1 it is 1 - macro accuracy, with 0
+# 1 - accuracy
+METRIC = "val_error"
 POOLING = ("last", "mean", "max")
 
 
@@ -54,7 +55,9 @@ class Config:
     bidirectional: bool = True
     pooling: str = "last"
     dropout: float = 0.0
-    class_weights: bool = True  # weight the loss by inverse class frequency (training only)
+    # weight the loss by (inverse class frequency) ** class_weights: 0 weighs every example
+    # alike, 1 every class alike (training only)
+    class_weights: float = 0.5
     dtype: str = "float32"
 
     def __post_init__(self):
@@ -62,8 +65,9 @@ class Config:
         if self.pooling not in POOLING:
             raise ConfigError(f"pooling must be one of {', '.join(POOLING)}, not "
                               f"{self.pooling!r}")
-        if not isinstance(self.class_weights, bool):
-            raise ConfigError(f"class_weights must be true or false, not {self.class_weights!r}")
+        w = self.class_weights
+        if isinstance(w, bool) or not isinstance(w, (int, float)) or not 0 <= w <= 1:
+            raise ConfigError(f"class_weights must be a number in [0, 1], not {w!r}")
 
     def to_dict(self) -> dict:
         return B.to_dict(self)
@@ -74,6 +78,8 @@ class Config:
 
 
 DEFAULT = Config()
+# `charrnn train --task classify`'s training settings where they differ from TrainConfig's
+TRAIN_DEFAULTS = {"batch": 64, "lr": 5e-3, "warmup": 50, "eval_every": 200}
 
 
 def param_shapes(cfg: Config) -> dict[str, tuple[int, ...]]:
@@ -192,6 +198,10 @@ def score_rows(params, cfg: Config, ids, lengths) -> list:
     return [probabilities(params, cfg, ids, lengths)]
 
 
+def describe_metric(value: float) -> str:
+    return f"{value:.4f} error rate (weighted as in training)"
+
+
 def describe(cfg: Config) -> str:
     way = "bidirectional" if cfg.bidirectional else "unidirectional"
     return (f"{way} {cfg.cell} {cfg.hidden}x{cfg.layers}, {cfg.pooling} pooling, "
@@ -205,8 +215,7 @@ def memory_needed(cfg: Config, batch: int, seq: int, processes: int = 1) -> int:
 def load_data(tcfg, saved=None) -> B.Data:
     """Labelled examples (charrnn.data.labelled: a TSV file of text<TAB>label, or a folder of
     <label>.txt files), with a stratified validation part, batched by length."""
-    weighted = tcfg.model.class_weights if isinstance(tcfg.model, Config) else True
-    return B.load(tcfg, saved, per_step=False, weighted=weighted)
+    return B.load(tcfg, saved, per_step=False, power=tcfg.model.class_weights)
 
 
 def complete(cfg: Config, data: B.Data) -> Config:
@@ -217,12 +226,16 @@ data_meta = B.data_meta
 
 
 def evaluate(params, cfg: Config, data: B.Data, tcfg=None, workers=None) -> dict:
-    """Validation figures: the loss (weighted as in training), accuracy and macro accuracy (the
-    mean of the per-class recalls)."""
+    """Validation figures: the error rate and the loss, each weighted as in training (so that
+    the best checkpoint is the best by what training optimises: with class_weights 1 the error
+    is 1 - macro accuracy, with 0 it is 1 - accuracy), accuracy and macro accuracy (the mean of
+    the per-class recalls)."""
     ids, y = data.val
     p = np.array(B.predict_rows(sys.modules[__name__], params, cfg, ids, workers))
     nll = -np.log(np.maximum(p[np.arange(len(y)), y], 1e-300))
     w = data.class_weights[y] if data.class_weights is not None else np.ones(len(y))
-    f = figures(y, p.argmax(axis=1), cfg.classes)
-    return {"val_loss": float(np.dot(w, nll) / w.sum()), "val_acc": f["accuracy"],
+    pred = p.argmax(axis=1)
+    f = figures(y, pred, cfg.classes)
+    return {"val_error": float(np.dot(w, pred != y) / w.sum()),
+            "val_loss": float(np.dot(w, nll) / w.sum()), "val_acc": f["accuracy"],
             "val_macro_acc": f["macro_accuracy"]}

@@ -166,7 +166,7 @@ def train_figures(mean_loss: float) -> dict:
 
 
 def describe_metric(value: float) -> str:
-    return f"{value:.4f} nats (loss)"
+    return f"{value:.4f} nats per character (loss)"
 
 
 def memory_needed(cfg, n_params: int, batch: int, seq: int, processes: int, K: int) -> int:
@@ -192,11 +192,11 @@ class Data(NamedTuple):
     val: tuple  # (ids list, targets list): the validation examples, encoded
     val_unknown: int  # characters of the validation text outside the vocabulary
     class_weights: np.ndarray | None  # (K,) applied to the loss, or None
-    fingerprint: list
+    fingerprint: dict  # {"data_fingerprint": [examples, crc32] of train, then val}
     info: dict
 
 
-def load(tcfg, saved, per_step: bool, weighted: bool) -> Data:
+def load(tcfg, saved, per_step: bool, power: float) -> Data:
     """Read tcfg.corpus (and tcfg.val, or split off tcfg.val_frac, stratified by label for a
     classifier), build or (resuming) reuse the vocabulary and the labels, and batch by length."""
     kind = "tag" if per_step else "classify"
@@ -231,7 +231,7 @@ def load(tcfg, saved, per_step: bool, weighted: bool) -> Data:
     val_ids, val_unknown = L.encode(vocab, val_ex.texts)
     train_y, val_y = label_ids(train_ex), label_ids(val_ex)
     K = len(labels)
-    cw = L.inverse_frequency(train_y, K) if weighted and not per_step else None
+    cw = L.inverse_frequency(train_y, K) ** power if power and not per_step else None
     lengths = np.array([len(t) for t in train_ids])
 
     def make(idx):
@@ -256,8 +256,8 @@ def load(tcfg, saved, per_step: bool, weighted: bool) -> Data:
         raise CorpusError(f"--batch {tcfg.batch} is more than the {len(train_ids)} training "
                           f"examples; use a smaller --batch")
     return Data(vocab, labels, L.Buckets(lengths, tcfg.batch, tcfg.seed, make),
-                (val_ids, val_y), val_unknown, cw, L.fingerprint(train_ex) + L.fingerprint(val_ex),
-                info)
+                (val_ids, val_y), val_unknown, cw,
+                {"data_fingerprint": L.fingerprint(train_ex) + L.fingerprint(val_ex)}, info)
 
 
 def complete(cfg, data: Data, size_field: str):

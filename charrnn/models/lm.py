@@ -443,7 +443,7 @@ class Data(NamedTuple):
     vocab: object  # charrnn.data.vocab.Vocab
     batches: object  # charrnn.data.text.Batches: .chunks per epoch, .chunk(c) -> (ids, targets)
     val: np.ndarray  # (n_val,) validation ids
-    fingerprint: list  # [characters, crc32 of train and val]: --resume checks the text is the same
+    fingerprint: dict  # characters and crc32 of train and val: --resume checks the text is the same
     info: dict  # train_chars, val_chars, vocab: for the trainer's first line
 
 
@@ -463,8 +463,8 @@ def load_data(tcfg, saved=None) -> Data:
             "vocab": len(corpus.vocab),
             "data": f"{len(corpus.train):,} characters (validation {len(corpus.val):,}, "
                     f"vocabulary {len(corpus.vocab)})"}
-    return Data(corpus.vocab, D.batches(corpus.train, tcfg.batch, tcfg.seq), corpus.val, [n, crc],
-                info)
+    return Data(corpus.vocab, D.batches(corpus.train, tcfg.batch, tcfg.seq), corpus.val,
+                {"corpus_chars": n, "corpus_crc32": crc}, info)
 
 
 def complete(cfg: ModelConfig, data: Data) -> ModelConfig:

@@ -63,6 +63,8 @@ class Config:
 
 
 DEFAULT = Config()
+# `charrnn train --task tag`'s training settings where they differ from TrainConfig's
+TRAIN_DEFAULTS = {"batch": 32, "lr": 5e-3, "warmup": 50, "eval_every": 200}
 
 
 def param_shapes(cfg: Config) -> dict[str, tuple[int, ...]]:
@@ -165,7 +167,7 @@ def memory_needed(cfg: Config, batch: int, seq: int, processes: int = 1) -> int:
 def load_data(tcfg, saved=None) -> B.Data:
     """Texts with one tag per character (charrnn.data.labelled: a TSV of text<TAB>tags), with
     a seeded validation part, batched by length."""
-    return B.load(tcfg, saved, per_step=True, weighted=False)
+    return B.load(tcfg, saved, per_step=True, power=0)
 
 
 def complete(cfg: Config, data: B.Data) -> Config:

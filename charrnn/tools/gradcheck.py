@@ -149,10 +149,37 @@ def check_cell(cell: str, batch: int = 2, seq: int = 3, hidden: int = 5, seed: i
     return _check_all(cell, 1, arrays, analytic, objective, tol)
 
 
-def run(cells=tuple(CELLS), layers=(1, 2), tol: float = DEFAULT_TOL, **sizes) -> list[Result]:
-    """The checks `charrnn gradcheck` runs: every cell in `cells` for every depth in `layers`."""
+TASKS = ("lm", "classify", "tag")
+POOLING_BY_CELL = {"rnn": "last", "gru": "mean", "lstm": "max"}  # every pooling is covered
+
+
+def check_encoded(task: str, cell: str, layers: int = 1, hidden: int = 5, seq: int = 7,
+                  batch: int = 2, vocab: int = 4, seed: int = 0, classes: int = 3,
+                  tol: float = DEFAULT_TOL) -> list[Result]:
+    """Check a classifier's or tagger's gradients (check_family): a bidirectional encoder over
+    sequences of different lengths (padded, with garbage ids at the padding), dropout masks from
+    2 layers, the classifier pooling as POOLING_BY_CELL says."""
+    from ..models import classify, tag
+
+    F = classify if task == "classify" else tag
+    extra = {"classes": classes, "pooling": POOLING_BY_CELL[cell]} if F is classify \
+        else {"tags": classes}
+    cfg = F.Config(vocab_size=vocab, cell=cell, hidden=hidden, layers=layers,
+                   bidirectional=True, dropout=0.3 if layers > 1 else 0.0, dtype="float64",
+                   **extra)
+    return check_family(F, cfg, f"{task} {cell}", layers, max(batch, 3), seq, seed, tol)
+
+
+def run(cells=tuple(CELLS), layers=(1, 2), tol: float = DEFAULT_TOL, tasks=("lm",),
+        **sizes) -> list[Result]:
+    """The checks `charrnn gradcheck` runs: for each task, every cell in `cells` for every depth
+    in `layers` (the language model with check_model, the others with check_encoded)."""
     results = []
-    for cell in cells:
-        for n in layers:
-            results += check_model(cell, layers=n, tol=tol, **sizes)
+    for task in tasks:
+        for cell in cells:
+            for n in layers:
+                if task == "lm":
+                    results += check_model(cell, layers=n, tol=tol, **sizes)
+                else:
+                    results += check_encoded(task, cell, layers=n, tol=tol, **sizes)
     return results

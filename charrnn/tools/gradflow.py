@@ -163,6 +163,9 @@ def from_checkpoint(path: str | os.PathLike, corpus: str | os.PathLike | None = 
     check_settings(length, samples, warmup, scale)
     file = C.resolve(path)
     ckpt = C.load(file)
+    if ckpt.family != "lm":
+        raise ConfigError(f"{file} holds a {ckpt.family} model; gradflow measures language "
+                          f"models")
     if corpus is not None:
         text = read_corpus(corpus, encoding or "utf-8")
     else:

@@ -70,14 +70,16 @@ def vocab_text(chars) -> str:
 
 
 def curves(history) -> dict[str, tuple[list[float], list[float]]]:
-    """{"train": (steps, train_bpc), "val": (steps, val_bpc)} from meta["history"] records;
-    records lacking the fields (or not finite, or beyond 1e15) are skipped."""
+    """{"train": (steps, train_bpc), "val": (steps, val_bpc)} from meta["history"] records (the
+    loss, train_loss and val_loss, for the families that record no bits per character); records
+    lacking the fields (or not finite, or beyond 1e15) are skipped."""
     out = {"train": ([], []), "val": ([], [])}
     for rec in history if isinstance(history, list) else []:
         if not isinstance(rec, dict):
             continue
         kind = rec.get("kind")
-        key = {"train": "train_bpc", "eval": "val_bpc"}.get(kind)
+        keys = {"train": ("train_bpc", "train_loss"), "eval": ("val_bpc", "val_loss")}.get(kind)
+        key = next((k for k in keys if k in rec), None) if keys else None
         x, y = rec.get("step"), rec.get(key) if key else None
         if (isinstance(x, (int, float)) and isinstance(y, (int, float)) and abs(x) < 1e15
                 and abs(y) < 1e15):  # hand-edited extremes would break the chart's arithmetic

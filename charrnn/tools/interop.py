@@ -182,7 +182,7 @@ def from_torch_state(tensors: dict, metadata: dict | None) -> C.Checkpoint:
         raise CheckpointError("metadata 'vocab' missing: save the file with metadata={'vocab': "
                               "json.dumps(characters)}, character v being one-hot index v")
     vocab = Vocab(_json(metadata, "vocab", list))
-    tensors = {k[7:] if k.startswith("module.") else k: v for k, v in tensors.items()}
+    tensors = {k.removeprefix("module."): v for k, v in tensors.items()}
     dtype = _dtype(tensors)
     cfg = _infer_config(tensors, metadata, dtype)
     if len(vocab) != cfg.vocab_size:
@@ -255,12 +255,12 @@ def read(path: str | os.PathLike) -> tuple[dict[str, np.ndarray], dict[str, str]
     try:
         with st.safe_open(path, framework="np") as f:
             meta = f.metadata() or {}
-            for name in f.keys():
+            for name in f.keys():  # noqa: SIM118 (a safetensors handle, not a dict)
                 kind = f.get_slice(name).get_dtype()
                 if kind not in ("F16", "F32", "F64"):
                     raise CheckpointError(f"{path}: tensor {name} is {kind}; charrnn reads "
                                           "float16, float32 or float64 (save with .float())")
-            return {name: f.get_tensor(name) for name in f.keys()}, meta
+            return {name: f.get_tensor(name) for name in f.keys()}, meta  # noqa: SIM118
     except FileNotFoundError:
         raise CheckpointError(f"file not found: {path}") from None
     except OSError as e:

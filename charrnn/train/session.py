@@ -10,7 +10,7 @@ Run directory (cfg.out, default runs/<corpus stem>), the contract other commands
 Checkpoint meta (besides the model, family and vocabulary, see charrnn.checkpoint): "train"
 (TrainConfig.to_dict), "step", "history", "best_<METRIC>" (e.g. "best_val_bpc"), "corpus",
 "elapsed", and for the exact resume "rng" (the Generator's bit_generator.state), "data" (epoch,
-chunk), "bad_evals", "corpus_chars" and "corpus_crc32" (the data's fingerprint), "threads" (the
+chunk), "bad_evals", the data's fingerprint (for "lm" "corpus_chars" and "corpus_crc32"), "threads" (the
 processes the batches were split across, see charrnn.parallel; --resume uses as many unless told
 otherwise); arrays "opt/<slot>.<param>", "opt/t" and "state/<name>" for each array of the state
 carried into the next batch (the family's state_names: "state/l0.h", "state/l0.c", ...).
@@ -108,7 +108,7 @@ class Session:
         if diff or ckpt.family != self.F.NAME or ckpt.model != self.model:
             raise ConfigError("cannot resume with different settings; the run used "
                               + ", ".join(diff or ["another model"]))
-        if [m.get("corpus_chars"), m.get("corpus_crc32")] != self.data.fingerprint:
+        if {k: m.get(k) for k in self.data.fingerprint} != self.data.fingerprint:
             raise CorpusError(f"{cfg.corpus} is not the text this run was trained on")
         try:
             for k in self.params:
@@ -139,9 +139,8 @@ class Session:
         meta = {"train": self.cfg.to_dict(), "step": self.step, "history": self.history,
                 f"best_{F.METRIC}": self.best, "corpus": self.cfg.corpus, "elapsed": elapsed,
                 "rng": self.rng.bit_generator.state, "data": [self.epoch, self.chunk],
-                "bad_evals": self.bad_evals, "corpus_chars": self.data.fingerprint[0],
-                "corpus_crc32": self.data.fingerprint[1], "threads": self.workers.n,
-                **F.data_meta(self.data)}
+                "bad_evals": self.bad_evals, **self.data.fingerprint,
+                "threads": self.workers.n, **F.data_meta(self.data)}
         arrays = {f"opt/{k}": v for k, v in self.opt.state.items()}
         names = F.state_names(self.model)
         arrays.update({f"state/{n}": a for n, a in zip(names, flat_state(self.state))})

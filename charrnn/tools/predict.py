@@ -1,0 +1,112 @@
+"""Using a classifier or a tagger: predictions for texts, and scoring a labelled file
+(`charrnn predict` and `charrnn eval` on those checkpoints).
+
+A checkpoint of these families holds its vocabulary (the unknown symbol first, see
+charrnn.data.labelled) and, in meta["labels"], the class names or tag characters in id order.
+Characters the vocabulary lacks are read as the unknown symbol and counted.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ..data import labelled as L
+from ..errors import CheckpointError, CorpusError
+from ..models import family
+from ..models.encoded import predict_rows
+from ..nn.metrics import figures
+
+TASKS = ("classify", "tag")
+
+
+def _setup(ckpt):
+    if ckpt.family not in TASKS:
+        raise CheckpointError(f"this checkpoint holds a {ckpt.family} model; predict and this "
+                              f"eval are for classify and tag models")
+    labels = ckpt.meta.get("labels")
+    F = family(ckpt.family)
+    K = ckpt.model.classes if ckpt.family == "classify" else ckpt.model.tags
+    if not isinstance(labels, list) or len(labels) != K:
+        raise CheckpointError(f"the checkpoint's labels are missing or not {K} of them")
+    return F, labels
+
+
+def probabilities(ckpt, texts: list[str], workers=None) -> tuple[list, int]:
+    """(per text its probabilities: (K,) for a classifier, (len, K) for a tagger; the number of
+    characters outside the vocabulary)."""
+    F, _ = _setup(ckpt)
+    empty = [i for i, t in enumerate(texts) if not t]
+    if empty:
+        raise CorpusError(f"text {empty[0] + 1} is empty; there is nothing to predict from")
+    ids, unknown = L.encode(ckpt.vocab, texts)
+    return predict_rows(F, ckpt.params, ckpt.model, ids, workers), unknown
+
+
+def classify(ckpt, texts: list[str], top: int = 1) -> tuple[list, int]:
+    """(per text its `top` most likely (label, probability) pairs, best first; unknown count)."""
+    _, labels = _setup(ckpt)
+    probs, unknown = probabilities(ckpt, texts)
+    out = []
+    for p in probs:
+        best = np.argsort(-p, kind="stable")[:top]
+        out.append([(labels[k], float(p[k])) for k in best])
+    return out, unknown
+
+
+def tag(ckpt, texts: list[str]) -> tuple[list[str], int]:
+    """(per text its tag string, one tag per character; unknown count)."""
+    _, labels = _setup(ckpt)
+    probs, unknown = probabilities(ckpt, texts)
+    return ["".join(labels[k] for k in p.argmax(axis=1)) for p in probs], unknown
+
+
+def segment(text: str, tags: str, start: str = "B") -> str:
+    """`text` with a space before every character tagged `start` (but the first)."""
+    return "".join((" " + c) if t == start and i else c for i, (c, t) in enumerate(zip(text, tags)))
+
+
+def evaluate_file(ckpt, path, encoding: str = "utf-8") -> dict:
+    """Score a labelled file of the checkpoint's kind. A classifier: accuracy, macro accuracy
+    (the mean per-class recall), per class recall/precision/support and the confusion matrix;
+    a tagger: per-character accuracy and per tag precision, recall and F1. Both: how many
+    examples and characters, and how many characters were outside the vocabulary."""
+    _, labels = _setup(ckpt)
+    ex = L.read(path, ckpt.family, encoding)
+    index = {y: i for i, y in enumerate(labels)}
+    for y, at in zip(ex.targets, ex.where):
+        bad = [c for c in y if c not in index] if ckpt.family == "tag" else \
+            ([] if y in index else [y])
+        if bad:
+            raise CorpusError(f"{at}: {'tag' if ckpt.family == 'tag' else 'label'} {bad[0]!r} "
+                              f"is not one the model knows ({', '.join(map(repr, labels))})")
+    probs, unknown = probabilities(ckpt, ex.texts)
+    result = {"task": ckpt.family, "examples": len(ex.texts),
+              "characters": sum(len(t) for t in ex.texts), "unknown_characters": unknown}
+    if ckpt.family == "classify":
+        truth = np.array([index[y] for y in ex.targets])
+        pred = np.array([int(p.argmax()) for p in probs])
+        f = figures(truth, pred, len(labels))
+        result.update(accuracy=f["accuracy"], macro_accuracy=f["macro_accuracy"],
+                      per_class={labels[k]: {"recall": _num(f["recall"][k]),
+                                             "precision": _num(f["precision"][k]),
+                                             "support": int(f["support"][k])}
+                                 for k in range(len(labels))},
+                      labels=list(labels), confusion=f["confusion"].tolist())
+    else:
+        truth = np.array([index[c] for y in ex.targets for c in y])
+        pred = np.concatenate([p.argmax(axis=1) for p in probs])
+        f = figures(truth, pred, len(labels))
+        result.update(accuracy=f["accuracy"],
+                      per_tag_f1={labels[k]: _num(f["f1"][k]) for k in range(len(labels))},
+                      per_tag={labels[k]: {"precision": _num(f["precision"][k]),
+                                           "recall": _num(f["recall"][k]),
+                                           "f1": _num(f["f1"][k]),
+                                           "support": int(f["support"][k])}
+                               for k in range(len(labels))})
+    return result
+
+
+def _num(x) -> float | None:
+    """A float for JSON; None for nan (a class never predicted, or absent)."""
+    x = float(x)
+    return None if np.isnan(x) else x

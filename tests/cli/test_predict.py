@@ -1,0 +1,144 @@
+"""`charrnn train --task classify|tag`, `predict` and `eval` on labelled files, through CliRunner;
+exact resume of a classifier run."""
+
+import json
+import random
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+from charrnn import checkpoint as C
+from charrnn.cli import cli
+
+SIZES = ["--hidden", "12", "--batch", "16", "--eval-every", "20", "--dtype", "float64", "-q"]
+
+
+def run(*args, input=None):
+    return CliRunner().invoke(cli, [str(a) for a in args], input=input)
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory):
+    d = tmp_path_factory.mktemp("labelled")
+    rnd = random.Random(0)
+    rows = []
+    for i in range(240):  # vowels against consonants, unbalanced 2:1
+        kind = "vowel" if i % 3 == 0 else "cons"
+        letters = "aeiou" if kind == "vowel" else "bcdfgkst"
+        rows.append("".join(rnd.choice(letters) for _ in range(rnd.randint(2, 7))) + "\t" + kind)
+    (d / "cls.tsv").write_text("\n".join(rows) + "\n")
+    words = ["the", "cat", "sat", "on", "a", "mat", "and", "then", "it", "ran", "to", "big", "red", "dog"]
+    rows = []
+    for _ in range(160):
+        ws = [rnd.choice(words) for _ in range(rnd.randint(2, 5))]
+        rows.append("".join(ws) + "\t" + "".join("B" + "I" * (len(w) - 1) for w in ws))
+    (d / "seg.tsv").write_text("\n".join(rows) + "\n")
+    r = run("train", "--task", "classify", d / "cls.tsv", "--steps", 120, "--out", d / "cls",
+            *SIZES)
+    assert r.exit_code == 0, r.output
+    r = run("train", "--task", "tag", d / "seg.tsv", "--steps", 200, "--out", d / "seg",
+            "--hidden", "24", "--batch", "16", "--eval-every", "50", "-q")
+    assert r.exit_code == 0, r.output
+    return d
+
+
+def test_a_classifier_learns_and_predicts_labels_with_probabilities(data):
+    r = run("predict", "-c", data / "cls", "aeiou", "bcdkst", "--top", 2)
+    assert r.exit_code == 0, r.output
+    lines = r.stdout.splitlines()
+    assert [line.split("\t")[0] for line in lines] == ["vowel", "cons"]
+    for line in lines:
+        f = line.split("\t")
+        assert len(f) == 4 and float(f[1]) > 0.5 and abs(float(f[1]) + float(f[3]) - 1) < 1e-3
+
+
+def test_predict_reads_stdin_lines_and_counts_unknown_characters(data):
+    r = run("predict", "-c", data / "cls", input="aei\n\nkstb\nzzé!\n")
+    assert r.exit_code == 0, r.output
+    assert len(r.stdout.splitlines()) == 3  # the blank line is skipped
+    assert "4 characters outside the model's vocabulary" in r.stderr  # z, z, é and !
+
+
+def test_eval_of_a_classifier_reports_accuracy_macro_accuracy_and_confusion(data):
+    r = run("eval", "-c", data / "cls", data / "cls.tsv")
+    assert r.exit_code == 0, r.output
+    assert r.stdout.startswith("accuracy ") and "macro accuracy" in r.stdout
+    assert "recall" in r.stderr
+    acc = float(r.stdout.split()[1])
+    assert acc > 0.95
+
+
+def test_a_tagger_segments_words(data):
+    r = run("predict", "-c", data / "seg", "--segment", "thecatsatonthemat", "bigreddog")
+    assert r.exit_code == 0, r.output
+    assert r.stdout.splitlines() == ["the cat sat on the mat", "big red dog"]
+    r = run("predict", "-c", data / "seg", "thedog")
+    assert r.stdout.strip() == "BIIBII"
+    r = run("eval", "-c", data / "seg", data / "seg.tsv")
+    assert r.exit_code == 0 and "F1 B" in r.stdout
+
+
+def test_eval_figures_equal_an_independent_count(data):
+    """accuracy and macro accuracy recomputed here from `predict`'s labels."""
+    from charrnn.tools.predict import evaluate_file
+
+    ck = C.load(C.resolve(data / "cls"))
+    res = evaluate_file(ck, data / "cls.tsv")
+    texts, labels = zip(*(line.split("\t") for line in (data / "cls.tsv").read_text().split("\n")
+                          if line))
+    r = run("predict", "-c", data / "cls", input="\n".join(texts) + "\n")
+    pred = [line.split("\t")[0] for line in r.stdout.splitlines()]
+    acc = np.mean([p == y for p, y in zip(pred, labels)])
+    recalls = [np.mean([p == y for p, t in zip(pred, labels) if t == y]) for y in set(labels)]
+    assert res["accuracy"] == pytest.approx(acc)
+    assert res["macro_accuracy"] == pytest.approx(np.mean(recalls))
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--task", "tag", "--pooling", "max"], "--pooling applies to --task classify only"),
+    (["--task", "lm", "--bidirectional"], "--bidirectional applies to --task classify and tag"),
+    (["--task", "classify", "--seq", "5"], "--seq applies to --task lm only"),
+])
+def test_options_of_other_tasks_are_usage_errors(data, args, message):
+    r = run("train", data / "cls.tsv", *args, "--steps", 1, "--out", data / "never")
+    assert r.exit_code == 2 and message in r.stderr
+
+
+def test_malformed_data_is_one_line_naming_file_and_line(tmp_path):
+    bad = tmp_path / "bad.tsv"
+    bad.write_text("abc\tx\nabcd\n")
+    r = run("train", "--task", "classify", bad, "--steps", 1, "--out", tmp_path / "r")
+    assert r.exit_code == 1 and "bad.tsv:2: no tab" in r.stderr
+    assert len(r.stderr.strip().splitlines()) == 1 and "Traceback" not in r.stderr
+    bad.write_text("abc\tBI\n")
+    r = run("train", "--task", "tag", bad, "--steps", 1, "--out", tmp_path / "r")
+    assert r.exit_code == 1 and "bad.tsv:1: 3 characters of text but 2 tags" in r.stderr
+
+
+def test_language_model_commands_refuse_a_classifier(data):
+    r = run("sample", "-c", data / "cls", "--length", 5)
+    assert r.exit_code == 2 and "classify model" in r.stderr
+    r = run("predict", "-c", data / "cls", "--segment", "abc")
+    assert r.exit_code == 2 and "--segment is for taggers" in r.stderr
+
+
+def test_info_describes_a_classifier(data):
+    r = run("info", data / "cls")
+    assert r.exit_code == 0, r.output
+    assert "classify" in r.stdout and "bidirectional gru 12x1" in r.stdout
+
+
+def test_a_classifier_run_resumes_bit_for_bit(data, tmp_path):
+    base = ["train", "--task", "classify", data / "cls.tsv", "--hidden", 8, "--batch", 16,
+            "--eval-every", 10, "--dtype", "float64", "--dropout", 0.3, "--layers", 2,
+            "--schedule", "constant", "-q"]
+    assert run(*base, "--steps", 50, "--out", tmp_path / "full").exit_code == 0
+    assert run(*base, "--steps", 20, "--out", tmp_path / "part").exit_code == 0
+    r = run("train", "--resume", "--out", tmp_path / "part", "--steps", 50, "-q")
+    assert r.exit_code == 0, r.output
+    a, b = C.load(tmp_path / "full" / "last.npz"), C.load(tmp_path / "part" / "last.npz")
+    assert a.meta["step"] == b.meta["step"] == 50
+    for k in a.params:
+        np.testing.assert_array_equal(a.params[k], b.params[k], err_msg=k)
+    assert json.dumps(a.meta["labels"]) == json.dumps(b.meta["labels"]) == '["cons", "vowel"]'
