@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from click.testing import CliRunner
-from conftest import stalling_trainer
+from tests.helpers import stalling_trainer
 from hypothesis import given, settings
 from hypothesis import strategies as st
 

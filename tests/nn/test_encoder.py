@@ -3,7 +3,7 @@ differences in float64, and (when installed) PyTorch's packed-sequence RNNs."""
 
 import numpy as np
 import pytest
-from conftest import assert_close
+from tests.helpers import assert_close
 
 from charrnn.nn import encoder as E
 from charrnn.nn.cells import CELLS

@@ -5,7 +5,7 @@ import warnings
 
 import numpy as np
 import pytest
-from conftest import assert_close
+from tests.helpers import assert_close
 
 from charrnn.models import lm as M
 from charrnn.nn import ops

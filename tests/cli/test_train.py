@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from click.testing import CliRunner
-from conftest import stalling_trainer
+from tests.helpers import stalling_trainer
 
 from charrnn import checkpoint as C
 from charrnn.cli import cli

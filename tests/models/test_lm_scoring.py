@@ -2,7 +2,7 @@
 
 import numpy as np
 import pytest
-from conftest import assert_close
+from tests.helpers import assert_close
 
 from charrnn.models import lm as M
 from charrnn.models.lm import char_losses, score

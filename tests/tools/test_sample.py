@@ -2,7 +2,7 @@
 
 import numpy as np
 import pytest
-from conftest import assert_close
+from tests.helpers import assert_close
 
 from charrnn.data.vocab import Vocab
 from charrnn.errors import CheckpointError, ConfigError, VocabularyError

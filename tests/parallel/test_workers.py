@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from click.testing import CliRunner
-from conftest import assert_close
+from tests.helpers import assert_close
 
 from charrnn import checkpoint as C
 from charrnn.cli import cli

@@ -5,7 +5,7 @@ import tracemalloc
 
 import numpy as np
 import pytest
-from conftest import assert_close
+from tests.helpers import assert_close
 
 from charrnn.nn.optim import (
     HYPER,
