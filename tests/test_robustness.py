@@ -20,7 +20,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 from click.testing import CliRunner
-from tests.helpers import stalling_trainer
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -34,6 +33,7 @@ from charrnn.parallel.blas import openblas
 from charrnn.tools.sample import SampleConfig, generate
 from charrnn.train import runlock
 from charrnn.train.trainer import TrainConfig, train
+from tests.helpers import stalling_trainer
 
 TEXT = "It is a truth universally acknowledged,\nthat a single man in possession of a good " \
        "fortune,\nmust be in want of a wife.\n" * 8  # 896 characters

@@ -10,11 +10,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 from click.testing import CliRunner
-from tests.helpers import stalling_trainer
 
 from charrnn import checkpoint as C
 from charrnn.cli import cli
 from charrnn.train.trainer import BUNDLED, TrainConfig, train
+from tests.helpers import stalling_trainer
 
 TEXT = "It is a truth universally acknowledged, that a single man... " * 25
 TINY = ["--hidden", "8", "--layers", "1", "--batch", "4", "--seq", "8", "--dtype", "float64",

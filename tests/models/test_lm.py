@@ -2,10 +2,10 @@
 
 import numpy as np
 import pytest
-from tests.helpers import assert_close
 
 from charrnn.models import lm as M
 from charrnn.nn.cells import CELLS
+from tests.helpers import assert_close
 
 N, T, V, H = 2, 3, 4, 5  # all different, so a swapped axis cannot pass
 

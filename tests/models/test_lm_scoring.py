@@ -2,10 +2,10 @@
 
 import numpy as np
 import pytest
-from tests.helpers import assert_close
 
 from charrnn.models import lm as M
 from charrnn.models.lm import char_losses, score
+from tests.helpers import assert_close
 
 
 def stepwise_losses(p, cfg, ids):

@@ -3,11 +3,11 @@ differences in float64, and (when installed) PyTorch's packed-sequence RNNs."""
 
 import numpy as np
 import pytest
-from tests.helpers import assert_close
 
 from charrnn.nn import encoder as E
 from charrnn.nn.cells import CELLS
 from charrnn.tools.gradcheck import DEFAULT_TOL, compare, numeric_gradient
+from tests.helpers import assert_close
 
 N, T, V, H = 3, 5, 4, 6  # all different, so a swapped axis cannot pass
 LENGTHS = np.array([5, 2, 3])  # the longest is T, the others differ

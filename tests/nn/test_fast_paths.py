@@ -5,11 +5,11 @@ import warnings
 
 import numpy as np
 import pytest
-from tests.helpers import assert_close
 
 from charrnn.models import lm as M
 from charrnn.nn import ops
 from charrnn.nn.cells import CELLS
+from tests.helpers import assert_close
 
 
 def sig(x):

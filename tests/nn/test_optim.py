@@ -5,7 +5,6 @@ import tracemalloc
 
 import numpy as np
 import pytest
-from tests.helpers import assert_close
 
 from charrnn.nn.optim import (
     HYPER,
@@ -15,6 +14,7 @@ from charrnn.nn.optim import (
     global_norm,
     learning_rate,
 )
+from tests.helpers import assert_close
 
 
 def make(rng):

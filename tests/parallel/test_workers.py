@@ -13,7 +13,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 from click.testing import CliRunner
-from tests.helpers import assert_close
 
 from charrnn import checkpoint as C
 from charrnn.cli import cli
@@ -23,6 +22,7 @@ from charrnn.models import lm as M
 from charrnn.parallel import blas as B
 from charrnn.parallel import workers as P
 from charrnn.train.trainer import TrainConfig, train
+from tests.helpers import assert_close
 
 needs_openblas = pytest.mark.skipif(B.openblas() is None, reason="BLAS threads not controllable")
 

@@ -7,7 +7,6 @@ import os
 import numpy as np
 import pytest
 from click.testing import CliRunner
-from tests.helpers import assert_close
 
 from charrnn import checkpoint as C
 from charrnn.cli import cli
@@ -16,6 +15,7 @@ from charrnn.errors import CorpusError, VocabularyError
 from charrnn.models import lm as M
 from charrnn.tools.info import chart, curves, latest_run, vocab_text
 from charrnn.tools.scoring import RAMP, heat_map, score_text
+from tests.helpers import assert_close
 
 VOCAB = Vocab("\n abcdeé日")
 TEXT = "abc dee\n日本 éaZbc\ncab\n"  # '本' and 'Z' are not in the vocabulary

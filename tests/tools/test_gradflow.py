@@ -6,7 +6,6 @@ import json
 import numpy as np
 import pytest
 from click.testing import CliRunner
-from tests.helpers import assert_close
 
 from charrnn import checkpoint as C
 from charrnn.cli import cli
@@ -14,6 +13,7 @@ from charrnn.data.vocab import Vocab
 from charrnn.models import lm as M
 from charrnn.tools import gradflow as G
 from charrnn.tools.gradcheck import numeric_gradient
+from tests.helpers import assert_close
 
 ALPHABET = list("abcdefgh \n")
 

@@ -7,7 +7,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 from click.testing import CliRunner
-from tests.helpers import assert_close
 
 from charrnn import checkpoint as C
 from charrnn.cli import cli
@@ -16,6 +15,7 @@ from charrnn.errors import CharrnnError, CheckpointError
 from charrnn.models import lm as M
 from charrnn.nn.cells import CELLS
 from charrnn.tools import interop as I
+from tests.helpers import assert_close
 
 VOCAB = Vocab("\n abcdeéж")  # V = 9
 H, N, T = 5, 3, 7  # all different from V and from each other

@@ -2,13 +2,13 @@
 
 import numpy as np
 import pytest
-from tests.helpers import assert_close
 
 from charrnn.data.vocab import Vocab
 from charrnn.errors import CheckpointError, ConfigError, VocabularyError
 from charrnn.models import lm as M
 from charrnn.tools import sample as S
 from charrnn.tools.sample import SampleConfig, distribution, generate, next_distribution
+from tests.helpers import assert_close
 
 VOCAB = Vocab("\n abcdeéж日")
 
