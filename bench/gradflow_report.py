@@ -13,7 +13,7 @@ e.g. after a 5-minute `charrnn train`:
 import sys
 import time
 
-from charrnn.data.text import BUNDLED, read_corpus
+from charrnn.data.text import bundled, read_corpus
 from charrnn.tools import gradflow as G
 
 
@@ -32,11 +32,12 @@ def main(args):
     if args[:1] == ["--length"]:
         K, args = int(args[1]), args[2:]
     paths = args
-    text = read_corpus(BUNDLED)
+    corpus = bundled()
+    text = read_corpus(corpus)
     print(f"k where |dL/dstate| < {G.RATIO:g} x its k=0 value, tiny Shakespeare, K = {K}")
     for hidden, layers in ((128, 1), (256, 1), (256, 2)):
         start = time.perf_counter()
-        flows = G.compare_fresh(text, hidden=hidden, layers=layers, length=K, corpus=str(BUNDLED))
+        flows = G.compare_fresh(text, hidden=hidden, layers=layers, length=K, corpus=str(corpus))
         took = time.perf_counter() - start
         for f in flows:
             print(line(f"{f.cell} init H={hidden} layers={layers}", f, K))

@@ -192,3 +192,24 @@ def resolve(path: str | os.PathLike, prefer: str = "best") -> Path:
     if not path.exists():
         raise CheckpointError(f"checkpoint not found: {path}")
     return path
+
+
+def recorded_corpus(recorded: str, run_dir: str | os.PathLike, out: str | None = None) -> str:
+    """The corpus a run in `run_dir` recorded, as a path that works from the current directory.
+
+    Runs save it as an absolute path. Older ones saved it as given to `train`, relative to the
+    directory train ran in; such a path is taken from the current directory when it names a file
+    there (as it always was), else from the directory train ran in, which is run_dir with the
+    recorded --out (`out`; by default runs/<corpus stem>) taken off its end. Failing both, the
+    path comes back as recorded, for the reader's "corpus not found".
+    """
+    path = Path(recorded)
+    if path.is_absolute() or path.exists():
+        return recorded
+    tail = Path(out) if out else Path("runs") / path.stem
+    here = Path(os.path.abspath(run_dir))
+    n = len(tail.parts)
+    if tail.is_absolute() or ".." in tail.parts or here.parts[-n:] != tail.parts:
+        return recorded
+    there = here.parents[n - 1] / path
+    return str(there) if there.exists() else recorded

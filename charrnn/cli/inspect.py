@@ -64,7 +64,7 @@ def gradflow(checkpoints, corpus, encoding, cells, length, samples, hidden, laye
     from rich import box
     from rich.text import Text
 
-    from ..data.text import BUNDLED, read_corpus
+    from ..data.text import bundled, read_corpus
     from ..tools import gradflow as GF
 
     start = time.perf_counter()
@@ -80,7 +80,7 @@ def gradflow(checkpoints, corpus, encoding, cells, length, samples, hidden, laye
                       "--checkpoint")
         flows = [GF.from_checkpoint(c, corpus, **sizes, encoding=encoding) for c in checkpoints]
     else:
-        path = corpus or str(BUNDLED)
+        path = corpus or str(bundled())
         flows = GF.compare_fresh(read_corpus(path, encoding or "utf-8"),
                                  tuple(c.lower() for c in cells) or
                                  tuple(CELLS), hidden, layers, corpus=path, **sizes)

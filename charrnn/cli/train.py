@@ -201,6 +201,8 @@ def train(corpus, resume, quiet, threads, task, **opts):
     """
     from click.core import ParameterSource
 
+    from ..data.text import DEFAULT_CORPUS, bundled
+    from ..errors import CorpusError
     from ..train import trainer as T
 
     ctx = click.get_current_context()
@@ -212,13 +214,16 @@ def train(corpus, resume, quiet, threads, task, **opts):
         if corpus is not None:
             given["corpus"] = corpus
         run_dir = opts["out"] or os.path.join("runs", os.path.splitext(
-            os.path.basename(corpus or T.BUNDLED.name))[0])
+            os.path.basename(corpus or DEFAULT_CORPUS))[0])
         cfg = T.resume_config(run_dir, **given)
     elif task == "lm":
-        if corpus is None and not T.BUNDLED.is_file():
-            raise click.UsageError(f"no CORPUS given and the bundled corpus is missing "
-                                   f"({T.BUNDLED})")
-        cfg = T.TrainConfig.from_dict({**opts, "corpus": corpus or str(T.BUNDLED)})
+        if corpus is None:
+            try:
+                corpus = str(bundled())
+            except CorpusError as e:
+                raise click.UsageError(f"no CORPUS given and the bundled corpus is missing "
+                                       f"({e})") from None
+        cfg = T.TrainConfig.from_dict({**opts, "corpus": corpus})
     elif corpus is None:
         raise click.UsageError(f"--task {task} needs DATA: a TSV file"
                                + (" or a folder of <label>.txt files" if task == "classify"

@@ -25,8 +25,11 @@ shrinking of --seq).
 
 from __future__ import annotations
 
+import atexit
 import codecs
 import os
+from contextlib import ExitStack
+from importlib import resources
 from pathlib import Path
 from typing import NamedTuple
 
@@ -35,11 +38,59 @@ import numpy as np
 from ..errors import CorpusError
 from .vocab import Vocab
 
-# The bundled corpus (a repository checkout or an editable install; see corpora/README.md).
-BUNDLED = Path(__file__).resolve().parents[2] / "corpora" / "tinyshakespeare.txt"
+DEFAULT_CORPUS = "tinyshakespeare.txt"  # the bundled corpus `charrnn train` uses by default
 PIECE = 1 << 20  # characters encoded per Vocab.encode call (bounds its temporaries to ~13 MB)
 BOMS = ((codecs.BOM_UTF32_LE, "utf-32"), (codecs.BOM_UTF32_BE, "utf-32"),  # UTF-32 LE first:
         (codecs.BOM_UTF16_LE, "utf-16"), (codecs.BOM_UTF16_BE, "utf-16"))  # it starts ff fe too
+
+
+_extracted = ExitStack()  # files of a zipped package, extracted for the life of the process
+atexit.register(_extracted.close)
+
+
+def bundled(name: str = DEFAULT_CORPUS) -> Path:
+    """The bundled corpus file `name` (e.g. "tinyshakespeare.txt", "names/<file>") as a path on
+    disk.
+
+    The bundled corpora are the repository's corpora/ folder (see its README.md). They ship as
+    package data, charrnn/data/corpora: in the repository a symlink to ../../corpora, in a wheel
+    the files themselves. Found through importlib.resources, so a checkout, an editable install
+    and an ordinary one all work; from a zipped package the file is extracted to a temporary one
+    that lasts as long as the process. Raises CorpusError, naming what is bundled, if there is no
+    such file.
+    """
+    root = resources.files(__package__) / "corpora"
+    res = root
+    for part in name.split("/"):
+        res = res / part
+    if not res.is_file():
+        have = ", ".join(_files(root)) if root.is_dir() else "nothing (the folder is missing)"
+        raise CorpusError(f"no bundled corpus {name!r}; bundled: {have}")
+    if isinstance(res, Path):
+        return res.resolve()
+    return _extracted.enter_context(resources.as_file(res))
+
+
+def _files(folder, prefix: str = "") -> list[str]:
+    """The names of the files under a resources folder, sorted, "sub/file" below it."""
+    out = []
+    for item in sorted(folder.iterdir(), key=lambda i: i.name):
+        if item.is_dir():
+            out += _files(item, f"{prefix}{item.name}/")
+        elif item.name != "README.md":
+            out.append(prefix + item.name)
+    return out
+
+
+def _default_path() -> Path:
+    try:
+        return bundled()
+    except CorpusError:  # a broken install: the path it should have, for callers' is_file()
+        return Path(__file__).resolve().parent / "corpora" / DEFAULT_CORPUS
+
+
+# The default corpus's path (kept for callers of the constant; new code calls bundled()).
+BUNDLED = _default_path()
 
 
 def read_corpus(path: str | os.PathLike, encoding: str = "utf-8") -> str:

@@ -173,7 +173,10 @@ def from_checkpoint(path: str | os.PathLike, corpus: str | os.PathLike | None = 
         if not isinstance(corpus, str):
             raise CorpusError(f"checkpoint {file} does not record its corpus; give --corpus")
         trained = ckpt.meta.get("train")
-        recorded = trained.get("encoding") if isinstance(trained, dict) else None
+        trained = trained if isinstance(trained, dict) else {}
+        out = trained.get("out")
+        corpus = C.recorded_corpus(corpus, file.parent, out if isinstance(out, str) else None)
+        recorded = trained.get("encoding")
         try:
             text = read_corpus(corpus, encoding or
                                (recorded if isinstance(recorded, str) else "utf-8"))

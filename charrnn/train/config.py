@@ -140,6 +140,8 @@ def resume_config(run_dir: str | os.PathLike, **given) -> TrainConfig:
     saved = C.load(path).meta.get("train")
     if not isinstance(saved, dict):
         raise CheckpointError(f"{path} holds no training configuration to resume from")
+    if isinstance(saved.get("corpus"), str):
+        saved["corpus"] = C.recorded_corpus(saved["corpus"], run_dir, saved.get("out"))
     if any(k in given for k in BUDGET):
         saved.update(dict.fromkeys(BUDGET))
     saved.update(given, out=str(run_dir))

@@ -8,7 +8,9 @@ Run directory (cfg.out, default runs/<corpus stem>), the contract other commands
     train.lock     exists while a trainer runs; holds its pid (charrnn.train.runlock)
 
 Checkpoint meta (besides the model, family and vocabulary, see charrnn.checkpoint): "train"
-(TrainConfig.to_dict), "step", "history", "best_<METRIC>" (e.g. "best_val_bpc"), "corpus",
+(TrainConfig.to_dict), "step", "history", "best_<METRIC>" (e.g. "best_val_bpc"), "corpus"
+(an absolute path, in "train" too, so a run reads from any directory; older runs' relative
+paths: see checkpoint.recorded_corpus),
 "elapsed", and for the exact resume "rng" (the Generator's bit_generator.state), "data" (epoch,
 chunk), "bad_evals", the data's fingerprint (for "lm" "corpus_chars" and "corpus_crc32"), "threads" (the
 processes the batches were split across, see charrnn.parallel; --resume uses as many unless told
@@ -27,6 +29,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 
 import numpy as np
 
@@ -136,8 +139,10 @@ class Session:
 
     def checkpoint(self, name: str, elapsed: float) -> None:
         F = self.F
-        meta = {"train": self.cfg.to_dict(), "step": self.step, "history": self.history,
-                f"best_{F.METRIC}": self.best, "corpus": self.cfg.corpus, "elapsed": elapsed,
+        train = self.cfg.to_dict()
+        train["corpus"] = corpus = os.path.abspath(self.cfg.corpus)  # readable from anywhere
+        meta = {"train": train, "step": self.step, "history": self.history,
+                f"best_{F.METRIC}": self.best, "corpus": corpus, "elapsed": elapsed,
                 "rng": self.rng.bit_generator.state, "data": [self.epoch, self.chunk],
                 "bad_evals": self.bad_evals, **self.data.fingerprint,
                 "threads": self.workers.n, **F.data_meta(self.data)}
