@@ -25,15 +25,15 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from charrnn import checkpoint as C  # noqa: E402
-from charrnn.data import segmentation as S  # noqa: E402
-from charrnn.data.text import read_corpus  # noqa: E402
-from charrnn.models import tag  # noqa: E402
-from charrnn.tools.predict import evaluate_file  # noqa: E402
-from charrnn.train.trainer import TrainConfig, train  # noqa: E402
+from charrnn import checkpoint as C
+from charrnn.data import segmentation as S
+from charrnn.data.text import read_corpus
+from charrnn.models import tag
+from charrnn.tools.predict import evaluate_file
+from charrnn.train.trainer import TrainConfig, train
 
 sys.path.insert(0, str(ROOT / "bench"))
-from names import value  # noqa: E402  (bench/names.py: KEY=VALUE parsing)
+from names import value
 
 
 def main() -> None:

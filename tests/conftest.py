@@ -1,9 +1,36 @@
-"""Fixtures every test module may use; plain helpers are in tests/helpers.py."""
+"""Fixtures the tests share; plain helpers are in tests/helpers.py."""
 
 import numpy as np
 import pytest
+
+from charrnn.train.trainer import train
+from tests.helpers import AUSTEN, tiny
 
 
 @pytest.fixture
 def rng():
     return np.random.default_rng(1234)
+
+
+@pytest.fixture
+def corpus_text():
+    """What `corpus` holds; a module that needs another text overrides this fixture."""
+    return AUSTEN
+
+
+@pytest.fixture
+def corpus(tmp_path, corpus_text):
+    """A small corpus file, tmp_path / "austen.txt" (a Path)."""
+    path = tmp_path / "austen.txt"
+    path.write_text(corpus_text)
+    return path
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    """A tiny trained run, shared by a module: ROOT/austen.txt (AUSTEN, 896 characters) and the
+    run directory ROOT/run that tiny() trained on it."""
+    root = tmp_path_factory.mktemp("trained")
+    (root / "austen.txt").write_text(AUSTEN)
+    train(tiny(root / "austen.txt", root / "run"))
+    return root

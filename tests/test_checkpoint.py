@@ -1,7 +1,6 @@
 """Checkpoints are data: round trip, atomic writes, and every kind of bad file refused cleanly."""
 
 import io
-import json
 import os
 import zipfile
 
@@ -14,6 +13,7 @@ from charrnn import checkpoint as C
 from charrnn.data.vocab import Vocab
 from charrnn.errors import CheckpointError
 from charrnn.models import lm as M
+from tests.helpers import edit_npz, set_meta
 
 
 def make(rng, cell="gru", dtype="float32"):
@@ -47,20 +47,6 @@ def test_resolve_run_directory(tmp_path, rng):
     C.save(tmp_path / "best.npz", make(rng))
     assert C.resolve(tmp_path).name == "best.npz"
     assert C.resolve(tmp_path, prefer="last").name == "last.npz"
-
-
-def rewrite(path, change):
-    """Load the raw members of an npz, let `change` edit them, write them back."""
-    with np.load(path, allow_pickle=False) as z:
-        data = {k: z[k] for k in z.files}
-    change(data)
-    np.savez(path, **data)
-
-
-def set_meta(data, **updates):
-    meta = json.loads(data["meta"].tobytes())
-    meta.update(updates)
-    data["meta"] = np.frombuffer(json.dumps(meta).encode(), np.uint8)
 
 
 @pytest.mark.parametrize("case, message", [
@@ -103,17 +89,17 @@ def test_bad_checkpoints_are_refused_with_one_line(tmp_path, rng, case, message)
         with zipfile.ZipFile(path, "a") as z:
             z.writestr("opt/evil.npy", buf.getvalue())
     elif case == "newer":
-        rewrite(path, lambda d: set_meta(d, version=99))
+        edit_npz(path, path, lambda d: set_meta(d, version=99))
     elif case == "not ours":
-        rewrite(path, lambda d: set_meta(d, format="something-else"))
+        edit_npz(path, path, lambda d: set_meta(d, format="something-else"))
     elif case == "shape":
-        rewrite(path, lambda d: d.__setitem__("param/l0.Wh", np.zeros((6, 18), np.float32)))
+        edit_npz(path, path, lambda d: d.__setitem__("param/l0.Wh", np.zeros((6, 18), np.float32)))
     elif case == "missing param":
-        rewrite(path, lambda d: d.pop("param/Wy"))
+        edit_npz(path, path, lambda d: d.pop("param/Wy"))
     elif case == "vocab":
-        rewrite(path, lambda d: set_meta(d, vocab=["a", "b"]))
+        edit_npz(path, path, lambda d: set_meta(d, vocab=["a", "b"]))
     elif case == "bad config":
-        rewrite(path, lambda d: set_meta(d, model={"vocab_size": 9, "cell": "cnn"}))
+        edit_npz(path, path, lambda d: set_meta(d, model={"vocab_size": 9, "cell": "cnn"}))
     with pytest.raises(CheckpointError) as e:
         C.load(path)
     assert message in str(e.value)

@@ -7,24 +7,14 @@ import time
 
 import numpy as np
 import pytest
-from click.testing import CliRunner
 
 from charrnn import checkpoint as C
-from charrnn.cli import cli
 from charrnn.data.vocab import Vocab
 from charrnn.models import lm as M
 from charrnn.tools.sample import SampleConfig, generate
+from tests.helpers import AUSTEN, cycle_model, invoke, one_line_error
 
 VOCAB = Vocab("\n abcdeéж日")
-
-
-def cycle_params(vocab):
-    """Each character is followed by the next one in the vocabulary, almost surely."""
-    V = len(vocab)
-    cfg = M.ModelConfig(vocab_size=V, cell="rnn", hidden=V, layers=1, dtype="float64")
-    p = {"l0.Wx": 5.0 * np.eye(V), "l0.Wh": np.zeros((V, V)), "l0.b": np.zeros(V),
-         "Wy": 40.0 * np.roll(np.eye(V), 1, axis=1), "by": np.zeros(V)}
-    return cfg, p
 
 
 def random_params(seed=0):
@@ -49,13 +39,13 @@ def run(tmp_path, monkeypatch):
     return cfg, p
 
 
-def invoke(*args):
-    return CliRunner().invoke(cli, ["sample", *args])
+def sample(*args):
+    return invoke("sample", *args)
 
 
 def test_samples_the_latest_run_and_says_which_on_stderr(run):
     cfg, p = run
-    r = invoke("--prime", "ab日", "--length", "60", "--seed", "9", "--temperature", "0.7")
+    r = sample("--prime", "ab日", "--length", "60", "--seed", "9", "--temperature", "0.7")
     assert r.exit_code == 0, r.output
     expected = "".join(generate(p, cfg, VOCAB, "ab日", SampleConfig(length=60, temperature=0.7),
                                 np.random.default_rng(9)))
@@ -65,27 +55,27 @@ def test_samples_the_latest_run_and_says_which_on_stderr(run):
 
 
 def test_the_most_recently_written_run_wins(run, tmp_path):
-    cfg, p = cycle_params(VOCAB)
+    p, cfg = cycle_model(VOCAB)
     old = save(tmp_path / "runs" / "old" / "last.npz", cfg, p)
     os.utime(old, (time.time() + 100, time.time() + 100))  # newer than demo
-    r = invoke("--prime", "a", "--greedy", "--length", "5")
+    r = sample("--prime", "a", "--greedy", "--length", "5")
     assert r.exit_code == 0 and r.stdout == "abcdeé"
     assert os.path.join("runs", "old", "last.npz") in r.stderr
     os.utime(old, (time.time() - 1000, time.time() - 1000))
-    assert os.path.join("runs", "demo") in invoke("--length", "3").stderr
+    assert os.path.join("runs", "demo") in sample("--length", "3").stderr
 
 
 def test_unicode_comes_out_intact(tmp_path):
-    cfg, p = cycle_params(VOCAB)
+    p, cfg = cycle_model(VOCAB)
     ck = save(tmp_path / "cycle.npz", cfg, p)
-    r = invoke("-c", str(ck), "--prime", "é", "--greedy", "--length", "4")
+    r = sample("-c", str(ck), "--prime", "é", "--greedy", "--length", "4")
     assert r.exit_code == 0 and r.stdout_bytes == "éж日\n ".encode()
 
 
 def test_same_seed_same_text_and_num_samples(run):
-    a = invoke("--seed", "3", "--length", "40", "--num-samples", "2")
-    b = invoke("--seed", "3", "--length", "40", "--num-samples", "2")
-    c = invoke("--seed", "4", "--length", "40", "--num-samples", "2")
+    a = sample("--seed", "3", "--length", "40", "--num-samples", "2")
+    b = sample("--seed", "3", "--length", "40", "--num-samples", "2")
+    c = sample("--seed", "4", "--length", "40", "--num-samples", "2")
     assert a.exit_code == 0 and a.stdout == b.stdout != c.stdout
     first, second = a.stdout[:40], a.stdout[42:]
     assert a.stdout[40:42] == "\n\n" and len(second) == 40 and first != second
@@ -99,7 +89,7 @@ def test_every_sample_starts_from_the_primed_state(run, monkeypatch):
     cfg, p = run
     calls, real = [], S.warm
     monkeypatch.setattr(S, "warm", lambda *a: calls.append(1) or real(*a))
-    r = invoke("--seed", "5", "--length", "30", "--num-samples", "3", "--prime", "ab日c")
+    r = sample("--seed", "5", "--length", "30", "--num-samples", "3", "--prime", "ab日c")
     assert len(calls) == 2
     monkeypatch.setattr(S, "warm", real)
     rng, config = np.random.default_rng(5), SampleConfig(length=30)
@@ -111,18 +101,18 @@ def test_a_prime_file_is_read_as_the_corpus_was(run, tmp_path):
     """Windows line endings and byte-order marks, which the corpus reader removes, would
     otherwise be characters the model never saw."""
     (tmp_path / "p.txt").write_bytes("\ufeffca\r\nb\ufeffa\r\n".encode())
-    r = invoke("--prime-file", "p.txt", "--length", "3", "--seed", "1")
+    r = sample("--prime-file", "p.txt", "--length", "3", "--seed", "1")
     assert r.exit_code == 0, r.output
     assert r.stdout.startswith("ca\nba\n") and len(r.stdout) == 6 + 3
 
 
 def test_prime_file_and_stop(run, tmp_path):
     (tmp_path / "prime.txt").write_text("ca\n", encoding="utf-8")
-    r = invoke("--prime-file", "prime.txt", "--length", "5", "--seed", "1")
+    r = sample("--prime-file", "prime.txt", "--length", "5", "--seed", "1")
     assert r.exit_code == 0 and r.stdout.startswith("ca\n") and len(r.stdout) == 8
-    cfg, p = cycle_params(VOCAB)
+    p, cfg = cycle_model(VOCAB)
     ck = save(tmp_path / "cycle.npz", cfg, p)
-    r = invoke("-c", str(ck), "--prime", "a", "--length", "50", "--stop", "d")
+    r = sample("-c", str(ck), "--prime", "a", "--length", "50", "--stop", "d")
     assert r.exit_code == 0 and r.stdout == "abcd"
 
 
@@ -147,16 +137,12 @@ def test_prime_file_and_stop(run, tmp_path):
 def test_bad_input_gives_one_line_error(run, tmp_path, args, message):
     (tmp_path / "empty.txt").write_bytes(b"")
     (tmp_path / "corrupt.npz").write_bytes(b"PK\x03\x04 not really a zip file at all")
-    r = invoke(*args)
-    assert r.exit_code == 1
-    assert r.stdout == ""
-    lines = r.stderr.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("Error: ") and message in lines[0], r.stderr
+    one_line_error(sample(*args), message, code=1, alone=True)
 
 
 def test_no_runs_at_all_tells_the_user_to_train(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
-    r = invoke("--prime", "a")
+    r = sample("--prime", "a")
     assert r.exit_code == 1 and r.stdout == ""
     assert r.stderr.strip().splitlines() == [
         ("Error: no trained model found under runs/: run `charrnn train` first, or give "
@@ -207,3 +193,46 @@ def test_ctrl_c_while_sampling_exits_130_quietly(run, tmp_path):
     assert code == 130, stderr
     assert "Traceback" not in stderr and "Aborted" not in stderr
     assert stderr.strip().splitlines()[-1] == "interrupted"
+
+
+# --- found by the robustness pass (issue 6) ---------------------------------------------------
+
+@pytest.mark.parametrize("args, needle", [
+    (["--length", "-5"], "length"), (["--temperature", "nan"], "temperature"),
+    (["--temperature", "1e-310"], "temperature must be a number >= 1e-100"),
+    (["--temperature", "inf"], "temperature"), (["--top-k", "-2"], "top-k"),
+    (["--top-p", "nan"], "top-p"), (["--num-samples", "-1"], "--num-samples"),
+    (["--length", "x"], "--length"),
+])
+def test_sample_rejects_bad_numbers(trained, args, needle):
+    one_line_error(invoke("sample", "-c", trained / "run", *args), needle)
+
+
+def test_greedy_conflicts_with_the_sampling_knobs(trained):
+    for knob in (["--temperature", "0.5"], ["--top-k", "3"], ["--top-p", "0.9"]):
+        one_line_error(invoke("sample", "-c", trained / "run", "--greedy", *knob), "--greedy",
+                       knob[0])
+    assert invoke("sample", "-c", trained / "run", "--greedy", "--length", 5).exit_code == 0
+
+
+def test_prime_unknown_characters_listed(trained):
+    one_line_error(invoke("sample", "-c", trained / "run", "--prime", "It is Ω and ☃, Ω"),
+                   "not in the vocabulary: 'Ω', '☃'")
+
+
+def test_empty_prime_starts_after_a_newline(trained):
+    r = invoke("sample", "-c", trained / "run", "--prime", "", "--length", 40, "--seed", 3)
+    assert r.exit_code == 0 and len(r.stdout) == 40
+    ck = C.load(trained / "run" / "best.npz")
+    expected = "".join(generate(ck.params, ck.model, ck.vocab, "\n", SampleConfig(length=40),
+                                np.random.default_rng(3)))
+    assert r.stdout == expected[1:]  # the same as priming with "\n", minus its echo
+
+
+def test_prime_longer_than_the_corpus(trained, tmp_path):
+    prime = AUSTEN * 3  # 2688 characters; the model saw 896
+    (tmp_path / "prime.txt").write_text(prime)
+    r = invoke("sample", "-c", trained / "run", "--prime-file", tmp_path / "prime.txt",
+               "--length", 30, "--seed", 5)
+    assert r.exit_code == 0 and r.stdout.startswith(prime) and len(r.stdout) == len(prime) + 30
+

@@ -1,5 +1,7 @@
 """Scoring against an independent step-by-step computation."""
 
+import math
+
 import numpy as np
 import pytest
 
@@ -44,3 +46,11 @@ def test_streams_score_each_position_once_and_the_tail_continues(rng):
     sc = score(p, cfg, ids, streams=3, seq=4)
     assert sc.chars == 47 and sc.nats == pytest.approx(got.mean())
     assert sc.bpc == pytest.approx(sc.nats / np.log(2))
+
+
+# --- found by the robustness pass (issue 6) ---------------------------------------------------
+
+def test_perplexity_beyond_float_range_is_inf():
+    from charrnn.models.lm import Score
+    assert Score(1e4, 10).perplexity == math.inf and Score(1.0, 10).perplexity == math.e
+

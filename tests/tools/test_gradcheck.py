@@ -9,6 +9,7 @@ from charrnn.cli import cli
 from charrnn.nn import cells
 from charrnn.nn.cells import CELLS
 from charrnn.tools import gradcheck as G
+from tests.helpers import invoke, one_line_error
 
 
 def failures(results):
@@ -91,3 +92,18 @@ def test_cli_gradcheck_fails_with_impossible_tolerance():
                                       "--tol", "1e-30"])
     assert result.exit_code == 1
     assert result.stdout.startswith("gradcheck FAILED")
+
+
+# --- found by the robustness pass (issue 6) ---------------------------------------------------
+
+@pytest.mark.parametrize("args", [["--seed", "-1"], ["--tol", "nan"], ["--tol", "inf"]])
+def test_gradcheck_rejects_bad_numbers(args):
+    one_line_error(invoke("gradcheck", "--cell", "rnn", "--layers", "1", *args), args[0])
+
+
+@pytest.mark.parametrize("args", [["--hidden", "0"], ["--seq", "0"], ["--batch", "-1"],
+                                  ["--vocab", "1"], ["--tol", "0"], ["--tol", "-1"],
+                                  ["--layers", "0"], ["--cell", "tree"]])
+def test_gradcheck_rejects_bad_numbers_and_cells(args):
+    one_line_error(invoke("gradcheck", *args), args[0])
+

@@ -13,7 +13,7 @@ from charrnn.data.vocab import Vocab
 from charrnn.models import lm as M
 from charrnn.tools import gradflow as G
 from charrnn.tools.gradcheck import numeric_gradient
-from tests.helpers import assert_close
+from tests.helpers import assert_close, invoke, one_line_error
 
 ALPHABET = list("abcdefgh \n")
 
@@ -173,15 +173,6 @@ def run(args):
     return CliRunner().invoke(cli, args)
 
 
-def one_line_error(result, *words):
-    assert result.exit_code == 1, result.output
-    assert result.stdout == ""
-    lines = result.stderr.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("Error:"), result.stderr
-    for w in words:
-        assert w in lines[0], lines[0]
-
-
 def test_cli_on_the_bundled_corpus():
     r = run(["gradflow", "--length", "6", "--hidden", "8", "--samples", "2", "--warmup", "5"])
     assert r.exit_code == 0, r.output
@@ -235,29 +226,32 @@ def test_cli_note_when_fresh_model_options_meet_a_checkpoint(trained_like):
 
 def test_cli_bad_inputs_give_one_line_errors(trained_like, tmp_path):
     path, _ = trained_like
-    one_line_error(run(["gradflow", "--length", "-3"]), "length", "-3")
-    one_line_error(run(["gradflow", "--samples", "0"]), "samples")
-    one_line_error(run(["gradflow", "--hidden", "0", "-K", "3"]), "hidden")
+    one_line_error(run(["gradflow", "--length", "-3"]), "length", "-3", code=1, alone=True)
+    one_line_error(run(["gradflow", "--samples", "0"]), "samples", code=1, alone=True)
+    one_line_error(run(["gradflow", "--hidden", "0", "-K", "3"]), "hidden", code=1, alone=True)
     one_line_error(run(["gradflow", "--checkpoint", str(tmp_path / "nope.npz")]),
-                   "checkpoint not found", "nope.npz")
-    one_line_error(run(["gradflow", "--corpus", str(tmp_path / "none.txt")]), "none.txt")
+                   "checkpoint not found", "nope.npz", code=1, alone=True)
+    one_line_error(run(["gradflow", "--corpus", str(tmp_path / "none.txt")]), "none.txt", code=1,
+                   alone=True)
     short = tmp_path / "short.txt"
     short.write_text("abc abc")
     one_line_error(run(["gradflow", "--corpus", str(short), "-K", "10", "--warmup", "0"]),
-                   "needs at least 12")
+                   "needs at least 12", code=1, alone=True)
     other = tmp_path / "other.txt"
     other.write_text("XYZ" * 100)
     one_line_error(run(["gradflow", "--checkpoint", str(path), "--corpus", str(other)]),
-                   "'X'", "vocabulary")
+                   "'X'", "vocabulary", code=1, alone=True)
     bare = tmp_path / "bare.npz"  # made by hand: no recorded corpus
     ck = C.load(path)
     C.save(bare, C.Checkpoint(ck.model, ck.vocab, ck.params))
-    one_line_error(run(["gradflow", "--checkpoint", str(bare)]), "--corpus")
+    one_line_error(run(["gradflow", "--checkpoint", str(bare)]), "--corpus", code=1, alone=True)
     moved = tmp_path / "moved.npz"  # its recorded corpus is gone
     C.save(moved, C.Checkpoint(ck.model, ck.vocab, ck.params, {"corpus": str(tmp_path / "gone")}))
-    one_line_error(run(["gradflow", "--checkpoint", str(moved)]), "gone", "--corpus")
+    one_line_error(run(["gradflow", "--checkpoint", str(moved)]), "gone", "--corpus", code=1,
+                   alone=True)
     one_line_error(run(["gradflow", "-K", "3", "--hidden", "4", "--samples", "1",
-                        "--json", str(tmp_path / "no" / "dir.json")]), "cannot write")
+                        "--json", str(tmp_path / "no" / "dir.json")]), "cannot write", code=1,
+                   alone=True)
 
 
 def test_a_checkpoints_recorded_corpus_is_read_in_its_training_encoding(tmp_path):
@@ -277,3 +271,15 @@ def test_a_checkpoints_recorded_corpus_is_read_in_its_training_encoding(tmp_path
                                  "--samples", "2", "--warmup", "2", "--hidden", "4",
                                  "--encoding", "latin-1"])
     assert r.exit_code == 0, r.output
+
+
+# --- found by the robustness pass (issue 6) ---------------------------------------------------
+
+@pytest.mark.parametrize("args, needle", [
+    (["--layers", "0"], "layers"), (["--warmup", "-1"], "warmup"), (["--scale", "-1"], "scale"),
+    (["--scale", "nan"], "scale"), (["--length", "0"], "length"), (["--samples", "-1"], "samples"),
+    (["--hidden", "-1"], "hidden"), (["--cell", "tree"], "--cell"), (["--seed", "-1"], "--seed"),
+])
+def test_gradflow_rejects_bad_numbers_and_cells(args, needle):
+    one_line_error(invoke("gradflow", "-K", "3", *args), needle)
+

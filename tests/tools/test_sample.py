@@ -8,7 +8,7 @@ from charrnn.errors import CheckpointError, ConfigError, VocabularyError
 from charrnn.models import lm as M
 from charrnn.tools import sample as S
 from charrnn.tools.sample import SampleConfig, distribution, generate, next_distribution
-from tests.helpers import assert_close
+from tests.helpers import assert_close, cycle_model
 
 VOCAB = Vocab("\n abcdeéж日")
 
@@ -18,16 +18,6 @@ def random_model(cell="lstm", dtype="float64", scale=1.0, seed=0, hidden=7, laye
                         dtype=dtype)
     p = M.init_params(cfg, np.random.default_rng(seed))
     p["Wy"] *= scale  # larger output weights: a less uniform distribution
-    return p, cfg
-
-
-def cycle_model(vocab):
-    """Handcrafted: each character is followed by the next one in the vocabulary, almost surely.
-    A vanilla RNN with Wh = 0 whose hidden state is (nearly) the one-hot input."""
-    V = len(vocab)
-    cfg = M.ModelConfig(vocab_size=V, cell="rnn", hidden=V, layers=1, dtype="float64")
-    p = {"l0.Wx": 5.0 * np.eye(V), "l0.Wh": np.zeros((V, V)), "l0.b": np.zeros(V),
-         "Wy": 40.0 * np.roll(np.eye(V), 1, axis=1), "by": np.zeros(V)}
     return p, cfg
 
 

@@ -15,7 +15,7 @@ from charrnn.errors import CorpusError, VocabularyError
 from charrnn.models import lm as M
 from charrnn.tools.info import chart, curves, latest_run, vocab_text
 from charrnn.tools.scoring import RAMP, heat_map, score_text
-from tests.helpers import assert_close
+from tests.helpers import assert_close, invoke, one_line_error
 
 VOCAB = Vocab("\n abcdeé日")
 TEXT = "abc dee\n日本 éaZbc\ncab\n"  # '本' and 'Z' are not in the vocabulary
@@ -134,11 +134,9 @@ def test_eval_bad_input_gives_one_line_error(ckpt, tmp_path, args, message):
     (tmp_path / "unknown.txt").write_text("ZZZ QQQ", encoding="utf-8")
     (tmp_path / "latin1.txt").write_bytes("caf\xe9".encode("latin-1"))
     (tmp_path / "corrupt.npz").write_bytes(b"\x93NUMPY garbage")
-    r = CliRunner().invoke(cli, ["eval", *args])
-    assert r.exit_code == 1 and r.stdout == ""
-    lines = r.stderr.strip().splitlines()
-    assert lines[-1].startswith("Error: ") and message in lines[-1], r.stderr
-    assert "Traceback" not in r.stderr
+    r = invoke("eval", *args)
+    line = one_line_error(r, message, code=1)
+    assert r.stderr.strip().splitlines()[-1] == line, r.stderr
 
 
 def test_nothing_to_score_is_a_corpus_error(ckpt):
@@ -204,3 +202,13 @@ def test_latest_run_and_vocab_text(tmp_path):
     (tmp_path / "b" / "notes.txt").write_bytes(b"x")  # not a run
     assert latest_run(tmp_path) == tmp_path / "a"
     assert vocab_text(["\n", " ", "\t", "x"]) == r"\n ␣ \t x"
+
+
+# --- found by the robustness pass (issue 6) ---------------------------------------------------
+
+def test_eval_rejects_a_directory_and_a_binary_file(trained, tmp_path):
+    one_line_error(invoke("eval", tmp_path, "-c", trained / "run"), "is a directory")
+    (tmp_path / "x.bin").write_bytes(b"ab\x00cd" * 10)
+    one_line_error(invoke("eval", tmp_path / "x.bin", "-c", trained / "run"), "binary file",
+                   "byte offset 2")
+
