@@ -44,11 +44,12 @@ class Config:
 
     vocab_size: int = 0
     tags: int = 0
+    # the defaults: word segmentation of tiny Shakespeare, F1 0.977 in 5 minutes (bench/README.md)
     cell: str = "gru"
-    hidden: int = 128
+    hidden: int = 256
     layers: int = 1
     bidirectional: bool = True
-    dropout: float = 0.0
+    dropout: float = 0.2
     dtype: str = "float32"
 
     def __post_init__(self):
