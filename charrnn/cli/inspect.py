@@ -320,7 +320,9 @@ def info(checkpoint):
         flat = {**(model if isinstance(model, dict) else {}), **train}
         flat.pop("vocab_size", None)
         out.print(Text(", ".join(f"{k}={v}" for k, v in flat.items())), soft_wrap=False)
-    lines = I.chart(I.curves(ckpt.meta.get("history")))
+    history = ckpt.meta.get("history")
+    bpc = any(isinstance(r, dict) and "train_bpc" in r for r in history or [])
+    lines = I.chart(I.curves(history), label="bpc" if bpc or not history else "loss")
     out.print()
     if lines:
         for line in lines:

@@ -11,7 +11,7 @@ from click.testing import CliRunner
 from charrnn import checkpoint as C
 from charrnn.cli import cli
 
-SIZES = ["--hidden", "12", "--batch", "16", "--eval-every", "20", "--dtype", "float64", "-q"]
+SIZES = ["--hidden", "12", "--layers", "1", "--batch", "16", "--eval-every", "20", "--dtype", "float64", "-q"]
 
 
 def run(*args, input=None):
