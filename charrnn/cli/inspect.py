@@ -321,7 +321,8 @@ def info(checkpoint):
         flat.pop("vocab_size", None)
         out.print(Text(", ".join(f"{k}={v}" for k, v in flat.items())), soft_wrap=False)
     history = ckpt.meta.get("history")
-    bpc = any(isinstance(r, dict) and "train_bpc" in r for r in history or [])
+    bpc = isinstance(history, list) and any(isinstance(r, dict) and "train_bpc" in r
+                                            for r in history)
     lines = I.chart(I.curves(history), label="bpc" if bpc or not history else "loss")
     out.print()
     if lines:
