@@ -1,0 +1,136 @@
+"""Training speed of the bidirectional classifier against PyTorch, on the names data.
+
+Both sides train on the same batches of 64 names (charrnn.data.labelled's buckets: names of
+nearly one length, as `charrnn train --task classify` makes them), with one-hot input, a
+bidirectional LSTM (or GRU) of 128 units per direction, the final states of both directions
+joined into a linear layer, cross-entropy and Adam. charrnn splits each batch across its worker
+processes as `charrnn train` does; PyTorch runs `nn.LSTM(bidirectional=True)` on
+`pack_padded_sequence` with torch.set_num_threads(--threads). Rounds alternate, best of
+--repeats; the ratio is charrnn / PyTorch in characters per second, measured in this run.
+
+    python bench/classify_speed.py
+    python bench/classify_speed.py --cell gru --hidden 256 --repeats 5
+"""
+
+from __future__ import annotations
+
+import argparse
+import platform
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from charrnn.data import labelled as L  # noqa: E402
+from charrnn.models import classify as Cl  # noqa: E402
+from charrnn.nn.optim import Optimizer  # noqa: E402
+from charrnn.parallel import workers as P  # noqa: E402
+
+
+def batches(batch: int):
+    ex = L.read(ROOT / "corpora" / "names", "classify")
+    vocab = L.vocab_with_unknown(ex.texts)
+    labels = sorted(set(ex.targets))
+    ids, _ = L.encode(vocab, ex.texts)
+    y = np.array([labels.index(t) for t in ex.targets])
+    b = L.Buckets([len(t) for t in ids], batch, 0, lambda idx: idx)
+    out = []
+    for g in b.groups(0):
+        x, lens = L.pad([ids[i] for i in g])
+        out.append((x, lens, y[g], np.ones(len(g))))
+    return out, len(vocab), len(labels)
+
+
+def charrnn_step(data, V, K, cell, H, workers):
+    cfg = Cl.Config(vocab_size=V, classes=K, cell=cell, hidden=H, layers=1, dropout=0.0,
+                    class_weights=0.0)
+    params = Cl.init_params(cfg, np.random.default_rng(0))
+    opt, box = Optimizer("adam", params), [0]
+
+    def step():
+        batch = data[box[0] % len(data)]
+        box[0] += 1
+        _, grads, _ = P.loss_and_grads(Cl, params, cfg, batch, (), None, workers)
+        opt.clip_and_step(params, grads, 1e-3, 5.0)
+        return int(batch[1].sum())
+    return step
+
+
+def torch_step(torch, data, V, K, cell, H):
+    from torch.nn.utils.rnn import pack_padded_sequence
+
+    rnn = (torch.nn.LSTM if cell == "lstm" else torch.nn.GRU)(V, H, bidirectional=True)
+    head = torch.nn.Linear(2 * H, K)
+    opt = torch.optim.Adam([*rnn.parameters(), *head.parameters()], lr=1e-3)
+    eye = torch.eye(V)
+    tdata = [(torch.from_numpy(x.T.copy()), torch.from_numpy(lens), torch.from_numpy(y))
+             for x, lens, y, _ in data]
+    box = [0]
+
+    def step():
+        x, lens, y = tdata[box[0] % len(tdata)]
+        box[0] += 1
+        packed = pack_padded_sequence(eye[x], lens, enforce_sorted=False)
+        _, h = rnn(packed)
+        h = h[0] if cell == "lstm" else h
+        logits = head(torch.cat([h[0], h[1]], dim=1))
+        loss = torch.nn.functional.cross_entropy(logits, y)
+        opt.zero_grad()
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_([*rnn.parameters(), *head.parameters()], 5.0)
+        opt.step()
+        return int(lens.sum())
+    return step
+
+
+def rate(step, seconds: float) -> float:
+    t0 = time.perf_counter()
+    while time.perf_counter() - t0 < seconds / 2:  # warm-up
+        step()
+    chars, t0 = 0, time.perf_counter()
+    while time.perf_counter() - t0 < seconds:
+        chars += step()
+    return chars / (time.perf_counter() - t0)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--cell", choices=("lstm", "gru"), default="lstm")
+    ap.add_argument("--hidden", type=int, default=128)
+    ap.add_argument("--batch", type=int, default=64)
+    ap.add_argument("--seconds", type=float, default=3.0)
+    ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--threads", type=int, default=2)
+    args = ap.parse_args()
+    data, V, K = batches(args.batch)
+    workers = P.Workers(args.threads)
+    ours = charrnn_step(data, V, K, args.cell, args.hidden, workers)
+    try:
+        import torch
+
+        torch.set_num_threads(args.threads)
+        theirs = torch_step(torch, data, V, K, args.cell, args.hidden)
+    except ImportError:
+        theirs = None
+    a, b = [], []
+    for _ in range(args.repeats):
+        a.append(rate(ours, args.seconds))
+        if theirs:
+            b.append(rate(theirs, args.seconds))
+    cpu = next((line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo")
+                if line.startswith("model name")), platform.processor())
+    print(f"# {cpu}, {args.threads} threads/processes, bidirectional {args.cell} "
+          f"{args.hidden}, batch {args.batch} names, best of {args.repeats}")
+    print(f"charrnn {max(a):,.0f} chars/s  rounds {[round(x) for x in a]}")
+    if b:
+        print(f"torch   {max(b):,.0f} chars/s  rounds {[round(x) for x in b]}")
+        print(f"ratio   {max(a) / max(b):.2f} (median rounds {np.median(a) / np.median(b):.2f})")
+    workers.close()
+
+
+if __name__ == "__main__":
+    main()
