@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+import math
 import sys
 import time
 
@@ -257,7 +259,9 @@ def sample(checkpoint, prime, prime_file, length, temperature, greedy, top_k, to
 @click.option("--show", is_flag=True,
               help="Print the text coloured by the model's surprise at each character.")
 @click.option("--encoding", default="utf-8", show_default=True, help="Text encoding of FILE.")
-def eval_(file, checkpoint, strict, show, encoding):
+@click.option("--json", "as_json", is_flag=True,
+              help="Print one JSON object on stdout instead of the line (fields: see README).")
+def eval_(file, checkpoint, strict, show, encoding, as_json):
     """Score a text file: bits and nats per character, and perplexity, over the whole file.
 
     The state is carried from the first character to the last; every character after the first
@@ -279,14 +283,23 @@ def eval_(file, checkpoint, strict, show, encoding):
     if ckpt.family != "lm":  # a classifier or a tagger: FILE is labelled examples
         from .predict import eval_labelled
 
-        return eval_labelled(path, ckpt, file, encoding, as_json=False)
+        return eval_labelled(path, ckpt, file, encoding, as_json=as_json)
     start = time.perf_counter()
     result = score_text(ckpt.params, ckpt.model, ckpt.vocab, text, strict=strict)
     elapsed = time.perf_counter() - start
     if show:
         out.print(heat_map(text, result), soft_wrap=True, end="" if text.endswith("\n") else "\n")
         err.print(legend())
-    click.echo(perplexity_text(result))
+    if as_json:
+        sc = result.score
+        finite = lambda v: v if math.isfinite(v) else None  # noqa: E731
+        click.echo(json.dumps({"task": "lm", "bits_per_char": finite(sc.bpc),
+                               "nats_per_char": finite(sc.nats),
+                               "perplexity": finite(sc.perplexity), "characters": sc.chars,
+                               "unknown_characters": result.oov,
+                               "unknown": list(result.unknown)}))
+    else:
+        click.echo(perplexity_text(result))
     err.print(f"{result.score.chars + 1:,} characters in {elapsed:.2f} s "
               f"({(result.score.chars + 1) / max(elapsed, 1e-9):,.0f} characters/s)")
 

@@ -142,3 +142,26 @@ def test_a_classifier_run_resumes_bit_for_bit(data, tmp_path):
     for k in a.params:
         np.testing.assert_array_equal(a.params[k], b.params[k], err_msg=k)
     assert json.dumps(a.meta["labels"]) == json.dumps(b.meta["labels"]) == '["cons", "vowel"]'
+
+
+def test_eval_json_has_the_documented_keys(data):
+    r = run("eval", "-c", data / "cls", data / "cls.tsv", "--json")
+    assert r.exit_code == 0, r.output
+    got = json.loads(r.stdout)
+    assert {"accuracy", "macro_accuracy", "per_class", "confusion", "labels",
+            "unknown_characters"} <= set(got) and got["task"] == "classify"
+    assert sum(map(sum, got["confusion"])) == got["examples"] == 240
+    r = run("eval", "-c", data / "seg", data / "seg.tsv", "--json")
+    got = json.loads(r.stdout)
+    assert set(got["per_tag_f1"]) == {"B", "I"} and 0 <= got["accuracy"] <= 1
+
+
+def test_eval_json_of_a_language_model(tmp_path):
+    text = tmp_path / "t.txt"
+    text.write_text("abcabcabd " * 40)
+    assert run("train", text, "--hidden", 8, "--batch", 4, "--seq", 8, "--steps", 3,
+               "--out", tmp_path / "r", "-q").exit_code == 0
+    r = run("eval", "-c", tmp_path / "r", text, "--json")
+    got = json.loads(r.stdout)
+    assert got["task"] == "lm" and got["characters"] == 399
+    assert got["bits_per_char"] == pytest.approx(got["nats_per_char"] / np.log(2))
