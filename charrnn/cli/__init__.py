@@ -22,13 +22,16 @@ from .console import CONTEXT, CharrnnGroup
 @click.group(cls=CharrnnGroup, context_settings=CONTEXT)
 @click.version_option(__version__, "-V", "--version", prog_name="charrnn")
 def cli():
-    """Character-level language models (vanilla RNN, GRU, LSTM) in NumPy, with hand-written
-    backpropagation through time that you can check against finite differences.
+    """Character-level recurrent networks (vanilla RNN, GRU, LSTM) in NumPy, with hand-written
+    backpropagation through time that you can check against finite differences: language
+    models, and classifiers and taggers on a bidirectional encoder.
 
     \b
     Typical use:
       charrnn train corpus.txt          train a model on your text (default: tiny Shakespeare)
       charrnn sample --prime "hel"      generate text from the most recent run
+      charrnn train --task classify corpora/names    a label per text (here: a surname's language)
+      charrnn predict -c runs/names Nakamura         label texts with a classifier or a tagger
       charrnn gradcheck                 verify every gradient against finite differences
 
     Run `charrnn COMMAND --help` for each command's options.
