@@ -165,3 +165,26 @@ def test_eval_json_of_a_language_model(tmp_path):
     got = json.loads(r.stdout)
     assert got["task"] == "lm" and got["characters"] == 399
     assert got["bits_per_char"] == pytest.approx(got["nats_per_char"] / np.log(2))
+
+
+def test_a_folder_of_label_files_and_a_validation_file(tmp_path):
+    """--task classify on a folder of <label>.txt files, validated on --val (whose unknown
+    characters are read as the unknown symbol, not refused)."""
+    rnd = random.Random(1)
+    for label, letters in (("low", "abcdefgh"), ("high", "stuvwxyz")):
+        (tmp_path / f"{label}.txt").write_text(
+            "".join("".join(rnd.choice(letters) for _ in range(5)) + "\n" for _ in range(40)))
+    (tmp_path / "val.tsv").write_text("abcd\tlow\nstuv\thigh\nabcé\tlow\n")
+    r = run("train", "--task", "classify", tmp_path, "--val", tmp_path / "val.tsv", "--steps", 30,
+            "--hidden", 8, "--layers", 1, "--batch", 8, "--eval-every", 10, "--out",
+            tmp_path / "run", "-q")
+    assert r.exit_code == 0, r.output
+    ck = C.load(tmp_path / "run" / "best.npz")
+    assert ck.meta["labels"] == ["high", "low"]
+    evals = [h for h in ck.meta["history"] if h["kind"] == "eval"]
+    assert evals and all(0 <= h["val_acc"] <= 1 for h in evals)
+    bad = tmp_path / "val2.tsv"
+    bad.write_text("abcd\tmiddle\n")
+    r = run("train", "--task", "classify", tmp_path, "--val", bad, "--steps", 1, "--out",
+            tmp_path / "run2", "-q")
+    assert r.exit_code == 1 and "val2.tsv:1: label 'middle' does not occur" in r.stderr
