@@ -20,7 +20,20 @@ from .console import CONTEXT, err
               help="classify: print the TOP most likely labels, each with its probability.")
 @click.option("--segment", is_flag=True,
               help="tag: print the text split into words at each B tag instead of the tags.")
-def predict(texts, checkpoint, top, segment):
+@click.option("--beam", type=click.IntRange(1), default=1, show_default=True,
+              help="seq2seq: beam search with this many hypotheses (1: greedy decoding); "
+              "hypotheses are compared by log-probability per output character.")
+@click.option("--temperature", type=click.FloatRange(0, min_open=True), default=None,
+              help="seq2seq: sample each output character at this temperature instead.")
+@click.option("--max-length", type=click.IntRange(1), default=None,
+              help="seq2seq: the most output characters  [default: 2 x the source's + 10]")
+@click.option("--seed", type=click.IntRange(0), default=0, show_default=True,
+              help="seq2seq: seed of the sampling (--temperature).")
+@click.option("--show-attention", is_flag=True,
+              help="seq2seq: after each output, draw on stderr where each output character "
+              "looked: source characters across, output characters down, darker = more weight.")
+def predict(texts, checkpoint, top, segment, beam, temperature, max_length, seed,
+            show_attention):
     """Label texts with a classifier or a tagger (`charrnn train --task classify|tag`).
 
     Each TEXT, or each line of stdin when none is given, gets one line on stdout: for a
@@ -28,6 +41,10 @@ def predict(texts, checkpoint, top, segment):
     first, tab-separated); for a tagger its tag string, one tag per character (with --segment,
     the text with a space before every character tagged B). Characters the model never saw in
     training are read as the unknown symbol; how many there were goes to stderr.
+
+    For an encoder-decoder (--task seq2seq) each line is the decoded output: greedy, or with
+    --beam K beam search, or sampled with --temperature; --show-attention draws the attention
+    weights (stderr), the picture of what attention does.
 
     \b
     Examples:
@@ -49,6 +66,27 @@ def predict(texts, checkpoint, top, segment):
         texts = tuple(t for t in texts if t)
     if not texts:
         raise click.UsageError("no TEXT given and nothing on stdin")
+    seq_only = {"--beam": beam != 1, "--temperature": temperature is not None,
+                "--max-length": max_length is not None, "--show-attention": show_attention}
+    if ckpt.family != "seq2seq" and any(seq_only.values()):
+        flag = next(k for k, v in seq_only.items() if v)
+        raise click.UsageError(f"{flag} is for seq2seq models; this is a {ckpt.family} model")
+    if ckpt.family == "seq2seq":
+        from ..tools.translate import translate
+
+        if top != 1 or segment:
+            raise click.UsageError("--top and --segment are for classifiers and taggers")
+        outs, attention, unknown = translate(ckpt, list(texts), beam=beam,
+                                             temperature=temperature, max_length=max_length,
+                                             seed=seed)
+        for src, line, att in zip(texts, outs, attention):
+            click.echo(line)
+            if show_attention:
+                err.print(attention_map(src, line, att))
+        if unknown:
+            err.print(f"note: {unknown:,} source character{'s' if unknown != 1 else ''} "
+                      f"outside the model's vocabulary, read as the unknown symbol", markup=False)
+        return
     if ckpt.family == "classify":
         if segment:
             raise click.UsageError("--segment is for taggers; this is a classifier")
@@ -66,9 +104,44 @@ def predict(texts, checkpoint, top, segment):
                   f"model's vocabulary, read as the unknown symbol", markup=False)
 
 
+SHADES = " ░▒▓█"  # attention weight 0 .. 1, readable without colour
+
+
+def attention_map(source: str, output: str, weights):
+    """A heat map of attention weights (M, len(source)): a header row of source characters, then
+    one row per output character (the end marker as ⏎), each cell shaded by its weight."""
+    from rich.text import Text
+
+    from ..tools.scoring import _visible
+
+    if weights is None or weights.shape[1] == 0:
+        return Text("(this model has no attention)")
+    text = Text("   " + _visible(source) + "\n", style="bold")
+    rows = list(output) + ["⏎"] * (len(weights) - len(output))
+    for ch, w in zip(rows, weights):
+        cells = "".join(SHADES[min(len(SHADES) - 1, int(x * len(SHADES)))] for x in w)
+        text.append(f"{_visible(ch)}  ", style="bold")
+        text.append(cells + "\n")
+    return text
+
+
 def eval_labelled(path, ckpt, file: str, encoding: str, as_json: bool) -> None:
     """`charrnn eval` of a classifier or a tagger on a labelled file: a table on stderr, the
     figures on stdout (one JSON object with --json)."""
+    if ckpt.family == "seq2seq":
+        from ..tools.translate import evaluate_file as translate_file
+
+        r = translate_file(ckpt, file, encoding)
+        if as_json:
+            click.echo(json.dumps({"task": "seq2seq", **r}))
+        else:
+            click.echo(f"exact match {r['exact_match']:.4f}  character error rate "
+                       f"{r['char_error_rate']:.4f}  ({r['examples']:,} sources, {r['pairs']:,} "
+                       f"pairs; an output equal to any reference matches)")
+        if r["unknown_characters"] and not as_json:
+            err.print(f"note: {r['unknown_characters']:,} source characters outside the model's "
+                      f"vocabulary, read as the unknown symbol", markup=False)
+        return
     from ..tools.predict import evaluate_file
 
     r = evaluate_file(ckpt, file, encoding)

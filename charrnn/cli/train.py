@@ -30,9 +30,9 @@ _POS = click.IntRange(1)
 TASKS = tuple(FAMILIES)
 POOLING = ("last", "mean", "max")
 # the options that apply to some tasks only (the rest apply to all)
-ONLY = {"bidirectional": ("classify", "tag"), "pooling": ("classify",),
-        "class_weights": ("classify",), "val": ("classify", "tag"),
-        "seq": ("lm",), "val_frac": ("lm", "classify", "tag")}
+ONLY = {"bidirectional": ("classify", "tag", "seq2seq"), "pooling": ("classify",),
+        "class_weights": ("classify",), "val": ("classify", "tag", "seq2seq"),
+        "attention": ("seq2seq",), "seq": ("lm",)}
 
 
 def _check_applies(task: str, given: dict) -> None:
@@ -170,9 +170,11 @@ class _TrainDisplay:
 @click.option("--task", type=click.Choice(TASKS), default="lm", show_default=True,
               help="What to train: lm, a language model of CORPUS (a text file); classify, a "
               "label per text (CORPUS a TSV of text<TAB>label, or a folder of <label>.txt "
-              "files); tag, a label per character (a TSV of text<TAB>tags).")
+              "files); tag, a label per character (a TSV of text<TAB>tags); seq2seq, an "
+              "encoder-decoder (a TSV of source<TAB>target).")
 @click.option("--bidirectional/--unidirectional", default=None,
-              help="classify, tag: read each text both ways (the default) or left to right only.")
+              help="classify, tag, seq2seq: read each text (source) both ways (the default) or "
+              "left to right only.")
 @click.option("--pooling", type=click.Choice(POOLING), default=None,
               help="classify: what the head reads: both directions' final states (last, the "
               "default), or the outputs' mean or maximum over the text.")
@@ -180,7 +182,11 @@ class _TrainDisplay:
               help="classify: weight each example by (1 / its class's frequency) ** POWER: 1 "
               "makes every class count alike however rare, 0 every example  [default: 0.5]")
 @click.option("--val", type=click.Path(path_type=str), default=None,
-              help="classify, tag: validate on this file instead of a --val-frac of CORPUS.")
+              help="classify, tag, seq2seq: validate on this file instead of a --val-frac of "
+              "CORPUS.")
+@click.option("--attention", type=click.Choice(("additive", "dot", "none")), default=None,
+              help="seq2seq: how each decoder step looks back at the encoder's outputs: "
+              "additive (Bahdanau, the default), dot (Luong's general s W h), or none.")
 def train(corpus, resume, quiet, threads, task, **opts):
     """Train a model on CORPUS: a language model of a text file (default: the bundled tiny
     Shakespeare), or with --task classify or tag a classifier or tagger of labelled examples.
