@@ -292,7 +292,7 @@ def eval_(file, checkpoint, strict, show, encoding, as_json):
         err.print(legend())
     if as_json:
         sc = result.score
-        finite = lambda v: v if math.isfinite(v) else None  # noqa: E731
+        finite = lambda v: v if math.isfinite(v) else None
         click.echo(json.dumps({"task": "lm", "bits_per_char": finite(sc.bpc),
                                "nats_per_char": finite(sc.nats),
                                "perplexity": finite(sc.perplexity), "characters": sc.chars,
