@@ -41,19 +41,26 @@ START_ID, END_ID, UNKNOWN_ID = 0, 1, 2
 def target_vocab(targets, where=None) -> Vocab:
     """START, END, UNKNOWN, then the sorted characters of `targets` (CorpusError for a target
     holding a marker character)."""
+    _check_markers(targets, where)
     chars = set()
-    for i, t in enumerate(targets):
-        if START in t or END in t:
-            at = f"{where[i]}: " if where else ""
-            raise CorpusError(f"{at}a target holds U+0002 or U+0003, which mark the start and "
-                              f"end of every target")
+    for t in targets:
         chars.update(t)
     chars.discard(UNKNOWN)
     return Vocab([*RESERVED, *sorted(chars)])
 
 
-def encode_targets(vocab: Vocab, targets) -> tuple[list, int]:
-    """Each target's ids (no markers), unknown characters as UNKNOWN_ID; how many there were."""
+def _check_markers(targets, where=None) -> None:
+    for i, t in enumerate(targets):
+        if START in t or END in t:
+            at = f"{where[i]}: " if where else ""
+            raise CorpusError(f"{at}a target holds U+0002 or U+0003, which mark the start and "
+                              f"end of every target")
+
+
+def encode_targets(vocab: Vocab, targets, where=None) -> tuple[list, int]:
+    """Each target's ids (no markers), unknown characters as UNKNOWN_ID; how many there were.
+    CorpusError for a target holding a marker character."""
+    _check_markers(targets, where)
     out, unknown = [], 0
     for t in targets:
         ids, n = vocab.encode_lenient(t, UNKNOWN)
@@ -121,9 +128,9 @@ def load(tcfg, saved=None) -> Data:
         vocab = L.vocab_with_unknown(train_ex.texts)
         tvocab = target_vocab(train_ex.targets, train_ex.where)
     train_src, _ = L.encode(vocab, train_ex.texts)
-    train_tgt, _ = encode_targets(tvocab, train_ex.targets)
+    train_tgt, _ = encode_targets(tvocab, train_ex.targets, train_ex.where)
     val_src, unk_s = L.encode(vocab, val_ex.texts)
-    val_tgt, unk_t = encode_targets(tvocab, val_ex.targets)
+    val_tgt, unk_t = encode_targets(tvocab, val_ex.targets, val_ex.where)
     src_of = {t: ids for t, ids in zip(val_ex.texts, val_src)}
     val_groups = [(src_of[s], refs) for s, refs in groups(val_ex.texts, val_ex.targets)]
     lengths = np.array([len(s) for s in train_src])
