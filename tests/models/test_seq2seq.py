@@ -232,3 +232,26 @@ def test_bad_configurations_are_config_errors():
                 {"dropout": 1.0}):
         with pytest.raises(ConfigError):
             S.Config(**bad)
+
+
+def test_evaluation_and_training_split_across_worker_processes(tmp_path):
+    """score_rows through the worker processes (both ops) gives what one process gives."""
+    from charrnn.parallel import workers as W
+    corpus = copy_corpus(tmp_path / "rev.tsv", n=200)
+    tcfg = tiny(corpus, tmp_path / "r", hidden=16)
+    data = S.load_data(tcfg)
+    cfg = S.complete(tcfg.model, data)
+    params = S.init_params(cfg, np.random.default_rng(0))
+    alone = S.evaluate(params, cfg, data)
+    with W.Workers(2) as workers:
+        if workers.n < 2:
+            pytest.skip("no worker processes here")
+        split = S.evaluate(params, cfg, data, workers=workers)
+        batch = data.batches.chunk(0)
+        l1, g1, _ = W.loss_and_grads(S, params, cfg, batch, (), None, workers)
+    assert split["val_exact"] == alone["val_exact"]
+    assert split["val_loss"] == pytest.approx(alone["val_loss"], rel=1e-12)
+    l0, g0, _ = S.loss_and_grads(params, cfg, batch)
+    assert l1 == pytest.approx(l0, rel=1e-12)
+    for k in g0:
+        np.testing.assert_allclose(g1[k], g0[k], rtol=1e-9, atol=1e-12, err_msg=k)

@@ -80,3 +80,31 @@ def test_precomputed_keys_give_the_same_as_computing_them(kind, rng):
     for a, b in zip(A.forward(params, kind, s, h, lengths)[:2],
                     A.forward(params, kind, s, h, lengths, k)[:2]):
         assert (a == b).all()
+
+
+@pytest.mark.parametrize("kind", A.KINDS)
+def test_equals_torch_autograd(kind, rng):
+    """An independent reference: the same formulas in PyTorch, its autograd for the backward."""
+    torch = pytest.importorskip("torch")
+    params, s, h, lengths = setup(kind, rng)
+    dc = rng.standard_normal((T, N, E))
+    c, a, cache = A.forward(params, kind, s, h, lengths)
+    ds, dh, grads = A.backward(dc, cache)
+    tp = {k: torch.tensor(v, requires_grad=True) for k, v in params.items()}
+    ts, th = torch.tensor(s, requires_grad=True), torch.tensor(h, requires_grad=True)
+    if kind == "additive":  # (T, 1, N, A) + (1, S, N, A)
+        e = torch.tanh((ts @ tp["att.Ws"])[:, None] + (th @ tp["att.Wk"] + tp["att.b"])[None])
+        e = (e @ tp["att.v"]).permute(0, 2, 1)  # (T, N, S)
+    else:
+        e = torch.einsum("tnq,qe,sne->tns", ts, tp["att.W"], th)
+    pad = torch.tensor(np.arange(S)[None, :] >= lengths[:, None])  # (N, S)
+    w = torch.softmax(e.masked_fill(pad[None], float("-inf")), dim=-1)
+    tc = torch.einsum("tns,sne->tne", w, th)
+    (tc * torch.tensor(dc)).sum().backward()
+    np.testing.assert_allclose(a, w.detach().numpy(), rtol=1e-12, atol=1e-15)
+    np.testing.assert_allclose(c, tc.detach().numpy(), rtol=1e-12, atol=1e-14)
+    np.testing.assert_allclose(ds, ts.grad.numpy(), rtol=1e-10, atol=1e-13)
+    np.testing.assert_allclose(dh, th.grad.numpy(), rtol=1e-10, atol=1e-13)
+    for k in params:
+        np.testing.assert_allclose(grads[k], tp[k].grad.numpy(), rtol=1e-10, atol=1e-13,
+                                   err_msg=k)
