@@ -45,9 +45,9 @@ charrnn.models.lm, is the first.
 from __future__ import annotations
 
 from ..errors import ConfigError
-from . import classify, lm, tag
+from . import classify, lm, seq2seq, tag
 
-FAMILIES = {F.NAME: F for F in (lm, classify, tag)}
+FAMILIES = {F.NAME: F for F in (lm, classify, tag, seq2seq)}
 
 
 def family(name: str):
