@@ -149,21 +149,25 @@ def check_cell(cell: str, batch: int = 2, seq: int = 3, hidden: int = 5, seed: i
     return _check_all(cell, 1, arrays, analytic, objective, tol)
 
 
-TASKS = ("lm", "classify", "tag")
-POOLING_BY_CELL = {"rnn": "last", "gru": "mean", "lstm": "max"}  # every pooling is covered
+TASKS = ("lm", "classify", "tag", "seq2seq")
+# with every cell checked, every pooling and every attention kind is too
+POOLING_BY_CELL = {"rnn": "last", "gru": "mean", "lstm": "max"}
+ATTENTION_BY_CELL = {"rnn": "none", "gru": "additive", "lstm": "dot"}
 
 
 def check_encoded(task: str, cell: str, layers: int = 1, hidden: int = 5, seq: int = 7,
                   batch: int = 2, vocab: int = 4, seed: int = 0, classes: int = 3,
                   tol: float = DEFAULT_TOL) -> list[Result]:
-    """Check a classifier's or tagger's gradients (check_family): a bidirectional encoder over
-    sequences of different lengths (padded, with garbage ids at the padding), dropout masks from
-    2 layers, the classifier pooling as POOLING_BY_CELL says."""
-    from ..models import classify, tag
+    """Check a classifier's, tagger's or encoder-decoder's gradients (check_family): a
+    bidirectional encoder over sequences of different lengths (padded, with garbage ids at the
+    padding), dropout masks from 2 layers, the classifier pooling as POOLING_BY_CELL and the
+    encoder-decoder attending as ATTENTION_BY_CELL says."""
+    from ..models import classify, seq2seq, tag
 
-    F = classify if task == "classify" else tag
-    extra = {"classes": classes, "pooling": POOLING_BY_CELL[cell]} if F is classify \
-        else {"tags": classes}
+    F = {"classify": classify, "tag": tag, "seq2seq": seq2seq}[task]
+    extra = {"classify": {"classes": classes, "pooling": POOLING_BY_CELL[cell]},
+             "tag": {"tags": classes},
+             "seq2seq": {"target_size": classes + 3, "attention": ATTENTION_BY_CELL[cell]}}[task]
     cfg = F.Config(vocab_size=vocab, cell=cell, hidden=hidden, layers=layers,
                    bidirectional=True, dropout=0.3 if layers > 1 else 0.0, dtype="float64",
                    **extra)
