@@ -188,3 +188,34 @@ def test_a_folder_of_label_files_and_a_validation_file(tmp_path):
     r = run("train", "--task", "classify", tmp_path, "--val", bad, "--steps", 1, "--out",
             tmp_path / "run2", "-q")
     assert r.exit_code == 1 and "val2.tsv:1: label 'middle' does not occur" in r.stderr
+
+
+@pytest.fixture(scope="module")
+def copy_run(tmp_path_factory):
+    d = tmp_path_factory.mktemp("s2s")
+    rnd = random.Random(2)
+    rows = ["".join(rnd.choice("abcde") for _ in range(rnd.randint(2, 4))) for _ in range(300)]
+    (d / "copy.tsv").write_text("".join(f"{w}\t{w[::-1]}\n" for w in rows))
+    r = run("train", "--task", "seq2seq", d / "copy.tsv", "--steps", 400, "--hidden", 32,
+            "--batch", 32, "--eval-every", 200, "--out", d / "run", "-q")
+    assert r.exit_code == 0, r.output
+    return d
+
+
+def test_seq2seq_predict_eval_and_the_attention_picture(copy_run):
+    d = copy_run
+    r = run("predict", "-c", d / "run", "abc", "edda", "--show-attention")
+    assert r.exit_code == 0, r.output
+    assert r.stdout.splitlines() == ["cba", "adde"]
+    assert "⏎" in r.stderr and "█" in r.stderr  # a row per output, the end marker's too
+    r2 = run("predict", "-c", d / "run", "abc", "edda", "--beam", 3)
+    assert r2.stdout == r.stdout
+    r = run("eval", "-c", d / "run", d / "copy.tsv", "--json")
+    got = json.loads(r.stdout)
+    assert got["task"] == "seq2seq" and got["exact_match"] > 0.95
+    assert set(got) >= {"exact_match", "char_error_rate", "examples", "unknown_characters"}
+
+
+def test_decoding_options_are_for_seq2seq_models_only(data):
+    r = run("predict", "-c", data / "cls", "abc", "--beam", 2)
+    assert r.exit_code == 2 and "--beam is for seq2seq models" in r.stderr
