@@ -25,10 +25,10 @@ import numpy as np
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from charrnn.data import labelled as L  # noqa: E402
-from charrnn.models import classify as Cl  # noqa: E402
-from charrnn.nn.optim import Optimizer  # noqa: E402
-from charrnn.parallel import workers as P  # noqa: E402
+from charrnn.data import labelled as L
+from charrnn.models import classify as Cl
+from charrnn.nn.optim import Optimizer
+from charrnn.parallel import workers as P
 
 
 def batches(batch: int):

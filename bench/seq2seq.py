@@ -25,13 +25,13 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from charrnn import checkpoint as C  # noqa: E402
-from charrnn.data import labelled as L  # noqa: E402
-from charrnn.data import pairs as P  # noqa: E402
-from charrnn.data import synthetic  # noqa: E402
-from charrnn.models import seq2seq  # noqa: E402
-from charrnn.tools.translate import evaluate_file, translate  # noqa: E402
-from charrnn.train.trainer import TrainConfig, train  # noqa: E402
+from charrnn import checkpoint as C
+from charrnn.data import labelled as L
+from charrnn.data import pairs as P
+from charrnn.data import synthetic
+from charrnn.models import seq2seq
+from charrnn.tools.translate import evaluate_file, translate
+from charrnn.train.trainer import TrainConfig, train
 
 SIZES = {"addition": 50000, "dates": 30000}
 

@@ -26,12 +26,12 @@ import numpy as np
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from charrnn.data import labelled as L  # noqa: E402
-from charrnn.data import pairs as P  # noqa: E402
-from charrnn.data import synthetic  # noqa: E402
-from charrnn.models import seq2seq as S  # noqa: E402
-from charrnn.nn.optim import Optimizer  # noqa: E402
-from charrnn.parallel import workers as W  # noqa: E402
+from charrnn.data import labelled as L
+from charrnn.data import pairs as P
+from charrnn.data import synthetic
+from charrnn.models import seq2seq as S
+from charrnn.nn.optim import Optimizer
+from charrnn.parallel import workers as W
 
 
 def batches(n: int, batch: int):
