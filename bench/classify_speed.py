@@ -121,7 +121,8 @@ def main() -> None:
         a.append(rate(ours, args.seconds))
         if theirs:
             b.append(rate(theirs, args.seconds))
-    cpu = next((line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo")
+    cpu = next((line.split(":", 1)[1].strip()
+                for line in Path("/proc/cpuinfo").read_text().splitlines()
                 if line.startswith("model name")), platform.processor())
     print(f"# {cpu}, {args.threads} threads/processes, bidirectional {args.cell} "
           f"{args.hidden}, batch {args.batch} names, best of {args.repeats}")

@@ -140,10 +140,12 @@ def main() -> None:
         a.append(rate(ours, args.seconds))
         if theirs:
             b.append(rate(theirs, args.seconds))
-    cpu = next((line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo")
+    cpu = next((line.split(":", 1)[1].strip()
+                for line in Path("/proc/cpuinfo").read_text().splitlines()
                 if line.startswith("model name")), platform.processor())
-    print(f"# {cpu}, {args.threads} threads/processes, seq2seq GRU {args.hidden} (bidirectional "
-          f"encoder, additive attention), batch {args.batch} additions, best of {args.repeats}")
+    print(f"# {cpu}, {args.threads} threads/processes, seq2seq GRU {args.hidden} "
+          f"(bidirectional encoder, additive attention), batch {args.batch} additions, best of "
+          f"{args.repeats}")
     print(f"charrnn {max(a):,.0f} target chars/s  rounds {[round(x) for x in a]}")
     if b:
         print(f"torch   {max(b):,.0f} target chars/s  rounds {[round(x) for x in b]}")

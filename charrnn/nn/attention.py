@@ -94,7 +94,7 @@ def forward(params: dict, kind: str, s, h, lengths, k=None, prefix: str = "att."
 def backward(dc: np.ndarray, cache: Cache, da_extra=None):
     """(ds (T, N, Q), dh (S, N, E), grads) given dc (T, N, E), the gradient of the context;
     `da_extra` (T, N, S), optional, a gradient of the weights themselves."""
-    kind, prefix, params, sb, hb, h, kb, u, a = cache
+    kind, prefix, params, sb, hb, _h, kb, u, a = cache
     dcb = dc.transpose(1, 0, 2)  # (N, T, E)
     da = dcb @ hb.transpose(0, 2, 1)  # (N, T, S) dc_t . h_j
     if da_extra is not None:

@@ -210,7 +210,7 @@ def test_load_data_splits_by_source_and_builds_both_vocabularies(tmp_path):
     assert list(data.target_vocab.chars[:3]) == list(P.RESERVED) and data.vocab.chars[0] == "\ufffd"
     cfg = S.complete(tcfg.model, data)
     assert cfg.target_size == len(S.data_meta(data)["target_vocab"])
-    src, src_len, tgt_in, tgt_out, w = data.batches.chunk(0)
+    src, _src_len, tgt_in, tgt_out, w = data.batches.chunk(0)
     assert w.sum() == pytest.approx(len(src)) and (tgt_in[:, 0] == P.START_ID).all()
     assert ((tgt_out == P.END_ID).sum(axis=1) == 1).all()
 

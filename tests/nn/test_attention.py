@@ -22,7 +22,7 @@ def setup(kind, rng):
 @pytest.mark.parametrize("kind", A.KINDS)
 def test_weights_sum_to_one_on_real_positions_and_are_exactly_zero_on_padding(kind, rng):
     params, s, h, lengths = setup(kind, rng)
-    c, a, _ = A.forward(params, kind, s, h, lengths)
+    _c, a, _ = A.forward(params, kind, s, h, lengths)
     for n, L in enumerate(lengths):
         np.testing.assert_allclose(a[:, n, :L].sum(axis=-1), 1.0, rtol=1e-14)
         assert (a[:, n, L:] == 0).all()
@@ -49,10 +49,10 @@ def test_garbage_in_padded_encoder_outputs_changes_nothing(kind, rng):
     params, s, h, lengths = setup(kind, rng)
     dc = rng.standard_normal((T, N, E))
     c, a, cache = A.forward(params, kind, s, h, lengths)
-    ds, dh, g = A.backward(dc, cache)
+    ds, dh, _g = A.backward(dc, cache)
     h2 = h + rng.standard_normal(h.shape) * (np.arange(S)[:, None] >= lengths)[..., None]
     c2, a2, cache2 = A.forward(params, kind, s, h2, lengths)
-    ds2, dh2, g2 = A.backward(dc, cache2)
+    ds2, dh2, _g2 = A.backward(dc, cache2)
     assert (a2 == a).all() and (c2 == c).all() and (ds2 == ds).all()
     real = (np.arange(S)[:, None] < lengths)[..., None]
     assert (dh2 * real == dh * real).all() and (dh[~real[..., 0]] == 0).all()
