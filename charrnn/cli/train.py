@@ -13,7 +13,7 @@ from rich.text import Text
 from .. import checkpoint as C
 from ..models.lm import DTYPES
 from ..nn.optim import OPTIMIZERS, SCHEDULES
-from .console import CELL_CHOICE, CONTEXT, err
+from .console import CELL_CHOICE, CONTEXT, PATH, FiniteFloat, alias, err
 
 # --- train -------------------------------------------------------------------------------------
 
@@ -93,14 +93,14 @@ class _TrainDisplay:
 
 
 @click.command(context_settings=CONTEXT)
-@click.argument("corpus", required=False, type=click.Path(dir_okay=True, path_type=str))
+@click.argument("corpus", required=False, type=PATH)
 @click.option("--cell", type=CELL_CHOICE, default=_TD["cell"], show_default=True,
               help="Recurrent cell.")
 @click.option("--hidden", type=_POS, default=_TD["hidden"], show_default=True,
               help="Hidden units H per layer.")
 @click.option("--layers", type=_POS, default=_TD["layers"], show_default=True,
               help="Stacked recurrent layers.")
-@click.option("--dropout", type=click.FloatRange(0, 1, max_open=True), default=_TD["dropout"],
+@click.option("--dropout", type=FiniteFloat(0, 1, max_open=True), default=_TD["dropout"],
               show_default=True, help="Dropout between layers and before the output, in [0, 1).")
 @click.option("--dtype", type=click.Choice(DTYPES), default=_TD["dtype"],
               show_default=True, help="Floating-point type (float64 for exact checks).")
@@ -112,25 +112,25 @@ class _TrainDisplay:
               help="Time steps T per chunk (truncated BPTT length).")
 @click.option("--optimizer", type=click.Choice(OPTIMIZERS),
               default=_TD["optimizer"], show_default=True, help="Update rule (sgd has momentum 0.9).")
-@click.option("--lr", type=click.FloatRange(0, min_open=True), default=_TD["lr"],
+@click.option("--lr", type=FiniteFloat(0, min_open=True), default=_TD["lr"],
               show_default=True, help="Peak learning rate.")
 @click.option("--schedule", type=click.Choice(SCHEDULES), default=_TD["schedule"],
               show_default=True, help="Learning rate after warm-up: cosine decay to 10% over the "
               "budget, or constant.")
 @click.option("--warmup", type=click.IntRange(0), default=_TD["warmup"], show_default=True,
               help="Steps of linear learning-rate warm-up.")
-@click.option("--clip", type=click.FloatRange(0), default=_TD["clip"], show_default=True,
+@click.option("--clip", type=FiniteFloat(0), default=_TD["clip"], show_default=True,
               help="Clip gradients to this global norm; 0 turns clipping off.")
 @click.option("--steps", type=_POS, default=None, help="Stop after this many optimizer steps.")
-@click.option("--epochs", type=click.FloatRange(0, min_open=True), default=None,
+@click.option("--epochs", type=FiniteFloat(0, min_open=True), default=None,
               help="Stop after this many passes over the training text.")
-@click.option("--minutes", type=click.FloatRange(0, min_open=True), default=None,
+@click.option("--minutes", type=FiniteFloat(0, min_open=True), default=None,
               help="Stop after this much training time (default 5 when no budget is given).")
 @click.option("--eval-every", type=_POS, default=_TD["eval_every"], show_default=True,
               help="Steps between validation passes (and checkpoints).")
 @click.option("--patience", type=click.IntRange(0), default=_TD["patience"], show_default=True,
               help="Stop after this many evaluations without a new best; 0: never.")
-@click.option("--val-frac", type=click.FloatRange(0, 1, min_open=True, max_open=True),
+@click.option("--val-frac", type=FiniteFloat(0, 1, min_open=True, max_open=True),
               default=_TD["val_frac"], show_default=True,
               help="Fraction of the text, at its end, kept for validation.")
 @click.option("--out", type=click.Path(file_okay=False, path_type=str), default=None,
@@ -139,14 +139,15 @@ class _TrainDisplay:
               help="Continue the run in the run directory exactly where last.npz left it.")
 @click.option("--encoding", default=_TD["encoding"], show_default=True,
               help="Text encoding of CORPUS.")
-@click.option("--threads", type=_POS, default=None,
-              help="Cores sharing each chunk's streams: this process and THREADS-1 worker "
-              "processes, each single-threaded. Results differ only in the last bits  [default: "
+@click.option("--processes", type=_POS, default=None,
+              help="Processes sharing each chunk's streams: this one and PROCESSES-1 workers, "
+              "each with single-threaded BLAS. Results differ only in the last bits  [default: "
               "as many as BLAS uses, usually one per core; with --resume, as many as the run "
               "used]")
+@alias("--threads", "processes", type=_POS)
 @click.option("--quiet", "-q", is_flag=True,
-              help="No progress bar: one plain line per evaluation.")
-def train(corpus, resume, quiet, threads, **opts):
+              help="Print only the checkpoint's path (on stdout); errors still go to stderr.")
+def train(corpus, resume, quiet, processes, **opts):
     """Train a character model on CORPUS (a text file; default: the bundled tiny Shakespeare).
 
     The last --val-frac of the text is held out for validation. Training runs --batch streams over
@@ -186,7 +187,7 @@ def train(corpus, resume, quiet, threads, **opts):
     display = _TrainDisplay(live=err.is_terminal and not quiet)
     try:
         try:
-            result = T.train(cfg, on_event=display, resume=resume, threads=threads,
+            result = T.train(cfg, on_event=display, resume=resume, threads=processes,
                              sigterm=True)
         finally:
             display.close()

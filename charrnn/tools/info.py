@@ -50,7 +50,7 @@ def find_checkpoint(path: str | os.PathLike | None, root: str | os.PathLike = RU
         run = latest_run(root)
         if run is None:
             raise CheckpointError(f"no trained model found under {Path(root)}/: run `charrnn "
-                                  f"train` first, or give --checkpoint")
+                                  f"train` first, or give -c/--checkpoint")
         path = run
     return C.resolve(path)
 
