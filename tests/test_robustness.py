@@ -237,8 +237,18 @@ def test_a_single_enormous_line_trains(tmp_path):
 
 
 def test_validation_part_shorter_than_one_chunk_still_scores(corpus, tmp_path):
-    res = train(tiny(corpus, tmp_path / "r", val_frac=1e-9, batch=16, seq=16, steps=2))
-    assert math.isfinite(res.best_val_bpc)  # 2 validation characters, 1 scored
+    res = train(tiny(corpus, tmp_path / "r", val_frac=0.06, batch=16, seq=16, steps=2))
+    assert math.isfinite(res.best_val_bpc)  # 54 validation characters, less than 16 x 16
+
+
+def test_a_validation_split_too_small_to_mean_anything_is_refused(corpus, tmp_path):
+    """Issue 15 F: --val-frac 0.0001 left 2 characters and still reported a best score."""
+    with pytest.raises(CorpusError, match="the validation split is 2 characters"):
+        train(tiny(corpus, tmp_path / "r", val_frac=1e-9, batch=16, seq=16, steps=2))
+    one_line_error(invoke("train", corpus, "--out", tmp_path / "r", *TINY, "--val-frac",
+                          "0.0001"), "validation split is 2 characters (--val-frac 0.0001 of "
+                   "944); at least 50 are needed")
+    assert not (tmp_path / "r").exists()
 
 
 # --- options -----------------------------------------------------------------------------------
@@ -251,7 +261,7 @@ def test_validation_part_shorter_than_one_chunk_still_scores(corpus, tmp_path):
     (["--lr", "0"], "--lr"), (["--lr", "nan"], "lr"), (["--lr", "inf"], "lr"),
     (["--clip", "nan"], "clip"), (["--dropout", "-0.1"], "--dropout"),
     (["--val-frac", "-0.5"], "--val-frac"), (["--val-frac", "1"], "--val-frac"),
-    (["--val-frac", "nan"], "val_frac"), (["--seed", "-1"], "--seed"),
+    (["--val-frac", "nan"], "--val-frac"), (["--seed", "-1"], "--seed"),
     (["--steps", "-5"], "--steps"), (["--hidden", "-1"], "--hidden"),
 ])
 def test_train_rejects_bad_numbers(corpus, tmp_path, args, needle):
@@ -261,7 +271,7 @@ def test_train_rejects_bad_numbers(corpus, tmp_path, args, needle):
 
 @pytest.mark.parametrize("args, needle", [
     (["--length", "-5"], "length"), (["--temperature", "nan"], "temperature"),
-    (["--temperature", "1e-310"], "temperature must be a number >= 1e-100"),
+    (["--temperature", "1e-310"], "Invalid value for '--temperature'"),
     (["--temperature", "inf"], "temperature"), (["--top-k", "-2"], "top-k"),
     (["--top-p", "nan"], "top-p"), (["--num-samples", "-1"], "--num-samples"),
     (["--length", "x"], "--length"),
@@ -276,7 +286,7 @@ def test_sample_rejects_bad_numbers(trained, args, needle):
     (["--hidden", "-1"], "hidden"), (["--cell", "tree"], "--cell"), (["--seed", "-1"], "--seed"),
 ])
 def test_gradflow_rejects_bad_numbers_and_cells(args, needle):
-    one_line_error(invoke("gradflow", "-K", "3", *args), needle)
+    one_line_error(invoke("gradflow", "-n", "3", *args), needle)
 
 
 @pytest.mark.parametrize("args", [["--seed", "-1"], ["--tol", "nan"], ["--tol", "inf"]])
@@ -304,7 +314,7 @@ def test_file_names_that_are_not_utf8_train_save_and_resume(tmp_path):
 
 def test_a_run_directory_with_brackets_is_printed_as_it_is(corpus, tmp_path):
     run = tmp_path / "x[/]y[red]z"  # Rich markup, if it were read as such
-    r = invoke("train", corpus, "--out", run, *TINY, "--steps", 5)
+    r = invoke("train", corpus, "--out", run, *TINY[:-1], "--steps", 5)  # not --quiet
     assert r.exit_code == 0, r.stderr
     assert r.stdout == f"{run / 'best.npz'}\n" and "x[/]y[red]z" in r.stderr.replace("\n", "")
 

@@ -33,31 +33,57 @@ def _duration(seconds):
     return f"{m // 60}:{m % 60:02d}:{s:02d}" if m >= 60 else f"{m}:{s:02d}"
 
 
-def _train_line(e, total):
+def _train_line(e, total, width=None):
+    """The figures of event `e` on one line; with `width`, the least needed figures are left out
+    until the line fits: the epoch, the gradient norm, "bpc", a space of each gap, the training
+    loss (an 80-column terminal keeps step, train, val, chars/s and time left up to ~10k steps)."""
     r = e.record
-    steps = f"{e.step}/{total}" if total else str(e.step)
-    parts = [f"step {steps}", f"epoch {e.epoch:.2f}"]
+    parts = {"step": f"step {e.step}/{total}" if total else f"step {e.step}",
+             "epoch": f"epoch {e.epoch:.2f}"}
     if "train_bpc" in r:
-        parts.append(f"train {r['train_bpc']:.3f}")
+        parts["train"] = f"train {r['train_bpc']:.3f}"
     if r.get("val_bpc") is not None:
-        parts.append(f"val {r['val_bpc']:.3f} bpc")
+        parts["val"] = f"val {r['val_bpc']:.3f} bpc"
     if "grad_norm" in r:
-        parts.append(f"grad {r['grad_norm']:.2f}")
+        parts["grad"] = f"grad {r['grad_norm']:.2f}"
     if "chars_per_sec" in r:
-        parts.append(f"{r['chars_per_sec']:,.0f} chars/s")
-    parts.append(f"{_duration(e.left)} left")
-    return "  ".join(parts)
+        parts["rate"] = f"{r['chars_per_sec']:,.0f} chars/s"
+    parts["left"] = f"{_duration(e.left)} left"
+    gap = "  "
+    line = gap.join(parts.values())
+    for drop in ("epoch", "grad", "bpc", "gap", "train"):
+        if width is None or len(line) <= width:
+            break
+        if drop == "bpc" and "val" in parts:
+            parts["val"] = parts["val"].removesuffix(" bpc")
+        elif drop == "gap":
+            gap = " "
+        else:
+            parts.pop(drop, None)
+        line = gap.join(parts.values())
+    return line
+
+
+BAR = 10  # the live bar's width; with "100%" and the spaces between, 16 columns before the line
 
 
 class _TrainDisplay:
-    """A Rich progress bar on a terminal; otherwise one plain stderr line per evaluation."""
+    """A Rich progress bar on a terminal, its line fitted to the terminal's width; otherwise one
+    plain stderr line per evaluation; nothing at all when quiet."""
 
-    def __init__(self, live: bool):
-        self.live, self.total, self.last, self.progress = live, None, {}, None
+    def __init__(self, live: bool, quiet: bool = False, warmup: int = 0):
+        self.live, self.quiet, self.warmup = live and not quiet, quiet, warmup
+        self.total, self.last, self.progress = None, {}, None
 
     def __call__(self, e):
         if e.kind == "start":
             self.total = e.info["total_steps"]
+            if self.total and self.warmup > self.total:  # a warning: shown even when quiet
+                err.print(f"warning: --warmup {self.warmup} is longer than the budget of "
+                          f"{self.total:,} steps; the learning rate never reaches --lr",
+                          markup=False, soft_wrap=True)
+            if self.quiet:
+                return
             k = e.info["processes"]
             err.print(f"training {e.info['params']:,} parameters on {e.info['train_chars']:,} "
                       f"characters (validation {e.info['val_chars']:,}, vocabulary "
@@ -70,11 +96,14 @@ class _TrainDisplay:
                           markup=False, soft_wrap=True)
             if self.live:
                 from rich.progress import BarColumn, Progress, TextColumn
-                self.progress = Progress(BarColumn(bar_width=20),
+                self.progress = Progress(BarColumn(bar_width=BAR),
                                          TextColumn("{task.percentage:>3.0f}%"),
-                                         TextColumn("{task.description}"), console=err)
+                                         TextColumn("{task.description}", markup=False),
+                                         console=err)
                 self.progress.start()
                 self.task = self.progress.add_task("starting", total=1.0)
+            return
+        if self.quiet:
             return
         if e.kind == "eval":
             self.last["val_bpc"] = e.record["val_bpc"]
@@ -82,10 +111,10 @@ class _TrainDisplay:
             self.last.update(e.record)
         shown = type(e)(e.kind, e.step, e.epoch, e.progress, e.elapsed, e.left, self.last)
         if self.progress is not None:
-            self.progress.update(self.task, completed=e.progress,
-                                 description=_train_line(shown, self.total))
+            self.progress.update(self.task, completed=e.progress, description=_train_line(
+                shown, self.total, err.width - BAR - len(" 100% ") - 1))
         elif e.kind == "eval":
-            err.print(_train_line(shown, self.total), soft_wrap=True)
+            err.print(_train_line(shown, self.total), soft_wrap=True, markup=False)
 
     def close(self):
         if self.progress is not None:
@@ -184,7 +213,7 @@ def train(corpus, resume, quiet, processes, **opts):
             raise click.UsageError(f"no CORPUS given and the bundled corpus is missing "
                                    f"({T.BUNDLED})")
         cfg = T.TrainConfig.from_dict({**opts, "corpus": corpus or str(T.BUNDLED)})
-    display = _TrainDisplay(live=err.is_terminal and not quiet)
+    display = _TrainDisplay(live=err.is_terminal, quiet=quiet, warmup=cfg.warmup)
     try:
         try:
             result = T.train(cfg, on_event=display, resume=resume, threads=processes,
@@ -196,8 +225,25 @@ def train(corpus, resume, quiet, processes, **opts):
                   markup=False)
         sys.exit(130)
 
+    if result.already_done:
+        err.print(f"{result.run_dir} already reached its budget ({result.reason}) at step "
+                  f"{result.step:,}; nothing to do (give a larger --steps, --epochs or "
+                  f"--minutes to go on)", markup=False, soft_wrap=True)
+        click.echo(os.fsencode(C.resolve(result.run_dir)))
+        return
     # a stop by a signal exits as the shell reports death by it: 128 + its number
     code = {"interrupted": 130, "terminated": 143, "hung up": 129}.get(result.reason)
+    if not quiet:
+        _summary(result, code)
+    # last.npz if stopped before any evaluation; as bytes, so a name that is not UTF-8 comes out
+    # as the file system has it
+    click.echo(os.fsencode(C.resolve(result.run_dir)))
+    if code:
+        sys.exit(code)
+
+
+def _summary(result, code):
+    """The table of how training went, on stderr."""
     table = Table(title=f"training {result.reason if code else 'done'}", show_header=False)
     table.add_column("", style="bold")
     table.add_column("", justify="right")
@@ -212,8 +258,3 @@ def train(corpus, resume, quiet, processes, **opts):
                         ("run directory", str(result.run_dir))):
         table.add_row(name, Text(value))  # not markup: a run directory may hold "[" and "]"
     err.print(table)
-    # last.npz if stopped before any evaluation; as bytes, so a name that is not UTF-8 comes out
-    # as the file system has it
-    click.echo(os.fsencode(C.resolve(result.run_dir)))
-    if code:
-        sys.exit(code)
