@@ -312,16 +312,21 @@ def _stdout_writer():
 
 
 @click.command("eval", context_settings=CONTEXT)
-@click.argument("file", metavar="FILE")
-@click.option("--checkpoint", "-c", metavar="PATH",
+@click.argument("file", metavar="FILE", type=PATH)
+@click.option("--checkpoint", "-c", type=PATH, metavar="PATH",
               help="Checkpoint file or run directory. Default: the most recently written run "
               "under runs/.")
 @click.option("--strict", is_flag=True,
               help="Fail on characters outside the model's vocabulary instead of skipping them.")
 @click.option("--show", is_flag=True,
-              help="Print the text coloured by the model's surprise at each character.")
+              help="Print the text coloured by the model's surprise at each character (with "
+              "NO_COLOR set: a row of digits, 0-7 bits, under each line).")
 @click.option("--encoding", default="utf-8", show_default=True, help="Text encoding of FILE.")
-def eval_(file, checkpoint, strict, show, encoding):
+@click.option("--json", "as_json", is_flag=True,
+              help="Print the result as one JSON object: file, checkpoint, bpc, nats, perplexity "
+              "(null if beyond float range), chars_scored, chars_read, unknown_chars (count), "
+              "unknown (the distinct characters) and seconds.")
+def eval_(file, checkpoint, strict, show, encoding, as_json):
     """Score a text file: bits and nats per character, and perplexity, over the whole file.
 
     The state is carried from the first character to the last; every character after the first
@@ -332,39 +337,81 @@ def eval_(file, checkpoint, strict, show, encoding):
     \b
     Examples:
       charrnn eval held_out.txt
-      charrnn eval --show --checkpoint runs/tinyshakespeare poem.txt
+      charrnn eval --show -c runs/tinyshakespeare poem.txt
+      charrnn eval --json held_out.txt | jq .bpc
     """
-    from ..data.text import read_corpus
-    from ..tools.scoring import heat_map, legend, perplexity_text, score_text
+    import math
+    import os
 
+    from ..data.text import read_corpus
+    from ..tools.scoring import digit_map, heat_map, legend, perplexity_text, score_text
+
+    if show and as_json:
+        raise click.UsageError("--show and --json both write to stdout; give one of them")
+    if not os.path.lexists(file):
+        raise click.ClickException(f"file not found: {file}")
     text = read_corpus(file, encoding)
     path, ckpt = _open_checkpoint(checkpoint)
     err.print(f"scoring {file} with {path}", markup=False)
     start = time.perf_counter()
     result = score_text(ckpt.params, ckpt.model, ckpt.vocab, text, strict=strict)
     elapsed = time.perf_counter() - start
+    if result.oov * 2 > len(text):
+        err.print(f"warning: {result.oov / len(text):.0%} of {file} is characters the model "
+                  f"has never seen; the score covers only the rest", markup=False, soft_wrap=True)
     if show:
-        out.print(heat_map(text, result), soft_wrap=True, end="" if text.endswith("\n") else "\n")
-        err.print(legend())
-    click.echo(perplexity_text(result))
-    err.print(f"{result.score.chars + 1:,} characters in {elapsed:.2f} s "
-              f"({(result.score.chars + 1) / max(elapsed, 1e-9):,.0f} characters/s)")
+        if out.no_color or os.environ.get("NO_COLOR"):  # https://no-color.org: digits instead
+            out.file.write(digit_map(text, result))
+            out.file.flush()
+            err.print(legend(colour=False))
+        else:
+            out.print(heat_map(text, result), soft_wrap=True,
+                      end="" if text.endswith("\n") else "\n")
+            err.print(legend())
+    s = result.score
+    if as_json:
+        finite = lambda v: v if math.isfinite(v) else None
+        click.echo(json.dumps({
+            "file": file, "checkpoint": str(path), "bpc": finite(s.bpc), "nats": finite(s.nats),
+            "perplexity": finite(s.perplexity), "chars_scored": s.chars,
+            "chars_read": len(text), "unknown_chars": result.oov, "unknown": result.unknown,
+            "seconds": elapsed}, ensure_ascii=False))
+    else:
+        click.echo(perplexity_text(result))
+    # the same count as the result line's, then what else was read
+    err.print(f"scored {s.chars:,} of {len(text):,} characters read (the first is not predicted"
+              + (f", {result.oov:,} unknown skipped" if result.oov else "")
+              + f") in {elapsed:.2f} s ({s.chars / max(elapsed, 1e-9):,.0f} characters/s)",
+              markup=False, soft_wrap=True)
 
 
 @click.command(context_settings=CONTEXT)
-@click.argument("checkpoint", required=False, metavar="[CHECKPOINT]")
-def info(checkpoint):
+@click.argument("positional", required=False, type=PATH, cls=HiddenArgument)
+@click.option("--checkpoint", "-c", type=PATH, metavar="PATH",
+              help="Checkpoint file or run directory (its best.npz, else last.npz). Default: the "
+              "most recently written run under runs/.")
+@click.option("--json", "as_json", is_flag=True,
+              help="Print one JSON object: checkpoint, task, model (its settings), parameters, "
+              "vocabulary (the characters in order), corpus, step, elapsed (seconds), best "
+              "(the best validation figure, named by metric), train (the training settings) and "
+              "history (the records of metrics.jsonl); keys the checkpoint lacks are null.")
+def info(positional, checkpoint, as_json):
     """Describe a checkpoint: model, training settings, vocabulary and learning curves.
 
-    CHECKPOINT is a checkpoint file or a run directory; default: the most recently written run
-    under runs/. The chart plots train (·) and validation (●) bits per character by step from
-    the run's history.
+    -c/--checkpoint is a checkpoint file or a run directory (it may also be given as the only
+    argument); default: the most recently written run under runs/. The chart plots train (·)
+    and validation (●) bits per character by step from the run's history.
     """
     from rich.text import Text
 
     from ..tools import info as I
 
-    file, ckpt = _open_checkpoint(checkpoint)
+    if positional is not None and checkpoint is not None and positional != checkpoint:
+        raise click.UsageError("give the checkpoint once: -c PATH or PATH")
+    file, ckpt = _open_checkpoint(checkpoint if checkpoint is not None else positional)
+    if as_json:
+        click.echo(json.dumps(I.to_json(file, ckpt), ensure_ascii=False))
+        return
     table = Table(show_header=False, box=None, pad_edge=False)
     table.add_column(style="bold")
     table.add_column()
