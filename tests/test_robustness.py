@@ -207,11 +207,11 @@ def test_a_vocabulary_too_large_for_the_memory_is_a_clear_limit(corpus, tmp_path
                                  "--steps", 1, "--threads", 1),
                           "30000 characters", "1.0 GiB", "smaller --batch")
     assert "3.6 GiB per step" in line  # 64 x 128 x 30000, lstm 256 x 2
-    assert "--threads 1" not in line
+    assert "--processes 1" not in line
     if openblas() is not None:  # + shared parameters, a worker's gradients: 3 x 38.6M values
         line = one_line_error(invoke("train", tmp_path / "cjk.txt", "--out", tmp_path / "r",
                                      *big, "--steps", 1, "--threads", 2), "1.0 GiB")
-        assert "4.0 GiB per step" in line and "(or --threads 1)" in line
+        assert "4.0 GiB per step" in line and "(or --processes 1)" in line
     r = invoke("train", tmp_path / "cjk.txt", "--out", tmp_path / "r", *TINY, "--steps", 1,
                "--val-frac", "0.001")
     assert r.exit_code == 0, r.stderr  # small batches fit
