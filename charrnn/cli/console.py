@@ -79,4 +79,35 @@ def _finite(value: float) -> float:
     return value
 
 
+class FiniteFloat(click.FloatRange):
+    """click.FloatRange that also refuses nan and inf, so that Click reports them as usage
+    errors naming the option (exit 2), like any other out-of-range value."""
+
+    name = "finite float"
+
+    def convert(self, value, param, ctx):
+        value = super().convert(value, param, ctx)
+        if not math.isfinite(value):
+            self.fail(f"{value} is not a finite number", param, ctx)
+        return value
+
+
+class HiddenArgument(click.Argument):
+    """A positional argument left out of the usage line: an old spelling kept working."""
+
+    def get_usage_pieces(self, ctx):
+        return []
+
+
+def alias(*decls, **attrs):
+    """A hidden option: an old name kept working for the same parameter. Click arbitrates
+    between options that share a parameter name, so the one given on the command line wins."""
+    return click.option(*decls, hidden=True, **attrs)
+
+
+# A file or run directory path; click.Path gives shell completion of file names. Existence is
+# checked by the library, whose messages say what was expected ("checkpoint not found: ...").
+PATH = click.Path(path_type=str)
+
+
 CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 100}

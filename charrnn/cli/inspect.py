@@ -10,16 +10,18 @@ import time
 import click
 from rich.table import Table
 
+from ..errors import CharrnnError
 from ..nn.cells import CELLS
-from .console import CELL_CHOICE, CONTEXT, err, out
+from ..tools.sample import MIN_TEMPERATURE as S_MIN_TEMPERATURE
+from .console import CELL_CHOICE, CONTEXT, PATH, FiniteFloat, HiddenArgument, alias, err, out
 
 # --- gradflow ----------------------------------------------------------------------------------
 
 @click.command(context_settings=CONTEXT)
-@click.option("--checkpoint", "checkpoints", multiple=True, metavar="PATH",
+@click.option("--checkpoint", "-c", "checkpoints", type=PATH, multiple=True, metavar="PATH",
               help="A checkpoint file or run directory to measure; repeat to compare several. "
               "Without it, fresh lstm, gru and rnn models are compared.")
-@click.option("--corpus", default=None, metavar="PATH",
+@click.option("--corpus", type=PATH, default=None, metavar="PATH",
               help="Text to cut the windows from. Default: the bundled tiny Shakespeare for fresh "
               "models, the corpus recorded in each checkpoint otherwise.")
 @click.option("--encoding", default=None, metavar="NAME",
@@ -27,25 +29,30 @@ from .console import CELL_CHOICE, CONTEXT, err, out
               "read with the encoding it was trained with.")
 @click.option("--cell", "cells", type=CELL_CHOICE, multiple=True,
               help="Fresh models only: cell type to include; repeat for several. Default: all.")
-@click.option("--length", "-K", type=int, default=100, show_default=True,
+@click.option("--length", "-n", "length", type=click.IntRange(1), default=100, show_default=True,
               help="K: measure the gradient k = 0..K steps before the last step.")
-@click.option("--samples", type=int, default=16, show_default=True,
+@alias("-K", "length", type=click.IntRange(1))
+@click.option("--samples", type=click.IntRange(1), default=16, show_default=True,
               help="Windows of text to average the gradient norms over.")
-@click.option("--hidden", type=int, default=128, show_default=True,
+@click.option("--hidden", type=click.IntRange(1), default=128, show_default=True,
               help="Fresh models only: hidden units H.")
-@click.option("--layers", type=int, default=1, show_default=True,
+@click.option("--layers", type=click.IntRange(1), default=1, show_default=True,
               help="Fresh models only: stacked layers.")
-@click.option("--scale", type=float, default=1.0, show_default=True,
+@click.option("--scale", type=FiniteFloat(0), default=1.0, show_default=True,
               help="Multiply every layer's recurrent weights Wh by this before measuring.")
-@click.option("--warmup", type=int, default=100, show_default=True,
-              help="Characters each window reads first, from the zero state, to reach a "
-              "realistic state.")
+@click.option("--warm-chars", "warm_chars", type=click.IntRange(0), default=100,
+              show_default=True, help="Characters each window reads first, from the zero state, "
+              "to reach a realistic state (not train's --warmup, which counts steps).")
+@alias("--warmup", "warm_chars", type=click.IntRange(0))
 @click.option("--seed", type=click.IntRange(0), default=0, show_default=True,
               help="Random seed for the windows and the fresh models.")
-@click.option("--json", "json_path", default=None, metavar="PATH",
-              help="Also write the raw series (every k, h and c, per layer) as JSON here.")
-def gradflow(checkpoints, corpus, encoding, cells, length, samples, hidden, layers, scale, warmup,
-             seed, json_path):
+@click.option("--json", "json_path", type=PATH, default=None, metavar="PATH",
+              help="Also write the raw series (every k, h and c, per layer) as JSON here: "
+              "\"settings\" (the options; hidden and layers are null with --checkpoint) and "
+              "\"models\", one per model with its label, cell, hidden, layers, corpus, k, h, c, "
+              "h_layers, c_layers, vanish_k and vanish_ratio.")
+def gradflow(checkpoints, corpus, encoding, cells, length, samples, hidden, layers, scale,
+             warm_chars, seed, json_path):
     """Show vanishing and exploding gradients: how much the loss at the last step of a window
     depends on the hidden state k steps earlier, for k = 0..K.
 
@@ -59,7 +66,7 @@ def gradflow(checkpoints, corpus, encoding, cells, length, samples, hidden, laye
       charrnn gradflow                         fresh lstm, gru, rnn on tiny Shakespeare
       charrnn gradflow --cell rnn --scale 0.5  a vanilla RNN whose gradient vanishes
       charrnn gradflow --cell rnn --scale 2    ... and one whose gradient explodes
-      charrnn gradflow --checkpoint runs/tinyshakespeare     a trained model on its own text
+      charrnn gradflow -c runs/tinyshakespeare  a trained model on its own text
     """
     import re
 
@@ -70,6 +77,7 @@ def gradflow(checkpoints, corpus, encoding, cells, length, samples, hidden, laye
     from ..tools import gradflow as GF
 
     start = time.perf_counter()
+    warmup = warm_chars
     GF.check_settings(length, samples, warmup, scale)
     sizes = {"length": length, "samples": samples, "seed": seed, "warmup": warmup, "scale": scale}
     if checkpoints:
@@ -78,8 +86,8 @@ def gradflow(checkpoints, corpus, encoding, cells, length, samples, hidden, laye
                                                 ("layers", "--layers"))
                    if ctx.get_parameter_source(name) != click.core.ParameterSource.DEFAULT]
         if ignored:
-            err.print(f"note: {', '.join(ignored)} apply to fresh models only; ignored with "
-                      "--checkpoint")
+            err.print(f"note: {', '.join(ignored)} appl{'y' if len(ignored) > 1 else 'ies'} to "
+                      "fresh models only; ignored with --checkpoint")
         flows = [GF.from_checkpoint(c, corpus, **sizes, encoding=encoding) for c in checkpoints]
     else:
         path = corpus or str(bundled())
@@ -88,8 +96,10 @@ def gradflow(checkpoints, corpus, encoding, cells, length, samples, hidden, laye
                                  tuple(CELLS), hidden, layers, corpus=path, **sizes)
     elapsed = time.perf_counter() - start
     if json_path:
-        GF.write_json(json_path, GF.to_json(flows, dict(sizes, hidden=hidden, layers=layers,
-                                                        corpus=corpus, checkpoints=checkpoints)))
+        fresh = not checkpoints  # a checkpoint's own sizes are in its "models" entry
+        GF.write_json(json_path, GF.to_json(flows, dict(
+            sizes, hidden=hidden if fresh else None, layers=layers if fresh else None,
+            corpus=corpus, checkpoints=list(checkpoints))))
 
     chart = Text(GF.chart(flows))
     for marker, style in zip(GF.MARKERS, ("red", "green", "blue", "magenta", "cyan", "yellow")):
@@ -157,33 +167,47 @@ def _read_prime(path: str) -> str:
 
 
 @click.command(context_settings=CONTEXT)
-@click.option("--checkpoint", "-c", metavar="PATH",
+@click.option("--checkpoint", "-c", type=PATH, metavar="PATH",
               help="Checkpoint file or run directory (its best.npz, else last.npz). Default: the "
               "most recently written run under runs/.")
 @click.option("--prime", "-p", default="", metavar="TEXT",
               help="Text to start from: fed through the model to warm its state, printed first.")
-@click.option("--prime-file", metavar="PATH", help="Read the prime from this UTF-8 file.")
-@click.option("--length", "-n", type=int, default=500, show_default=True,
+@click.option("--prime-file", type=PATH, metavar="PATH",
+              help="Read the prime from this UTF-8 file.")
+@click.option("--length", "-n", type=click.IntRange(0), default=500, show_default=True,
               help="Characters to generate after the prime (per sample).")
-@click.option("--temperature", "-t", type=float, default=None,
+@click.option("--temperature", "-t", type=FiniteFloat(S_MIN_TEMPERATURE), default=None,
               help="Divide the logits by this before the softmax: below 1 is safer, above 1 "
               "wilder. At least 1e-100 (--greedy is the limit of 0).  [default: 1.0]")
 @click.option("--greedy", is_flag=True,
               help="Always take the most likely character (no temperature, top-k or top-p).")
-@click.option("--top-k", type=int, default=None, metavar="K",
+@click.option("--top-k", type=click.IntRange(1), default=None, metavar="K",
               help="Draw only from the K most likely characters.")
-@click.option("--top-p", type=float, default=None, metavar="P",
+@click.option("--top-p", type=FiniteFloat(0, 1, min_open=True), default=None, metavar="P",
               help="Draw only from the smallest set of most likely characters whose probability "
               "reaches P, in (0, 1].")
-@click.option("--seed", type=int, default=None,
+@click.option("--seed", type=click.IntRange(0), default=None,
               help="Random seed; the same seed gives the same text. Default: a fresh one, shown "
               "on stderr.")
-@click.option("--num-samples", "-m", type=int, default=1, show_default=True,
-              help="Independent samples to draw, separated by a blank line.")
-@click.option("--stop", default=None, metavar="TEXT",
-              help="End a sample as soon as it ends with this text (e.g. a blank line).")
+@click.option("--num-samples", "-m", type=click.IntRange(1), default=1, show_default=True,
+              help="Independent samples to draw, separated by --separator.")
+@click.option("--separator", default="\n\n", show_default="a blank line", metavar="TEXT",
+              help="Written between samples (after a sample that ends with newlines a blank line "
+              "is ambiguous: give e.g. $'\\n---\\n').")
+@click.option("--stop", multiple=True, metavar="TEXT",
+              help="End a sample as soon as it ends with this text (e.g. a blank line); repeat "
+              "to stop at the first of several.")
+@click.option("--json", "as_json", is_flag=True,
+              help="Write one JSON object per sample, one per line (JSON Lines), each when its "
+              "sample is done: index (0, 1, ... within this command), prime, text (generated "
+              "after the prime), seed (this command's; with the same -m and settings it repeats "
+              "every sample), checkpoint, chars (characters generated) and stop (the --stop text "
+              "that ended it, or null).")
+@click.option("--interactive", "-i", is_flag=True,
+              help="Read primes from stdin, one per line (prompt on stderr), and stream each "
+              "continuation to stdout, until end of input (Ctrl-D).")
 def sample(checkpoint, prime, prime_file, length, temperature, greedy, top_k, top_p, seed,
-           num_samples, stop):
+           num_samples, separator, stop, as_json, interactive):
     """Generate text from a trained model, streaming it to stdout as it is made.
 
     The prime is printed first, then each character as it is drawn. Only generated text goes to
@@ -196,38 +220,97 @@ def sample(checkpoint, prime, prime_file, length, temperature, greedy, top_k, to
     Examples:
       charrnn sample --prime "ROMEO:" --length 300 --temperature 0.8
       charrnn sample -c runs/tinyshakespeare --top-p 0.9 --seed 7 --num-samples 3
-      charrnn sample --greedy --stop $'\\n\\n'
+      charrnn sample --greedy --stop $'\\n\\n' --stop "."
+      charrnn sample -m 5 --json | jq -r .text
+      charrnn sample -i -n 200                 type a prime, read the continuation
     """
     import numpy as np
 
+    from ..data.text import normalise
     from ..tools import sample as S
 
     if prime and prime_file is not None:
-        raise click.ClickException("give --prime or --prime-file, not both")
+        raise click.UsageError("give --prime or --prime-file, not both")
+    if interactive and (prime or prime_file is not None):
+        raise click.UsageError("--interactive reads each prime from stdin; it takes no --prime "
+                               "or --prime-file")
     if prime_file is not None:
         prime = _read_prime(prime_file)
-    if num_samples < 1:
-        raise click.ClickException(f"--num-samples must be at least 1, not {num_samples}")
-    if seed is not None and seed < 0:
-        raise click.ClickException(f"--seed must be a whole number >= 0, not {seed}")
+    prime = normalise(prime)  # as a prime file and the corpus are read: \n line endings
     knobs = [n for n, v in (("--temperature", temperature), ("--top-k", top_k),
                             ("--top-p", top_p)) if v is not None]
     if greedy and knobs:
-        raise click.ClickException(f"--greedy always takes the most likely character; it "
-                                   f"cannot be combined with {', '.join(knobs)}")
+        raise click.UsageError(f"--greedy always takes the most likely character; it "
+                               f"cannot be combined with {', '.join(knobs)}")
     config = S.SampleConfig(length=length, temperature=1.0 if temperature is None else temperature,
-                            greedy=greedy, top_k=top_k, top_p=top_p, stop=stop or None)
+                            greedy=greedy, top_k=top_k, top_p=top_p, stop=tuple(stop) or None)
     file, ckpt = _open_lm(checkpoint, "sample")
-    S.check_prime(ckpt.vocab, prime)
+    if not interactive:
+        S.check_prime(ckpt.vocab, prime)
     if seed is None:
         seed = int(np.random.SeedSequence().entropy % 2**32)
     step = ckpt.meta.get("step")
     err.print(f"sampling from {file}" + (f" (step {step})" if step is not None else "")
               + ("" if greedy else f", seed {seed}"), markup=False)
     rng = np.random.default_rng(seed)
+    write = _stdout_writer()
+    index = 0
+
+    def draw(prime, echo_prime):
+        """Write num_samples samples after `prime`; the text written last."""
+        nonlocal index
+        last, warmed = "", None
+        for k in range(num_samples):
+            if k and not as_json:
+                write(separator)
+            if k:  # the first sample showed the prime at once; the others start from its state
+                warmed = warmed or S.warm(ckpt.params, ckpt.model,
+                                          S.start_ids(ckpt.vocab, prime))
+            pieces = S.generate(ckpt.params, ckpt.model, ckpt.vocab, prime, config, rng, warmed)
+            if prime and (as_json or not echo_prime):
+                next(pieces)  # the prime itself: a field of its own, or already on the screen
+            if as_json:
+                text = "".join(pieces)
+                ended = next((t for t in config.stops if (prime + text).endswith(t)), None)
+                write(json.dumps({"index": index, "prime": prime, "text": text, "seed": seed,
+                                  "checkpoint": str(file), "chars": len(text), "stop": ended},
+                                 ensure_ascii=False) + "\n")
+                last = "\n"
+            else:
+                for piece in pieces:
+                    write(piece)
+                    last = piece
+            index += 1
+        return last
+
+    if not interactive:
+        last = draw(prime, echo_prime=True)
+        if sys.stdout.isatty() and not last.endswith("\n"):
+            write("\n")  # so the shell prompt starts on its own line
+        return
+    stdin = sys.stdin
+    while True:
+        click.echo("> ", nl=False, err=True)
+        line = stdin.readline()
+        if not line:  # end of input (Ctrl-D)
+            click.echo(err=True)
+            return
+        typed = normalise(line.rstrip("\r\n"))
+        try:
+            S.check_prime(ckpt.vocab, typed)
+        except CharrnnError as e:
+            click.echo(f"Error: {e}", err=True)  # a typo ends nothing: ask again
+            continue
+        last = draw(typed, echo_prime=False)
+        if not last.endswith("\n"):
+            write("\n")
+
+
+def _stdout_writer():
+    """write(text): to stdout as UTF-8 whatever the locale, flushed at once."""
     stream = getattr(sys.stdout, "buffer", None)
 
-    def write(text):  # UTF-8 whatever the locale, flushed at once
+    def write(text):
         if stream is None:
             sys.stdout.write(text)
             sys.stdout.flush()
@@ -235,32 +318,25 @@ def sample(checkpoint, prime, prime_file, length, temperature, greedy, top_k, to
             stream.write(text.encode("utf-8"))
             stream.flush()
 
-    last, warmed = "", None
-    for k in range(num_samples):
-        if k:
-            write("\n\n")
-            # the first sample showed the prime at once; the others start from its state
-            warmed = warmed or S.warm(ckpt.params, ckpt.model, S.start_ids(ckpt.vocab, prime))
-        for piece in S.generate(ckpt.params, ckpt.model, ckpt.vocab, prime, config, rng,
-                                warmed):
-            write(piece)
-            last = piece
-    if sys.stdout.isatty() and not last.endswith("\n"):
-        write("\n")  # so the shell prompt starts on its own line
+    return write
 
 
 @click.command("eval", context_settings=CONTEXT)
-@click.argument("file", metavar="FILE")
-@click.option("--checkpoint", "-c", metavar="PATH",
+@click.argument("file", metavar="FILE", type=PATH)
+@click.option("--checkpoint", "-c", type=PATH, metavar="PATH",
               help="Checkpoint file or run directory. Default: the most recently written run "
               "under runs/.")
 @click.option("--strict", is_flag=True,
               help="Fail on characters outside the model's vocabulary instead of skipping them.")
 @click.option("--show", is_flag=True,
-              help="Print the text coloured by the model's surprise at each character.")
+              help="Print the text coloured by the model's surprise at each character (with "
+              "NO_COLOR set: a row of digits, 0-7 bits, under each line).")
 @click.option("--encoding", default="utf-8", show_default=True, help="Text encoding of FILE.")
 @click.option("--json", "as_json", is_flag=True,
-              help="Print one JSON object on stdout instead of the line (fields: see README).")
+              help="Print the result as one JSON object: task, file, checkpoint, bpc, nats, "
+              "perplexity (null if beyond float range), chars_scored, chars_read, unknown_chars "
+              "(count), unknown (the distinct characters) and seconds; for classifiers, taggers "
+              "and encoder-decoders their own figures (see README).")
 def eval_(file, checkpoint, strict, show, encoding, as_json):
     """Score a text file: bits and nats per character, and perplexity, over the whole file.
 
@@ -272,11 +348,18 @@ def eval_(file, checkpoint, strict, show, encoding, as_json):
     \b
     Examples:
       charrnn eval held_out.txt
-      charrnn eval --show --checkpoint runs/tinyshakespeare poem.txt
+      charrnn eval --show -c runs/tinyshakespeare poem.txt
+      charrnn eval --json held_out.txt | jq .bpc
     """
-    from ..data.text import read_corpus
-    from ..tools.scoring import heat_map, legend, perplexity_text, score_text
+    import os
 
+    from ..data.text import read_corpus
+    from ..tools.scoring import digit_map, heat_map, legend, perplexity_text, score_text
+
+    if show and as_json:
+        raise click.UsageError("--show and --json both write to stdout; give one of them")
+    if not os.path.lexists(file):
+        raise click.ClickException(f"file not found: {file}")
     text = read_corpus(file, encoding)
     path, ckpt = _open_checkpoint(checkpoint)
     err.print(f"scoring {file} with {path}", markup=False)
@@ -287,37 +370,62 @@ def eval_(file, checkpoint, strict, show, encoding, as_json):
     start = time.perf_counter()
     result = score_text(ckpt.params, ckpt.model, ckpt.vocab, text, strict=strict)
     elapsed = time.perf_counter() - start
+    if result.oov * 2 > len(text):
+        err.print(f"warning: {result.oov / len(text):.0%} of {file} is characters the model "
+                  f"has never seen; the score covers only the rest", markup=False, soft_wrap=True)
     if show:
-        out.print(heat_map(text, result), soft_wrap=True, end="" if text.endswith("\n") else "\n")
-        err.print(legend())
+        if out.no_color or os.environ.get("NO_COLOR"):  # https://no-color.org: digits instead
+            out.file.write(digit_map(text, result))
+            out.file.flush()
+            err.print(legend(colour=False))
+        else:
+            out.print(heat_map(text, result), soft_wrap=True,
+                      end="" if text.endswith("\n") else "\n")
+            err.print(legend())
+    s = result.score
     if as_json:
-        sc = result.score
         finite = lambda v: v if math.isfinite(v) else None
-        click.echo(json.dumps({"task": "lm", "bits_per_char": finite(sc.bpc),
-                               "nats_per_char": finite(sc.nats),
-                               "perplexity": finite(sc.perplexity), "characters": sc.chars,
-                               "unknown_characters": result.oov,
-                               "unknown": list(result.unknown)}))
+        click.echo(json.dumps({
+            "task": "lm", "file": file, "checkpoint": str(path), "bpc": finite(s.bpc), "nats": finite(s.nats),
+            "perplexity": finite(s.perplexity), "chars_scored": s.chars,
+            "chars_read": len(text), "unknown_chars": result.oov, "unknown": result.unknown,
+            "seconds": elapsed}, ensure_ascii=False))
     else:
         click.echo(perplexity_text(result))
-    err.print(f"{result.score.chars + 1:,} characters in {elapsed:.2f} s "
-              f"({(result.score.chars + 1) / max(elapsed, 1e-9):,.0f} characters/s)")
+    # the same count as the result line's, then what else was read
+    err.print(f"scored {s.chars:,} of {len(text):,} characters read (the first is not predicted"
+              + (f", {result.oov:,} unknown skipped" if result.oov else "")
+              + f") in {elapsed:.2f} s ({s.chars / max(elapsed, 1e-9):,.0f} characters/s)",
+              markup=False, soft_wrap=True)
 
 
 @click.command(context_settings=CONTEXT)
-@click.argument("checkpoint", required=False, metavar="[CHECKPOINT]")
-def info(checkpoint):
+@click.argument("positional", required=False, type=PATH, cls=HiddenArgument)
+@click.option("--checkpoint", "-c", type=PATH, metavar="PATH",
+              help="Checkpoint file or run directory (its best.npz, else last.npz). Default: the "
+              "most recently written run under runs/.")
+@click.option("--json", "as_json", is_flag=True,
+              help="Print one JSON object: checkpoint, task, model (its settings), parameters, "
+              "vocabulary (the characters in order), corpus, step, elapsed (seconds), best "
+              "(the best validation figure, named by metric), train (the training settings) and "
+              "history (the records of metrics.jsonl); keys the checkpoint lacks are null.")
+def info(positional, checkpoint, as_json):
     """Describe a checkpoint: model, training settings, vocabulary and learning curves.
 
-    CHECKPOINT is a checkpoint file or a run directory; default: the most recently written run
-    under runs/. The chart plots train (·) and validation (●) bits per character by step from
-    the run's history.
+    -c/--checkpoint is a checkpoint file or a run directory (it may also be given as the only
+    argument); default: the most recently written run under runs/. The chart plots train (·)
+    and validation (●) bits per character by step from the run's history.
     """
     from rich.text import Text
 
     from ..tools import info as I
 
-    file, ckpt = _open_checkpoint(checkpoint)
+    if positional is not None and checkpoint is not None and positional != checkpoint:
+        raise click.UsageError("give the checkpoint once: -c PATH or PATH")
+    file, ckpt = _open_checkpoint(checkpoint if checkpoint is not None else positional)
+    if as_json:
+        click.echo(json.dumps(I.to_json(file, ckpt), ensure_ascii=False))
+        return
     table = Table(show_header=False, box=None, pad_edge=False)
     table.add_column(style="bold")
     table.add_column()

@@ -14,7 +14,7 @@ from .. import checkpoint as C
 from ..models import FAMILIES, family
 from ..models.lm import DTYPES
 from ..nn.optim import OPTIMIZERS, SCHEDULES
-from .console import CELL_CHOICE, CONTEXT, err
+from .console import CELL_CHOICE, CONTEXT, PATH, FiniteFloat, alias, err
 
 # --- train -------------------------------------------------------------------------------------
 
@@ -49,37 +49,63 @@ def _duration(seconds):
     return f"{m // 60}:{m % 60:02d}:{s:02d}" if m >= 60 else f"{m}:{s:02d}"
 
 
-def _train_line(e, total):
+def _train_line(e, total, width=None):
+    """The figures of event `e` on one line; with `width`, the least needed figures are left out
+    until the line fits: the epoch, the gradient norm, "bpc", a space of each gap, the training
+    loss (an 80-column terminal keeps step, train, val, chars/s and time left up to ~10k steps)."""
     r = e.record
-    steps = f"{e.step}/{total}" if total else str(e.step)
-    parts = [f"step {steps}", f"epoch {e.epoch:.2f}"]
+    parts = {"step": f"step {e.step}/{total}" if total else f"step {e.step}",
+             "epoch": f"epoch {e.epoch:.2f}"}
     if "train_bpc" in r:
-        parts.append(f"train {r['train_bpc']:.3f}")
+        parts["train"] = f"train {r['train_bpc']:.3f}"
     if "train_loss" in r:
-        parts.append(f"train {r['train_loss']:.3f}")
+        parts["train"] = f"train {r['train_loss']:.3f}"
     if r.get("val_bpc") is not None:
-        parts.append(f"val {r['val_bpc']:.3f} bpc")
+        parts["val"] = f"val {r['val_bpc']:.3f} bpc"
     if r.get("val_loss") is not None:
-        parts.append(f"val {r['val_loss']:.3f}")
+        parts["val"] = f"val {r['val_loss']:.3f}"
     if r.get("val_acc") is not None:
-        parts.append(f"acc {r['val_acc']:.1%}")
+        parts["acc"] = f"acc {r['val_acc']:.1%}"
     if "grad_norm" in r:
-        parts.append(f"grad {r['grad_norm']:.2f}")
+        parts["grad"] = f"grad {r['grad_norm']:.2f}"
     if "chars_per_sec" in r:
-        parts.append(f"{r['chars_per_sec']:,.0f} chars/s")
-    parts.append(f"{_duration(e.left)} left")
-    return "  ".join(parts)
+        parts["rate"] = f"{r['chars_per_sec']:,.0f} chars/s"
+    parts["left"] = f"{_duration(e.left)} left"
+    gap = "  "
+    line = gap.join(parts.values())
+    for drop in ("epoch", "grad", "acc", "bpc", "gap", "train"):
+        if width is None or len(line) <= width:
+            break
+        if drop == "bpc" and "val" in parts:
+            parts["val"] = parts["val"].removesuffix(" bpc")
+        elif drop == "gap":
+            gap = " "
+        else:
+            parts.pop(drop, None)
+        line = gap.join(parts.values())
+    return line
+
+
+BAR = 10  # the live bar's width; with "100%" and the spaces between, 16 columns before the line
 
 
 class _TrainDisplay:
-    """A Rich progress bar on a terminal; otherwise one plain stderr line per evaluation."""
+    """A Rich progress bar on a terminal, its line fitted to the terminal's width; otherwise one
+    plain stderr line per evaluation; nothing at all when quiet."""
 
-    def __init__(self, live: bool):
-        self.live, self.total, self.last, self.progress = live, None, {}, None
+    def __init__(self, live: bool, quiet: bool = False, warmup: int = 0):
+        self.live, self.quiet, self.warmup = live and not quiet, quiet, warmup
+        self.total, self.last, self.progress = None, {}, None
 
     def __call__(self, e):
         if e.kind == "start":
             self.total = e.info["total_steps"]
+            if self.total and self.warmup > self.total:  # a warning: shown even when quiet
+                err.print(f"warning: --warmup {self.warmup} is longer than the budget of "
+                          f"{self.total:,} steps; the learning rate never reaches --lr",
+                          markup=False, soft_wrap=True)
+            if self.quiet:
+                return
             k = e.info["processes"]
             err.print(f"training {e.info['params']:,} parameters on {e.info['data']} into "
                       f"{e.info['run_dir']}, {k} process"
@@ -91,11 +117,14 @@ class _TrainDisplay:
                           markup=False, soft_wrap=True)
             if self.live:
                 from rich.progress import BarColumn, Progress, TextColumn
-                self.progress = Progress(BarColumn(bar_width=20),
+                self.progress = Progress(BarColumn(bar_width=BAR),
                                          TextColumn("{task.percentage:>3.0f}%"),
-                                         TextColumn("{task.description}"), console=err)
+                                         TextColumn("{task.description}", markup=False),
+                                         console=err)
                 self.progress.start()
                 self.task = self.progress.add_task("starting", total=1.0)
+            return
+        if self.quiet:
             return
         if e.kind == "eval":
             self.last.update((k, v) for k, v in e.record.items() if k.startswith("val_"))
@@ -103,10 +132,10 @@ class _TrainDisplay:
             self.last.update(e.record)
         shown = type(e)(e.kind, e.step, e.epoch, e.progress, e.elapsed, e.left, self.last)
         if self.progress is not None:
-            self.progress.update(self.task, completed=e.progress,
-                                 description=_train_line(shown, self.total))
+            self.progress.update(self.task, completed=e.progress, description=_train_line(
+                shown, self.total, err.width - BAR - len(" 100% ") - 1))
         elif e.kind == "eval":
-            err.print(_train_line(shown, self.total), soft_wrap=True)
+            err.print(_train_line(shown, self.total), soft_wrap=True, markup=False)
 
     def close(self):
         if self.progress is not None:
@@ -114,14 +143,14 @@ class _TrainDisplay:
 
 
 @click.command(context_settings=CONTEXT)
-@click.argument("corpus", required=False, type=click.Path(dir_okay=True, path_type=str))
+@click.argument("corpus", required=False, type=PATH)
 @click.option("--cell", type=CELL_CHOICE, default=_TD["cell"], show_default=True,
               help="Recurrent cell.")
 @click.option("--hidden", type=_POS, default=_TD["hidden"], show_default=True,
               help="Hidden units H per layer.")
 @click.option("--layers", type=_POS, default=_TD["layers"], show_default=True,
               help="Stacked recurrent layers.")
-@click.option("--dropout", type=click.FloatRange(0, 1, max_open=True), default=_TD["dropout"],
+@click.option("--dropout", type=FiniteFloat(0, 1, max_open=True), default=_TD["dropout"],
               show_default=True, help="Dropout between layers and before the output, in [0, 1).")
 @click.option("--dtype", type=click.Choice(DTYPES), default=_TD["dtype"],
               show_default=True, help="Floating-point type (float64 for exact checks).")
@@ -133,25 +162,25 @@ class _TrainDisplay:
               help="Time steps T per chunk (truncated BPTT length).")
 @click.option("--optimizer", type=click.Choice(OPTIMIZERS),
               default=_TD["optimizer"], show_default=True, help="Update rule (sgd has momentum 0.9).")
-@click.option("--lr", type=click.FloatRange(0, min_open=True), default=_TD["lr"],
+@click.option("--lr", type=FiniteFloat(0, min_open=True), default=_TD["lr"],
               show_default=True, help="Peak learning rate.")
 @click.option("--schedule", type=click.Choice(SCHEDULES), default=_TD["schedule"],
               show_default=True, help="Learning rate after warm-up: cosine decay to 10% over the "
               "budget, or constant.")
 @click.option("--warmup", type=click.IntRange(0), default=_TD["warmup"], show_default=True,
               help="Steps of linear learning-rate warm-up.")
-@click.option("--clip", type=click.FloatRange(0), default=_TD["clip"], show_default=True,
+@click.option("--clip", type=FiniteFloat(0), default=_TD["clip"], show_default=True,
               help="Clip gradients to this global norm; 0 turns clipping off.")
 @click.option("--steps", type=_POS, default=None, help="Stop after this many optimizer steps.")
-@click.option("--epochs", type=click.FloatRange(0, min_open=True), default=None,
+@click.option("--epochs", type=FiniteFloat(0, min_open=True), default=None,
               help="Stop after this many passes over the training text.")
-@click.option("--minutes", type=click.FloatRange(0, min_open=True), default=None,
+@click.option("--minutes", type=FiniteFloat(0, min_open=True), default=None,
               help="Stop after this much training time (default 5 when no budget is given).")
 @click.option("--eval-every", type=_POS, default=_TD["eval_every"], show_default=True,
               help="Steps between validation passes (and checkpoints).")
 @click.option("--patience", type=click.IntRange(0), default=_TD["patience"], show_default=True,
               help="Stop after this many evaluations without a new best; 0: never.")
-@click.option("--val-frac", type=click.FloatRange(0, 1, min_open=True, max_open=True),
+@click.option("--val-frac", type=FiniteFloat(0, 1, min_open=True, max_open=True),
               default=_TD["val_frac"], show_default=True,
               help="Fraction of the text, at its end, kept for validation.")
 @click.option("--out", type=click.Path(file_okay=False, path_type=str), default=None,
@@ -160,13 +189,14 @@ class _TrainDisplay:
               help="Continue the run in the run directory exactly where last.npz left it.")
 @click.option("--encoding", default=_TD["encoding"], show_default=True,
               help="Text encoding of CORPUS.")
-@click.option("--threads", type=_POS, default=None,
-              help="Cores sharing each chunk's streams: this process and THREADS-1 worker "
-              "processes, each single-threaded. Results differ only in the last bits  [default: "
+@click.option("--processes", type=_POS, default=None,
+              help="Processes sharing each chunk's streams: this one and PROCESSES-1 workers, "
+              "each with single-threaded BLAS. Results differ only in the last bits  [default: "
               "as many as BLAS uses, usually one per core; with --resume, as many as the run "
               "used]")
+@alias("--threads", "processes", type=_POS)
 @click.option("--quiet", "-q", is_flag=True,
-              help="No progress bar: one plain line per evaluation.")
+              help="Print only the checkpoint's path (on stdout); errors still go to stderr.")
 @click.option("--task", type=click.Choice(TASKS), default="lm", show_default=True,
               help="What to train: lm, a language model of CORPUS (a text file); classify, a "
               "label per text (CORPUS a TSV of text<TAB>label, or a folder of <label>.txt "
@@ -187,7 +217,7 @@ class _TrainDisplay:
 @click.option("--attention", type=click.Choice(("additive", "dot", "none")), default=None,
               help="seq2seq: how each decoder step looks back at the encoder's outputs: "
               "additive (Bahdanau, the default), dot (Luong's general s W h), or none.")
-def train(corpus, resume, quiet, threads, task, **opts):
+def train(corpus, resume, quiet, processes, task, **opts):
     """Train a model on CORPUS: a language model of a text file (default: the bundled tiny
     Shakespeare), or with --task classify or tag a classifier or tagger of labelled examples.
 
@@ -247,10 +277,10 @@ def train(corpus, resume, quiet, threads, task, **opts):
         F = family(task)
         cfg = T.TrainConfig.from_dict({**getattr(F, "TRAIN_DEFAULTS", {}), **given,
                                        "task": task, "corpus": corpus})
-    display = _TrainDisplay(live=err.is_terminal and not quiet)
+    display = _TrainDisplay(live=err.is_terminal, quiet=quiet, warmup=cfg.warmup)
     try:
         try:
-            result = T.train(cfg, on_event=display, resume=resume, threads=threads,
+            result = T.train(cfg, on_event=display, resume=resume, threads=processes,
                              sigterm=True)
         finally:
             display.close()
@@ -259,8 +289,25 @@ def train(corpus, resume, quiet, threads, task, **opts):
                   markup=False)
         sys.exit(130)
 
+    if result.already_done:
+        err.print(f"{result.run_dir} already reached its budget ({result.reason}) at step "
+                  f"{result.step:,}; nothing to do (give a larger --steps, --epochs or "
+                  f"--minutes to go on)", markup=False, soft_wrap=True)
+        click.echo(os.fsencode(C.resolve(result.run_dir)))
+        return
     # a stop by a signal exits as the shell reports death by it: 128 + its number
     code = {"interrupted": 130, "terminated": 143, "hung up": 129}.get(result.reason)
+    if not quiet:
+        _summary(result, code)
+    # last.npz if stopped before any evaluation; as bytes, so a name that is not UTF-8 comes out
+    # as the file system has it
+    click.echo(os.fsencode(C.resolve(result.run_dir)))
+    if code:
+        sys.exit(code)
+
+
+def _summary(result, code):
+    """The table of how training went, on stderr."""
     table = Table(title=f"training {result.reason if code else 'done'}", show_header=False)
     table.add_column("", style="bold")
     table.add_column("", justify="right")
@@ -278,8 +325,3 @@ def train(corpus, resume, quiet, threads, task, **opts):
                         ("run directory", str(result.run_dir))):
         table.add_row(name, Text(value))  # not markup: a run directory may hold "[" and "]"
     err.print(table)
-    # last.npz if stopped before any evaluation; as bytes, so a name that is not UTF-8 comes out
-    # as the file system has it
-    click.echo(os.fsencode(C.resolve(result.run_dir)))
-    if code:
-        sys.exit(code)

@@ -30,7 +30,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from ..errors import ConfigError
+from ..errors import ConfigError, CorpusError
 from ..nn.cells import CELLS
 from ..nn.ops import cross_entropy, dropout_mask, scatter_rows
 from ..nn.state import State, flat_state, nest_state, state_concat, state_slice
@@ -447,6 +447,11 @@ class Data(NamedTuple):
     info: dict  # train_chars, val_chars, vocab: for the trainer's first line
 
 
+def min_val_chars(seq: int) -> int:
+    """The shortest validation split whose score means anything: two chunks, and 50 characters."""
+    return max(2 * seq, 50)
+
+
 def load_data(tcfg, saved=None) -> Data:
     """The corpus tcfg.corpus read, split (tcfg.val_frac at its end) and cut into tcfg.batch
     streams of tcfg.seq chunks. Resuming (`saved`, the run's checkpoint) the text must fit its
@@ -458,12 +463,18 @@ def load_data(tcfg, saved=None) -> Data:
                           "the language model validates on the last --val-frac of its text")
     corpus = D.load(tcfg.corpus, tcfg.val_frac, tcfg.encoding, saved.vocab if saved else None)
     n = len(corpus.train) + len(corpus.val)
+    batches = D.batches(corpus.train, tcfg.batch, tcfg.seq)  # first: a too short training split
+    need = min_val_chars(tcfg.seq)
+    if len(corpus.val) < need:
+        raise CorpusError(f"the validation split is {len(corpus.val):,} characters "
+                          f"(--val-frac {tcfg.val_frac:g} of {n:,}); at least {need:,} are needed "
+                          f"to mean anything: raise --val-frac or use a longer text")
     crc = zlib.crc32(corpus.val, zlib.crc32(corpus.train))
     info = {"train_chars": len(corpus.train), "val_chars": len(corpus.val),
             "vocab": len(corpus.vocab),
             "data": f"{len(corpus.train):,} characters (validation {len(corpus.val):,}, "
                     f"vocabulary {len(corpus.vocab)})"}
-    return Data(corpus.vocab, D.batches(corpus.train, tcfg.batch, tcfg.seq), corpus.val,
+    return Data(corpus.vocab, batches, corpus.val,
                 {"corpus_chars": n, "corpus_crc32": crc}, info)
 
 

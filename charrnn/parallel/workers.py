@@ -266,7 +266,7 @@ class Workers:
     def _died(self):
         _stop(self._procs)
         self._cfg = None
-        raise CharrnnError("a worker process died; try --threads 1")
+        raise CharrnnError("a worker process died; try --processes 1")
 
     def _reply(self, p) -> tuple[dict, list]:
         try:

@@ -77,7 +77,7 @@ def windows(ids: np.ndarray, length: int, samples: int, warmup: int,
     need = warmup + length + 2
     if len(ids) < need:
         raise CorpusError(f"{corpus} has {len(ids)} characters; gradflow needs at least {need} "
-                          f"(--warmup {warmup} + --length {length} + 2)")
+                          f"(--warm-chars {warmup} + --length {length} + 2)")
     starts = rng.integers(0, len(ids) - need + 1, size=samples)
     return np.stack([ids[s : s + need] for s in starts]).astype(np.intp)
 

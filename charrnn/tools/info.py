@@ -50,7 +50,7 @@ def find_checkpoint(path: str | os.PathLike | None, root: str | os.PathLike = RU
         run = latest_run(root)
         if run is None:
             raise CheckpointError(f"no trained model found under {Path(root)}/: run `charrnn "
-                                  f"train` first, or give --checkpoint")
+                                  f"train` first, or give -c/--checkpoint")
         path = run
     return C.resolve(path)
 
@@ -152,3 +152,26 @@ def summary(path: Path, ckpt: C.Checkpoint) -> list[tuple[str, str]]:
     elif key in meta:
         rows.append(("best validation", "not evaluated yet"))
     return rows
+
+
+def to_json(path: Path, ckpt: C.Checkpoint) -> dict:
+    """The checkpoint described for other programs (`charrnn info --json`): JSON-ready, keys the
+    checkpoint lacks are None, numbers that are not finite become None."""
+    F, meta = family(ckpt.family), ckpt.meta
+
+    def clean(v):
+        if isinstance(v, float) and not math.isfinite(v):
+            return None
+        if isinstance(v, dict):
+            return {k: clean(x) for k, x in v.items()}
+        if isinstance(v, list):
+            return [clean(x) for x in v]
+        return v
+
+    best = meta.get(f"best_{F.METRIC}")
+    return clean({
+        "checkpoint": str(path), "task": F.NAME, "model": ckpt.model.to_dict(),
+        "parameters": F.count_params(ckpt.model), "vocabulary": list(ckpt.vocab.chars),
+        "corpus": meta.get("corpus"), "step": meta.get("step"), "elapsed": meta.get("elapsed"),
+        "best": {F.METRIC: best if isinstance(best, (int, float)) else None},
+        "train": meta.get("train"), "history": meta.get("history")})

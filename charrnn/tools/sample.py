@@ -51,7 +51,8 @@ class SampleConfig:
     greedy: bool = False  # always the most likely character
     top_k: int | None = None  # keep only the k most likely characters
     top_p: float | None = None  # keep the smallest most-likely set whose probability reaches p
-    stop: str | None = None  # end the sample once the text ends with this
+    # end the sample once the text ends with this, or with any of these (the first one reached)
+    stop: str | tuple[str, ...] | None = None
 
     def __post_init__(self):
         L = self.length
@@ -67,8 +68,18 @@ class SampleConfig:
         p = self.top_p
         if p is not None and not (isinstance(p, (int, float)) and 0 < p <= 1):
             raise ConfigError(f"top-p must be in (0, 1], not {p!r}")
-        if self.stop is not None and not self.stop:
+        if isinstance(self.stop, list):
+            object.__setattr__(self, "stop", tuple(self.stop))
+        if self.stop is not None and not (
+                isinstance(self.stop, (str, tuple)) and self.stop
+                and all(isinstance(t, str) and t for t in self.stops)):
             raise ConfigError("stop text must not be empty")
+
+    @property
+    def stops(self) -> tuple[str, ...]:
+        """The stop texts as a tuple (empty: no stop)."""
+        s = self.stop
+        return () if s is None else (s,) if isinstance(s, str) else s
 
 
 def check_prime(vocab: Vocab, prime: str) -> np.ndarray:
@@ -175,8 +186,9 @@ def _generate(params, cfg, vocab, prime, ids, config, rng, warmed):
     w = np.empty(V)  # float64 weights, reused every step
     cum = np.empty(V)
     x = np.zeros(1, dtype=np.intp)
-    stop = config.stop
-    tail = prime[-len(stop):] if stop else ""
+    stops = config.stops
+    keep = max(map(len, stops), default=0)  # the longest stop text: how much tail to watch
+    tail = prime[-keep:] if keep else ""
     for n in range(config.length):
         if n:
             out, state = step(x, state)
@@ -195,8 +207,8 @@ def _generate(params, cfg, vocab, prime, ids, config, rng, warmed):
                 i = int(cum.searchsorted(total, "left"))
         ch = chars[i]
         yield ch
-        if stop:
-            tail = (tail + ch)[-len(stop):]
-            if tail == stop:
+        if keep:
+            tail = (tail + ch)[-keep:]
+            if any(map(tail.endswith, stops)):  # checked every character: the first reached
                 return
         x[0] = i

@@ -53,9 +53,25 @@ def score_text(params, cfg, vocab: Vocab, text: str, strict: bool = False,
     return TextScore(Score(float(losses.mean()), int(losses.size)), oov, unknown, kept, losses)
 
 
-# Surprise in bits -> background colour, from calm (dark) to alarmed (bright red).
-RAMP = ("#1a1a2e", "#16425b", "#2a6f4e", "#7a8b1e", "#b8860b", "#d2691e", "#c0392b", "#ff1f1f")
+# Surprise in bits -> background colour, from calm (blue) to alarmed (bright red). The colours
+# are the 16 standard ones, so that every band stays distinct however the terminal's colours are
+# reduced (Rich maps hex colours to the nearest of 16 or 256, and a dark-to-red hex ramp fell
+# into 4 of 16 and 7 of 256); black text on the light ones, white on the dark ones.
+RAMP = ("blue", "cyan", "green", "yellow", "bright_yellow", "magenta", "red", "bright_red")
+STYLES = tuple(f"{'black' if c in ('cyan', 'yellow', 'bright_yellow') else 'white'} on {c}"
+               for c in RAMP)
 LEVEL_BITS = 1.0  # each colour covers one bit of surprise; the last is 7 bits and up
+
+
+def levels(text: str, result: TextScore) -> np.ndarray:
+    """(len(text),) the band of each character: 0..len(RAMP)-1 by -log2 p, -1 for the first kept
+    character (nothing predicts it), -2 for a character the vocabulary lacks."""
+    lv = np.full(len(text), -2, dtype=np.int64)
+    lv[result.kept] = -1
+    top = len(RAMP) - 1
+    bits = np.nan_to_num(result.losses / LN2, nan=top, posinf=top)
+    lv[result.kept[1:]] = np.clip(bits / LEVEL_BITS, 0, top).astype(np.int64)
+    return lv
 
 
 def heat_map(text: str, result: TextScore):
@@ -64,21 +80,42 @@ def heat_map(text: str, result: TextScore):
     character, which nothing predicts, is left plain."""
     from rich.text import Text
 
-    levels = np.full(len(text), -2, dtype=np.int64)  # -2: unknown, -1: not scored
-    levels[result.kept] = -1
-    top = len(RAMP) - 1
-    bits = np.nan_to_num(result.losses / LN2, nan=top, posinf=top)
-    levels[result.kept[1:]] = np.clip(bits / LEVEL_BITS, 0, top).astype(np.int64)
+    lv = levels(text, result)
     out = Text()
     start = 0
     for j in range(1, len(text) + 1):  # one span per run of equal levels
-        if j == len(text) or levels[j] != levels[start]:
-            lv = int(levels[start])
-            style = ("reverse" if lv == -2 else "" if lv == -1
-                     else f"white on {RAMP[lv]}")
+        if j == len(text) or lv[j] != lv[start]:
+            band = int(lv[start])
+            style = "reverse" if band == -2 else "" if band == -1 else STYLES[band]
             out.append(_visible(text[start:j]), style=style)
             start = j
     return out
+
+
+def digit_map(text: str, result: TextScore) -> str:
+    """The heat map without colour (for NO_COLOR): each line of the text, then a row with each
+    character's band as a digit under it (0: under 1 bit ... 7: 7 bits and more; ? not in the
+    vocabulary; blank: not scored), padded to the character's width so the rows stay aligned;
+    the digit just past a line's end is its line break's."""
+    from rich.cells import cell_len
+
+    lv = levels(text, result)
+    mark = lambda band: "?" if band == -2 else " " if band == -1 else str(band)
+    rows, j = [], 0
+    lines = text.split("\n")
+    if text.endswith("\n"):
+        lines.pop()
+    for line in lines:
+        shown, marks = _visible(line), []
+        for k, ch in enumerate(shown):
+            m = mark(int(lv[j + k]))
+            marks.append("\t" if ch == "\t" else m + " " * (cell_len(ch) - 1))
+        j += len(line)
+        if j < len(text):  # the line break's own band, just after the line's end
+            marks.append(mark(int(lv[j])))
+            j += 1
+        rows += [shown, "".join(marks).rstrip()]
+    return "\n".join(rows) + "\n"
 
 
 # Control characters other than newline and tab (an ESC could drive the terminal) are shown as
@@ -92,14 +129,19 @@ def _visible(text: str) -> str:
     return text.translate(_PICTURES)
 
 
-def legend():
-    """A one-line key to the heat map colours."""
+def legend(colour: bool = True):
+    """A one-line key to the heat map colours, or to digit_map's digits."""
     from rich.text import Text
 
+    if not colour:
+        return Text(f"surprise, bits per character, in the row under each line: 0 = "
+                    f"0-{LEVEL_BITS:g}, 1 = {LEVEL_BITS:g}-{2 * LEVEL_BITS:g}, ..., "
+                    f"{len(RAMP) - 1} = {(len(RAMP) - 1) * LEVEL_BITS:g}+ (one past a line's end: its "
+                    f"line break); ? = unknown")
     t = Text("surprise, bits per character: ")
-    for i, colour in enumerate(RAMP):
+    for i, style in enumerate(STYLES):
         hi = "+" if i == len(RAMP) - 1 else f"-{(i + 1) * LEVEL_BITS:g}"
-        t.append(f" {i * LEVEL_BITS:g}{hi} ", style=f"white on {colour}")
+        t.append(f" {i * LEVEL_BITS:g}{hi} ", style=style)
     t.append("   ")
     t.append("unknown", style="reverse")
     return t

@@ -170,5 +170,5 @@ def check_memory(F, model, batch: int, seq: int, processes: int = 1) -> None:
             f"training would need about {need / 2**30:.1f} GiB per step (--batch {batch} x --seq "
             f"{seq} x {model.vocab_size} characters of vocabulary, hidden {model.hidden}), more "
             f"than this machine's {have / 2**30:.1f} GiB; use a smaller --batch, --seq or --hidden"
-            + (" (or --threads 1)" if processes > 1 else ""))
+            + (" (or --processes 1)" if processes > 1 else ""))
 

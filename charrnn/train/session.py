@@ -22,7 +22,7 @@ state, step) is in the checkpoint, and evaluation touches none of it, so a run s
 and resumed reaches bit-identical parameters at step n, provided the learning rate of each step is
 the same (true for `--schedule constant`, and for `cosine` when the budget (--steps/--epochs) is
 unchanged on resume) and the batches are split across as many processes (the order of the
-floating-point sums depends on it; --resume reuses the saved count unless --threads is given).
+floating-point sums depends on it; --resume reuses the saved count unless --processes is given).
 """
 
 from __future__ import annotations

@@ -63,6 +63,7 @@ class TrainResult:
     last: float | None
     history: list
     metric: str = "val_bpc"
+    already_done: bool = False  # resumed with its budget already spent: nothing was done
 
     @property
     def best_val_bpc(self) -> float | None:
@@ -240,6 +241,11 @@ class _Loop:
 
     def run(self, signals) -> TrainResult:
         s, cfg = self.s, self.cfg
+        reason = self.spent(self.elapsed())
+        if reason and self.step0:  # resumed with the budget spent: no step, save or evaluation
+            evals = [r[s.F.METRIC] for r in s.history if r["kind"] == "eval"]
+            return TrainResult(s.run_dir, s.step, s.epoch_f, s.elapsed0, reason, s.best,
+                               evals[-1] if evals else None, s.history, s.F.METRIC, True)
         info = {"params": s.F.count_params(s.model), **s.data.info,
                 "chunks_per_epoch": s.batches.chunks, "total_steps": self.total,
                 "resumed_at": self.step0, "run_dir": str(s.run_dir),

@@ -14,7 +14,7 @@ from charrnn.data.vocab import Vocab
 from charrnn.errors import CorpusError, VocabularyError
 from charrnn.models import lm as M
 from charrnn.tools.info import chart, curves, latest_run, vocab_text
-from charrnn.tools.scoring import RAMP, heat_map, score_text
+from charrnn.tools.scoring import RAMP, STYLES, digit_map, heat_map, score_text
 from tests.helpers import assert_close, invoke, one_line_error
 
 VOCAB = Vocab("\n abcdeé日")
@@ -104,7 +104,7 @@ def test_show_colours_each_character_by_its_surprise(ckpt):
     kept = [j for j, c in enumerate(TEXT) if c in VOCAB]
     assert styles[kept[0]] in (None, "")  # nothing predicts the first character
     for j, b in zip(kept[1:], bits):
-        assert styles[j] == f"white on {RAMP[min(len(RAMP) - 1, int(b))]}", (j, b)
+        assert styles[j] == STYLES[min(len(RAMP) - 1, int(b))], (j, b)
     for j, c in enumerate(TEXT):
         if c not in VOCAB:
             assert styles[j] == "reverse"
@@ -212,3 +212,88 @@ def test_eval_rejects_a_directory_and_a_binary_file(trained, tmp_path):
     one_line_error(invoke("eval", tmp_path / "x.bin", "-c", trained / "run"), "binary file",
                    "byte offset 2")
 
+
+# --- issue 15: JSON, counts that agree, colours that survive, -c everywhere ------------------
+
+def test_eval_json_and_the_counts_agree(ckpt):
+    import json
+
+    cfg, p = ckpt
+    ref = reference_losses(p, cfg, TEXT)
+    r = CliRunner().invoke(cli, ["eval", "text.txt", "--json"])
+    assert r.exit_code == 0, r.stderr
+    o = json.loads(r.stdout)
+    assert o["bpc"] == pytest.approx(ref.mean() / math.log(2), rel=1e-12)
+    assert o["nats"] == pytest.approx(ref.mean(), rel=1e-12)
+    assert o["perplexity"] == pytest.approx(math.exp(ref.mean()), rel=1e-12)
+    assert (o["chars_scored"], o["chars_read"], o["unknown_chars"], o["unknown"]) == (
+        len(ref), len(TEXT), 2, ["本", "Z"])
+    assert o["file"] == "text.txt" and o["checkpoint"].endswith("best.npz") and o["seconds"] >= 0
+    plain = CliRunner().invoke(cli, ["eval", "text.txt"])  # stdout and stderr: the same count
+    assert f"over {len(ref)} characters" in plain.stdout
+    assert (f"scored {len(ref)} of {len(TEXT)} characters read (the first is not predicted, 2 "
+            "unknown skipped) in ") in plain.stderr
+    r = CliRunner().invoke(cli, ["eval", "text.txt", "--json", "--show"])
+    assert r.exit_code == 2 and "--show and --json" in r.stderr
+
+
+def test_eval_a_missing_file_and_a_mostly_unknown_one(ckpt, tmp_path):
+    r = CliRunner().invoke(cli, ["eval", "missing.txt"])
+    assert r.exit_code == 1 and r.stderr.strip() == "Error: file not found: missing.txt"
+    (tmp_path / "odd.txt").write_text("abZZZZZQQQQ", encoding="utf-8")
+    r = CliRunner().invoke(cli, ["eval", "odd.txt"])
+    assert r.exit_code == 0 and ("warning: 82% of odd.txt is characters the model has never "
+                                 "seen; the score covers only the rest") in r.stderr
+    assert "warning" not in CliRunner().invoke(cli, ["eval", "text.txt"]).stderr
+
+
+@pytest.mark.parametrize("system", ["standard", "256"])
+def test_heat_map_bands_stay_distinct_in_16_and_256_colours(system):
+    from rich.color import Color, ColorSystem
+
+    reduced = {"standard": ColorSystem.STANDARD, "256": ColorSystem.EIGHT_BIT}[system]
+    shown = [Color.parse(c).downgrade(reduced).get_ansi_codes(foreground=False) for c in RAMP]
+    assert len(set(shown)) == len(RAMP), shown
+
+
+def test_show_with_no_colour_puts_digits_under_the_text(ckpt, monkeypatch):
+    cfg, p = ckpt
+    monkeypatch.setenv("NO_COLOR", "1")
+    r = CliRunner().invoke(cli, ["eval", "--show", "text.txt"])
+    assert r.exit_code == 0, r.stderr
+    bits = reference_losses(p, cfg, TEXT) / math.log(2)
+    band = iter(str(min(7, int(b))) for b in bits)
+    lines = r.stdout.splitlines()
+    assert lines[0::2][:3] == TEXT.splitlines()
+    first = lines[1]  # 'abc dee' then its line break: the first character is not scored
+    assert first == " " + "".join(next(band) for _ in range(7))
+    second = lines[3]  # '日本 éaZbc': 日 and 本 two columns wide, 本 and Z unknown
+    want = [next(band), " ", "?", " ", next(band), next(band), next(band), "?", next(band),
+            next(band), next(band)]
+    assert second == "".join(want)
+    assert "in the row under each line" in r.stderr
+    assert digit_map("a\tb", score_text(p, cfg, VOCAB, "a\tb")) .split("\n")[1][1] == "\t"
+
+
+def test_info_takes_c_like_every_other_command_and_json(ckpt, tmp_path):
+    import json
+
+    assert CliRunner().invoke(cli, ["info", "-c", "runs/poems"]).stdout == \
+        CliRunner().invoke(cli, ["info", "runs/poems"]).stdout  # the old positional still works
+    r = CliRunner().invoke(cli, ["info", "--checkpoint", "runs/poems", "--json"])
+    assert r.exit_code == 0, r.stderr
+    o = json.loads(r.stdout)
+    assert o["model"]["cell"] == "gru" and o["model"]["hidden"] == 6
+    assert o["vocabulary"] == list(VOCAB.chars) and o["best"] == {"val_bpc": 1.5333}
+    assert o["step"] == 200 and o["corpus"] == "poems.txt" and o["train"]["lr"] == 0.002
+    assert len(o["history"]) == 22 and o["parameters"] > 0 and o["task"] == "lm"
+    assert "[CHECKPOINT]" not in CliRunner().invoke(cli, ["info", "--help"]).stdout
+
+
+def test_info_with_no_runs_suggests_c_which_works(tmp_path, monkeypatch, ckpt):
+    import shutil
+
+    shutil.move("runs", "elsewhere")
+    r = CliRunner().invoke(cli, ["info"])
+    assert r.exit_code == 1 and "give -c/--checkpoint" in r.stderr
+    assert CliRunner().invoke(cli, ["info", "-c", "elsewhere/poems"]).exit_code == 0

@@ -158,13 +158,13 @@ def test_eval_json_has_the_documented_keys(data):
 
 def test_eval_json_of_a_language_model(tmp_path):
     text = tmp_path / "t.txt"
-    text.write_text("abcabcabd " * 40)
+    text.write_text("abcabcabd " * 100)
     assert run("train", text, "--hidden", 8, "--batch", 4, "--seq", 8, "--steps", 3,
                "--out", tmp_path / "r", "-q").exit_code == 0
     r = run("eval", "-c", tmp_path / "r", text, "--json")
     got = json.loads(r.stdout)
-    assert got["task"] == "lm" and got["characters"] == 399
-    assert got["bits_per_char"] == pytest.approx(got["nats_per_char"] / np.log(2))
+    assert got["task"] == "lm" and got["chars_scored"] == 999
+    assert got["bpc"] == pytest.approx(got["nats"] / np.log(2))
 
 
 def test_a_folder_of_label_files_and_a_validation_file(tmp_path):

@@ -7,8 +7,10 @@ import time
 
 import numpy as np
 import pytest
+from click.testing import CliRunner
 
 from charrnn import checkpoint as C
+from charrnn.cli import cli
 from charrnn.data.vocab import Vocab
 from charrnn.models import lm as M
 from charrnn.tools.sample import SampleConfig, generate
@@ -118,20 +120,10 @@ def test_prime_file_and_stop(run, tmp_path):
 
 @pytest.mark.parametrize("args, message", [
     (["--prime", "aZbé€Z"], "prime text has characters not in the vocabulary: 'Z', '€'"),
-    (["--temperature", "0"], "temperature must be a number >= 1e-100"),
-    (["--temperature", "-2"], "temperature must be a number >= 1e-100"),
-    (["--length", "-1"], "length must be a whole number >= 0"),
-    (["--top-p", "0"], "top-p must be in (0, 1]"),
-    (["--top-p", "1.5"], "top-p must be in (0, 1]"),
-    (["--top-k", "0"], "top-k must be a whole number >= 1"),
-    (["--num-samples", "0"], "--num-samples must be at least 1"),
-    (["--seed", "-1"], "--seed must be a whole number >= 0"),
-    (["--greedy", "--top-k", "3", "-t", "2"], "cannot be combined with --temperature, --top-k"),
     (["--checkpoint", "nowhere.npz"], "checkpoint not found: nowhere.npz"),
     (["--checkpoint", "runs"], "no checkpoint in runs"),
     (["--prime-file", "missing.txt"], "cannot read prime file missing.txt"),
     (["--prime-file", "empty.txt"], "prime file empty.txt is empty"),
-    (["--prime", "a", "--prime-file", "empty.txt"], "give --prime or --prime-file, not both"),
     (["--checkpoint", "corrupt.npz"], "cannot read checkpoint corrupt.npz"),
 ])
 def test_bad_input_gives_one_line_error(run, tmp_path, args, message):
@@ -140,13 +132,37 @@ def test_bad_input_gives_one_line_error(run, tmp_path, args, message):
     one_line_error(sample(*args), message, code=1, alone=True)
 
 
+@pytest.mark.parametrize("args, message", [
+    (["--temperature", "0"], "Invalid value for '--temperature' / '-t'"),
+    (["--temperature", "-2"], "Invalid value for '--temperature' / '-t'"),
+    (["--temperature", "nan"], "nan is not a finite number"),
+    (["--length", "-5"], "Invalid value for '--length' / '-n': -5 is not in the range x>=0"),
+    (["--top-p", "0"], "Invalid value for '--top-p'"),
+    (["--top-p", "1.5"], "Invalid value for '--top-p'"),
+    (["--top-k", "0"], "Invalid value for '--top-k'"),
+    (["--num-samples", "0"], "Invalid value for '--num-samples' / '-m'"),
+    (["--seed", "-1"], "Invalid value for '--seed'"),
+    (["--greedy", "--top-k", "3", "-t", "2"], "cannot be combined with --temperature, --top-k"),
+    (["--prime", "a", "--prime-file", "empty.txt"], "give --prime or --prime-file, not both"),
+    (["-i", "--prime", "a"], "--interactive reads each prime from stdin"),
+])
+def test_usage_errors_exit_2_and_name_the_option(run, tmp_path, args, message):
+    """Issue 15 B: a bad option value is Click's usage error, not the library's wording."""
+    (tmp_path / "empty.txt").write_bytes(b"")
+    r = sample(*args)
+    assert r.exit_code == 2, r.stderr
+    assert r.stdout == ""
+    errors = [line for line in r.stderr.splitlines() if line.startswith("Error: ")]
+    assert len(errors) == 1 and message in errors[0], r.stderr
+
+
 def test_no_runs_at_all_tells_the_user_to_train(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     r = sample("--prime", "a")
     assert r.exit_code == 1 and r.stdout == ""
     assert r.stderr.strip().splitlines() == [
         ("Error: no trained model found under runs/: run `charrnn train` first, or give "
-         "--checkpoint")]
+         "-c/--checkpoint")]
 
 
 def _popen(tmp_path, *args):
@@ -199,7 +215,7 @@ def test_ctrl_c_while_sampling_exits_130_quietly(run, tmp_path):
 
 @pytest.mark.parametrize("args, needle", [
     (["--length", "-5"], "length"), (["--temperature", "nan"], "temperature"),
-    (["--temperature", "1e-310"], "temperature must be a number >= 1e-100"),
+    (["--temperature", "1e-310"], "Invalid value for '--temperature'"),
     (["--temperature", "inf"], "temperature"), (["--top-k", "-2"], "top-k"),
     (["--top-p", "nan"], "top-p"), (["--num-samples", "-1"], "--num-samples"),
     (["--length", "x"], "--length"),
@@ -236,3 +252,60 @@ def test_prime_longer_than_the_corpus(trained, tmp_path):
                "--length", 30, "--seed", 5)
     assert r.exit_code == 0 and r.stdout.startswith(prime) and len(r.stdout) == len(prime) + 30
 
+
+# --- issue 15: output other programs can read, several stops, an interactive prompt ------------
+
+def test_separator_replaces_the_blank_line_between_samples(run):
+    a = sample("--seed", "3", "--length", "40", "--num-samples", "3")
+    b = sample("--seed", "3", "--length", "40", "--num-samples", "3", "--separator", "\n--\n")
+    assert a.exit_code == 0 and b.exit_code == 0
+    assert b.stdout.split("\n--\n") == a.stdout.split("\n\n") and len(b.stdout.split("\n--\n")) == 3
+
+
+def test_json_gives_one_object_per_sample_with_prime_text_and_seed(run):
+    import json
+
+    cfg, p = run
+    r = sample("--seed", "5", "--length", "30", "-m", "3", "--prime", "ab", "--json")
+    assert r.exit_code == 0, r.stderr
+    objs = [json.loads(line) for line in r.stdout.splitlines()]
+    rng, config = np.random.default_rng(5), SampleConfig(length=30)
+    want = ["".join(generate(p, cfg, VOCAB, "ab", config, rng))[2:] for _ in range(3)]
+    assert [o["text"] for o in objs] == want and r.stdout.endswith("\n")
+    assert [o["index"] for o in objs] == [0, 1, 2]
+    assert all(o["prime"] == "ab" and o["seed"] == 5 and o["chars"] == 30 and o["stop"] is None
+               and o["checkpoint"].endswith("best.npz") for o in objs)
+
+
+def test_stop_is_repeatable_and_the_first_reached_ends_the_sample(tmp_path):
+    import json
+
+    p, cfg = cycle_model(VOCAB)  # a -> b -> c -> d -> e -> é ...
+    ck = str(save(tmp_path / "cycle.npz", cfg, p))
+    r = CliRunner().invoke(cli, ["sample", "-c", ck, "--prime", "a", "-n", "50", "--stop", "é",
+                                 "--stop", "cd"])
+    assert r.exit_code == 0 and r.stdout == "abcd"  # "cd" comes before "é"; both are honoured
+    r = CliRunner().invoke(cli, ["sample", "-c", ck, "--prime", "a", "-n", "50", "--stop", "zz",
+                                 "--stop", "e", "--json"])
+    assert json.loads(r.stdout) | {"checkpoint": None} == {
+        "index": 0, "prime": "a", "text": "bcde", "seed": json.loads(r.stdout)["seed"],
+        "checkpoint": None, "chars": 4, "stop": "e"}
+
+
+def test_prime_option_gets_the_line_endings_of_a_prime_file(tmp_path):
+    p, cfg = cycle_model(VOCAB)
+    ck = str(save(tmp_path / "cycle.npz", cfg, p))
+    r = CliRunner().invoke(cli, ["sample", "-c", ck, "--prime", "a\r\n", "--greedy", "-n", "2"])
+    assert r.exit_code == 0, r.stderr  # '\r' is not in the vocabulary: it would be an error
+    assert r.stdout == "a\n a"
+
+
+def test_interactive_reads_primes_from_stdin_until_eof(tmp_path):
+    p, cfg = cycle_model(VOCAB)
+    ck = str(save(tmp_path / "cycle.npz", cfg, p))
+    r = CliRunner().invoke(cli, ["sample", "-c", ck, "-i", "--greedy", "-n", "3"],
+                           input="a\ncZ\nc\n")
+    assert r.exit_code == 0, r.stderr
+    assert r.stdout == "bcd\ndeé\n"  # a -> bcd; c -> deé
+    assert r.stderr.count("> ") == 4  # asked for each line and once more before the end
+    assert "'Z'" in r.stderr  # an unknown character is reported and the prompt goes on

@@ -110,7 +110,7 @@ def test_a_run_stopped_before_any_evaluation_prints_the_checkpoint_it_has(tmp_pa
     (["--lr", "0"], "--lr"), (["--lr", "nan"], "lr"), (["--lr", "inf"], "lr"),
     (["--clip", "nan"], "clip"), (["--dropout", "-0.1"], "--dropout"),
     (["--val-frac", "-0.5"], "--val-frac"), (["--val-frac", "1"], "--val-frac"),
-    (["--val-frac", "nan"], "val_frac"), (["--seed", "-1"], "--seed"),
+    (["--val-frac", "nan"], "--val-frac"), (["--seed", "-1"], "--seed"),
     (["--steps", "-5"], "--steps"), (["--hidden", "-1"], "--hidden"),
 ])
 def test_train_rejects_bad_numbers(corpus, tmp_path, args, needle):
@@ -127,11 +127,11 @@ def test_a_vocabulary_too_large_for_the_memory_is_a_clear_limit(corpus, tmp_path
                                  "--steps", 1, "--threads", 1),
                           "30000 characters", "1.0 GiB", "smaller --batch")
     assert "3.6 GiB per step" in line  # 64 x 128 x 30000, lstm 256 x 2
-    assert "--threads 1" not in line
+    assert "--processes 1" not in line
     if openblas() is not None:  # + shared parameters, a worker's gradients: 3 x 38.6M values
         line = one_line_error(invoke("train", tmp_path / "cjk.txt", "--out", tmp_path / "r",
                                      *big, "--steps", 1, "--threads", 2), "1.0 GiB")
-        assert "4.0 GiB per step" in line and "(or --threads 1)" in line
+        assert "4.0 GiB per step" in line and "(or --processes 1)" in line
     r = invoke("train", tmp_path / "cjk.txt", "--out", tmp_path / "r", *TINY_QUIET, "--steps", 1,
                "--val-frac", "0.001")
     assert r.exit_code == 0, r.stderr  # small batches fit
@@ -155,7 +155,7 @@ def test_file_names_that_are_not_utf8_train_save_and_resume(tmp_path):
 
 def test_a_run_directory_with_brackets_is_printed_as_it_is(corpus, tmp_path):
     run = tmp_path / "x[/]y[red]z"  # Rich markup, if it were read as such
-    r = invoke("train", corpus, "--out", run, *TINY_QUIET, "--steps", 5)
+    r = invoke("train", corpus, "--out", run, *TINY, "--steps", 5)  # not --quiet
     assert r.exit_code == 0, r.stderr
     assert r.stdout == f"{run / 'best.npz'}\n" and "x[/]y[red]z" in r.stderr.replace("\n", "")
 
@@ -191,3 +191,75 @@ def test_an_absurd_learning_rate_diverges_in_one_line_without_warnings(corpus, t
     one_line_error(r, "training diverged at step", "try a lower --lr")
     assert "Warning" not in r.stderr, r.stderr
 
+# --- issue 15: quiet means quiet, a progress line that fits, warnings and refusals ------------
+
+def test_quiet_prints_only_the_path(tmp_path, corpus):
+    r = run(corpus, "--out", tmp_path / "r", "--steps", 10, *TINY, "-q")
+    assert r.exit_code == 0, r.stderr
+    assert r.stdout == f"{tmp_path / 'r' / 'best.npz'}\n" and r.stderr == ""
+
+
+def test_the_live_progress_line_fits_80_columns(monkeypatch):
+    import io
+
+    from rich.console import Console
+
+    from charrnn.cli import train as CT
+    from charrnn.train.trainer import Event
+
+    screen = Console(file=io.StringIO(), width=80, force_terminal=True, record=True)
+    monkeypatch.setattr(CT, "err", screen)
+    show = CT._TrainDisplay(live=True)
+    show(Event("start", 0, 0.0, 0.0, 0.0, None, {}, {
+        "params": 1_000_000, "train_chars": 10**6, "val_chars": 10**5, "vocab": 65,
+        "data": "1,000,000 characters (validation 100,000, vocabulary 65)", "run_dir": "runs/x", "processes": 2, "processes_failed": None, "total_steps": 100_000,
+        "resumed_at": 0}))
+    record = {"train_bpc": 2.3456, "grad_norm": 0.53, "chars_per_sec": 22_000.0}
+    show(Event("step", 12_345, 12.41, 0.12345, 600.0, 4252.0, record))
+    show(Event("eval", 12_345, 12.41, 0.12345, 600.0, 4252.0, {"val_bpc": 2.41}))
+    frame = Console(file=io.StringIO(), width=80, record=True)
+    frame.print(show.progress.get_renderable())  # what the terminal shows now
+    show.close()
+    (line,) = frame.export_text().splitlines()
+    assert len(line) <= 80 and "22,000 chars/s" in line and "1:10:52 left" in line, line
+    assert "step 12345/100000" in line and "val 2.410" in line and "12%" in line, line
+    # a typical run keeps every figure but the epoch and the gradient norm
+    typical = CT._train_line(Event("step", 1_234, 1.41, 0.4, 60.0, 90.0, show.last), 3_225, 63)
+    assert typical == "step 1234/3225 train 2.346 val 2.410 22,000 chars/s 1:30 left"
+
+
+def test_a_warmup_longer_than_the_budget_is_a_warning(tmp_path, corpus):
+    r = run(corpus, "--out", tmp_path / "r", "--steps", 10, *TINY, "--warmup", 50, "-q")
+    assert r.exit_code == 0 and r.stdout.endswith("best.npz\n")
+    assert r.stderr == ("warning: --warmup 50 is longer than the budget of 10 steps; the "
+                        "learning rate never reaches --lr\n")
+
+
+def test_resume_with_the_budget_reached_says_so_and_changes_nothing(tmp_path, corpus):
+    out = tmp_path / "r"
+    assert run(corpus, "--out", out, "--steps", 10, *TINY).exit_code == 0
+    before = {p.name: p.read_bytes() for p in out.iterdir()}
+    r = run(corpus, "--out", out, "--resume")
+    assert r.exit_code == 0 and r.stdout == f"{out / 'best.npz'}\n"
+    assert r.stderr == (f"{out} already reached its budget (steps) at step 10; nothing to do "
+                        "(give a larger --steps, --epochs or --minutes to go on)\n")
+    assert {p.name: p.read_bytes() for p in out.iterdir()} == before  # not even re-saved
+
+
+def test_processes_names_what_it_counts_and_threads_still_works(tmp_path, corpus):
+    for option in ("--processes", "--threads"):
+        out = tmp_path / option.strip("-")
+        r = run(corpus, "--out", out, "--steps", 5, *TINY, option, 1)
+        assert r.exit_code == 0 and ", 1 process" in r.stderr, r.stderr
+        assert C.load(out / "last.npz").meta["threads"] == 1
+    shown = CliRunner().invoke(cli, ["train", "--help"]).stdout
+    assert "--processes" in shown and "--threads" not in shown
+    r = run(corpus, "--out", tmp_path / "x", "--processes", 0)
+    assert r.exit_code == 2 and "Invalid value for '--processes'" in r.stderr
+
+
+def test_a_validation_split_too_small_is_one_line(corpus, tmp_path):
+    one_line_error(run(corpus, "--out", tmp_path / "r", *TINY, "--val-frac", "0.0001"),
+                   "validation split is 2 characters (--val-frac 0.0001 of",
+                   "at least 50 are needed")
+    assert not (tmp_path / "r").exists()

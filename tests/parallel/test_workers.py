@@ -319,7 +319,7 @@ def test_train_says_how_many_processes_it_uses_and_why_only_one(tmp_path, split_
     corpus = tmp_path / "c.txt"
     corpus.write_text("abcabcabd " * 100)
     args = ["train", str(corpus), "--hidden", "4", "--layers", "1", "--batch", "2", "--seq",
-            "8", "--steps", "2", "--threads", "2", "-q"]
+            "8", "--steps", "2", "--threads", "2"]
     res = CliRunner().invoke(cli, [*args, "--out", str(tmp_path / "a")])
     assert res.exit_code == 0 and ", 2 processes" in res.stderr and "note:" not in res.stderr
     monkeypatch.setattr(P.subprocess, "Popen", _fails("not allowed"))
@@ -345,7 +345,7 @@ def test_sigterm_to_trainer_and_workers_saves_and_leaves_no_process(tmp_path):
     proc = subprocess.Popen(
         [sys.executable, "-c", "from charrnn.cli import main; main()", "train", str(corpus),
          "--out", str(out), "--hidden", "64", "--layers", "1", "--batch", "8", "--seq", "8",
-         "--threads", "2", "--steps", "100000", "--eval-every", "5", "-q"],
+         "--threads", "2", "--steps", "100000", "--eval-every", "5"],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     end = time.time() + 60
     while not (out / "last.npz").exists():

@@ -217,18 +217,41 @@ def test_cli_on_a_checkpoint_writes_the_json_it_says(trained_like, tmp_path):
     assert str(path.parent) in r.stdout and "vanish k" in r.stderr
 
 
-def test_cli_note_when_fresh_model_options_meet_a_checkpoint(trained_like):
+def test_cli_note_when_fresh_model_options_meet_a_checkpoint(trained_like, tmp_path):
     path, _ = trained_like
-    r = run(["gradflow", "--checkpoint", str(path), "--hidden", "64", "-K", "3", "--samples", "1"])
+    out = tmp_path / "f.json"
+    r = run(["gradflow", "-c", str(path), "--hidden", "64", "-K", "3", "--samples", "1",
+             "--json", str(out)])
     assert r.exit_code == 0, r.output
-    assert "--hidden" in r.stderr and "ignored" in r.stderr
+    assert "note: --hidden applies to fresh models only; ignored with --checkpoint" in r.stderr
+    data = json.loads(out.read_text())  # the checkpoint's size, not the ignored option's
+    assert data["models"][0]["hidden"] == 6 and data["settings"]["hidden"] is None
+
+
+def test_cli_same_names_as_the_other_commands_and_old_names_still_work(trained_like, tmp_path):
+    """Issue 15 C: -c and -n as in `sample`; --warm-chars is not train's --warmup (steps)."""
+    path, _ = trained_like
+    new, old = tmp_path / "new.json", tmp_path / "old.json"
+    assert run(["gradflow", "-c", str(path), "-n", "4", "--samples", "2", "--warm-chars", "3",
+                "--json", str(new)]).exit_code == 0
+    assert run(["gradflow", "--checkpoint", str(path), "-K", "4", "--samples", "2", "--warmup",
+                "3", "--json", str(old)]).exit_code == 0
+    a, b = json.loads(new.read_text()), json.loads(old.read_text())
+    assert a == b and a["settings"]["warmup"] == 3 and a["settings"]["length"] == 4
+    shown = run(["gradflow", "--help"]).stdout
+    assert "--warm-chars" in shown and "-n, --length" in shown
+    options = [line.split()[0] for line in shown.splitlines() if line.startswith("  -")]
+    assert "--warmup" not in options and "-K," not in options  # hidden aliases
 
 
 def test_cli_bad_inputs_give_one_line_errors(trained_like, tmp_path):
     path, _ = trained_like
-    one_line_error(run(["gradflow", "--length", "-3"]), "length", "-3", code=1, alone=True)
-    one_line_error(run(["gradflow", "--samples", "0"]), "samples", code=1, alone=True)
-    one_line_error(run(["gradflow", "--hidden", "0", "-K", "3"]), "hidden", code=1, alone=True)
+    for args, option in ((["--length", "-3"], "'--length' / '-n'"), (["--samples", "0"],
+                         "'--samples'"), (["--hidden", "0", "-K", "3"], "'--hidden'"),
+                         (["--warm-chars", "-1"], "'--warm-chars'"), (["--scale", "nan"],
+                         "'--scale'")):
+        r = run(["gradflow", *args])  # issue 15 B: usage errors, named by Click
+        assert r.exit_code == 2 and f"Invalid value for {option}" in r.stderr, r.stderr
     one_line_error(run(["gradflow", "--checkpoint", str(tmp_path / "nope.npz")]),
                    "checkpoint not found", "nope.npz", code=1, alone=True)
     one_line_error(run(["gradflow", "--corpus", str(tmp_path / "none.txt")]), "none.txt", code=1,
@@ -236,7 +259,7 @@ def test_cli_bad_inputs_give_one_line_errors(trained_like, tmp_path):
     short = tmp_path / "short.txt"
     short.write_text("abc abc")
     one_line_error(run(["gradflow", "--corpus", str(short), "-K", "10", "--warmup", "0"]),
-                   "needs at least 12", code=1, alone=True)
+                   "needs at least 12", "--warm-chars 0")
     other = tmp_path / "other.txt"
     other.write_text("XYZ" * 100)
     one_line_error(run(["gradflow", "--checkpoint", str(path), "--corpus", str(other)]),
@@ -281,5 +304,5 @@ def test_a_checkpoints_recorded_corpus_is_read_in_its_training_encoding(tmp_path
     (["--hidden", "-1"], "hidden"), (["--cell", "tree"], "--cell"), (["--seed", "-1"], "--seed"),
 ])
 def test_gradflow_rejects_bad_numbers_and_cells(args, needle):
-    one_line_error(invoke("gradflow", "-K", "3", *args), needle)
+    one_line_error(invoke("gradflow", "-n", "3", *args), needle)
 

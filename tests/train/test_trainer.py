@@ -226,8 +226,15 @@ def test_memory_estimate_bounds_the_measured_peak_of_a_step(cell, V, N, T, H, L,
 
 
 def test_validation_part_shorter_than_one_chunk_still_scores(corpus, tmp_path):
-    res = train(tiny(corpus, tmp_path / "r", val_frac=1e-9, batch=16, seq=16, steps=2))
-    assert math.isfinite(res.best_val_bpc)  # 2 validation characters, 1 scored
+    res = train(tiny(corpus, tmp_path / "r", val_frac=0.06, batch=16, seq=16, steps=2))
+    assert math.isfinite(res.best_val_bpc)  # ~54 validation characters, less than 16 x 16
+
+
+def test_a_validation_split_too_small_to_mean_anything_is_refused(corpus, tmp_path):
+    """Issue 15 F: --val-frac 0.0001 left 2 characters and still reported a best score."""
+    with pytest.raises(CorpusError, match="the validation split is 2 characters"):
+        train(tiny(corpus, tmp_path / "r", val_frac=1e-9, batch=16, seq=16, steps=2))
+    assert not (tmp_path / "r").exists()
 
 
 def test_the_trainer_takes_each_chunk_once_per_epoch(corpus, tmp_path, monkeypatch):
