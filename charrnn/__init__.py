@@ -1,3 +1,4 @@
-"""charrnn: character-level RNN, GRU and LSTM language models in NumPy, with exact gradients."""
+"""charrnn: character-level RNN, GRU and LSTM networks in NumPy (language models, classifiers,
+taggers, encoder-decoders with attention), with exact, checkable gradients."""
 
 __version__ = "0.1.0"
