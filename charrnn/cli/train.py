@@ -210,7 +210,7 @@ class _TrainDisplay:
               "default), or the outputs' mean or maximum over the text.")
 @click.option("--class-weights", type=click.FloatRange(0, 1), default=None, metavar="POWER",
               help="classify: weight each example by (1 / its class's frequency) ** POWER: 1 "
-              "makes every class count alike however rare, 0 every example  [default: 0.5]")
+              "makes every class count alike however rare, 0 every example  [default: 0.6]")
 @click.option("--val", type=click.Path(path_type=str), default=None,
               help="classify, tag, seq2seq: validate on this file instead of a --val-frac of "
               "CORPUS.")
