@@ -15,15 +15,16 @@ processes as `charrnn train` does; PyTorch runs `nn.LSTM(bidirectional=True)` on
 from __future__ import annotations
 
 import argparse
-import platform
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "bench"))
+
+from common import cpu_model, rate
 
 from charrnn.data import labelled as L
 from charrnn.models import classify as Cl
@@ -87,16 +88,6 @@ def torch_step(torch, data, V, K, cell, H):
     return step
 
 
-def rate(step, seconds: float) -> float:
-    t0 = time.perf_counter()
-    while time.perf_counter() - t0 < seconds / 2:  # warm-up
-        step()
-    chars, t0 = 0, time.perf_counter()
-    while time.perf_counter() - t0 < seconds:
-        chars += step()
-    return chars / (time.perf_counter() - t0)
-
-
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--cell", choices=("lstm", "gru"), default="lstm")
@@ -121,9 +112,7 @@ def main() -> None:
         a.append(rate(ours, args.seconds))
         if theirs:
             b.append(rate(theirs, args.seconds))
-    cpu = next((line.split(":", 1)[1].strip()
-                for line in Path("/proc/cpuinfo").read_text().splitlines()
-                if line.startswith("model name")), platform.processor())
+    cpu = cpu_model()
     print(f"# {cpu}, {args.threads} threads/processes, bidirectional {args.cell} "
           f"{args.hidden}, batch {args.batch} names, best of {args.repeats}")
     print(f"charrnn {max(a):,.0f} chars/s  rounds {[round(x) for x in a]}")

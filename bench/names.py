@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import platform
 import sys
 import tempfile
 import time
@@ -26,6 +25,9 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "bench"))
+
+from common import cpu_model, parse_settings
 
 from charrnn import checkpoint as C
 from charrnn.data import labelled as L
@@ -43,15 +45,6 @@ def split_files(out: Path, seed: int = 0, frac: float = 0.1) -> tuple[Path, Path
     for name, idx in (("train.tsv", tr), ("test.tsv", te)):
         (out / name).write_text("".join(f"{ex.texts[i]}\t{ex.targets[i]}\n" for i in idx))
     return out / "train.tsv", out / "test.tsv"
-
-
-def value(text: str):
-    for conv in (int, float):
-        try:
-            return conv(text)
-        except ValueError:
-            pass
-    return {"true": True, "false": False}.get(text.lower(), text)
 
 
 def run(settings: dict, minutes: float, work: Path, train_file: Path, test_file: Path) -> dict:
@@ -79,12 +72,11 @@ def main() -> None:
                     help="also run unidirectional and LSTM variants of the same settings")
     ap.add_argument("--json", metavar="PATH", help="write the results here too")
     args = ap.parse_args()
-    base = dict(kv.split("=", 1) for kv in args.set)
-    base = {k: value(v) for k, v in base.items()}
+    base = parse_settings(args.set)
     variants = [base]
     if args.compare:
         variants += [{**base, "bidirectional": False}, {**base, "cell": "lstm"}]
-    print(f"# {platform.processor() or platform.machine()}, names test split 10% stratified, "
+    print(f"# {cpu_model()}, names test split 10% stratified, "
           f"{args.minutes:g} min per run", flush=True)
     results = []
     with tempfile.TemporaryDirectory() as tmp:

@@ -24,6 +24,9 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "bench"))
+
+from common import cpu_model, parse_settings
 
 from charrnn import checkpoint as C
 from charrnn.data import segmentation as S
@@ -33,7 +36,6 @@ from charrnn.tools.predict import evaluate_file
 from charrnn.train.trainer import TrainConfig, train
 
 sys.path.insert(0, str(ROOT / "bench"))
-from names import value
 
 
 def main() -> None:
@@ -43,9 +45,10 @@ def main() -> None:
     ap.add_argument("--compare", action="store_true", help="also the unidirectional tagger")
     ap.add_argument("--json", metavar="PATH")
     args = ap.parse_args()
-    base = {k: value(v) for k, v in (kv.split("=", 1) for kv in args.set)}
+    base = parse_settings(args.set)
     variants = [base] + ([{**base, "bidirectional": False}] if args.compare else [])
     text = read_corpus(ROOT / "corpora" / "tinyshakespeare.txt")
+    print(f"# {cpu_model()}, tiny Shakespeare word segmentation, {args.minutes:g} min per run", flush=True)
     results = []
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)

@@ -16,15 +16,16 @@ teacher-forced target, with torch.set_num_threads(--threads). Rounds alternate, 
 from __future__ import annotations
 
 import argparse
-import platform
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "bench"))
+
+from common import cpu_model, rate
 
 from charrnn.data import labelled as L
 from charrnn.data import pairs as P
@@ -107,16 +108,6 @@ def torch_step(torch, data, V, K, H):
     return step
 
 
-def rate(step, seconds: float) -> float:
-    t0 = time.perf_counter()
-    while time.perf_counter() - t0 < seconds / 2:  # warm-up
-        step()
-    chars, t0 = 0, time.perf_counter()
-    while time.perf_counter() - t0 < seconds:
-        chars += step()
-    return chars / (time.perf_counter() - t0)
-
-
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--hidden", type=int, default=128)
@@ -140,9 +131,7 @@ def main() -> None:
         a.append(rate(ours, args.seconds))
         if theirs:
             b.append(rate(theirs, args.seconds))
-    cpu = next((line.split(":", 1)[1].strip()
-                for line in Path("/proc/cpuinfo").read_text().splitlines()
-                if line.startswith("model name")), platform.processor())
+    cpu = cpu_model()
     print(f"# {cpu}, {args.threads} threads/processes, seq2seq GRU {args.hidden} "
           f"(bidirectional encoder, additive attention), batch {args.batch} additions, best of "
           f"{args.repeats}")

@@ -44,7 +44,7 @@ POOLING = ("last", "mean", "max")
 
 
 @dataclass(frozen=True)
-class Config:
+class Config(B.DictConfig):
     """Everything that rebuilds a classifier. vocab_size and classes 0: from the data."""
 
     vocab_size: int = 0
@@ -69,13 +69,6 @@ class Config:
         w = self.class_weights
         if isinstance(w, bool) or not isinstance(w, (int, float)) or not 0 <= w <= 1:
             raise ConfigError(f"class_weights must be a number in [0, 1], not {w!r}")
-
-    def to_dict(self) -> dict:
-        return B.to_dict(self)
-
-    @classmethod
-    def from_dict(cls, d: dict) -> Config:
-        return B.from_dict(cls, d)
 
 
 DEFAULT = Config()
@@ -170,11 +163,7 @@ def gradients(params, cfg: Config, batch, state=(), masks=None, dfinal=None, sca
     return loss, {k: grads[k] for k in params}, (), ()
 
 
-def loss_and_grads(params, cfg: Config, batch, state=(), rng=None, masks=None, scale=1.0):
-    if masks is None:
-        masks = draw_masks(cfg, rng, batch)
-    loss, grads, final, _ = gradients(params, cfg, batch, state, masks, None, scale)
-    return loss, grads, final
+loss_and_grads = B.loss_and_grads_of(draw_masks, gradients)
 
 
 def loss(params, cfg: Config, batch, state=(), masks=None):

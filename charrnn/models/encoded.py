@@ -54,15 +54,29 @@ def check_config(cfg, sizes: tuple[str, ...]) -> None:
         raise ConfigError(f"dtype must be one of {', '.join(DTYPES)}, not {cfg.dtype!r}")
 
 
-def to_dict(cfg) -> dict:
-    return asdict(cfg)
+class DictConfig:
+    """to_dict / from_dict for a family's frozen dataclass Config (mixed in)."""
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict):
+        unknown = set(d) - set(cls.__dataclass_fields__)
+        if unknown:
+            raise ConfigError(f"unknown model settings: {', '.join(sorted(unknown))}")
+        return cls(**d)
 
 
-def from_dict(cls, d: dict):
-    unknown = set(d) - set(cls.__dataclass_fields__)
-    if unknown:
-        raise ConfigError(f"unknown model settings: {', '.join(sorted(unknown))}")
-    return cls(**d)
+def loss_and_grads_of(draw_masks, gradients):
+    """A family's contract `loss_and_grads`, made from its `draw_masks` and `gradients`: the
+    masks drawn from `rng` unless given, and the initial state's gradient left out."""
+    def loss_and_grads(params, cfg, batch, state=(), rng=None, masks=None, scale=1.0):
+        if masks is None:
+            masks = draw_masks(cfg, rng, batch)
+        loss, grads, final, _ = gradients(params, cfg, batch, state, masks, None, scale)
+        return loss, grads, final
+    return loss_and_grads
 
 
 def directions(cfg) -> int:

@@ -50,7 +50,7 @@ ATTENTION = ("additive", "dot", "none")
 
 
 @dataclass(frozen=True)
-class Config:
+class Config(B.DictConfig):
     """Everything that rebuilds the model. vocab_size and target_size 0: from the data."""
 
     vocab_size: int = 0
@@ -68,13 +68,6 @@ class Config:
         if self.attention not in ATTENTION:
             raise ConfigError(f"attention must be one of {', '.join(ATTENTION)}, not "
                               f"{self.attention!r}")
-
-    def to_dict(self) -> dict:
-        return B.to_dict(self)
-
-    @classmethod
-    def from_dict(cls, d: dict) -> Config:
-        return B.from_dict(cls, d)
 
 
 DEFAULT = Config()
@@ -308,11 +301,7 @@ def gradients(params, cfg: Config, batch, state=(), masks=None, dfinal=None, sca
     return loss, {k: grads[k] for k in params}, (), ()
 
 
-def loss_and_grads(params, cfg: Config, batch, state=(), rng=None, masks=None, scale=1.0):
-    if masks is None:
-        masks = draw_masks(cfg, rng, batch)
-    loss, grads, final, _ = gradients(params, cfg, batch, state, masks, None, scale)
-    return loss, grads, final
+loss_and_grads = B.loss_and_grads_of(draw_masks, gradients)
 
 
 def loss(params, cfg: Config, batch, state=(), masks=None):

@@ -39,7 +39,7 @@ METRIC = "val_loss"
 
 
 @dataclass(frozen=True)
-class Config:
+class Config(B.DictConfig):
     """Everything that rebuilds a tagger. vocab_size and tags 0: from the data."""
 
     vocab_size: int = 0
@@ -54,13 +54,6 @@ class Config:
 
     def __post_init__(self):
         B.check_config(self, ("vocab_size", "tags"))
-
-    def to_dict(self) -> dict:
-        return B.to_dict(self)
-
-    @classmethod
-    def from_dict(cls, d: dict) -> Config:
-        return B.from_dict(cls, d)
 
 
 DEFAULT = Config()
@@ -125,11 +118,7 @@ def gradients(params, cfg: Config, batch, state=(), masks=None, dfinal=None, sca
     return loss, {k: grads[k] for k in params}, (), ()
 
 
-def loss_and_grads(params, cfg: Config, batch, state=(), rng=None, masks=None, scale=1.0):
-    if masks is None:
-        masks = draw_masks(cfg, rng, batch)
-    loss, grads, final, _ = gradients(params, cfg, batch, state, masks, None, scale)
-    return loss, grads, final
+loss_and_grads = B.loss_and_grads_of(draw_masks, gradients)
 
 
 def loss(params, cfg: Config, batch, state=(), masks=None):
