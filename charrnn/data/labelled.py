@@ -29,7 +29,6 @@ from __future__ import annotations
 
 import os
 import zlib
-from collections import Counter
 from pathlib import Path
 from typing import NamedTuple
 
@@ -218,7 +217,3 @@ def padding_fraction(lengths, groups) -> float:
     real = sum(int(lengths[g].sum()) for g in groups)
     cells = sum(len(g) * int(lengths[g].max()) for g in groups)
     return 1 - real / cells
-
-
-def label_counts(labels) -> Counter:
-    return Counter(labels)
