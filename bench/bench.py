@@ -30,6 +30,7 @@ import importlib.util
 import json
 import os
 import platform
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -54,10 +55,14 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "bench"))
+
+from common import cpu_model
 
 from charrnn.data import text as D
 from charrnn.models import lm as M
 from charrnn.nn.cells import CELLS
+from charrnn.parallel import blas
 from charrnn.parallel import workers as P
 
 CORPUS = ROOT / "corpora" / "tinyshakespeare.txt"
@@ -373,7 +378,8 @@ def main(argv=None):
     base = {"seconds": a.seconds, "chars": chars}
     run = lambda **job: measure({**base, **job}, a.threads)
     best = lambda **job: max(run(**job) for _ in range(a.repeats))
-    res = {"machine": {"cpus": os.cpu_count(), "threads": a.threads, "numpy": np.__version__,
+    res = {"machine": {"cpu": cpu_model(), "blas": blas.describe(),
+                       "cpus": os.cpu_count(), "threads": a.threads, "numpy": np.__version__,
                        "torch": torch_version,
                        "python": platform.python_version(), "load_start": os.getloadavg()},
            "settings": {k: v for k, v in vars(a).items() if k not in ("json", "worker")},
@@ -403,6 +409,8 @@ def main(argv=None):
                "charrnn_rounds": ours, "torch_rounds": theirs,
                "step_shape": shape, "matmul_gflops_step_shape": rec}
         row["ratio"] = row["charrnn_chars_per_sec"] / row["torch_chars_per_sec"] if theirs else None
+        row["median_ratio"] = (statistics.median(ours) / statistics.median(theirs)
+                               if theirs else None)
         row["charrnn_gflops"] = row["charrnn_chars_per_sec"] * fpc / 1e9
         row["frac_of_matmul"] = row["charrnn_gflops"] / res["matmul"]["square"]["gflops"]
         row["frac_of_step_shape"] = row["charrnn_gflops"] / rec
@@ -449,20 +457,24 @@ def main(argv=None):
 def table(res) -> str:
     f = lambda x, spec: "-" if x is None else format(x, spec)
     mm = res["matmul"]["square"]
-    lines = [(f"NumPy float32 matmul {'x'.join(map(str, mm['shape']))}: {mm['gflops']:.1f} GFLOP/s"
+    m = res["machine"]
+    lines = [f"{m.get('cpu', '?')}, {m['cpus']} CPUs; NumPy's BLAS: {m.get('blas', '?')}",
+             (f"NumPy float32 matmul {'x'.join(map(str, mm['shape']))}: {mm['gflops']:.1f} GFLOP/s"
               f" (numpy {res['machine']['numpy']}, torch {res['machine']['torch']},"
               f" {res['machine']['threads']} threads each)"), "",
-             (f"{'training':<13}{'charrnn c/s':>12}{'torch c/s':>11}{'ratio':>7}{'GFLOP/s':>9}"
-              f"{'of matmul':>10}{'step-shape':>11}{'of that':>8}")]
+             (f"{'training':<13}{'charrnn c/s':>12}{'torch c/s':>11}{'ratio':>7}{'median':>7}"
+              f"{'GFLOP/s':>9}{'of matmul':>10}{'step-shape':>11}{'of that':>8}")]
     for r in res["train"]:
         lines.append(f"{r['config']:<13}{r['charrnn_chars_per_sec']:>12.0f}"
                      f"{f(r['torch_chars_per_sec'], '.0f'):>11}{f(r['ratio'], '.2f'):>7}"
+                     f"{f(r.get('median_ratio'), '.2f'):>7}"
                      f"{r['charrnn_gflops']:>9.1f}{r['frac_of_matmul']:>10.0%}"
                      f"{r['matmul_gflops_step_shape']:>11.1f}{r['frac_of_step_shape']:>8.0%}")
     s = res["sample"]
     if s:
         lines += ["", f"sampling {s['config']}, one stream: charrnn {s['charrnn_chars_per_sec']:.0f}"
                   f" c/s, bare matvec chain {s['matvec_chain_per_sec']:.0f} c/s"
+                  f" ({s['charrnn_chars_per_sec'] / s['matvec_chain_per_sec']:.0%} of it)"
                   + (f", torch {s['torch_chars_per_sec']:.0f} c/s ({s['torch_best_path']}),"
                      f" ratio {s['ratio']:.2f}" if "ratio" in s else "")]
     if res["eval"]:

@@ -47,6 +47,9 @@ def test_quick_run_writes_table_and_json(bench, tmp_path, capsys):
     assert res["matmul"]["square"]["gflops"] > 0
     table = capsys.readouterr().out
     assert "lstm 8x1" in table and "gru 6x2" in table and "sampling rnn 8x2" in table
+    assert saved["machine"]["cpu"] and saved["machine"]["blas"]  # every table says where
+    assert table.splitlines()[0].startswith(saved["machine"]["cpu"])
+    assert saved["machine"]["blas"] in table.splitlines()[0]
 
 
 def test_gemm_rows_times_every_shape(capsys):

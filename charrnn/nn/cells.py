@@ -85,6 +85,36 @@ def _gate_scale(G: int, n_sigmoid: int, dtype) -> np.ndarray:
     return scale
 
 
+# Row padding of the matrices the time loops multiply by, in elements: a cache line of float32.
+LOOP_PAD = 16
+
+
+def _loop_copy(W: np.ndarray, scale: np.ndarray | None = None) -> np.ndarray:
+    """A copy of W (times `scale`, broadcast over the columns, when given) for the time loop:
+    the same values, in rows LOOP_PAD elements longer than W's width (a view of a wider buffer).
+
+    Why: at the widths the cells use (4H, 3H, H with H a power of two) a row is a multiple of
+    4 KiB, so every row of W maps to the same few cache sets and OpenBLAS's reads of its column
+    panels evict each other: on AVX-512 kernels the LSTM's (16 x 256)(256 x 1024) multiply ran at
+    44 GFLOP/s against 65 with padded rows (bench/README.md). BLAS takes the row stride as its
+    leading dimension, so the products are the same, bit for bit."""
+    R, C = W.shape
+    out = np.empty((R, C + LOOP_PAD), dtype=W.dtype)[:, :C]
+    if scale is None:
+        np.copyto(out, W)
+    else:
+        np.multiply(W, scale, out=out)
+    return out
+
+
+def _loop_copy_T(W: np.ndarray) -> np.ndarray:
+    """_loop_copy(W.T), for the backward loops (a transposed view multiplies slower than a
+    contiguous copy). Made through a padded copy of W, because a transposing copy reads W's
+    columns and meets the same cache aliasing: 881 us straight from a (256, 1024) float32 matrix,
+    31 + 147 us this way."""
+    return _loop_copy(_loop_copy(W).T)
+
+
 def _weight_grad(h0: np.ndarray, hs: np.ndarray, d: np.ndarray) -> np.ndarray:
     """dWh = sum_t h_{t-1}^T d_t, as two matrix multiplies over all steps (no concatenated copy).
 
@@ -120,7 +150,7 @@ def rnn_forward(xp, state, p):
     xp (T, N, H): input projection x Wx + b, overwritten (it becomes hs); state: (h0,) (N, H);
     p: {'Wh': (H, H)}. Returns hs (T, N, H), (h_T,) (N, H), cache (RNNCache)."""
     (h,) = state
-    Wh = p["Wh"]
+    Wh = _loop_copy(p["Wh"])  # padded rows: see _loop_copy
     hs = xp  # h_t overwrites xp_t
     buf = np.empty_like(h)
     for t in range(xp.shape[0]):
@@ -129,7 +159,7 @@ def rnn_forward(xp, state, p):
         ht += buf  # a_t = xp_t + h_{t-1} Wh
         np.tanh(ht, out=ht)  # h_t = tanh(a_t)
         h = ht
-    return hs, (h.copy(),), RNNCache(Wh, state[0], hs)
+    return hs, (h.copy(),), RNNCache(p["Wh"], state[0], hs)
 
 
 def rnn_backward(dhs, dstate, cache):
@@ -142,7 +172,7 @@ def rnn_backward(dhs, dstate, cache):
     dxp = np.multiply(hs, hs)  # h_t^2, for all steps at once
     np.subtract(1, dxp, out=dxp)  # tanh'(a_t) = 1 - h_t^2
     dh = dstate[0].copy()  # dh_T
-    WhT = np.ascontiguousarray(Wh.T)  # a transposed view multiplies slower; see bench/README.md
+    WhT = _loop_copy_T(Wh)  # Wh^T, contiguous rows: see _loop_copy_T
     for t in range(hs.shape[0] - 1, -1, -1):
         dh += dhs[t]  # dh_t = dhs_t + da_{t+1} Wh^T
         da = dxp[t]
@@ -185,7 +215,7 @@ def lstm_forward(xp, state, p):
     T, N, G = xp.shape
     H = G // 4
     scale = _gate_scale(G, 3 * H, xp.dtype)  # [-1 (i f o), -2 (g)]
-    Whs = p["Wh"] * scale  # see _gate_scale
+    Whs = _loop_copy(p["Wh"], scale)  # see _gate_scale and _loop_copy
     acts = xp  # activations overwrite the pre-activations
     acts *= scale  # u = [-xp_i, -xp_f, -xp_o, -2 xp_g], for all steps at once
     cs = np.empty((T, N, H), dtype=xp.dtype)
@@ -245,7 +275,7 @@ def lstm_backward(dhs, dstate, cache):
     dh = dstate[0].copy()  # dh_T
     dc = dstate[1].copy()  # dc_T
     tmp = np.empty((N, H), dtype=acts.dtype)
-    WhT = np.ascontiguousarray(Wh.T)  # a transposed view multiplies slower; see bench/README.md
+    WhT = _loop_copy_T(Wh)  # Wh^T, contiguous rows: see _loop_copy_T
     for t in range(T - 1, -1, -1):
         Kt = K[t]
         dh += dhs[t]  # dh_t = dhs_t + da_{t+1} Wh^T
@@ -312,8 +342,9 @@ def gru_forward(xp, state, p):
     bhn = p["bhn"]
     T, N, G = xp.shape
     H = G // 3
-    Whs = p["Wh"].copy()  # r, z columns negated: see _gate_scale
-    Whs[:, : 2 * H] *= -1  # [-Wh_r, -Wh_z, Wh_n]
+    negate_rz = np.ones(G, dtype=xp.dtype)
+    negate_rz[: 2 * H] = -1
+    Whs = _loop_copy(p["Wh"], negate_rz)  # [-Wh_r, -Wh_z, Wh_n] (see _gate_scale, _loop_copy)
     acts = xp
     acts[..., : 2 * H] *= -1  # u = [-xp_r, -xp_z], for all steps at once
     hns = np.empty((T, N, H), dtype=xp.dtype)
@@ -377,7 +408,7 @@ def gru_backward(dhs, dstate, cache):
     DH = np.empty_like(hs)  # dh_t, total gradient at h_t
     dh = dstate[0].copy()  # dh_T
     buf = np.empty_like(dh)
-    WhT = np.ascontiguousarray(Wh.T)  # a transposed view multiplies slower; see bench/README.md
+    WhT = _loop_copy_T(Wh)  # Wh^T, contiguous rows: see _loop_copy_T
     for t in range(T - 1, -1, -1):
         dht = DH[t]
         np.add(dh, dhs[t], out=dht)  # dh_t = dhs_t + (recurrent part from step t+1)

@@ -21,6 +21,7 @@ class _OpenBLAS:
     """Get and set the thread count of the OpenBLAS that NumPy loaded."""
 
     def __init__(self, lib: ctypes.CDLL, suffix_set: str):
+        self._lib = lib
         self._set = getattr(lib, suffix_set)
         self._set.argtypes, self._set.restype = [ctypes.c_int], None
         self._get = getattr(lib, suffix_set.replace("set_num", "get_num"))
@@ -28,6 +29,16 @@ class _OpenBLAS:
 
     def get(self) -> int:
         return int(self._get())
+
+    def kernel(self) -> str:
+        """The kernel family OpenBLAS picked for this CPU at load time (its "core name", e.g.
+        SkylakeX or Haswell), which decides the speed of every multiply; '' when not exported."""
+        name = self._set.__name__.replace("set_num_threads", "get_corename")
+        fn = getattr(self._lib, name, None)
+        if fn is None:
+            return ""
+        fn.argtypes, fn.restype = [], ctypes.c_char_p
+        return (fn() or b"").decode(errors="replace")
 
     def set(self, n: int) -> None:
         self._set(n)
@@ -74,3 +85,17 @@ def default_threads() -> int:
         return 1
     cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
     return max(1, min(blas.get(), cpus or 1))
+
+
+def describe() -> str:
+    """The BLAS NumPy uses, for benchmark headings: 'OpenBLAS, SkylakeX kernels' or NumPy's own
+    name for a BLAS this module cannot control."""
+    blas = openblas()
+    if blas is None:
+        try:
+            info = np.show_config(mode="dicts")["Build Dependencies"]["blas"]
+        except (TypeError, KeyError, AttributeError):  # older NumPy: no mode="dicts"
+            return "unknown BLAS"
+        return str(info.get("name", "unknown BLAS"))
+    kernel = blas.kernel()
+    return f"OpenBLAS, {kernel} kernels" if kernel else "OpenBLAS"

@@ -150,3 +150,19 @@ def test_bad_model_config(kwargs):
     from charrnn.errors import ConfigError
     with pytest.raises(ConfigError):
         M.ModelConfig(vocab_size=V, **kwargs)
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_loop_copies_are_padded_and_multiply_bit_for_bit(dtype, rng):
+    from charrnn.nn.cells import LOOP_PAD, _loop_copy, _loop_copy_T
+
+    W = rng.standard_normal((64, 256)).astype(dtype)  # power-of-two rows: the case padding is for
+    scale = np.where(np.arange(256) < 192, -1.0, -2.0).astype(dtype)
+    h = rng.standard_normal((16, 64)).astype(dtype)
+    d = rng.standard_normal((16, 256)).astype(dtype)
+    for copy, expected in ((_loop_copy(W), W), (_loop_copy(W, scale), W * scale),
+                           (_loop_copy_T(W), W.T)):
+        assert copy.strides[0] == (copy.shape[1] + LOOP_PAD) * copy.itemsize
+        assert np.array_equal(copy, expected)
+    assert np.array_equal(h @ _loop_copy(W), h @ np.ascontiguousarray(W))
+    assert np.array_equal(d @ _loop_copy_T(W), d @ np.ascontiguousarray(W.T))

@@ -368,3 +368,15 @@ def test_sigterm_to_trainer_and_workers_saves_and_leaves_no_process(tmp_path):
     for pid in workers:
         assert not Path(f"/proc/{pid}").exists() or \
             Path(f"/proc/{pid}/stat").read_text().split()[2] == "Z", "a worker outlived it"
+
+
+def test_blas_kernel_is_the_one_threadpoolctl_reports():
+    threadpoolctl = pytest.importorskip("threadpoolctl")  # an independent reader; optional
+    if B.openblas() is None:
+        pytest.skip("not OpenBLAS")
+    found = [i for i in threadpoolctl.threadpool_info() if i.get("internal_api") == "openblas"
+             and "numpy" in i.get("filepath", "")]
+    if not found or not found[0].get("architecture"):
+        pytest.skip("threadpoolctl does not see NumPy's OpenBLAS kernel")
+    assert B.openblas().kernel() == found[0]["architecture"]
+    assert B.describe() == f"OpenBLAS, {found[0]['architecture']} kernels"
