@@ -1,5 +1,5 @@
 """Checkpoints of format version 1 (written before model families, by commit c4e9df7; see
-tests/fixtures/v1/README.md) still load, sample and resume exactly as the old code did."""
+tests/fixtures/v1/README.md) still load, sample and resume as the old code did."""
 
 import shutil
 from pathlib import Path
@@ -40,14 +40,19 @@ def test_a_version_1_run_samples_what_the_old_code_sampled(v1):
     assert r.stdout.encode() == (V1 / "v1sample.txt").read_bytes()
 
 
-def test_a_version_1_run_resumes_bit_for_bit_and_is_saved_as_version_2(v1):
+def test_a_version_1_run_resumes_as_the_old_code_did_and_is_saved_as_version_2(v1):
+    """The reference was written on another machine. Float64 matrix multiplies agree across CPUs
+    only to the last bit or two (OpenBLAS's Haswell and SkylakeX kernels add in different orders),
+    so the comparison allows 1e-12 relative: far below what a wrong step, a lost optimizer moment
+    or a reset carried state would change (1e-4 and up). Bit-for-bit resumption on one machine is
+    tested in tests/train/test_trainer.py."""
     r = CliRunner().invoke(cli, ["train", "--resume", "--out", str(v1), "--steps", "10", "-q"])
     assert r.exit_code == 0, r.output
     with np.load(v1 / "last.npz") as got, np.load(V1 / "v1-resumed-step10.npz") as want:
         names = [k for k in want.files if k != "meta"]
         assert sorted(names) == sorted(k for k in got.files if k != "meta")
         for k in names:  # parameters, optimizer moments and carried state
-            np.testing.assert_array_equal(got[k], want[k], err_msg=k)
+            np.testing.assert_allclose(got[k], want[k], rtol=1e-12, atol=1e-15, err_msg=k)
         assert b'"family": "lm"' in got["meta"].tobytes()
     ck = C.load(v1 / "last.npz")
     assert ck.meta["step"] == 10 and ck.meta["train"]["model"]["cell"] == "lstm"
