@@ -50,10 +50,10 @@ class TrainConfig:
     val_frac: float = 0.1
     val: str | None = None  # a file of validation examples instead of val_frac (not for lm)
     seed: int = 0
-    batch: int = 32
+    batch: int = 64
     seq: int = 64
     optimizer: str = "adam"
-    lr: float = 8e-3
+    lr: float = 1.2e-2
     schedule: str = "cosine"
     warmup: int = 100
     clip: float = 5.0
