@@ -13,6 +13,8 @@ charrnn.parallel does, or by hidden units, (32 x H)(H x 2H) each (not built; see
 With --mkl (e.g. from a scratch venv: `pip install mkl`, never a dependency of charrnn) the same
 shapes also run through MKL's sgemm and its pack-once GEMM (cblas_sgemm_pack + compute), the
 kind of kernel PyTorch's oneDNN LSTM uses; each MKL result is checked against NumPy's.
+
+The right-hand matrix has padded rows, as the cells' time loops use (charrnn.nn.cells._loop_copy).
 """
 
 from __future__ import annotations
@@ -26,7 +28,13 @@ if __name__ == "__main__":  # one thread, set before NumPy loads OpenBLAS (not w
     os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
     os.environ.setdefault("MKL_NUM_THREADS", "1")
 
+import sys
+from pathlib import Path
+
 import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from charrnn.nn.cells import _loop_copy
 
 ROW_MAJOR, NO_TRANS, PACKED, B_MATRIX = 101, 111, 151, 162  # MKL's CBLAS enum values
 
@@ -58,12 +66,13 @@ class MKL:
     def rates(self, A, B, C, calls):
         """(sgemm, packed) GFLOP/s for C = A @ B, each result checked against NumPy."""
         (M, K), N = A.shape, B.shape[1]
+        ldb = B.strides[0] // B.itemsize  # B's rows are padded (cells._loop_copy)
         lib, flop = self.lib, 2 * M * K * N
         packed = np.empty(lib.cblas_sgemm_pack_get_size(B_MATRIX, M, N, K) // 4 + 16, np.float32)
-        lib.cblas_sgemm_pack(ROW_MAJOR, B_MATRIX, NO_TRANS, M, N, K, 1.0, B.ctypes.data, N,
+        lib.cblas_sgemm_pack(ROW_MAJOR, B_MATRIX, NO_TRANS, M, N, K, 1.0, B.ctypes.data, ldb,
                              packed.ctypes.data)
         plain = lambda: lib.cblas_sgemm(ROW_MAJOR, NO_TRANS, NO_TRANS, M, N, K, 1.0,
-                                        A.ctypes.data, K, B.ctypes.data, N, 0.0, C.ctypes.data, N)
+                                        A.ctypes.data, K, B.ctypes.data, ldb, 0.0, C.ctypes.data, N)
         pack = lambda: lib.cblas_sgemm_compute(ROW_MAJOR, NO_TRANS, PACKED, M, N, K,
                                                A.ctypes.data, K, packed.ctypes.data, N, 0.0,
                                                C.ctypes.data, N)
@@ -90,7 +99,7 @@ def main(argv=None):
 
     def rate(M, K, N):
         A = rng.standard_normal((M, K), dtype=np.float32)
-        B = rng.standard_normal((K, N), dtype=np.float32)
+        B = _loop_copy(rng.standard_normal((K, N), dtype=np.float32))  # as the time loops do
         C = np.empty((M, N), np.float32)
         t = seconds(lambda: np.matmul(A, B, out=C), a.calls)
         extra = mkl.rates(A, B, C, a.calls) if mkl else []
