@@ -14,8 +14,8 @@ two halves of h_t must meet before step t + 1 can start: one cross-process barri
 This times one layer's forward time loop (T = 64 steps, float32, one BLAS thread per process)
 both ways on two forked processes, the barrier a spin on a shared counter with h double-buffered
 in shared memory, and prints the time per step (best and median of --rounds). The hidden-unit
-result is checked against the stream split's (the same h_T to float32 rounding) before any
-figure is printed. It measures the loop only: the cell's elementwise work is the same either
+and stream-split results are checked against charrnn.nn.cells.lstm_forward on the whole batch
+(the same h_T to float32 rounding) before any figure is printed. It measures the loop only: the cell's elementwise work is the same either
 way, and the backward loop is not built here.
 """
 
@@ -34,20 +34,20 @@ if __name__ == "__main__":  # one thread per process, set before NumPy loads Ope
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from common import cpu_model
+
+from charrnn.nn.cells import _loop_copy, lstm_forward
 
 N, T = 32, 64
 
 
-def padded(W: np.ndarray) -> np.ndarray:
-    """A copy with rows 16 elements longer, as charrnn.nn.cells._loop_copy makes."""
-    out = np.empty((W.shape[0], W.shape[1] + 16), W.dtype)[:, : W.shape[1]]
-    out[...] = W
-    return out
-
-
 def lstm_cell(a: np.ndarray, c: np.ndarray, tmp: np.ndarray, h_out: np.ndarray) -> None:
-    """In place: a (n, 4u) pre-activations [i f o g] -> gates; c (n, u) -> c_t; h_out = h_t."""
+    """In place: a (n, 4u) pre-activations [i f o g] -> gates; c (n, u) -> c_t; h_out = h_t.
+
+    The same elementwise work as cells.lstm_forward's loop body, for u of the H units: the cells'
+    kernels slice the gates by the full H and write h_t to their own arrays, and here each
+    process writes its half of h_t into shared memory. Checked against lstm_forward in main()."""
     u = c.shape[1]
     s = a[:, : 3 * u]
     np.negative(s, out=s)
@@ -89,7 +89,7 @@ def by_streams(k: int, sh: Shared, Wh, xp, rounds: int) -> None:
     """Process k: rows 16k..16k+15, all 4H gate columns; no exchange."""
     H = Wh.shape[0]
     rows = slice(16 * k, 16 * k + 16)
-    W, xk = padded(Wh), np.ascontiguousarray(xp[:, rows])
+    W, xk = _loop_copy(Wh), np.ascontiguousarray(xp[:, rows])
     a, tmp = np.empty((16, 4 * H), np.float32), np.empty((16, H), np.float32)
     for r in range(rounds):
         h, c = np.zeros((16, H), np.float32), np.zeros((16, H), np.float32)
@@ -109,7 +109,7 @@ def by_units(k: int, sh: Shared, Wh, xp, rounds: int) -> None:
     u = H // 2
     own = slice(k * u, (k + 1) * u)
     cols = np.concatenate([np.arange(g * H + k * u, g * H + (k + 1) * u) for g in range(4)])
-    W, xk = padded(Wh[:, cols]), np.ascontiguousarray(xp[:, :, cols])
+    W, xk = _loop_copy(Wh[:, cols]), np.ascontiguousarray(xp[:, :, cols])
     a, tmp = np.empty((N, 4 * u), np.float32), np.empty((N, u), np.float32)
     step = 0
     for r in range(rounds):
@@ -169,9 +169,13 @@ def main(argv=None) -> None:
         xp = rng.standard_normal((T, N, 4 * H)).astype(np.float32)
         s_best, s_med, s_out = run(by_streams, Wh, xp, args.rounds)
         u_best, u_med, u_out = run(by_units, Wh, xp, args.rounds)
-        err = float(np.max(np.abs(s_out - u_out)))
-        if not err < 1e-4:
-            raise SystemExit(f"H={H}: the two splits disagree (max |diff| of h_T {err:.2e})")
+        zero = np.zeros((N, H), np.float32)
+        _, (want, _), _ = lstm_forward(xp.copy(), (zero, zero), {"Wh": Wh})  # charrnn's own
+        for name, got in (("streams", s_out), ("hidden units", u_out)):
+            err = float(np.max(np.abs(got - want)))
+            if not err < 1e-4:
+                raise SystemExit(f"H={H}: the split by {name} is wrong (max |diff| of h_T "
+                                 f"from cells.lstm_forward {err:.2e})")
         print(f"| {H} | {s_best:.3f}, {s_med:.3f} | {u_best:.3f}, {u_med:.3f} | "
               f"{s_best / u_best:.2f} | {s_med / u_med:.2f} |")
 
