@@ -61,3 +61,22 @@ def test_gemm_rows_times_every_shape(capsys):
     for n in (16, 32, 64, 128):
         assert f"({n}x8)(8x32)" in out
     assert "by streams (16x8)(8x32)" in out and "by hidden units (32x8)(8x16)" in out
+
+
+def test_multiply_floor_counts_the_chunks_multiplies_and_runs(capsys, monkeypatch):
+    spec = importlib.util.spec_from_file_location("charrnn_multiply_floor",
+                                                  BENCH.parent / "multiply_floor.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    for cell, H, L in (("lstm", 8, 2), ("gru", 6, 3), ("rnn", 4, 1)):
+        module.check_flops(cell, H, L, 65)  # both splits multiply what bench.py counts
+    with monkeypatch.context() as m:  # ... and the check can fail
+        m.setattr(module.BENCH, "flops_per_char", lambda *a: 1)
+        with pytest.raises(SystemExit, match="FLOPs"):
+            module.check_flops("lstm", 8, 2, 65)
+    module.main(["--configs", "lstm:8x2", "--rounds", "2", "--repeats", "1", "--seconds", "0.05",
+                 "--no-torch"])
+    row = capsys.readouterr().out.splitlines()[-1]
+    cells = [c.strip() for c in row.strip("|").split("|")]
+    assert cells[0] == "lstm 8x2"
+    assert all(float(c.replace(",", "")) > 0 for c in cells[2:6])  # step, chunk, both floors
