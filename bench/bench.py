@@ -314,6 +314,10 @@ def worker(job: dict) -> float:
     V = len(vocab)
     cell, H, L = job["cell"], job["hidden"], job["layers"]
     if kind == "train":
+        if not torch:
+            from charrnn.nn import cells
+
+            cells.use_kernels(job.get("kernels", "numpy"))
         N, T = job["batch"], job["seq"]
         fn = (torch_trainer(torch, cell, H, L, ids, N, T) if torch
               else charrnn_trainer(cell, H, L, ids, N, T))
@@ -354,6 +358,8 @@ def main(argv=None):
     ap.add_argument("--threads", type=int, default=os.cpu_count(),
                     help="threads for both OpenBLAS (NumPy) and PyTorch (default: all cores)")
     ap.add_argument("--no-torch", action="store_true", help="skip PyTorch even if installed")
+    ap.add_argument("--kernels", default="numpy", choices=("numpy", "fused"),
+                    help="charrnn's LSTM loop kernels for training (charrnn.nn.cells.KERNELS)")
     ap.add_argument("--sample", default="lstm:512x2", help="sampling/eval config ('' to skip)")
     ap.add_argument("--memory-mb", type=int, default=100, help="memory check corpus (0: skip)")
     ap.add_argument("--json", default=str(ROOT / "bench" / "results.json"))
@@ -397,7 +403,7 @@ def main(argv=None):
         rec = best(kind="matmul", shape=shape)
         fpc = 3 * flops_per_char(cell, H, L, V)
         job = {"kind": "train", "cell": cell, "hidden": H, "layers": L, "batch": a.batch,
-               "seq": a.seq}
+               "seq": a.seq, "kernels": a.kernels}
         ours, theirs = [], []
         for _ in range(a.repeats):  # alternate, so both see the same load
             ours.append(run(**job, impl="charrnn"))
@@ -461,7 +467,8 @@ def table(res) -> str:
     lines = [f"{m.get('cpu', '?')}, {m['cpus']} CPUs; NumPy's BLAS: {m.get('blas', '?')}",
              (f"NumPy float32 matmul {'x'.join(map(str, mm['shape']))}: {mm['gflops']:.1f} GFLOP/s"
               f" (numpy {res['machine']['numpy']}, torch {res['machine']['torch']},"
-              f" {res['machine']['threads']} threads each)"), "",
+              f" {res['machine']['threads']} threads each; charrnn's LSTM kernels: "
+              f"{res['settings'].get('kernels', 'numpy')})"), "",
              (f"{'training':<13}{'charrnn c/s':>12}{'torch c/s':>11}{'ratio':>7}{'median':>7}"
               f"{'GFLOP/s':>9}{'of matmul':>10}{'step-shape':>11}{'of that':>8}")]
     for r in res["train"]:

@@ -1,10 +1,21 @@
 """Fixtures the tests share; plain helpers are in tests/helpers.py."""
 
+import atexit
+import os
+import shutil
+import tempfile
+
 import numpy as np
 import pytest
 
 from charrnn.train.trainer import train
 from tests.helpers import AUSTEN, tiny
+
+# the fused kernels (charrnn.nn.fused) are compiled into a cache of the tests' own, not the
+# user's ~/.cache/charrnn, and it is removed at the end
+if "CHARRNN_CACHE" not in os.environ:
+    os.environ["CHARRNN_CACHE"] = tempfile.mkdtemp(prefix="charrnn-test-cache-")
+    atexit.register(shutil.rmtree, os.environ["CHARRNN_CACHE"], True)
 
 
 @pytest.fixture

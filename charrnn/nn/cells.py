@@ -43,6 +43,42 @@ from typing import NamedTuple
 
 import numpy as np
 
+from ..errors import ConfigError
+
+# Which kernels run the LSTM's time loops (the others always use NumPy): "numpy", the default,
+# or "fused", the optional compiled elementwise kernels of charrnn.nn.fused (float32 only; they
+# agree with NumPy to float32 rounding, not bit for bit). Process-wide; set with use_kernels.
+KERNELS = ("numpy", "fused")
+_kernels = "numpy"
+
+
+def use_kernels(name: str) -> str:
+    """Run the LSTM time loops with `name`'s kernels from now on (this process); returns the
+    previous setting. "fused" is built at first use and raises ConfigError, saying why, where it
+    cannot be (no C compiler, say)."""
+    global _kernels
+    if name not in KERNELS:
+        raise ConfigError(f"kernels must be one of {', '.join(KERNELS)}, not {name!r}")
+    if name == "fused":
+        from . import fused
+
+        why = fused.available()
+        if why:
+            raise ConfigError(f"the fused kernels are not available: {why}")
+    prev, _kernels = _kernels, name
+    return prev
+
+
+def kernels() -> str:
+    """The kernels the LSTM time loops use now (see use_kernels)."""
+    return _kernels
+
+
+def _fused_ok(*arrays: np.ndarray) -> bool:
+    """Whether the fused kernels are selected and can take these arrays."""
+    return _kernels == "fused" and all(a.dtype == np.float32 and a.flags.c_contiguous
+                                       for a in arrays)
+
 
 def _sigmoid_(a: np.ndarray, negated: bool = False) -> np.ndarray:
     """In place: the logistic function sigmoid(x) = 1 / (1 + exp(-x)); returns `a`.
@@ -217,10 +253,16 @@ def lstm_forward(xp, state, p):
     scale = _gate_scale(G, 3 * H, xp.dtype)  # [-1 (i f o), -2 (g)]
     Whs = _loop_copy(p["Wh"], scale)  # see _gate_scale and _loop_copy
     acts = xp  # activations overwrite the pre-activations
-    acts *= scale  # u = [-xp_i, -xp_f, -xp_o, -2 xp_g], for all steps at once
     cs = np.empty((T, N, H), dtype=xp.dtype)
     tcs = np.empty_like(cs)
     hs = np.empty_like(cs)
+    if _fused_ok(acts) and T:  # the same loop, each step's elementwise work in one C call
+        from . import fused
+
+        fused.lstm_forward_loop(acts, Whs, h, c, cs, tcs, hs)  # scales xp itself
+        return hs, (hs[-1].copy(), cs[-1].copy()), LSTMCache(p["Wh"], state[0], state[1], acts,
+                                                             cs, tcs, hs)
+    acts *= scale  # u = [-xp_i, -xp_f, -xp_o, -2 xp_g], for all steps at once
     buf = np.empty((N, G), dtype=xp.dtype)
     ig = np.empty((N, H), dtype=xp.dtype)
     with np.errstate(over="ignore"):  # exp may overflow to inf, harmlessly: see _gate_scale
@@ -257,6 +299,12 @@ def lstm_backward(dhs, dstate, cache):
     Wh, h0, c0, acts, cs, tcs, hs = cache
     T, N, G = acts.shape
     H = G // 4
+    if _fused_ok(acts, dhs, *dstate) and T:  # the same loop, K computed in it, in C
+        from . import fused
+
+        dh, dc = dstate[0].copy(), dstate[1].copy()
+        dxp = fused.lstm_backward_loop(acts, c0, cs, tcs, dhs, _loop_copy_T(Wh), dh, dc)
+        return dxp, (dh, dc), {"Wh": _weight_grad(h0, hs, dxp)}
     A = acts.reshape(T, N, 4, H)
     i, f, o, g = A[:, :, 0], A[:, :, 1], A[:, :, 2], A[:, :, 3]
     dxp = np.subtract(1, acts)  # 1 - s; becomes K, then da in place: (T, N, 4, H)

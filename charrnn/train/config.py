@@ -20,6 +20,7 @@ from .. import checkpoint as C
 from ..data.text import BUNDLED
 from ..errors import CheckpointError, ConfigError
 from ..models import family
+from ..nn.cells import KERNELS
 from ..nn.optim import OPTIMIZERS, SCHEDULES
 
 DEFAULT_MINUTES = 5.0  # the budget when none of steps, epochs, minutes is given
@@ -62,6 +63,9 @@ class TrainConfig:
     minutes: float | None = None  # with no budget at all, DEFAULT_MINUTES
     eval_every: int = 500
     patience: int = 0  # evaluations without improvement before stopping; 0: never
+    # the LSTM time loops' kernels (charrnn.nn.cells.KERNELS): NumPy, or the optional compiled
+    # "fused" ones; kept by --resume, since the two agree only to float32 rounding
+    kernels: str = "numpy"
 
     def __post_init__(self):
         def need(ok, msg):
@@ -92,7 +96,8 @@ class TrainConfig:
         need(0 < self.val_frac < 1, f"val_frac must be between 0 and 1, not {self.val_frac!r}")
         need(self.lr > 0 and math.isfinite(self.lr), f"lr must be positive, not {self.lr!r}")
         need(self.clip >= 0, f"clip must be >= 0 (0 turns clipping off), not {self.clip!r}")
-        for name, choices in (("optimizer", OPTIMIZERS), ("schedule", SCHEDULES)):
+        for name, choices in (("optimizer", OPTIMIZERS), ("schedule", SCHEDULES),
+                              ("kernels", KERNELS)):
             need(getattr(self, name) in choices,
                  f"{name} must be one of {', '.join(choices)}, not {getattr(self, name)!r}")
         try:

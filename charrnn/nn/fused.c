@@ -1,0 +1,122 @@
+/* The LSTM time loops' elementwise work, fused: one pass per time step instead of a dozen NumPy
+ * calls (charrnn/nn/fused.py compiles and loads this; charrnn/nn/cells.py calls it).
+ *
+ * float32 only. The matrix multiplies stay in NumPy (OpenBLAS); each function here is what one
+ * time step of cells.lstm_forward / cells.lstm_backward does between two multiplies, with the
+ * same formulas, in the same layouts (time-major, gate columns i, f, o, g):
+ *
+ *   forward:  u_t = b_t - [xp_ifo, 2 xp_g]   (b: h_{t-1} Wh scaled by cells._gate_scale, -1
+ *                                             for i f o and -2 for g, so u = -a, -2 a_g)
+ *             s = 1 / (1 + exp(u_t))   [i f o] = s, g = 2 s - 1
+ *             c_t = f c_{t-1} + i g,   tanh(c_t),   h_t = o tanh(c_t)
+ *   backward: dh = dh + dhs_t,  dc = dc + dh o (1 - tanh(c_t)^2),
+ *             da_t = [dc K_i, dc K_f, dh K_o, dc K_g] (the factors K of cells.lstm_backward,
+ *             computed here from the cached activations),  dc = f_t dc
+ *
+ * exp is our own (below), so results agree with the NumPy path to float32 rounding, not bit for
+ * bit. Every loop is written to be vectorised by the compiler (-O3 -march=native).
+ */
+
+#include <stdint.h>
+#include <string.h>
+
+/* exp(x) for float32, |relative error| < 2e-7 on [-87, 87]; x is clamped to that range, so the
+ * result stays a normal number (no infinities, no denormals: 1 / (1 + exp(87)) = 1.6e-38). The
+ * Cephes expf: x = n ln2 + r, |r| <= ln2 / 2, exp(r) by a degree-7 polynomial, times 2^n. */
+static inline float exp_(float x) {
+    x = x > 87.0f ? 87.0f : x;
+    x = x < -87.0f ? -87.0f : x;
+    float n = __builtin_floorf(x * 1.44269504088896341f + 0.5f);
+    float r = x - n * 0.693359375f;
+    r = r - n * -2.12194440e-4f;
+    float z = r * r;
+    float y = 1.9875691500e-4f;
+    y = y * r + 1.3981999507e-3f;
+    y = y * r + 8.3334519073e-3f;
+    y = y * r + 4.1665795894e-2f;
+    y = y * r + 1.6666665459e-1f;
+    y = y * r + 5.0000001201e-1f;
+    y = y * z + r + 1.0f;
+    int32_t bits = ((int32_t)n + 127) << 23;
+    float scale;
+    memcpy(&scale, &bits, sizeof scale);
+    return y * scale;
+}
+
+/* tanh(x) = 1 - 2 / (1 + exp(2 x)), exact at the extremes; for |x| < 0.25, where that
+ * subtraction cancels, the odd Taylor series to x^11 (relative truncation error < 1e-8). */
+static inline float tanh_(float x) {
+    float e = 1.0f - 2.0f / (1.0f + exp_(2.0f * x));
+    float x2 = x * x;
+    float p = x * (1.0f + x2 * (-1.0f / 3 + x2 * (2.0f / 15 + x2 * (-17.0f / 315
+                  + x2 * (62.0f / 2835 + x2 * (-1382.0f / 155925))))));
+    return (x2 < 0.0625f) ? p : e;
+}
+
+/* One forward step for n streams of H units.
+ * a (n, 4H): xp_t in (not scaled), the activations [i f o g] out (the cache);  b (n, 4H):
+ * h_{t-1} Wh scaled by cells._gate_scale (-1 for i f o, -2 for g); c_prev (n, H): c_{t-1};
+ * c, tc, h (n, H): c_t, tanh(c_t), h_t out. All rows contiguous. */
+void lstm_forward_step(long n, long H, float *restrict a, const float *restrict b,
+                       const float *restrict c_prev, float *restrict c, float *restrict tc,
+                       float *restrict h) {
+    const long G = 4 * H;
+    for (long r = 0; r < n; r++) {
+        float *ar = a + r * G;
+        const float *br = b + r * G;
+        for (long j = 0; j < 3 * H; j++)  /* sigmoid(a) = 1 / (1 + exp(-a)) */
+            ar[j] = 1.0f / (1.0f + exp_(br[j] - ar[j]));
+        for (long j = 3 * H; j < G; j++)  /* sigmoid(2 a_g) */
+            ar[j] = 1.0f / (1.0f + exp_(br[j] - 2.0f * ar[j]));
+        const float *i = ar, *f = ar + H, *o = ar + 2 * H;
+        float *g = ar + 3 * H;
+        const float *cp = c_prev + r * H;
+        float *cr = c + r * H, *tr = tc + r * H, *hr = h + r * H;
+        for (long j = 0; j < H; j++) {
+            float gj = 2.0f * g[j] - 1.0f;  /* tanh(a_g) = 2 sigmoid(2 a_g) - 1 */
+            g[j] = gj;
+            float cj = f[j] * cp[j] + i[j] * gj;
+            float t = tanh_(cj);
+            cr[j] = cj;
+            tr[j] = t;
+            hr[j] = o[j] * t;
+        }
+    }
+}
+
+/* One backward step, computing the gate derivatives on the fly (cells.lstm_backward computes
+ * them for all steps first, as the factors K).
+ * da (n, 4H): da_t out; dh (n, H): da_{t+1} Wh^T in (not written); dhs (n, H): dL/dh_t from
+ * above; acts (n, 4H): [i f o g] at t; c_prev (n, H): c_{t-1}; tc (n, H): tanh(c_t);
+ * dc (n, H): f_{t+1} dc_{t+1} in, f_t dc_t out. */
+void lstm_backward_step(long n, long H, float *restrict da, const float *restrict dh,
+                        const float *restrict dhs, const float *restrict acts,
+                        const float *restrict c_prev, const float *restrict tc,
+                        float *restrict dc) {
+    const long G = 4 * H;
+    for (long r = 0; r < n; r++) {
+        float *d = da + r * G;
+        const float *i = acts + r * G, *f = i + H, *o = i + 2 * H, *g = i + 3 * H;
+        const float *dhr = dh + r * H, *sr = dhs + r * H, *cp = c_prev + r * H, *t = tc + r * H;
+        float *dcr = dc + r * H;
+        for (long j = 0; j < H; j++) {
+            float dht = dhr[j] + sr[j];                                 /* dh_t */
+            float tj = t[j], oj = o[j], ij = i[j], fj = f[j], gj = g[j];
+            float c = dcr[j] + dht * oj * (1.0f - tj * tj);             /* dc_t */
+            d[j] = c * gj * ij * (1.0f - ij);                           /* da_i = dc K_i */
+            d[H + j] = c * cp[j] * fj * (1.0f - fj);                    /* da_f = dc K_f */
+            d[2 * H + j] = dht * tj * oj * (1.0f - oj);                 /* da_o = dh K_o */
+            d[3 * H + j] = c * ij * (1.0f - gj * gj);                   /* da_g = dc K_g */
+            dcr[j] = c * fj;                                            /* path c_{t-1} -> c_t */
+        }
+    }
+}
+
+/* exp_ over an array, for the tests' check of its accuracy. */
+void exp_array(long n, const float *restrict x, float *restrict y) {
+    for (long j = 0; j < n; j++) y[j] = exp_(x[j]);
+}
+
+void tanh_array(long n, const float *restrict x, float *restrict y) {
+    for (long j = 0; j < n; j++) y[j] = tanh_(x[j]);
+}

@@ -1,0 +1,194 @@
+"""Optional compiled kernels: the LSTM time loops' elementwise work in one C pass per step.
+
+NumPy makes a dozen calls per LSTM time step besides the recurrent multiply (gates, cell state,
+tanh, output), each a pass over memory; at the sizes charrnn trains, that is a quarter to a third
+of a training chunk (bench/multiply_floor.py measures it; README, Speed). `fused.c`, beside this
+file, does one step's elementwise work in one call. The multiplies stay NumPy's.
+
+It is never required and never the default: `charrnn train --kernels fused` (or
+`cells.use_kernels("fused")` in Python) asks for it, and it is built at first use with the
+system's C compiler (`$CC`, else `cc`): `cc -O3 -march=native -fno-math-errno -fno-trapping-math
+-shared`, no other flags that change arithmetic, into `$CHARRNN_CACHE` (default
+`~/.cache/charrnn`), named by a hash of the source, the compiler's version, the flags and the CPU
+(so a new CPU or compiler builds anew), written to a temporary name and renamed into place, so
+processes building at once never load half a file. Nothing is downloaded and nothing but this
+source is compiled; loading runs no Python code (ctypes, plain C functions).
+
+Results agree with the NumPy path to float32 rounding, not bit for bit (its own exp; tests/nn/
+test_fused.py compares the two), so a run keeps the kernels it started with (saved in the
+checkpoint's training settings, used again by --resume). float64 (gradcheck) always uses NumPy.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import functools
+import hashlib
+import os
+import platform
+import shlex
+import subprocess
+import tempfile
+from pathlib import Path
+
+import numpy as np
+
+SOURCE = Path(__file__).with_name("fused.c")
+FLAGS = ("-O3", "-march=native", "-fno-math-errno", "-fno-trapping-math", "-fPIC", "-shared")
+_P = ctypes.c_void_p
+_L = ctypes.c_long
+SIGNATURES = {
+    "lstm_forward_step": (_L, _L, _P, _P, _P, _P, _P, _P),
+    "lstm_backward_step": (_L, _L, _P, _P, _P, _P, _P, _P, _P),
+    "exp_array": (_L, _P, _P),
+    "tanh_array": (_L, _P, _P),
+}
+
+
+class Unavailable(Exception):
+    """The kernels cannot be built or loaded here; the message says why, in one line."""
+
+
+def cache_dir() -> Path:
+    return Path(os.environ.get("CHARRNN_CACHE") or Path.home() / ".cache" / "charrnn")
+
+
+def _cpu_id() -> str:
+    """What -march=native depends on: the CPU's model name and feature flags."""
+    try:
+        lines = Path("/proc/cpuinfo").read_text().splitlines()
+    except OSError:
+        return platform.processor() or platform.machine()
+    keep = [ln for ln in lines if ln.startswith(("model name", "flags", "Features"))]
+    return "\n".join(sorted(set(keep)))
+
+
+def _compiler() -> list[str]:
+    return shlex.split(os.environ.get("CC") or "cc")
+
+
+def build() -> Path:
+    """The compiled library's path, compiling it first if this source, compiler and CPU have
+    none in the cache yet. Raises Unavailable if there is no working compiler."""
+    cc = _compiler()
+    try:
+        version = subprocess.run([*cc, "--version"], capture_output=True, text=True,
+                                 check=True, timeout=60).stdout
+    except (OSError, subprocess.SubprocessError) as e:
+        raise Unavailable(f"no working C compiler ({shlex.join(cc)}: "
+                          f"{type(e).__name__})") from None
+    key = hashlib.sha256("\0".join([SOURCE.read_text(), version, " ".join(FLAGS),
+                                    _cpu_id()]).encode()).hexdigest()[:16]
+    out_dir = cache_dir()
+    target = out_dir / f"fused-{key}.so"
+    if target.exists():
+        return target
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=".fused-", suffix=".so", dir=out_dir)
+        os.close(fd)
+    except OSError as e:
+        raise Unavailable(f"cannot write to {out_dir} ({e.strerror or e}); set CHARRNN_CACHE "
+                          f"to a writable folder") from None
+    try:
+        run = subprocess.run([*cc, *FLAGS, "-o", tmp, str(SOURCE)], capture_output=True,
+                             text=True, check=False, timeout=300)
+        if run.returncode != 0:
+            first = (run.stderr.strip().splitlines() or ["failed"])[0]
+            raise Unavailable(f"{shlex.join(cc)} could not compile {SOURCE.name}: {first}")
+        os.replace(tmp, target)  # atomic: another process sees all of it or nothing
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+    return target
+
+
+@functools.cache
+def library() -> ctypes.CDLL:
+    """The loaded kernels (built at first use). Raises Unavailable."""
+    path = build()
+    try:
+        lib = ctypes.CDLL(str(path))
+    except OSError as e:
+        raise Unavailable(f"cannot load {path}: {e}") from None
+    for name, args in SIGNATURES.items():
+        fn = getattr(lib, name)
+        fn.argtypes, fn.restype = args, None
+    return lib
+
+
+def available() -> str | None:
+    """None when the kernels can be used here, else why not (one line)."""
+    try:
+        library()
+    except Unavailable as e:
+        return str(e)
+    return None
+
+
+def _ptr(a: np.ndarray) -> int:
+    return a.ctypes.data
+
+
+def _check(*arrays: np.ndarray) -> None:
+    for a in arrays:
+        if a.dtype != np.float32 or not a.flags.c_contiguous:
+            raise ValueError("the fused kernels take C-contiguous float32 arrays")
+
+
+def exp(x: np.ndarray) -> np.ndarray:
+    """The kernels' exp, elementwise (for checking its accuracy)."""
+    x = np.ascontiguousarray(x, dtype=np.float32)
+    y = np.empty_like(x)
+    library().exp_array(x.size, _ptr(x), _ptr(y))
+    return y
+
+
+def tanh(x: np.ndarray) -> np.ndarray:
+    """The kernels' tanh, elementwise (for checking its accuracy)."""
+    x = np.ascontiguousarray(x, dtype=np.float32)
+    y = np.empty_like(x)
+    library().tanh_array(x.size, _ptr(x), _ptr(y))
+    return y
+
+
+def lstm_forward_loop(acts, Whs, h, c, cs, tcs, hs) -> None:
+    """cells.lstm_forward's time loop with each step's elementwise work in one C call: acts
+    (T, N, 4H) holds the input projection xp (not scaled) and becomes the activations; h, c
+    (N, H) the initial state; cs, tcs, hs (T, N, H) are written. Whs: the loop copy of Wh scaled
+    by cells._gate_scale."""
+    T, N, G = acts.shape
+    H = G // 4
+    _check(acts, cs, tcs, hs)
+    h, c = np.ascontiguousarray(h, np.float32), np.ascontiguousarray(c, np.float32)
+    step = library().lstm_forward_step
+    buf = np.empty((N, G), dtype=np.float32)
+    pa, pc, pt, ph, pb = _ptr(acts), _ptr(cs), _ptr(tcs), _ptr(hs), _ptr(buf)
+    sa, sh = N * G * 4, N * H * 4  # bytes per time step
+    c_prev = _ptr(c)
+    for t in range(T):
+        np.matmul(h, Whs, out=buf)  # h_{t-1} Wh, scaled
+        step(N, H, pa + t * sa, pb, c_prev, pc + t * sh, pt + t * sh, ph + t * sh)
+        h, c_prev = hs[t], pc + t * sh
+
+
+def lstm_backward_loop(acts, c0, cs, tcs, dhs, WhT, dh, dc) -> np.ndarray:
+    """cells.lstm_backward's time loop with each step's elementwise work, the gate derivatives
+    included, in one C call. acts (T, N, 4H) the activations, c0 (N, H) and cs, tcs (T, N, H)
+    the cell states and their tanh, dhs (T, N, H) dL/dh_t from above, WhT the padded Wh^T;
+    dh, dc (N, H) the gradients at the final state in, at the initial state out (dc already
+    times f_0). Returns dxp (T, N, 4H) = da_t."""
+    T, N, G = acts.shape
+    H = G // 4
+    c0 = np.ascontiguousarray(c0, np.float32)
+    _check(acts, cs, tcs, dhs, dh, dc)
+    dxp = np.empty_like(acts)
+    step = library().lstm_backward_step
+    pd, pa, pc, pt, ps = _ptr(dxp), _ptr(acts), _ptr(cs), _ptr(tcs), _ptr(dhs)
+    sg, sh = N * G * 4, N * H * 4
+    pdh, pdc = _ptr(dh), _ptr(dc)
+    for t in range(T - 1, -1, -1):
+        c_prev = pc + (t - 1) * sh if t else _ptr(c0)
+        step(N, H, pd + t * sg, pdh, ps + t * sh, pa + t * sg, c_prev, pt + t * sh, pdc)
+        np.matmul(dxp[t], WhT, out=dh)  # dh_{t-1} = da_t Wh^T
+    return dxp

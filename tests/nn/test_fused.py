@@ -1,0 +1,161 @@
+"""The optional compiled LSTM kernels (charrnn.nn.fused) against the NumPy path and float64.
+
+Skipped where they cannot be built (no C compiler); everything else runs without them."""
+
+import numpy as np
+import pytest
+
+from charrnn import checkpoint as C
+from charrnn.errors import ConfigError
+from charrnn.models import lm as M
+from charrnn.nn import cells, fused
+from charrnn.parallel import blas as B
+from charrnn.parallel import workers as P
+from charrnn.train.trainer import kernels, resume_config, train
+from tests.helpers import AUSTEN, assert_close, tiny
+
+WHY = fused.available()
+needs_fused = pytest.mark.skipif(WHY is not None, reason=f"fused kernels unavailable: {WHY}")
+
+
+@pytest.fixture(autouse=True)
+def numpy_after():
+    yield
+    cells.use_kernels("numpy")
+
+
+def _chunk(T, N, H, dtype=np.float32, seed=0):
+    rng = np.random.default_rng(seed)
+    r = lambda *s, k=1.0: (rng.standard_normal(s) * k).astype(dtype)
+    return (r(T, N, 4 * H, k=2.0), (r(N, H, k=0.5), r(N, H)), {"Wh": r(H, 4 * H, k=H ** -0.5)},
+            r(T, N, H), (r(N, H), r(N, H)))
+
+
+def _run(name, xp, state, p, dhs, dstate):
+    cells.use_kernels(name)
+    hs, final, cache = cells.lstm_forward(xp.copy(), state, p)
+    dxp, d0, g = cells.lstm_backward(dhs, dstate, cache)
+    return {"hs": hs, "h_T": final[0], "c_T": final[1], "acts": cache.acts, "cs": cache.cs,
+            "tcs": cache.tcs, "dxp": dxp, "dh_0": d0[0], "dc_0": d0[1], "dWh": g["Wh"]}
+
+
+@needs_fused
+def test_exp_and_tanh_are_accurate_in_float32():
+    x = np.linspace(-87, 87, 1_000_001, dtype=np.float32)
+    want = np.exp(x.astype(np.float64))
+    assert np.max(np.abs(fused.exp(x) - want) / want) < 3e-7
+    big = np.array([88.0, 1e4, np.inf, -88.0, -1e4, -np.inf], np.float32)
+    e = fused.exp(big)  # clamped to +-87: finite and normal, never inf or denormal
+    assert np.all(np.isfinite(e)) and np.all(e >= np.finfo(np.float32).tiny)
+    t = np.concatenate([np.linspace(-12, 12, 400_001, dtype=np.float32),
+                        np.float32([1e-30, -1e-20, 0.0, 1e4, -1e4, np.inf, -np.inf])])
+    want = np.tanh(t.astype(np.float64))
+    got = fused.tanh(t)
+    assert np.max(np.abs(got - want)) < 2.5e-7
+    small = np.abs(t) < 1  # relative accuracy where tanh is small, the Taylor branch included
+    assert np.max(np.abs(got[small] - want[small]) / np.maximum(np.abs(want[small]), 1e-38)) < 1e-6
+    assert got[-7] == np.float32(1e-30) and got[-5] == 0.0 and list(got[-4:]) == [1, -1, 1, -1]
+
+
+@needs_fused
+@pytest.mark.parametrize("T,N,H", [(1, 1, 1), (7, 3, 5), (9, 2, 17), (16, 16, 64)])
+def test_the_fused_lstm_loops_agree_with_numpys_to_float32_rounding(T, N, H):
+    args = _chunk(T, N, H)
+    want, got = _run("numpy", *args), _run("fused", *args)
+    for name in want:
+        scale = np.max(np.abs(want[name]))
+        assert_close(got[name], want[name], rtol=0, atol=2e-6 * scale, what=name)
+    assert not np.array_equal(got["dWh"], want["dWh"])  # a different computation really ran
+
+
+@needs_fused
+def test_float64_and_strided_arrays_take_the_numpy_path_bit_for_bit():
+    args = _chunk(5, 3, 4, dtype=np.float64)
+    want, got = _run("numpy", *args), _run("fused", *args)
+    for name in want:
+        assert np.array_equal(got[name], want[name]), name
+    xp, state, p, dhs, dstate = _chunk(5, 3, 4)
+    strided = np.zeros((5, 3, 8), np.float32)[..., ::2]
+    strided[...] = dhs  # the same values, not contiguous: the backward loop falls back
+    cells.use_kernels("fused")
+    _, _, cache = cells.lstm_forward(xp.copy(), state, p)
+    a = cells.lstm_backward(strided, dstate, cache)
+    cells.use_kernels("numpy")
+    b = cells.lstm_backward(strided, dstate, cache)
+    assert np.array_equal(a[0], b[0])
+
+
+def test_unknown_or_unbuildable_kernels_are_config_errors(monkeypatch, tmp_path):
+    with pytest.raises(ConfigError, match="kernels must be one of numpy, fused"):
+        cells.use_kernels("cuda")
+    monkeypatch.setenv("CC", str(tmp_path / "no-such-compiler"))
+    monkeypatch.setenv("CHARRNN_CACHE", str(tmp_path / "cache"))
+    fused.library.cache_clear()
+    try:
+        with pytest.raises(ConfigError, match="fused kernels are not available: no working C "
+                                              "compiler"):
+            cells.use_kernels("fused")
+    finally:
+        fused.library.cache_clear()
+    assert cells.kernels() == "numpy"
+
+
+@needs_fused
+def test_a_broken_compile_is_reported_and_nothing_half_written_is_left(monkeypatch, tmp_path):
+    bad = tmp_path / "bad.c"
+    bad.write_text("this is not C\n")
+    monkeypatch.setattr(fused, "SOURCE", bad)
+    monkeypatch.setenv("CHARRNN_CACHE", str(tmp_path / "cache"))
+    with pytest.raises(fused.Unavailable, match="could not compile bad.c"):
+        fused.build()
+    assert list((tmp_path / "cache").iterdir()) == []
+
+
+@needs_fused
+def test_the_library_is_built_once_per_source_and_cpu(monkeypatch, tmp_path):
+    monkeypatch.setenv("CHARRNN_CACHE", str(tmp_path))
+    first = fused.build()
+    mtime = first.stat().st_mtime_ns
+    assert fused.build() == first and first.stat().st_mtime_ns == mtime  # cached
+    assert [p.name for p in tmp_path.iterdir()] == [first.name]
+
+
+@needs_fused
+@pytest.mark.skipif(B.openblas() is None, reason="BLAS threads not controllable")
+def test_worker_processes_run_the_callers_kernels(monkeypatch):
+    monkeypatch.setattr(P, "MIN_SLICE", 1)
+    cfg = M.ModelConfig(9, "lstm", 6, 2, 0.0, "float32")
+    rng = np.random.default_rng(0)
+    params = M.init_params(cfg, rng)
+    ids = rng.integers(0, 9, (4, 11))
+    batch, state = (ids[:, :-1], ids[:, 1:]), M.init_state(cfg, 4)
+    out = {}
+    for name in ("numpy", "fused"):
+        with kernels(name), P.Workers(2) as w:
+            out[name] = P.loss_and_grads(M, params, cfg, batch, state, None, w)[1]
+            assert w._cfg[2] == name  # and the workers said so when they started
+        with kernels(name):
+            alone = M.loss_and_grads(params, cfg, batch, state)[1]
+        for k in params:
+            assert_close(out[name][k], alone[k], rtol=1e-5, atol=1e-6, what=f"{name} {k}")
+    assert any(not np.array_equal(out["numpy"][k], out["fused"][k]) for k in params)
+
+
+@needs_fused
+def test_a_fused_run_saves_its_kernels_and_resumes_exactly(tmp_path):
+    corpus = tmp_path / "austen.txt"
+    corpus.write_text(AUSTEN)
+    kw = {"dtype": "float32", "kernels": "fused", "dropout": 0.2, "steps": 12, "eval_every": 4}
+    train(tiny(corpus, tmp_path / "full", **kw), threads=1)
+    train(tiny(corpus, tmp_path / "part", **{**kw, "steps": 7}), threads=1)
+    saved = resume_config(tmp_path / "part", steps=12)
+    assert saved.kernels == "fused"
+    train(saved, resume=True, threads=1)
+    full, part = C.load(tmp_path / "full" / "last.npz"), C.load(tmp_path / "part" / "last.npz")
+    for k in full.params:
+        assert np.array_equal(part.params[k], full.params[k]), k
+    assert cells.kernels() == "numpy"  # train() puts the setting back
+    numpy_run = train(tiny(corpus, tmp_path / "np", **{**kw, "kernels": "numpy"}), threads=1)
+    assert C.load(numpy_run.run_dir / "last.npz").meta["train"]["kernels"] == "numpy"
+    assert not np.array_equal(C.load(tmp_path / "np" / "last.npz").params["l0.Wh"],
+                              full.params["l0.Wh"])
