@@ -8,7 +8,8 @@ file, does one step's elementwise work in one call. The multiplies stay NumPy's.
 It is never required and never the default: `charrnn train --kernels fused` (or
 `cells.use_kernels("fused")` in Python) asks for it, and it is built at first use with the
 system's C compiler (`$CC`, else `cc`): `cc -O3 -march=native -fno-math-errno -fno-trapping-math
--shared`, no other flags that change arithmetic, into `$CHARRNN_CACHE` (default
+-shared` (the compiler may contract multiply-adds into FMAs, so the last bits depend on the
+CPU), into `$CHARRNN_CACHE` (default
 `~/.cache/charrnn`), named by a hash of the source, the compiler's version, the flags and the CPU
 (so a new CPU or compiler builds anew), written to a temporary name and renamed into place, so
 processes building at once never load half a file. Nothing is downloaded and nothing but this
@@ -77,7 +78,11 @@ def build() -> Path:
     except (OSError, subprocess.SubprocessError) as e:
         raise Unavailable(f"no working C compiler ({shlex.join(cc)}: "
                           f"{type(e).__name__})") from None
-    key = hashlib.sha256("\0".join([SOURCE.read_text(), version, " ".join(FLAGS),
+    try:
+        source = SOURCE.read_text()
+    except OSError as e:
+        raise Unavailable(f"cannot read {SOURCE} ({e.strerror or e})") from None
+    key = hashlib.sha256("\0".join([source, shlex.join(cc), version, " ".join(FLAGS),
                                     _cpu_id()]).encode()).hexdigest()[:16]
     out_dir = cache_dir()
     target = out_dir / f"fused-{key}.so"
@@ -91,12 +96,15 @@ def build() -> Path:
         raise Unavailable(f"cannot write to {out_dir} ({e.strerror or e}); set CHARRNN_CACHE "
                           f"to a writable folder") from None
     try:
-        run = subprocess.run([*cc, *FLAGS, "-o", tmp, str(SOURCE)], capture_output=True,
-                             text=True, check=False, timeout=300)
-        if run.returncode != 0:
-            first = (run.stderr.strip().splitlines() or ["failed"])[0]
-            raise Unavailable(f"{shlex.join(cc)} could not compile {SOURCE.name}: {first}")
-        os.replace(tmp, target)  # atomic: another process sees all of it or nothing
+        try:
+            run = subprocess.run([*cc, *FLAGS, "-o", tmp, str(SOURCE)], capture_output=True,
+                                 text=True, check=False, timeout=300)
+            if run.returncode != 0:
+                first = (run.stderr.strip().splitlines() or ["failed"])[0]
+                raise Unavailable(f"{shlex.join(cc)} could not compile {SOURCE.name}: {first}")
+            os.replace(tmp, target)  # atomic: another process sees all of it or nothing
+        except (OSError, subprocess.SubprocessError) as e:
+            raise Unavailable(f"building {target} failed ({type(e).__name__}: {e})") from None
     finally:
         if os.path.exists(tmp):
             os.unlink(tmp)
@@ -112,7 +120,10 @@ def library() -> ctypes.CDLL:
     except OSError as e:
         raise Unavailable(f"cannot load {path}: {e}") from None
     for name, args in SIGNATURES.items():
-        fn = getattr(lib, name)
+        try:
+            fn = getattr(lib, name)
+        except AttributeError:
+            raise Unavailable(f"{path} has no {name}; delete it to rebuild") from None
         fn.argtypes, fn.restype = args, None
     return lib
 
