@@ -197,7 +197,7 @@ class _TrainDisplay:
               "used]")
 @alias("--threads", "processes", type=_POS)
 @click.option("--kernels", type=click.Choice(KERNELS), default=_TD["kernels"], show_default=True,
-              help="The LSTM time loops' elementwise work: NumPy's, or fused, one compiled C "
+              help="The LSTM time loops' elementwise work (LSTM cells only): NumPy's, or fused, one compiled C "
               "call per step (optional; built at first use with the system's C compiler; "
               "float32; agrees with NumPy to rounding, 10-25% faster LSTM training). --resume "
               "keeps the run's.")

@@ -12,7 +12,8 @@ system's C compiler (`$CC`, else `cc`): `cc -O3 -march=native -fno-math-errno -f
 CPU), into `$CHARRNN_CACHE` (default
 `~/.cache/charrnn`), named by a hash of the source, the compiler's version, the flags and the CPU
 (so a new CPU or compiler builds anew), written to a temporary name and renamed into place, so
-processes building at once never load half a file. Nothing is downloaded and nothing but this
+processes building at once never load half a file; a cached file that will not load is rebuilt
+once, and a failure is remembered for the rest of the process (`reset()` forgets it). Nothing is downloaded and nothing but this
 source is compiled; loading runs no Python code (ctypes, plain C functions).
 
 Results agree with the NumPy path to float32 rounding, not bit for bit (its own exp; tests/nn/
@@ -30,6 +31,7 @@ import platform
 import shlex
 import subprocess
 import tempfile
+import time
 from pathlib import Path
 
 import numpy as np
@@ -50,6 +52,10 @@ class Unavailable(Exception):
     """The kernels cannot be built or loaded here; the message says why, in one line."""
 
 
+class _Damaged(Unavailable):
+    """A library file that does not load or lacks a kernel."""
+
+
 def cache_dir() -> Path:
     return Path(os.environ.get("CHARRNN_CACHE") or Path.home() / ".cache" / "charrnn")
 
@@ -68,9 +74,10 @@ def _compiler() -> list[str]:
     return shlex.split(os.environ.get("CC") or "cc")
 
 
-def build() -> Path:
+def build(rebuild: bool = False) -> Path:
     """The compiled library's path, compiling it first if this source, compiler and CPU have
-    none in the cache yet. Raises Unavailable if there is no working compiler."""
+    none in the cache yet (or `rebuild`: the cached one would not load). Raises Unavailable if
+    there is no working compiler."""
     cc = _compiler()
     try:
         version = subprocess.run([*cc, "--version"], capture_output=True, text=True,
@@ -86,10 +93,11 @@ def build() -> Path:
                                     _cpu_id()]).encode()).hexdigest()[:16]
     out_dir = cache_dir()
     target = out_dir / f"fused-{key}.so"
-    if target.exists():
+    if target.exists() and not rebuild:
         return target
     try:
         out_dir.mkdir(parents=True, exist_ok=True)
+        _remove_stale(out_dir)
         fd, tmp = tempfile.mkstemp(prefix=".fused-", suffix=".so", dir=out_dir)
         os.close(fd)
     except OSError as e:
@@ -111,30 +119,64 @@ def build() -> Path:
     return target
 
 
-@functools.cache
-def library() -> ctypes.CDLL:
-    """The loaded kernels (built at first use). Raises Unavailable."""
-    path = build()
+STALE_SECONDS = 3600  # a temporary file this old is left by a build that was killed
+
+
+def _remove_stale(out_dir: Path) -> None:
+    now = time.time()
+    for p in out_dir.glob(".fused-*.so"):
+        try:
+            if now - p.stat().st_mtime > STALE_SECONDS:
+                p.unlink()
+        except OSError:
+            pass  # another process's, or gone already
+
+
+def _open(path: Path) -> ctypes.CDLL:
     try:
         lib = ctypes.CDLL(str(path))
     except OSError as e:
-        raise Unavailable(f"cannot load {path}: {e}") from None
+        raise _Damaged(f"cannot load {path}: {e}") from None
     for name, args in SIGNATURES.items():
         try:
             fn = getattr(lib, name)
         except AttributeError:
-            raise Unavailable(f"{path} has no {name}; delete it to rebuild") from None
+            raise _Damaged(f"{path} has no {name}") from None
         fn.argtypes, fn.restype = args, None
     return lib
 
 
+@functools.cache
+def _load() -> ctypes.CDLL | Unavailable:
+    """The library, or why not. A cached file that does not load (truncated, or damaged) is
+    rebuilt once. Failures are remembered too, so a missing compiler costs one try per process
+    (`reset()` forgets)."""
+    try:
+        try:
+            return _open(build())
+        except _Damaged:
+            return _open(build(rebuild=True))
+    except Unavailable as e:
+        return e
+
+
+def library() -> ctypes.CDLL:
+    """The loaded kernels (built at first use). Raises Unavailable."""
+    got = _load()
+    if isinstance(got, Unavailable):
+        raise Unavailable(str(got))
+    return got
+
+
+def reset() -> None:
+    """Forget the loaded library or the failure (after installing a compiler, in tests)."""
+    _load.cache_clear()
+
+
 def available() -> str | None:
     """None when the kernels can be used here, else why not (one line)."""
-    try:
-        library()
-    except Unavailable as e:
-        return str(e)
-    return None
+    got = _load()
+    return str(got) if isinstance(got, Unavailable) else None
 
 
 def _ptr(a: np.ndarray) -> int:

@@ -100,6 +100,10 @@ class TrainConfig:
                               ("kernels", KERNELS)):
             need(getattr(self, name) in choices,
                  f"{name} must be one of {', '.join(choices)}, not {getattr(self, name)!r}")
+        cell = getattr(self.model, "cell", "lstm")
+        need(self.kernels == "numpy" or cell == "lstm",
+             f"the fused kernels speed up LSTM cells only, and this model's cell is {cell}: "
+             f"leave kernels at numpy")
         try:
             codecs.lookup(self.encoding)
         except LookupError:

@@ -2,6 +2,8 @@
 
 Skipped where they cannot be built (no C compiler); everything else runs without them."""
 
+import os
+
 import numpy as np
 import pytest
 
@@ -12,7 +14,7 @@ from charrnn.nn import cells, fused
 from charrnn.parallel import blas as B
 from charrnn.parallel import workers as P
 from charrnn.train.trainer import kernels, resume_config, train
-from tests.helpers import AUSTEN, assert_close, tiny
+from tests.helpers import AUSTEN, TINY, assert_close, invoke, one_line_error, tiny
 
 WHY = fused.available()
 needs_fused = pytest.mark.skipif(WHY is not None, reason=f"fused kernels unavailable: {WHY}")
@@ -90,13 +92,13 @@ def test_unknown_or_unbuildable_kernels_are_config_errors(monkeypatch, tmp_path)
         cells.use_kernels("cuda")
     monkeypatch.setenv("CC", str(tmp_path / "no-such-compiler"))
     monkeypatch.setenv("CHARRNN_CACHE", str(tmp_path / "cache"))
-    fused.library.cache_clear()
+    fused.reset()
     try:
         with pytest.raises(ConfigError, match="fused kernels are not available: no working C "
                                               "compiler"):
             cells.use_kernels("fused")
     finally:
-        fused.library.cache_clear()
+        fused.reset()
     assert cells.kernels() == "numpy"
 
 
@@ -159,3 +161,57 @@ def test_a_fused_run_saves_its_kernels_and_resumes_exactly(tmp_path):
     assert C.load(numpy_run.run_dir / "last.npz").meta["train"]["kernels"] == "numpy"
     assert not np.array_equal(C.load(tmp_path / "np" / "last.npz").params["l0.Wh"],
                               full.params["l0.Wh"])
+
+
+@needs_fused
+def test_a_damaged_cached_library_is_rebuilt(monkeypatch, tmp_path):
+    monkeypatch.setenv("CHARRNN_CACHE", str(tmp_path))
+    path = fused.build()
+    path.write_bytes(b"\x7fELF truncated")  # what a full disk or a killed copy leaves
+    stale = tmp_path / ".fused-old.so"
+    stale.write_bytes(b"")
+    os.utime(stale, (0, 0))
+    fused.reset()
+    try:
+        assert fused.available() is None
+        assert path.stat().st_size > 1000
+        assert not stale.exists()  # a killed build's temporary file, an hour old, is removed
+        x = np.linspace(-3, 3, 7, dtype=np.float32)
+        np.testing.assert_allclose(fused.exp(x), np.exp(x), rtol=1e-6)
+    finally:
+        fused.reset()
+
+
+def test_a_failed_build_is_tried_once_per_process(monkeypatch, tmp_path):
+    monkeypatch.setenv("CC", str(tmp_path / "no-such-compiler"))
+    calls = []
+    real = fused.subprocess.run
+    monkeypatch.setattr(fused.subprocess, "run", lambda *a, **k: calls.append(a) or real(*a, **k))
+    fused.reset()
+    try:
+        first = fused.available()
+        assert first.startswith("no working C compiler") and fused.available() == first
+        with pytest.raises(ConfigError, match="no working C compiler"):
+            cells.use_kernels("fused")
+        assert len(calls) == 1
+    finally:
+        fused.reset()
+
+
+@needs_fused
+def test_the_cli_option_trains_with_the_fused_kernels(tmp_path):
+    corpus = tmp_path / "austen.txt"
+    corpus.write_text(AUSTEN)
+    r = invoke("train", corpus, "--out", tmp_path / "r", "--steps", 3, *TINY, "--cell", "lstm",
+               "--dtype", "float32", "--kernels", "fused")
+    assert r.exit_code == 0, r.stderr
+    assert C.load(tmp_path / "r" / "last.npz").meta["train"]["kernels"] == "fused"
+
+
+def test_fused_kernels_for_a_cell_they_do_not_cover_is_a_one_line_error(tmp_path):
+    corpus = tmp_path / "austen.txt"
+    corpus.write_text(AUSTEN)
+    for cell in ("gru", "rnn"):
+        one_line_error(invoke("train", corpus, "--out", tmp_path / cell, "--steps", 3, *TINY,
+                              "--cell", cell, "--kernels", "fused"), "LSTM cells only", cell)
+        assert not (tmp_path / cell).exists()
