@@ -70,18 +70,20 @@ def main() -> None:
                     help="a training or model setting (cell=lstm, hidden=256, dropout=0.3, ...)")
     ap.add_argument("--compare", action="store_true",
                     help="also run unidirectional and LSTM variants of the same settings")
+    ap.add_argument("--split-seed", type=int, default=0,
+                    help="the test split's seed (0 is the issue's figure; others show its spread)")
     ap.add_argument("--json", metavar="PATH", help="write the results here too")
     args = ap.parse_args()
     base = parse_settings(args.set)
     variants = [base]
     if args.compare:
         variants += [{**base, "bidirectional": False}, {**base, "cell": "lstm"}]
-    print(f"# {cpu_model()}, names test split 10% stratified, "
+    print(f"# {cpu_model()}, names test split 10% stratified (seed {args.split_seed}), "
           f"{args.minutes:g} min per run", flush=True)
     results = []
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
-        train_file, test_file = split_files(work)
+        train_file, test_file = split_files(work, args.split_seed)
         for settings in variants:
             r = run(settings, args.minutes, work, train_file, test_file)
             results.append(r)

@@ -80,3 +80,58 @@ def test_multiply_floor_counts_the_chunks_multiplies_and_runs(capsys, monkeypatc
     cells = [c.strip() for c in row.strip("|").split("|")]
     assert cells[0] == "lstm 8x2"
     assert all(float(c.replace(",", "")) > 0 for c in cells[2:6])  # step, chunk, both floors
+
+
+def _load(name):
+    spec = importlib.util.spec_from_file_location(f"charrnn_{name}", BENCH.parent / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_names_ceiling_sums_match_a_dense_bag_of_ngrams():
+    import numpy as np
+
+    nc = _load("names_ceiling")
+    assert nc.grams("ab", 2) == ["^", "a", "b", "$", "^a", "ab", "b$"]
+    texts = ["abba", "ba", "cab"]
+    index = {}
+    for t in texts[:2]:
+        for g in nc.grams(t):
+            index.setdefault(g, len(index))
+    bags = nc.Bags(texts, index)  # "cab": its unknown n-grams are dropped
+    dense = np.zeros((3, len(index)))
+    for r, t in enumerate(texts):
+        for g in nc.grams(t):
+            if g in index:
+                dense[r, index[g]] += 1
+    rng = np.random.default_rng(0)
+    W, b, G = rng.normal(size=(4, len(index))), rng.normal(size=4), rng.normal(size=(3, 4))
+    np.testing.assert_allclose(bags.logits(W, b), dense @ W.T + b, rtol=1e-12)
+    np.testing.assert_allclose(bags.grad_W(G, len(index)), G.T @ dense, rtol=1e-12)
+
+
+def test_names_ceiling_fit_learns_a_separable_toy_set():
+    import numpy as np
+
+    nc = _load("names_ceiling")
+    texts = ["aaa", "aab", "bbb", "bba", "ccc", "cca"]
+    y = np.array([0, 0, 1, 1, 2, 2])
+    index = {}
+    for t in texts:
+        for g in nc.grams(t):
+            index.setdefault(g, len(index))
+    bags = nc.Bags(texts, index)
+    W, b, loss = nc.fit(bags, y, 3, len(index), np.ones(3), 1e-4, 200)
+    assert (bags.logits(W, b).argmax(axis=1) == y).all()
+    assert loss < 0.05
+
+
+def test_names_ceiling_data_facts_finds_a_shared_language():
+    nc = _load("names_ceiling")
+    texts = ["Smith", "Brown", "Smith", "Ivanov", "Petrov"]
+    labels = ["English", "English", "Scottish", "Russian", "Russian"]
+    facts = nc.data_facts(texts, labels, [0, 1, 3], [2, 4])
+    assert facts[0] == "test names that occur in the training part: 1 of 2"
+    assert "Scottish: 1 of its 1 distinct names are also in another language's file" in facts
+    assert not any(f.startswith("Russian") for f in facts)
