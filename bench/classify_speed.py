@@ -10,6 +10,7 @@ processes as `charrnn train` does; PyTorch runs `nn.LSTM(bidirectional=True)` on
 
     python bench/classify_speed.py
     python bench/classify_speed.py --cell gru --hidden 256 --repeats 5
+    python bench/classify_speed.py --kernels fused     the optional compiled LSTM kernels
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ from common import cpu_model, rate
 
 from charrnn.data import labelled as L
 from charrnn.models import classify as Cl
+from charrnn.nn import cells
 from charrnn.nn.optim import Optimizer
 from charrnn.parallel import workers as P
 
@@ -96,7 +98,10 @@ def main() -> None:
     ap.add_argument("--seconds", type=float, default=3.0)
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--kernels", choices=cells.KERNELS, default="numpy",
+                    help="charrnn's LSTM loop kernels (charrnn train --kernels)")
     args = ap.parse_args()
+    cells.use_kernels(args.kernels)
     data, V, K = batches(args.batch)
     workers = P.Workers(args.threads)
     ours = charrnn_step(data, V, K, args.cell, args.hidden, workers)
@@ -114,7 +119,8 @@ def main() -> None:
             b.append(rate(theirs, args.seconds))
     cpu = cpu_model()
     print(f"# {cpu}, {args.threads} threads/processes, bidirectional {args.cell} "
-          f"{args.hidden}, batch {args.batch} names, best of {args.repeats}")
+          f"{args.hidden}, batch {args.batch} names, best of {args.repeats}, "
+          f"charrnn's kernels {args.kernels}")
     print(f"charrnn {max(a):,.0f} chars/s  rounds {[round(x) for x in a]}")
     if b:
         print(f"torch   {max(b):,.0f} chars/s  rounds {[round(x) for x in b]}")
