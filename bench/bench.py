@@ -359,7 +359,7 @@ def main(argv=None):
                     help="threads for both OpenBLAS (NumPy) and PyTorch (default: all cores)")
     ap.add_argument("--no-torch", action="store_true", help="skip PyTorch even if installed")
     ap.add_argument("--kernels", default="numpy", choices=("numpy", "fused"),
-                    help="charrnn's LSTM loop kernels for training (charrnn.nn.cells.KERNELS)")
+                    help="charrnn's LSTM and GRU loop kernels for training (charrnn.nn.cells.KERNELS)")
     ap.add_argument("--sample", default="lstm:512x2", help="sampling/eval config ('' to skip)")
     ap.add_argument("--memory-mb", type=int, default=100, help="memory check corpus (0: skip)")
     ap.add_argument("--json", default=str(ROOT / "bench" / "results.json"))
@@ -467,7 +467,7 @@ def table(res) -> str:
     lines = [f"{m.get('cpu', '?')}, {m['cpus']} CPUs; NumPy's BLAS: {m.get('blas', '?')}",
              (f"NumPy float32 matmul {'x'.join(map(str, mm['shape']))}: {mm['gflops']:.1f} GFLOP/s"
               f" (numpy {res['machine']['numpy']}, torch {res['machine']['torch']},"
-              f" {res['machine']['threads']} threads each; charrnn's LSTM kernels: "
+              f" {res['machine']['threads']} threads each; charrnn's LSTM/GRU kernels: "
               f"{res['settings'].get('kernels', 'numpy')})"), "",
              (f"{'training':<13}{'charrnn c/s':>12}{'torch c/s':>11}{'ratio':>7}{'median':>7}"
               f"{'GFLOP/s':>9}{'of matmul':>10}{'step-shape':>11}{'of that':>8}")]

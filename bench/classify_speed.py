@@ -99,7 +99,7 @@ def main() -> None:
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--kernels", choices=cells.KERNELS, default="numpy",
-                    help="charrnn's LSTM loop kernels (charrnn train --kernels)")
+                    help="charrnn's LSTM and GRU loop kernels (charrnn train --kernels)")
     args = ap.parse_args()
     cells.use_kernels(args.kernels)
     data, V, K = batches(args.batch)

@@ -197,9 +197,9 @@ class _TrainDisplay:
               "used]")
 @alias("--threads", "processes", type=_POS)
 @click.option("--kernels", type=click.Choice(KERNELS), default=_TD["kernels"], show_default=True,
-              help="The LSTM time loops' elementwise work (LSTM cells only): NumPy's, or fused, one compiled C "
+              help="The LSTM and GRU time loops' elementwise work: NumPy's, or fused, one compiled C "
               "call per step (optional; built at first use with the system's C compiler; "
-              "float32; agrees with NumPy to rounding, 10-25% faster LSTM training). --resume "
+              "float32; agrees with NumPy to rounding, 10-25% faster LSTM/GRU training). --resume "
               "keeps the run's.")
 @click.option("--quiet", "-q", is_flag=True,
               help="Print only the checkpoint's path (on stdout); errors still go to stderr.")

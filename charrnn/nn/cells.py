@@ -45,15 +45,16 @@ import numpy as np
 
 from ..errors import ConfigError
 
-# Which kernels run the LSTM's time loops (the others always use NumPy): "numpy", the default,
-# or "fused", the optional compiled elementwise kernels of charrnn.nn.fused (float32 only; they
+# Which kernels run the LSTM's and GRU's time loops (the RNN's always uses NumPy): "numpy", the
+# default, or "fused", the optional compiled elementwise kernels of charrnn.nn.fused (float32 only; they
 # agree with NumPy to float32 rounding, not bit for bit). Process-wide; set with use_kernels.
 KERNELS = ("numpy", "fused")
+FUSED_CELLS = ("lstm", "gru")  # the cells "fused" has kernels for
 _kernels = "numpy"
 
 
 def use_kernels(name: str) -> str:
-    """Run the LSTM time loops with `name`'s kernels from now on (this process); returns the
+    """Run the LSTM and GRU time loops with `name`'s kernels from now on (this process); returns the
     previous setting. "fused" is built at first use and raises ConfigError, saying why, where it
     cannot be (no C compiler, say)."""
     global _kernels
@@ -70,7 +71,7 @@ def use_kernels(name: str) -> str:
 
 
 def kernels() -> str:
-    """The kernels the LSTM time loops use now (see use_kernels)."""
+    """The kernels the LSTM and GRU time loops use now (see use_kernels)."""
     return _kernels
 
 
@@ -390,10 +391,16 @@ def gru_forward(xp, state, p):
     bhn = p["bhn"]
     T, N, G = xp.shape
     H = G // 3
+    acts = xp
+    if _fused_ok(acts) and T:  # the same loop, each step's elementwise work in one C call
+        from . import fused
+
+        hns, hs = np.empty((T, N, H), dtype=xp.dtype), np.empty((T, N, H), dtype=xp.dtype)
+        fused.gru_forward_loop(acts, _loop_copy(p["Wh"]), bhn, h, hns, hs)
+        return hs, (hs[-1].copy(),), GRUCache(p["Wh"], state[0], acts, hns, hs)
     negate_rz = np.ones(G, dtype=xp.dtype)
     negate_rz[: 2 * H] = -1
     Whs = _loop_copy(p["Wh"], negate_rz)  # [-Wh_r, -Wh_z, Wh_n] (see _gate_scale, _loop_copy)
-    acts = xp
     acts[..., : 2 * H] *= -1  # u = [-xp_r, -xp_z], for all steps at once
     hns = np.empty((T, N, H), dtype=xp.dtype)
     hs = np.empty_like(hns)
@@ -436,6 +443,14 @@ def gru_backward(dhs, dstate, cache):
     Wh, h0, acts, hns, hs = cache
     T, N, G = acts.shape
     H = G // 3
+    if _fused_ok(acts, hns, hs, dhs, *dstate) and T:  # the same loop, K computed in it, in C
+        from . import fused
+
+        dh = dstate[0].copy()
+        dgh, dxn = fused.gru_backward_loop(acts, h0, hns, hs, dhs, _loop_copy_T(Wh), dh)
+        grads = {"Wh": _weight_grad(h0, hs, dgh), "bhn": dgh[:, :, 2 * H :].sum(axis=(0, 1))}
+        dgh[..., 2 * H :] = dxn  # dxp: r and z columns as they are, n columns dh_t k
+        return dgh, (dh,), grads
     A = acts.reshape(T, N, 3, H)
     r, z, n = A[:, :, 0], A[:, :, 1], A[:, :, 2]
     k = np.multiply(n, n)  # n^2

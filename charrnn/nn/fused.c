@@ -1,5 +1,5 @@
-/* The LSTM time loops' elementwise work, fused: one pass per time step instead of a dozen NumPy
- * calls (charrnn/nn/fused.py compiles and loads this; charrnn/nn/cells.py calls it).
+/* The LSTM and GRU time loops' elementwise work, fused: one pass per time step instead of a
+ * dozen NumPy calls (charrnn/nn/fused.py compiles and loads this; charrnn/nn/cells.py calls it).
  *
  * float32 only. The matrix multiplies stay in NumPy (OpenBLAS); each function here is what one
  * time step of cells.lstm_forward / cells.lstm_backward does between two multiplies, with the
@@ -108,6 +108,63 @@ void lstm_backward_step(long n, long H, float *restrict da, const float *restric
             d[2 * H + j] = dht * tj * oj * (1.0f - oj);                 /* da_o = dh K_o */
             d[3 * H + j] = c * ij * (1.0f - gj * gj);                   /* da_g = dc K_g */
             dcr[j] = c * fj;                                            /* path c_{t-1} -> c_t */
+        }
+    }
+}
+
+/* One GRU forward step (cells.gru_forward; PyTorch's GRU, gate columns r, z, n).
+ * a (n, 3H): xp_t in (x Wx + b), the activations [r z n] out (the cache);  gh (n, 3H):
+ * h_{t-1} Wh (not scaled);  bhn (H,);  h_prev (n, H);  hn (n, H): h_{t-1} Wh_n + bhn out;
+ * h (n, H): h_t out.
+ *   r = sigmoid(xp_r + gh_r), z = sigmoid(xp_z + gh_z), n = tanh(xp_n + r hn),
+ *   h_t = n + z (h_{t-1} - n) */
+void gru_forward_step(long n, long H, float *restrict a, const float *restrict gh,
+                      const float *restrict bhn, const float *restrict h_prev,
+                      float *restrict hn, float *restrict h) {
+    const long G = 3 * H;
+    for (long r = 0; r < n; r++) {
+        float *ar = a + r * G;
+        const float *gr = gh + r * G, *hp = h_prev + r * H;
+        float *hnr = hn + r * H, *hr = h + r * H;
+        for (long j = 0; j < 2 * H; j++)
+            ar[j] = 1.0f / (1.0f + exp_(-(ar[j] + gr[j])));
+        const float *rg = ar, *zg = ar + H;
+        float *ng = ar + 2 * H;
+        for (long j = 0; j < H; j++) {
+            float q = gr[2 * H + j] + bhn[j];
+            float nj = tanh_(ng[j] + rg[j] * q);
+            hnr[j] = q;
+            ng[j] = nj;
+            hr[j] = nj + zg[j] * (hp[j] - nj);
+        }
+    }
+}
+
+/* One GRU backward step, the gate derivatives computed on the fly (cells.gru_backward computes
+ * them for all steps first, as the factors K).
+ * dgh (n, 3H): the gradient at [h Wh_r, h Wh_z, h Wh_n + bhn] out;  dxn (n, H): dxp_n out;
+ * dh (n, H): dh_{t+1} z_{t+1} in (the direct path), dh_t z_t out;  back (n, H): dgh_{t+1} Wh^T
+ * in;  dhs (n, H): dL/dh_t from above;  acts (n, 3H): [r z n] at t;  hn (n, H);  h_prev (n, H).
+ *   dh_t = dh + back + dhs,  k = (1 - z)(1 - n^2),
+ *   dgh = dh_t [hn k r (1 - r), (h_prev - n) z (1 - z), k r],  dxp_n = dh_t k */
+void gru_backward_step(long n, long H, float *restrict dgh, float *restrict dxn,
+                       float *restrict dh, const float *restrict back,
+                       const float *restrict dhs, const float *restrict acts,
+                       const float *restrict hn, const float *restrict h_prev) {
+    const long G = 3 * H;
+    for (long r = 0; r < n; r++) {
+        float *d = dgh + r * G, *dx = dxn + r * H, *dhr = dh + r * H;
+        const float *rg = acts + r * G, *zg = rg + H, *ng = rg + 2 * H;
+        const float *br = back + r * H, *sr = dhs + r * H, *q = hn + r * H, *hp = h_prev + r * H;
+        for (long j = 0; j < H; j++) {
+            float dht = dhr[j] + br[j] + sr[j];
+            float rj = rg[j], zj = zg[j], nj = ng[j];
+            float k = (1.0f - zj) * (1.0f - nj * nj);
+            d[j] = dht * q[j] * k * rj * (1.0f - rj);
+            d[H + j] = dht * (hp[j] - nj) * zj * (1.0f - zj);
+            d[2 * H + j] = dht * k * rj;
+            dx[j] = dht * k;
+            dhr[j] = dht * zj;
         }
     }
 }

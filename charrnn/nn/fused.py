@@ -1,9 +1,9 @@
-"""Optional compiled kernels: the LSTM time loops' elementwise work in one C pass per step.
+"""Optional compiled kernels: the LSTM and GRU loops' elementwise work in one C pass per step.
 
-NumPy makes a dozen calls per LSTM time step besides the recurrent multiply (gates, cell state,
-tanh, output), each a pass over memory; at the sizes charrnn trains, that is a quarter to a third
-of a training chunk (bench/multiply_floor.py measures it; README, Speed). `fused.c`, beside this
-file, does one step's elementwise work in one call. The multiplies stay NumPy's.
+NumPy makes a dozen calls per LSTM or GRU time step besides the recurrent multiply (gates, cell
+state, tanh, output), each a pass over memory; at the sizes charrnn trains, that is a quarter to
+a third of a training chunk (bench/multiply_floor.py measures it; README, Speed). `fused.c`,
+beside this file, does one step's elementwise work in one call. The multiplies stay NumPy's.
 
 It is never required and never the default: `charrnn train --kernels fused` (or
 `cells.use_kernels("fused")` in Python) asks for it, and it is built at first use with the
@@ -43,6 +43,8 @@ _L = ctypes.c_long
 SIGNATURES = {
     "lstm_forward_step": (_L, _L, _P, _P, _P, _P, _P, _P),
     "lstm_backward_step": (_L, _L, _P, _P, _P, _P, _P, _P, _P),
+    "gru_forward_step": (_L, _L, _P, _P, _P, _P, _P, _P),
+    "gru_backward_step": (_L, _L, _P, _P, _P, _P, _P, _P, _P, _P),
     "exp_array": (_L, _P, _P),
     "tanh_array": (_L, _P, _P),
 }
@@ -245,3 +247,49 @@ def lstm_backward_loop(acts, c0, cs, tcs, dhs, WhT, dh, dc) -> np.ndarray:
         step(N, H, pd + t * sg, pdh, ps + t * sh, pa + t * sg, c_prev, pt + t * sh, pdc)
         np.matmul(dxp[t], WhT, out=dh)  # dh_{t-1} = da_t Wh^T
     return dxp
+
+
+def gru_forward_loop(acts, Wl, bhn, h, hns, hs) -> None:
+    """cells.gru_forward's time loop with each step's elementwise work in one C call: acts
+    (T, N, 3H) holds the input projection xp and becomes the activations r, z, n; Wl the loop copy
+    of Wh (not scaled); bhn (H,); h (N, H) the initial state; hns, hs (T, N, H) are written."""
+    T, N, G = acts.shape
+    H = G // 3
+    _check(acts, hns, hs)
+    h = np.ascontiguousarray(h, np.float32)
+    bhn = np.ascontiguousarray(bhn, np.float32)
+    step = library().gru_forward_step
+    gh = np.empty((N, G), dtype=np.float32)
+    pa, pn, ph, pg, pb = _ptr(acts), _ptr(hns), _ptr(hs), _ptr(gh), _ptr(bhn)
+    sa, sh = N * G * 4, N * H * 4
+    h_prev = _ptr(h)
+    for t in range(T):
+        np.matmul(h, Wl, out=gh)  # h_{t-1} Wh
+        step(N, H, pa + t * sa, pg, pb, h_prev, pn + t * sh, ph + t * sh)
+        h, h_prev = hs[t], ph + t * sh
+
+
+def gru_backward_loop(acts, h0, hns, hs, dhs, WhT, dh) -> tuple[np.ndarray, np.ndarray]:
+    """cells.gru_backward's time loop, the gate derivatives included, one C call per step.
+    acts (T, N, 3H) the activations r, z, n; h0 (N, H), hns, hs (T, N, H) from the forward pass;
+    dhs (T, N, H) dL/dh_t from above; WhT the padded Wh^T; dh (N, H) the gradient at the final
+    state in, at the initial state out. Returns dgh (T, N, 3H), the gradient at [h Wh_r, h Wh_z,
+    h Wh_n + bhn], and dxp_n (T, N, H)."""
+    T, N, G = acts.shape
+    H = G // 3
+    h0 = np.ascontiguousarray(h0, np.float32)
+    _check(acts, hns, hs, dhs, dh)
+    dgh = np.empty_like(acts)
+    dxn = np.empty_like(hs)
+    back = np.zeros_like(dh)
+    step = library().gru_backward_step
+    pg, px, pa, pn, ph, ps = _ptr(dgh), _ptr(dxn), _ptr(acts), _ptr(hns), _ptr(hs), _ptr(dhs)
+    sg, sh = N * G * 4, N * H * 4
+    pdh, pback = _ptr(dh), _ptr(back)
+    for t in range(T - 1, -1, -1):
+        h_prev = ph + (t - 1) * sh if t else _ptr(h0)
+        step(N, H, pg + t * sg, px + t * sh, pdh, pback, ps + t * sh, pa + t * sg,
+             pn + t * sh, h_prev)
+        np.matmul(dgh[t], WhT, out=back)  # dgh_t Wh^T
+    dh += back  # dh_0 = dh_1 z_1 + dgh_1 Wh^T (the first step's two paths)
+    return dgh, dxn

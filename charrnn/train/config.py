@@ -20,7 +20,7 @@ from .. import checkpoint as C
 from ..data.text import BUNDLED
 from ..errors import CheckpointError, ConfigError
 from ..models import family
-from ..nn.cells import KERNELS
+from ..nn.cells import FUSED_CELLS, KERNELS
 from ..nn.optim import OPTIMIZERS, SCHEDULES
 
 DEFAULT_MINUTES = 5.0  # the budget when none of steps, epochs, minutes is given
@@ -63,8 +63,8 @@ class TrainConfig:
     minutes: float | None = None  # with no budget at all, DEFAULT_MINUTES
     eval_every: int = 500
     patience: int = 0  # evaluations without improvement before stopping; 0: never
-    # the LSTM time loops' kernels (charrnn.nn.cells.KERNELS): NumPy, or the optional compiled
-    # "fused" ones; kept by --resume, since the two agree only to float32 rounding
+    # the LSTM and GRU time loops' kernels (charrnn.nn.cells.KERNELS): NumPy, or the optional
+    # compiled "fused" ones; kept by --resume, since the two agree only to float32 rounding
     kernels: str = "numpy"
 
     def __post_init__(self):
@@ -101,9 +101,9 @@ class TrainConfig:
             need(getattr(self, name) in choices,
                  f"{name} must be one of {', '.join(choices)}, not {getattr(self, name)!r}")
         cell = getattr(self.model, "cell", "lstm")
-        need(self.kernels == "numpy" or cell == "lstm",
-             f"the fused kernels speed up LSTM cells only, and this model's cell is {cell}: "
-             f"leave kernels at numpy")
+        need(self.kernels == "numpy" or cell in FUSED_CELLS,
+             f"the fused kernels speed up LSTM and GRU cells only, and this model's cell is "
+             f"{cell}: leave kernels at numpy")
         try:
             codecs.lookup(self.encoding)
         except LookupError:

@@ -70,6 +70,46 @@ def test_the_fused_lstm_loops_agree_with_numpys_to_float32_rounding(T, N, H):
     assert not np.array_equal(got["dWh"], want["dWh"])  # a different computation really ran
 
 
+def _gru_chunk(T, N, H, dtype=np.float32, seed=0):
+    rng = np.random.default_rng(seed)
+    r = lambda *s, k=1.0: (rng.standard_normal(s) * k).astype(dtype)
+    return (r(T, N, 3 * H, k=2.0), (r(N, H, k=0.5),),
+            {"Wh": r(H, 3 * H, k=H ** -0.5), "bhn": r(H, k=0.5)}, r(T, N, H), (r(N, H),))
+
+
+def _gru_run(name, xp, state, p, dhs, dstate, backward_with=None):
+    cells.use_kernels(name)
+    hs, final, cache = cells.gru_forward(xp.copy(), state, p)
+    cells.use_kernels(backward_with or name)
+    dxp, d0, g = cells.gru_backward(dhs, dstate, cache)
+    return {"hs": hs, "h_T": final[0], "acts": cache.acts, "hns": cache.hns, "dxp": dxp,
+            "dh_0": d0[0], "dWh": g["Wh"], "dbhn": g["bhn"]}
+
+
+@needs_fused
+@pytest.mark.parametrize("T,N,H", [(1, 1, 1), (7, 3, 5), (9, 2, 17), (16, 16, 64)])
+def test_the_fused_gru_loops_agree_with_numpys_to_float32_rounding(T, N, H):
+    args = _gru_chunk(T, N, H)
+    want, got = _gru_run("numpy", *args), _gru_run("fused", *args)
+    for name in want:
+        scale = np.max(np.abs(want[name]))
+        assert_close(got[name], want[name], rtol=0, atol=2e-6 * scale, what=name)
+    assert not np.array_equal(got["dWh"], want["dWh"])  # a different computation really ran
+    # the caches are the same layout: a fused forward pass, then NumPy's backward pass
+    mixed = _gru_run("fused", *args, backward_with="numpy")
+    for name in ("dxp", "dh_0", "dWh", "dbhn"):
+        assert_close(mixed[name], want[name], rtol=0, atol=2e-6 * np.max(np.abs(want[name])),
+                     what=name)
+
+
+@needs_fused
+def test_float64_gru_takes_the_numpy_path_bit_for_bit():
+    args = _gru_chunk(5, 3, 4, dtype=np.float64)
+    want, got = _gru_run("numpy", *args), _gru_run("fused", *args)
+    for name in want:
+        assert np.array_equal(got[name], want[name]), name
+
+
 @needs_fused
 def test_float64_and_strided_arrays_take_the_numpy_path_bit_for_bit():
     args = _chunk(5, 3, 4, dtype=np.float64)
@@ -144,10 +184,12 @@ def test_worker_processes_run_the_callers_kernels(monkeypatch):
 
 
 @needs_fused
-def test_a_fused_run_saves_its_kernels_and_resumes_exactly(tmp_path):
+@pytest.mark.parametrize("cell", ["lstm", "gru"])
+def test_a_fused_run_saves_its_kernels_and_resumes_exactly(tmp_path, cell):
     corpus = tmp_path / "austen.txt"
     corpus.write_text(AUSTEN)
-    kw = {"dtype": "float32", "kernels": "fused", "dropout": 0.2, "steps": 12, "eval_every": 4}
+    kw = {"dtype": "float32", "kernels": "fused", "dropout": 0.2, "steps": 12, "eval_every": 4,
+          "cell": cell}
     train(tiny(corpus, tmp_path / "full", **kw), threads=1)
     train(tiny(corpus, tmp_path / "part", **{**kw, "steps": 7}), threads=1)
     saved = resume_config(tmp_path / "part", steps=12)
@@ -202,16 +244,16 @@ def test_a_failed_build_is_tried_once_per_process(monkeypatch, tmp_path):
 def test_the_cli_option_trains_with_the_fused_kernels(tmp_path):
     corpus = tmp_path / "austen.txt"
     corpus.write_text(AUSTEN)
-    r = invoke("train", corpus, "--out", tmp_path / "r", "--steps", 3, *TINY, "--cell", "lstm",
-               "--dtype", "float32", "--kernels", "fused")
-    assert r.exit_code == 0, r.stderr
-    assert C.load(tmp_path / "r" / "last.npz").meta["train"]["kernels"] == "fused"
+    for cell in ("lstm", "gru"):
+        r = invoke("train", corpus, "--out", tmp_path / cell, "--steps", 3, *TINY, "--cell", cell,
+                   "--dtype", "float32", "--kernels", "fused")
+        assert r.exit_code == 0, r.stderr
+        assert C.load(tmp_path / cell / "last.npz").meta["train"]["kernels"] == "fused"
 
 
 def test_fused_kernels_for_a_cell_they_do_not_cover_is_a_one_line_error(tmp_path):
     corpus = tmp_path / "austen.txt"
     corpus.write_text(AUSTEN)
-    for cell in ("gru", "rnn"):
-        one_line_error(invoke("train", corpus, "--out", tmp_path / cell, "--steps", 3, *TINY,
-                              "--cell", cell, "--kernels", "fused"), "LSTM cells only", cell)
-        assert not (tmp_path / cell).exists()
+    one_line_error(invoke("train", corpus, "--out", tmp_path / "r", "--steps", 3, *TINY,
+                          "--cell", "rnn", "--kernels", "fused"), "LSTM and GRU cells only", "rnn")
+    assert not (tmp_path / "r").exists()
