@@ -26,19 +26,27 @@ def numpy_after():
     cells.use_kernels("numpy")
 
 
-def _chunk(T, N, H, dtype=np.float32, seed=0):
+def _chunk(cell, T, N, H, dtype=np.float32, seed=0):
+    """xp, state, params, dhs, dstate of one layer's chunk of `cell` ("lstm" or "gru")."""
     rng = np.random.default_rng(seed)
     r = lambda *s, k=1.0: (rng.standard_normal(s) * k).astype(dtype)
-    return (r(T, N, 4 * H, k=2.0), (r(N, H, k=0.5), r(N, H)), {"Wh": r(H, 4 * H, k=H ** -0.5)},
-            r(T, N, H), (r(N, H), r(N, H)))
+    G = cells.CELLS[cell].gates * H
+    n_state = 2 if cell == "lstm" else 1
+    p = {"Wh": r(H, G, k=H ** -0.5), **({"bhn": r(H, k=0.5)} if cell == "gru" else {})}
+    return (r(T, N, G, k=2.0), tuple(r(N, H, k=0.5) for _ in range(n_state)), p, r(T, N, H),
+            tuple(r(N, H) for _ in range(n_state)))
 
 
-def _run(name, xp, state, p, dhs, dstate):
+def _run(cell, name, xp, state, p, dhs, dstate, backward_with=None):
+    """Everything one forward and backward pass of `cell` returns and caches, by name, with
+    `name`'s kernels (the backward pass with `backward_with`'s, if given)."""
     cells.use_kernels(name)
-    hs, final, cache = cells.lstm_forward(xp.copy(), state, p)
-    dxp, d0, g = cells.lstm_backward(dhs, dstate, cache)
-    return {"hs": hs, "h_T": final[0], "c_T": final[1], "acts": cache.acts, "cs": cache.cs,
-            "tcs": cache.tcs, "dxp": dxp, "dh_0": d0[0], "dc_0": d0[1], "dWh": g["Wh"]}
+    hs, final, cache = getattr(cells, f"{cell}_forward")(xp.copy(), state, p)
+    cells.use_kernels(backward_with or name)
+    dxp, d0, g = getattr(cells, f"{cell}_backward")(dhs, dstate, cache)
+    return {"hs": hs, "dxp": dxp, **{f"final{k}": v for k, v in enumerate(final)},
+            **{f"d0_{k}": v for k, v in enumerate(d0)}, **{f"d{k}": v for k, v in g.items()},
+            **{f"cache.{k}": v for k, v in cache._asdict().items()}}
 
 
 @needs_fused
@@ -60,63 +68,28 @@ def test_exp_and_tanh_are_accurate_in_float32():
 
 
 @needs_fused
+@pytest.mark.parametrize("cell", ["lstm", "gru"])
 @pytest.mark.parametrize("T,N,H", [(1, 1, 1), (7, 3, 5), (9, 2, 17), (16, 16, 64)])
-def test_the_fused_lstm_loops_agree_with_numpys_to_float32_rounding(T, N, H):
-    args = _chunk(T, N, H)
-    want, got = _run("numpy", *args), _run("fused", *args)
-    for name in want:
-        scale = np.max(np.abs(want[name]))
-        assert_close(got[name], want[name], rtol=0, atol=2e-6 * scale, what=name)
-    assert not np.array_equal(got["dWh"], want["dWh"])  # a different computation really ran
-
-
-def _gru_chunk(T, N, H, dtype=np.float32, seed=0):
-    rng = np.random.default_rng(seed)
-    r = lambda *s, k=1.0: (rng.standard_normal(s) * k).astype(dtype)
-    return (r(T, N, 3 * H, k=2.0), (r(N, H, k=0.5),),
-            {"Wh": r(H, 3 * H, k=H ** -0.5), "bhn": r(H, k=0.5)}, r(T, N, H), (r(N, H),))
-
-
-def _gru_run(name, xp, state, p, dhs, dstate, backward_with=None):
-    cells.use_kernels(name)
-    hs, final, cache = cells.gru_forward(xp.copy(), state, p)
-    cells.use_kernels(backward_with or name)
-    dxp, d0, g = cells.gru_backward(dhs, dstate, cache)
-    return {"hs": hs, "h_T": final[0], "acts": cache.acts, "hns": cache.hns, "dxp": dxp,
-            "dh_0": d0[0], "dWh": g["Wh"], "dbhn": g["bhn"]}
-
-
-@needs_fused
-@pytest.mark.parametrize("T,N,H", [(1, 1, 1), (7, 3, 5), (9, 2, 17), (16, 16, 64)])
-def test_the_fused_gru_loops_agree_with_numpys_to_float32_rounding(T, N, H):
-    args = _gru_chunk(T, N, H)
-    want, got = _gru_run("numpy", *args), _gru_run("fused", *args)
-    for name in want:
-        scale = np.max(np.abs(want[name]))
-        assert_close(got[name], want[name], rtol=0, atol=2e-6 * scale, what=name)
-    assert not np.array_equal(got["dWh"], want["dWh"])  # a different computation really ran
+def test_the_fused_loops_agree_with_numpys_to_float32_rounding(cell, T, N, H):
+    args = _chunk(cell, T, N, H)
+    want, got = _run(cell, "numpy", *args), _run(cell, "fused", *args)
     # the caches are the same layout: a fused forward pass, then NumPy's backward pass
-    mixed = _gru_run("fused", *args, backward_with="numpy")
-    for name in ("dxp", "dh_0", "dWh", "dbhn"):
-        assert_close(mixed[name], want[name], rtol=0, atol=2e-6 * np.max(np.abs(want[name])),
-                     what=name)
-
-
-@needs_fused
-def test_float64_gru_takes_the_numpy_path_bit_for_bit():
-    args = _gru_chunk(5, 3, 4, dtype=np.float64)
-    want, got = _gru_run("numpy", *args), _gru_run("fused", *args)
+    mixed = _run(cell, "fused", *args, backward_with="numpy")
     for name in want:
-        assert np.array_equal(got[name], want[name]), name
+        scale = np.max(np.abs(want[name]))
+        assert_close(got[name], want[name], rtol=0, atol=2e-6 * scale, what=name)
+        assert_close(mixed[name], want[name], rtol=0, atol=2e-6 * scale, what=f"mixed {name}")
+    assert not np.array_equal(got["dWh"], want["dWh"])  # a different computation really ran
 
 
 @needs_fused
 def test_float64_and_strided_arrays_take_the_numpy_path_bit_for_bit():
-    args = _chunk(5, 3, 4, dtype=np.float64)
-    want, got = _run("numpy", *args), _run("fused", *args)
-    for name in want:
-        assert np.array_equal(got[name], want[name]), name
-    xp, state, p, dhs, dstate = _chunk(5, 3, 4)
+    for cell in ("lstm", "gru"):
+        args = _chunk(cell, 5, 3, 4, dtype=np.float64)
+        want, got = _run(cell, "numpy", *args), _run(cell, "fused", *args)
+        for name in want:
+            assert np.array_equal(got[name], want[name]), f"{cell} {name}"
+    xp, state, p, dhs, dstate = _chunk("lstm", 5, 3, 4)
     strided = np.zeros((5, 3, 8), np.float32)[..., ::2]
     strided[...] = dhs  # the same values, not contiguous: the backward loop falls back
     cells.use_kernels("fused")
