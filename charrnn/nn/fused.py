@@ -31,7 +31,6 @@ import platform
 import shlex
 import subprocess
 import tempfile
-import time
 from pathlib import Path
 
 import numpy as np
@@ -55,7 +54,7 @@ class Unavailable(Exception):
 
 
 class _Damaged(Unavailable):
-    """A library file that does not load or lacks a kernel."""
+    """A library file that the loader refuses (truncated, or not a library at all)."""
 
 
 def cache_dir() -> Path:
@@ -99,9 +98,9 @@ def build(rebuild: bool = False) -> Path:
         return target
     try:
         out_dir.mkdir(parents=True, exist_ok=True)
-        _remove_stale(out_dir)
         fd, tmp = tempfile.mkstemp(prefix=".fused-", suffix=".so", dir=out_dir)
         os.close(fd)
+        _remove_stale(out_dir, Path(tmp))
     except OSError as e:
         raise Unavailable(f"cannot write to {out_dir} ({e.strerror or e}); set CHARRNN_CACHE "
                           f"to a writable folder") from None
@@ -124,11 +123,13 @@ def build(rebuild: bool = False) -> Path:
 STALE_SECONDS = 3600  # a temporary file this old is left by a build that was killed
 
 
-def _remove_stale(out_dir: Path) -> None:
-    now = time.time()
+def _remove_stale(out_dir: Path, mine: Path) -> None:
+    """Remove the temporary files far older than `mine`, just made: the file system's clock, not
+    this machine's, says how old they are (a shared cache may live on another machine)."""
+    now = mine.stat().st_mtime
     for p in out_dir.glob(".fused-*.so"):
         try:
-            if now - p.stat().st_mtime > STALE_SECONDS:
+            if p != mine and now - p.stat().st_mtime > STALE_SECONDS:
                 p.unlink()
         except OSError:
             pass  # another process's, or gone already
@@ -143,7 +144,8 @@ def _open(path: Path) -> ctypes.CDLL:
         try:
             fn = getattr(lib, name)
         except AttributeError:
-            raise _Damaged(f"{path} has no {name}") from None
+            # not rebuilt here: the loader would hand this process the same open library again
+            raise Unavailable(f"{path} has no {name}; delete it to rebuild") from None
         fn.argtypes, fn.restype = args, None
     return lib
 

@@ -118,6 +118,7 @@ class TrainConfig:
     def to_dict(self) -> dict:
         d = {f.name: getattr(self, f.name) for f in fields(self)}
         d["model"] = self.model.to_dict()
+        d["fused_cells"] = list(FUSED_CELLS)  # what "fused" covered when this was written
         return d
 
     @classmethod
@@ -149,12 +150,25 @@ def resume_config(run_dir: str | os.PathLike, **given) -> TrainConfig:
     saved = C.load(path).meta.get("train")
     if not isinstance(saved, dict):
         raise CheckpointError(f"{path} holds no training configuration to resume from")
+    saved = as_run(saved)
     if isinstance(saved.get("corpus"), str):
         saved["corpus"] = C.recorded_corpus(saved["corpus"], run_dir, saved.get("out"))
     if any(k in given for k in BUDGET):
         saved.update(dict.fromkeys(BUDGET))
     saved.update(given, out=str(run_dir))
     return TrainConfig.from_dict(saved)
+
+
+def as_run(saved: dict) -> dict:
+    """A checkpoint's training settings as the run really trained: "fused" kernels on a cell they
+    did not cover then (before "fused_cells" was recorded they covered the LSTM only) ran NumPy's
+    loops, so the run resumes with those, exactly."""
+    model = saved.get("model") if isinstance(saved.get("model"), dict) else {}
+    cell = saved.get("cell", model.get("cell"))
+    covered = saved.get("fused_cells", ["lstm"])
+    if saved.get("kernels") == "fused" and isinstance(covered, list) and cell not in covered:
+        return {**saved, "kernels": "numpy"}
+    return saved
 
 
 def nothing_to_resume(run_dir) -> CheckpointError:

@@ -39,7 +39,7 @@ from ..models import family
 from ..nn.optim import Optimizer
 from ..nn.state import flat_state, nest_state
 from ..parallel import workers as P
-from .config import RUN_ONLY, TrainConfig, _whole, check_memory, nothing_to_resume
+from .config import RUN_ONLY, TrainConfig, _whole, as_run, check_memory, nothing_to_resume
 
 
 class Session:
@@ -103,7 +103,7 @@ class Session:
         m, cfg, where = ckpt.meta, self.cfg, self.run_dir / "last.npz"
         if not isinstance(m.get("train"), dict):
             raise CheckpointError(f"{where} holds no training state to resume")
-        saved = TrainConfig.from_dict(m["train"])
+        saved = TrainConfig.from_dict(as_run(m["train"]))
         a, b = saved.to_dict(), cfg.to_dict()
         a.update(a.pop("model")), b.update(b.pop("model"))
         diff = [f"--{k.replace('_', '-')} {a[k]} (now {b[k]})" for k in a

@@ -38,15 +38,16 @@ def _chunk(cell, T, N, H, dtype=np.float32, seed=0):
 
 
 def _run(cell, name, xp, state, p, dhs, dstate, backward_with=None):
-    """Everything one forward and backward pass of `cell` returns and caches, by name, with
-    `name`'s kernels (the backward pass with `backward_with`'s, if given)."""
+    """Everything one forward and backward pass of `cell` returns and caches (but the inputs
+    it keeps), by name, with `name`'s kernels (the backward pass with `backward_with`'s)."""
     cells.use_kernels(name)
     hs, final, cache = getattr(cells, f"{cell}_forward")(xp.copy(), state, p)
     cells.use_kernels(backward_with or name)
     dxp, d0, g = getattr(cells, f"{cell}_backward")(dhs, dstate, cache)
     return {"hs": hs, "dxp": dxp, **{f"final{k}": v for k, v in enumerate(final)},
             **{f"d0_{k}": v for k, v in enumerate(d0)}, **{f"d{k}": v for k, v in g.items()},
-            **{f"cache.{k}": v for k, v in cache._asdict().items()}}
+            **{f"cache.{k}": v for k, v in cache._asdict().items()
+               if k not in ("Wh", "h0", "c0")}}
 
 
 @needs_fused
@@ -73,12 +74,14 @@ def test_exp_and_tanh_are_accurate_in_float32():
 def test_the_fused_loops_agree_with_numpys_to_float32_rounding(cell, T, N, H):
     args = _chunk(cell, T, N, H)
     want, got = _run(cell, "numpy", *args), _run(cell, "fused", *args)
-    # the caches are the same layout: a fused forward pass, then NumPy's backward pass
-    mixed = _run(cell, "fused", *args, backward_with="numpy")
+    # the caches have one layout: either pass of one kind, the other pass of the other
+    mixed = [_run(cell, "fused", *args, backward_with="numpy"),
+             _run(cell, "numpy", *args, backward_with="fused")]
     for name in want:
         scale = np.max(np.abs(want[name]))
         assert_close(got[name], want[name], rtol=0, atol=2e-6 * scale, what=name)
-        assert_close(mixed[name], want[name], rtol=0, atol=2e-6 * scale, what=f"mixed {name}")
+        for m in mixed:
+            assert_close(m[name], want[name], rtol=0, atol=2e-6 * scale, what=f"mixed {name}")
     assert not np.array_equal(got["dWh"], want["dWh"])  # a different computation really ran
 
 
@@ -89,15 +92,16 @@ def test_float64_and_strided_arrays_take_the_numpy_path_bit_for_bit():
         want, got = _run(cell, "numpy", *args), _run(cell, "fused", *args)
         for name in want:
             assert np.array_equal(got[name], want[name]), f"{cell} {name}"
-    xp, state, p, dhs, dstate = _chunk("lstm", 5, 3, 4)
-    strided = np.zeros((5, 3, 8), np.float32)[..., ::2]
-    strided[...] = dhs  # the same values, not contiguous: the backward loop falls back
-    cells.use_kernels("fused")
-    _, _, cache = cells.lstm_forward(xp.copy(), state, p)
-    a = cells.lstm_backward(strided, dstate, cache)
-    cells.use_kernels("numpy")
-    b = cells.lstm_backward(strided, dstate, cache)
-    assert np.array_equal(a[0], b[0])
+    for cell in ("lstm", "gru"):
+        xp, state, p, dhs, dstate = _chunk(cell, 5, 3, 4)
+        strided = np.zeros((5, 3, 8), np.float32)[..., ::2]
+        strided[...] = dhs  # the same values, not contiguous: the backward loop falls back
+        cells.use_kernels("fused")
+        _, _, cache = getattr(cells, f"{cell}_forward")(xp.copy(), state, p)
+        a = getattr(cells, f"{cell}_backward")(strided, dstate, cache)
+        cells.use_kernels("numpy")
+        b = getattr(cells, f"{cell}_backward")(strided, dstate, cache)
+        assert np.array_equal(a[0], b[0]), cell
 
 
 def test_unknown_or_unbuildable_kernels_are_config_errors(monkeypatch, tmp_path):
@@ -183,16 +187,33 @@ def test_a_damaged_cached_library_is_rebuilt(monkeypatch, tmp_path):
     monkeypatch.setenv("CHARRNN_CACHE", str(tmp_path))
     path = fused.build()
     path.write_bytes(b"\x7fELF truncated")  # what a full disk or a killed copy leaves
-    stale = tmp_path / ".fused-old.so"
+    stale, busy = tmp_path / ".fused-old.so", tmp_path / ".fused-busy.so"
     stale.write_bytes(b"")
+    busy.write_bytes(b"")  # another process's build, in progress
     os.utime(stale, (0, 0))
     fused.reset()
     try:
         assert fused.available() is None
         assert path.stat().st_size > 1000
         assert not stale.exists()  # a killed build's temporary file, an hour old, is removed
+        assert busy.exists()
         x = np.linspace(-3, 3, 7, dtype=np.float32)
         np.testing.assert_allclose(fused.exp(x), np.exp(x), rtol=1e-6)
+    finally:
+        fused.reset()
+
+
+@needs_fused
+def test_a_cached_library_without_a_kernel_says_delete_it(monkeypatch, tmp_path):
+    # the loader would hand this process the same library again, so it is not rebuilt in place
+    monkeypatch.setenv("CHARRNN_CACHE", str(tmp_path))
+    path = fused.build()
+    src = tmp_path / "old.c"
+    src.write_text("void exp_array(long n, const float *x, float *y) {}\n")
+    fused.subprocess.run([*fused._compiler(), *fused.FLAGS, "-o", str(path), str(src)], check=True)
+    fused.reset()
+    try:
+        assert fused.available() == f"{path} has no lstm_forward_step; delete it to rebuild"
     finally:
         fused.reset()
 
@@ -218,10 +239,17 @@ def test_the_cli_option_trains_with_the_fused_kernels(tmp_path):
     corpus = tmp_path / "austen.txt"
     corpus.write_text(AUSTEN)
     for cell in ("lstm", "gru"):
-        r = invoke("train", corpus, "--out", tmp_path / cell, "--steps", 3, *TINY, "--cell", cell,
-                   "--dtype", "float32", "--kernels", "fused")
-        assert r.exit_code == 0, r.stderr
-        assert C.load(tmp_path / cell / "last.npz").meta["train"]["kernels"] == "fused"
+        runs = {}
+        for k in ("fused", "numpy"):
+            r = invoke("train", corpus, "--out", tmp_path / cell / k, "--steps", 3, *TINY,
+                       "--cell", cell, "--dtype", "float32", "--kernels", k)
+            assert r.exit_code == 0, r.stderr
+            runs[k] = C.load(tmp_path / cell / k / "last.npz")
+            assert runs[k].meta["train"]["kernels"] == k
+        # the same run but for the kernels: the C code really ran (the last bits differ)
+        assert not np.array_equal(runs["fused"].params["l0.Wh"], runs["numpy"].params["l0.Wh"])
+        np.testing.assert_allclose(runs["fused"].params["l0.Wh"], runs["numpy"].params["l0.Wh"],
+                                   rtol=1e-4, atol=1e-5)
 
 
 def test_fused_kernels_for_a_cell_they_do_not_cover_is_a_one_line_error(tmp_path):
@@ -230,3 +258,25 @@ def test_fused_kernels_for_a_cell_they_do_not_cover_is_a_one_line_error(tmp_path
     one_line_error(invoke("train", corpus, "--out", tmp_path / "r", "--steps", 3, *TINY,
                           "--cell", "rnn", "--kernels", "fused"), "LSTM and GRU cells only", "rnn")
     assert not (tmp_path / "r").exists()
+
+
+@pytest.mark.parametrize("cell", ["gru", "rnn"])
+def test_a_run_saved_when_fused_did_not_cover_its_cell_resumes_exactly_on_numpy(tmp_path, cell):
+    # before the GRU kernels, "fused" was accepted for any cell and recorded, but GRU and RNN ran
+    # NumPy's loops: such a run must resume on NumPy's loops, bit for bit
+    corpus = tmp_path / "austen.txt"
+    corpus.write_text(AUSTEN)
+    kw = {"dtype": "float32", "dropout": 0.2, "steps": 12, "eval_every": 4, "cell": cell}
+    train(tiny(corpus, tmp_path / "full", **kw), threads=1)
+    train(tiny(corpus, tmp_path / "part", **{**kw, "steps": 7}), threads=1)
+    last = tmp_path / "part" / "last.npz"
+    ck = C.load(last)
+    assert ck.meta["train"].pop("fused_cells") == ["lstm", "gru"]  # what this version records
+    ck.meta["train"]["kernels"] = "fused"  # what the older version recorded
+    C.save(last, ck)
+    saved = resume_config(tmp_path / "part", steps=12)
+    assert saved.kernels == "numpy"
+    train(saved, resume=True, threads=1)
+    full, part = C.load(tmp_path / "full" / "last.npz"), C.load(last)
+    for k in full.params:
+        assert np.array_equal(part.params[k], full.params[k]), k
