@@ -1,4 +1,5 @@
-"""bench/bench.py runs end to end on a tiny configuration (not a timed test: no speed is asserted)."""
+"""The bench/ scripts run end to end on tiny configurations, and their checks can fail (not timed
+tests: no speed is asserted)."""
 
 import importlib.util
 import json
@@ -9,12 +10,16 @@ import pytest
 BENCH = Path(__file__).resolve().parent.parent / "bench" / "bench.py"
 
 
-@pytest.fixture(scope="module")
-def bench():
-    spec = importlib.util.spec_from_file_location("charrnn_bench", BENCH)
+def _load(name):
+    spec = importlib.util.spec_from_file_location(f"charrnn_{name}", BENCH.parent / f"{name}.py")
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
+
+
+@pytest.fixture(scope="module")
+def bench():
+    return _load("bench")
 
 
 def test_flops_formula_counts_each_multiply(bench):
@@ -53,9 +58,7 @@ def test_quick_run_writes_table_and_json(bench, tmp_path, capsys):
 
 
 def test_gemm_rows_times_every_shape(capsys):
-    spec = importlib.util.spec_from_file_location("charrnn_gemm_rows", BENCH.parent / "gemm_rows.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
+    module = _load("gemm_rows")
     module.main(["--hidden", "8", "--calls", "2", "--square", "32"])
     out = capsys.readouterr().out
     for n in (16, 32, 64, 128):
@@ -64,10 +67,7 @@ def test_gemm_rows_times_every_shape(capsys):
 
 
 def test_multiply_floor_counts_the_chunks_multiplies_and_runs(capsys, monkeypatch):
-    spec = importlib.util.spec_from_file_location("charrnn_multiply_floor",
-                                                  BENCH.parent / "multiply_floor.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
+    module = _load("multiply_floor")
     for cell, H, L in (("lstm", 8, 2), ("gru", 6, 3), ("rnn", 4, 1)):
         module.check_flops(cell, H, L, 65)  # both splits multiply what bench.py counts
     with monkeypatch.context() as m:  # ... and the check can fail
@@ -80,13 +80,6 @@ def test_multiply_floor_counts_the_chunks_multiplies_and_runs(capsys, monkeypatc
     cells = [c.strip() for c in row.strip("|").split("|")]
     assert cells[0] == "lstm 8x2"
     assert all(float(c.replace(",", "")) > 0 for c in cells[2:6])  # step, chunk, both floors
-
-
-def _load(name):
-    spec = importlib.util.spec_from_file_location(f"charrnn_{name}", BENCH.parent / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 def test_names_ceiling_sums_match_a_dense_bag_of_ngrams():

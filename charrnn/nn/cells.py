@@ -46,16 +46,17 @@ import numpy as np
 from ..errors import ConfigError
 
 # Which kernels run the LSTM's and GRU's time loops (the RNN's always uses NumPy): "numpy", the
-# default, or "fused", the optional compiled elementwise kernels of charrnn.nn.fused (float32 only; they
-# agree with NumPy to float32 rounding, not bit for bit). Process-wide; set with use_kernels.
+# default, or "fused", the optional compiled elementwise kernels of charrnn.nn.fused (float32
+# only; they agree with NumPy to float32 rounding, not bit for bit). Process-wide; set with
+# use_kernels.
 KERNELS = ("numpy", "fused")
 FUSED_CELLS = ("lstm", "gru")  # the cells "fused" has kernels for
 _kernels = "numpy"
 
 
 def use_kernels(name: str) -> str:
-    """Run the LSTM and GRU time loops with `name`'s kernels from now on (this process); returns the
-    previous setting. "fused" is built at first use and raises ConfigError, saying why, where it
+    """Run the LSTM and GRU time loops with `name`'s kernels from now on (this process); returns
+    the previous setting. "fused" is built at first use and raises ConfigError, saying why, where it
     cannot be (no C compiler, say)."""
     global _kernels
     if name not in KERNELS:
@@ -75,10 +76,15 @@ def kernels() -> str:
     return _kernels
 
 
-def _fused_ok(*arrays: np.ndarray) -> bool:
-    """Whether the fused kernels are selected and can take these arrays."""
-    return _kernels == "fused" and all(a.dtype == np.float32 and a.flags.c_contiguous
-                                       for a in arrays)
+def _fused(*arrays: np.ndarray):
+    """charrnn.nn.fused if it is selected and can take these arrays (and the chunk has a step),
+    else None: the loops below then run NumPy's code."""
+    if _kernels != "fused" or not arrays[0].shape[0] or not all(
+            a.dtype == np.float32 and a.flags.c_contiguous for a in arrays):
+        return None
+    from . import fused
+
+    return fused
 
 
 def _sigmoid_(a: np.ndarray, negated: bool = False) -> np.ndarray:
@@ -257,9 +263,7 @@ def lstm_forward(xp, state, p):
     cs = np.empty((T, N, H), dtype=xp.dtype)
     tcs = np.empty_like(cs)
     hs = np.empty_like(cs)
-    if _fused_ok(acts) and T:  # the same loop, each step's elementwise work in one C call
-        from . import fused
-
+    if fused := _fused(acts):  # the same loop, each step's elementwise work in one C call
         fused.lstm_forward_loop(acts, Whs, h, c, cs, tcs, hs)  # scales xp itself
         return hs, (hs[-1].copy(), cs[-1].copy()), LSTMCache(p["Wh"], state[0], state[1], acts,
                                                              cs, tcs, hs)
@@ -300,9 +304,7 @@ def lstm_backward(dhs, dstate, cache):
     Wh, h0, c0, acts, cs, tcs, hs = cache
     T, N, G = acts.shape
     H = G // 4
-    if _fused_ok(acts, dhs, *dstate) and T:  # the same loop, K computed in it, in C
-        from . import fused
-
+    if fused := _fused(acts, dhs, *dstate):  # the same loop, K computed in it, in C
         dh, dc = dstate[0].copy(), dstate[1].copy()
         dxp = fused.lstm_backward_loop(acts, c0, cs, tcs, dhs, _loop_copy_T(Wh), dh, dc)
         return dxp, (dh, dc), {"Wh": _weight_grad(h0, hs, dxp)}
@@ -392,9 +394,7 @@ def gru_forward(xp, state, p):
     T, N, G = xp.shape
     H = G // 3
     acts = xp
-    if _fused_ok(acts) and T:  # the same loop, each step's elementwise work in one C call
-        from . import fused
-
+    if fused := _fused(acts):  # the same loop, each step's elementwise work in one C call
         hns, hs = np.empty((T, N, H), dtype=xp.dtype), np.empty((T, N, H), dtype=xp.dtype)
         fused.gru_forward_loop(acts, _loop_copy(p["Wh"]), bhn, h, hns, hs)
         return hs, (hs[-1].copy(),), GRUCache(p["Wh"], state[0], acts, hns, hs)
@@ -443,9 +443,7 @@ def gru_backward(dhs, dstate, cache):
     Wh, h0, acts, hns, hs = cache
     T, N, G = acts.shape
     H = G // 3
-    if _fused_ok(acts, hns, hs, dhs, *dstate) and T:  # the same loop, K computed in it, in C
-        from . import fused
-
+    if fused := _fused(acts, hns, hs, dhs, *dstate):  # the same loop, K computed in it, in C
         dh = dstate[0].copy()
         dgh, dxn = fused.gru_backward_loop(acts, h0, hns, hs, dhs, _loop_copy_T(Wh), dh)
         grads = {"Wh": _weight_grad(h0, hs, dgh), "bhn": dgh[:, :, 2 * H :].sum(axis=(0, 1))}

@@ -9,12 +9,12 @@ It is never required and never the default: `charrnn train --kernels fused` (or
 `cells.use_kernels("fused")` in Python) asks for it, and it is built at first use with the
 system's C compiler (`$CC`, else `cc`): `cc -O3 -march=native -fno-math-errno -fno-trapping-math
 -shared` (the compiler may contract multiply-adds into FMAs, so the last bits depend on the
-CPU), into `$CHARRNN_CACHE` (default
-`~/.cache/charrnn`), named by a hash of the source, the compiler's version, the flags and the CPU
-(so a new CPU or compiler builds anew), written to a temporary name and renamed into place, so
-processes building at once never load half a file; a cached file that will not load is rebuilt
-once, and a failure is remembered for the rest of the process (`reset()` forgets it). Nothing is downloaded and nothing but this
-source is compiled; loading runs no Python code (ctypes, plain C functions).
+CPU), into `$CHARRNN_CACHE` (default `~/.cache/charrnn`), named by a hash of the source, the
+compiler's version, the flags and the CPU (so a new CPU or compiler builds anew), written to a
+temporary name and renamed into place, so processes building at once never load half a file. A
+cached file that will not load is rebuilt once, and a failure is remembered for the rest of the
+process (`reset()` forgets it). Nothing is downloaded and nothing but this source is compiled;
+loading runs no Python code (ctypes, plain C functions).
 
 Results agree with the NumPy path to float32 rounding, not bit for bit (its own exp; tests/nn/
 test_fused.py compares the two), so a run keeps the kernels it started with (saved in the
@@ -193,20 +193,21 @@ def _check(*arrays: np.ndarray) -> None:
             raise ValueError("the fused kernels take C-contiguous float32 arrays")
 
 
-def exp(x: np.ndarray) -> np.ndarray:
-    """The kernels' exp, elementwise (for checking its accuracy)."""
+def _elementwise(kernel: str, x: np.ndarray) -> np.ndarray:
     x = np.ascontiguousarray(x, dtype=np.float32)
     y = np.empty_like(x)
-    library().exp_array(x.size, _ptr(x), _ptr(y))
+    getattr(library(), kernel)(x.size, _ptr(x), _ptr(y))
     return y
+
+
+def exp(x: np.ndarray) -> np.ndarray:
+    """The kernels' exp, elementwise (for checking its accuracy)."""
+    return _elementwise("exp_array", x)
 
 
 def tanh(x: np.ndarray) -> np.ndarray:
     """The kernels' tanh, elementwise (for checking its accuracy)."""
-    x = np.ascontiguousarray(x, dtype=np.float32)
-    y = np.empty_like(x)
-    library().tanh_array(x.size, _ptr(x), _ptr(y))
-    return y
+    return _elementwise("tanh_array", x)
 
 
 def lstm_forward_loop(acts, Whs, h, c, cs, tcs, hs) -> None:
