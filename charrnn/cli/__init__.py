@@ -15,7 +15,7 @@ import sys
 import click
 
 from .. import __version__
-from . import check, inspect, interop, predict, train
+from . import check, evaluate, gradflow, info, interop, predict, sample, train
 from .console import CONTEXT, CharrnnGroup
 
 
@@ -39,8 +39,8 @@ def cli():
 
 
 
-for _command in (train.train, inspect.sample, inspect.eval_, inspect.info, check.gradcheck,
-                 inspect.gradflow, interop.export, interop.import_, predict.predict):
+for _command in (train.train, sample.sample, evaluate.eval_, info.info, check.gradcheck,
+                 gradflow.gradflow, interop.export, interop.import_, predict.predict):
     cli.add_command(_command)
 
 

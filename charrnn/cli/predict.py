@@ -1,12 +1,10 @@
-"""`charrnn predict` (classifiers and taggers) and the labelled-file side of `charrnn eval`."""
+"""`charrnn predict`: label texts with a classifier or a tagger, or translate them with an encoder-decoder."""
 
 from __future__ import annotations
 
-import json
 import sys
 
 import click
-from rich.table import Table
 
 from .console import CONTEXT, err
 
@@ -123,56 +121,3 @@ def attention_map(source: str, output: str, weights):
         text.append(f"{_visible(ch)}  ", style="bold")
         text.append(cells + "\n")
     return text
-
-
-def eval_labelled(path, ckpt, file: str, encoding: str, as_json: bool) -> None:
-    """`charrnn eval` of a classifier or a tagger on a labelled file: a table on stderr, the
-    figures on stdout (one JSON object with --json)."""
-    if ckpt.family == "seq2seq":
-        from ..tools.translate import evaluate_file as translate_file
-
-        r = translate_file(ckpt, file, encoding)
-        if as_json:
-            click.echo(json.dumps({"task": "seq2seq", **r}))
-        else:
-            click.echo(f"exact match {r['exact_match']:.4f}  character error rate "
-                       f"{r['char_error_rate']:.4f}  ({r['examples']:,} sources, {r['pairs']:,} "
-                       f"pairs; an output equal to any reference matches)")
-        if r["unknown_characters"] and not as_json:
-            err.print(f"note: {r['unknown_characters']:,} source characters outside the model's "
-                      f"vocabulary, read as the unknown symbol", markup=False)
-        return
-    from ..tools.predict import evaluate_file
-
-    r = evaluate_file(ckpt, file, encoding)
-    if as_json:
-        click.echo(json.dumps(r))
-        return
-    if r["task"] == "classify":
-        labels = r["labels"]
-        table = Table(title=f"{file}: true label (rows) against predicted (columns)")
-        table.add_column("")
-        for y in labels:
-            table.add_column(y[:4], justify="right")
-        table.add_column("recall", justify="right")
-        for k, y in enumerate(labels):
-            rec = r["per_class"][y]["recall"]
-            table.add_row(y, *[str(v) if v else "·" for v in r["confusion"][k]],
-                          "-" if rec is None else f"{rec:.2f}")
-        err.print(table)
-        click.echo(f"accuracy {r['accuracy']:.4f}  macro accuracy {r['macro_accuracy']:.4f}  "
-                   f"({r['examples']:,} examples)")
-    else:
-        table = Table(title=f"{file}: per tag")
-        for col in ("tag", "precision", "recall", "F1", "support"):
-            table.add_column(col, justify="left" if col == "tag" else "right")
-        fmt = lambda v: "-" if v is None else f"{v:.4f}"
-        for t, f in r["per_tag"].items():
-            table.add_row(repr(t), fmt(f["precision"]), fmt(f["recall"]), fmt(f["f1"]),
-                          f"{f['support']:,}")
-        err.print(table)
-        f1 = "  ".join(f"F1 {t} {fmt(v)}" for t, v in r["per_tag_f1"].items())
-        click.echo(f"accuracy {r['accuracy']:.4f}  {f1}  ({r['characters']:,} characters)")
-    if r["unknown_characters"]:
-        err.print(f"note: {r['unknown_characters']:,} characters outside the model's "
-                  f"vocabulary, read as the unknown symbol", markup=False)

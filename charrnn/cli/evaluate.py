@@ -1,0 +1,142 @@
+"""`charrnn eval`: score a file with a trained model (bits per character, or a labelled
+file's accuracy, F1 or exact match)."""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+
+import click
+from rich.table import Table
+
+from .console import CONTEXT, PATH, err, open_checkpoint, out
+
+
+@click.command("eval", context_settings=CONTEXT)
+@click.argument("file", metavar="FILE", type=PATH)
+@click.option("--checkpoint", "-c", type=PATH, metavar="PATH",
+              help="Checkpoint file or run directory. Default: the most recently written run "
+              "under runs/.")
+@click.option("--strict", is_flag=True,
+              help="Fail on characters outside the model's vocabulary instead of skipping them.")
+@click.option("--show", is_flag=True,
+              help="Print the text coloured by the model's surprise at each character (with "
+              "NO_COLOR set: a row of digits, 0-7 bits, under each line).")
+@click.option("--encoding", default="utf-8", show_default=True, help="Text encoding of FILE.")
+@click.option("--json", "as_json", is_flag=True,
+              help="Print the result as one JSON object: task, file, checkpoint, bpc, nats, "
+              "perplexity (null if beyond float range), chars_scored, chars_read, unknown_chars "
+              "(count), unknown (the distinct characters) and seconds; for classifiers, taggers "
+              "and encoder-decoders their own figures (see README).")
+def eval_(file, checkpoint, strict, show, encoding, as_json):
+    """Score a text file: bits and nats per character, and perplexity, over the whole file.
+
+    The state is carried from the first character to the last; every character after the first
+    is predicted from all before it. Characters outside the vocabulary are skipped and counted
+    (--strict makes them an error). The result is one line on stdout; with --show the text comes
+    first, each character's background coloured by -log2 p (a key goes to stderr).
+
+    \b
+    Examples:
+      charrnn eval held_out.txt
+      charrnn eval --show -c runs/tinyshakespeare poem.txt
+      charrnn eval --json held_out.txt | jq .bpc
+    """
+    import os
+
+    from ..data.text import read_corpus
+    from ..tools.scoring import digit_map, heat_map, legend, perplexity_text, score_text
+
+    if show and as_json:
+        raise click.UsageError("--show and --json both write to stdout; give one of them")
+    if not os.path.lexists(file):
+        raise click.ClickException(f"file not found: {file}")
+    text = read_corpus(file, encoding)
+    path, ckpt = open_checkpoint(checkpoint)
+    err.print(f"scoring {file} with {path}", markup=False)
+    if ckpt.family != "lm":  # a classifier or a tagger: FILE is labelled examples
+        return eval_labelled(path, ckpt, file, encoding, as_json=as_json)
+    start = time.perf_counter()
+    result = score_text(ckpt.params, ckpt.model, ckpt.vocab, text, strict=strict)
+    elapsed = time.perf_counter() - start
+    if result.oov * 2 > len(text):
+        err.print(f"warning: {result.oov / len(text):.0%} of {file} is characters the model "
+                  f"has never seen; the score covers only the rest", markup=False, soft_wrap=True)
+    if show:
+        if out.no_color or os.environ.get("NO_COLOR"):  # https://no-color.org: digits instead
+            out.file.write(digit_map(text, result))
+            out.file.flush()
+            err.print(legend(colour=False))
+        else:
+            out.print(heat_map(text, result), soft_wrap=True,
+                      end="" if text.endswith("\n") else "\n")
+            err.print(legend())
+    s = result.score
+    if as_json:
+        finite = lambda v: v if math.isfinite(v) else None
+        click.echo(json.dumps({
+            "task": "lm", "file": file, "checkpoint": str(path), "bpc": finite(s.bpc), "nats": finite(s.nats),
+            "perplexity": finite(s.perplexity), "chars_scored": s.chars,
+            "chars_read": len(text), "unknown_chars": result.oov, "unknown": result.unknown,
+            "seconds": elapsed}, ensure_ascii=False))
+    else:
+        click.echo(perplexity_text(result))
+    # the same count as the result line's, then what else was read
+    err.print(f"scored {s.chars:,} of {len(text):,} characters read (the first is not predicted"
+              + (f", {result.oov:,} unknown skipped" if result.oov else "")
+              + f") in {elapsed:.2f} s ({s.chars / max(elapsed, 1e-9):,.0f} characters/s)",
+              markup=False, soft_wrap=True)
+
+
+def eval_labelled(path, ckpt, file: str, encoding: str, as_json: bool) -> None:
+    """`charrnn eval` of a classifier or a tagger on a labelled file: a table on stderr, the
+    figures on stdout (one JSON object with --json)."""
+    if ckpt.family == "seq2seq":
+        from ..tools.translate import evaluate_file as translate_file
+
+        r = translate_file(ckpt, file, encoding)
+        if as_json:
+            click.echo(json.dumps({"task": "seq2seq", **r}))
+        else:
+            click.echo(f"exact match {r['exact_match']:.4f}  character error rate "
+                       f"{r['char_error_rate']:.4f}  ({r['examples']:,} sources, {r['pairs']:,} "
+                       f"pairs; an output equal to any reference matches)")
+        if r["unknown_characters"] and not as_json:
+            err.print(f"note: {r['unknown_characters']:,} source characters outside the model's "
+                      f"vocabulary, read as the unknown symbol", markup=False)
+        return
+    from ..tools.predict import evaluate_file
+
+    r = evaluate_file(ckpt, file, encoding)
+    if as_json:
+        click.echo(json.dumps(r))
+        return
+    if r["task"] == "classify":
+        labels = r["labels"]
+        table = Table(title=f"{file}: true label (rows) against predicted (columns)")
+        table.add_column("")
+        for y in labels:
+            table.add_column(y[:4], justify="right")
+        table.add_column("recall", justify="right")
+        for k, y in enumerate(labels):
+            rec = r["per_class"][y]["recall"]
+            table.add_row(y, *[str(v) if v else "·" for v in r["confusion"][k]],
+                          "-" if rec is None else f"{rec:.2f}")
+        err.print(table)
+        click.echo(f"accuracy {r['accuracy']:.4f}  macro accuracy {r['macro_accuracy']:.4f}  "
+                   f"({r['examples']:,} examples)")
+    else:
+        table = Table(title=f"{file}: per tag")
+        for col in ("tag", "precision", "recall", "F1", "support"):
+            table.add_column(col, justify="left" if col == "tag" else "right")
+        fmt = lambda v: "-" if v is None else f"{v:.4f}"
+        for t, f in r["per_tag"].items():
+            table.add_row(repr(t), fmt(f["precision"]), fmt(f["recall"]), fmt(f["f1"]),
+                          f"{f['support']:,}")
+        err.print(table)
+        f1 = "  ".join(f"F1 {t} {fmt(v)}" for t, v in r["per_tag_f1"].items())
+        click.echo(f"accuracy {r['accuracy']:.4f}  {f1}  ({r['characters']:,} characters)")
+    if r["unknown_characters"]:
+        err.print(f"note: {r['unknown_characters']:,} characters outside the model's "
+                  f"vocabulary, read as the unknown symbol", markup=False)
