@@ -6,12 +6,12 @@ import os
 
 import click
 
-from .console import CONTEXT, err
+from .console import CONTEXT, PATH, err
 
 
 @click.command(context_settings=CONTEXT)
-@click.argument("out", metavar="OUT.safetensors")
-@click.option("--checkpoint", "-c", metavar="PATH",
+@click.argument("out", metavar="OUT.safetensors", type=PATH)
+@click.option("--checkpoint", "-c", type=PATH, metavar="PATH",
               help="Checkpoint file or run directory (its best.npz, else last.npz). Default: the "
               "most recently written run under runs/.")
 def export(out, checkpoint):
@@ -51,8 +51,8 @@ def export(out, checkpoint):
 
 
 @click.command("import", context_settings=CONTEXT)
-@click.argument("source", metavar="IN.safetensors")
-@click.argument("run_dir", metavar="OUT_RUN")
+@click.argument("source", metavar="IN.safetensors", type=PATH)
+@click.argument("run_dir", metavar="OUT_RUN", type=PATH)
 def import_(source, run_dir):
     """Make a run directory from a PyTorch state_dict in a .safetensors file.
 

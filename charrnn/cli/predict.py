@@ -1,4 +1,5 @@
-"""`charrnn predict`: label texts with a classifier or a tagger, or translate them with an encoder-decoder."""
+"""`charrnn predict`: label texts with a classifier or a tagger, or translate them with an
+encoder-decoder."""
 
 from __future__ import annotations
 
@@ -6,12 +7,12 @@ import sys
 
 import click
 
-from .console import CONTEXT, err
+from .console import CONTEXT, PATH, err
 
 
 @click.command(context_settings=CONTEXT)
 @click.argument("texts", nargs=-1, metavar="[TEXT]...")
-@click.option("--checkpoint", "-c", metavar="PATH",
+@click.option("--checkpoint", "-c", type=PATH, metavar="PATH",
               help="Checkpoint file or run directory. Default: the most recently written run "
               "under runs/.")
 @click.option("--top", type=click.IntRange(1), default=1, show_default=True,
