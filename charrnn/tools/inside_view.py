@@ -1,0 +1,135 @@
+"""Pictures of a recording (charrnn.tools.inside) for a terminal: text coloured by one unit's
+values, as Karpathy, Johnson and Fei-Fei (2015) show their cells, or, without colour, the values
+as digits under each line.
+
+The palette diverges from blue (the low end of the unit's range: -1, or 0 for a gate) through
+white (the middle) to red (the high end), after ColorBrewer's RdBu. Digits: 0 for the lowest
+tenth of the range ... 9 for the highest.
+"""
+
+from __future__ import annotations
+
+import itertools
+
+import numpy as np
+
+from .scoring import _visible
+
+# (position in [-1, 1], RGB): ColorBrewer RdBu's ends, quarter points and middle
+STOPS = ((-1.0, (33, 102, 172)), (-0.5, (146, 197, 222)), (0.0, (247, 247, 247)),
+         (0.5, (244, 165, 130)), (1.0, (178, 24, 43)))
+LEVELS = 16  # colour steps per half of the range: neighbours with one colour share a span
+
+
+def position(values: np.ndarray, bounds: tuple[float, float]) -> np.ndarray:
+    """Values mapped onto [-1, 1]: lo -> -1, the middle -> 0, hi -> +1, clipped."""
+    lo, hi = bounds
+    return np.clip((np.asarray(values, dtype=np.float64) - lo) / (hi - lo) * 2 - 1, -1, 1)
+
+
+def rgb(x: float) -> tuple[int, int, int]:
+    """The palette's colour at x in [-1, 1] (linear between the stops)."""
+    x = round(float(np.clip(x, -1, 1)) * LEVELS) / LEVELS
+    for (x0, c0), (x1, c1) in itertools.pairwise(STOPS):
+        if x <= x1:
+            w = (x - x0) / (x1 - x0)
+            return tuple(round(a + w * (b - a)) for a, b in zip(c0, c1))
+    return STOPS[-1][1]
+
+
+def style(x: float) -> str:
+    """A rich style: the background at x, the text black on light colours and white on dark."""
+    r, g, b = rgb(x)
+    return f"{'white' if abs(x) > 0.6 else 'black'} on rgb({r},{g},{b})"
+
+
+def digits(values: np.ndarray, bounds: tuple[float, float]) -> np.ndarray:
+    """0-9: the tenth of the range [lo, hi] each value lies in (clipped)."""
+    lo, hi = bounds
+    d = np.floor((np.asarray(values, dtype=np.float64) - lo) / (hi - lo) * 10)
+    return np.clip(d, 0, 9).astype(int)
+
+
+def lines(text: str, spans) -> list[tuple[int, int]]:
+    """(start, stop) of each line to show: a line ends after its line break, and at the end of
+    each independently read sequence (an encoder's lines carry no line break)."""
+    out = []
+    for a, b in spans or [(0, len(text))]:
+        start = a
+        for j in range(a, b):
+            if text[j] == "\n":
+                out.append((start, j + 1))
+                start = j + 1
+        if start < b:
+            out.append((start, b))
+    return out
+
+
+def coloured(text: str, values: np.ndarray, bounds, spans=()):
+    """A rich.text.Text: each character on its value's colour; a line break's own value shows as
+    a coloured space before it."""
+    from rich.text import Text
+
+    x = position(values, bounds)
+    out = Text()
+    for a, b in lines(text, spans):
+        for j in range(a, b):
+            ch = text[j]
+            out.append(" " if ch == "\n" else _visible(ch), style=style(x[j]))
+        out.append("\n")
+    return out
+
+
+def coloured_line(text: str, values: np.ndarray, bounds):
+    """An excerpt on one line: line breaks shown as ⏎."""
+    from rich.text import Text
+
+    x = position(values, bounds)
+    out = Text()
+    for ch, xj in zip(text, x):
+        out.append("⏎" if ch == "\n" else _visible(ch), style=style(xj))
+    return out
+
+
+def digit_rows(text: str, values: np.ndarray, bounds, spans=()) -> str:
+    """Without colour: each line, then a row with each character's digit under it, padded to
+    the character's width; a line break's digit stands just past its line's end."""
+    from rich.cells import cell_len
+
+    d = digits(values, bounds)
+    rows = []
+    for a, b in lines(text, spans):
+        line = text[a:b].rstrip("\n")
+        shown = _visible(line)
+        marks = ["\t" if ch == "\t" else str(d[a + k]) + " " * (cell_len(ch) - 1)
+                 for k, ch in enumerate(shown)]
+        if b - a > len(line):
+            marks.append(str(d[b - 1]))
+        rows += [shown, "".join(marks)]
+    return "\n".join(rows) + "\n"
+
+
+def digit_line(text: str, values: np.ndarray, bounds) -> str:
+    """An excerpt on one line (line breaks as ⏎), then its digits under it."""
+    from rich.cells import cell_len
+
+    shown = "".join("⏎" if ch == "\n" else _visible(ch) for ch in text)
+    d = digits(values, bounds)
+    marks = "".join(str(v) + " " * (cell_len(ch) - 1) for v, ch in zip(d, shown))
+    return f"{shown}\n{marks}"
+
+
+def legend(bounds, colour: bool = True):
+    """A one-line key to the colours, or to the digits."""
+    from rich.text import Text
+
+    lo, hi = bounds
+    if not colour:
+        step = (hi - lo) / 10
+        return Text(f"digits under each character: 0 = {lo:g} to {lo + step:g}, ..., "
+                    f"9 = {hi - step:g} to {hi:g} (one past a line's end: its line break)")
+    t = Text("colour: ")
+    for x in np.linspace(-1, 1, 9):
+        v = lo + (x + 1) / 2 * (hi - lo)
+        t.append(f" {v:+.2g} " if lo < 0 else f" {v:.2g} ", style=style(x))
+    return t
