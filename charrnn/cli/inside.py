@@ -128,8 +128,8 @@ def _show(con, rec, units, found, sat, width, colour):
     from ..tools import inside_view as V
 
     for name in units:
-        values, bounds = rec.unit(name), rec.bounds(name)
-        err.print(f"{name}:", V.legend(bounds, colour))
+        values, bounds, label = V.shown(name, rec.unit(name), rec.bounds(name))
+        err.print(f"{label}:", V.legend(bounds, colour))
         if colour:
             con.print(V.coloured(rec.text, values, bounds, rec.spans), end="", soft_wrap=True)
         else:
@@ -147,7 +147,8 @@ def _show(con, rec, units, found, sat, width, colour):
         values, mask = I.feature(rec, f.feature, regex=f.regex)
         a, b = I.excerpt(values, mask, width, rec.spans)
         best = f.units[0][0]
-        piece, v, bounds = rec.text[a:b], rec.unit(best)[a:b], rec.bounds(best)
+        piece = rec.text[a:b]
+        v, bounds, _ = V.shown(best, rec.unit(best)[a:b], rec.bounds(best))
         if colour:
             con.print(Text("  ") + V.coloured_line(piece, v, bounds), soft_wrap=True)
         else:

@@ -21,6 +21,15 @@ STOPS = ((-1.0, (33, 102, 172)), (-0.5, (146, 197, 222)), (0.0, (247, 247, 247))
 LEVELS = 16  # colour steps per half of the range: neighbours with one colour share a span
 
 
+def shown(name: str, values: np.ndarray, bounds: tuple[float, float]):
+    """(values, bounds, label) a picture of unit or series `name` uses: its own values and
+    range, except an LSTM cell state c, which is not bounded (|c_t| may grow by one a step) and
+    is shown as tanh(c) in (-1, 1), as Karpathy et al. (2015) colour their cells."""
+    if name.split(".")[-2 if name[-1].isdigit() else -1] == "c":
+        return np.tanh(values), (-1.0, 1.0), f"tanh({name})"
+    return values, bounds, name
+
+
 def position(values: np.ndarray, bounds: tuple[float, float]) -> np.ndarray:
     """Values mapped onto [-1, 1]: lo -> -1, the middle -> 0, hi -> +1, clipped."""
     lo, hi = bounds

@@ -268,3 +268,31 @@ def test_saturation_counts_against_a_loop():
             col = X[:, j].tolist()
             assert s.left[j] == sum(v < 0.1 for v in col) / len(col)
             assert s.right[j] == sum(v > 0.9 for v in col) / len(col)
+
+
+def test_float32_recordings_correlate_to_float32_accuracy():
+    ck = lm_checkpoint("lstm")
+    from dataclasses import replace
+
+    ck32 = type(ck)(replace(ck.model, dtype="float32"), ck.vocab,
+                    {k: v.astype(np.float32) for k, v in ck.params.items()}, family="lm")
+    rec = I.record(ck32, TEXT * 40)
+    assert rec.arrays["l1.c"].dtype == np.float32
+    values, mask = I.feature(rec, "vowel")
+    (units, r), = I.correlations(rec, [(values, mask)], ["l1.c", "l0.f"])
+    for k, name in enumerate(units):
+        x = rec.unit(name)[mask].astype(np.float64)
+        assert r[k] == pytest.approx(np.corrcoef(x, values[mask])[0, 1], abs=1e-4), name
+
+
+def test_pictures_show_tanh_of_a_cell_state_and_the_rest_as_they_are():
+    from charrnn.tools.inside_view import digits, rgb, shown
+
+    c = np.array([0.5, -2.5])
+    v, bounds, label = shown("l1.c.3", c, (-1, 1))
+    assert v.tolist() == np.tanh(c).tolist() and bounds == (-1, 1) and label == "tanh(l1.c.3)"
+    assert shown("l0.bw.c", c, (-1, 1))[2] == "tanh(l0.bw.c)"
+    v, bounds, label = shown("l0.f.12", c, (0, 1))
+    assert v is c and bounds == (0, 1) and label == "l0.f.12"
+    assert digits(np.array([0, 0.05, 0.5, 0.99, 1, 7]), (0, 1)).tolist() == [0, 0, 5, 9, 9, 9]
+    assert rgb(-1) == (33, 102, 172) and rgb(0) == (247, 247, 247) and rgb(1) == (178, 24, 43)
