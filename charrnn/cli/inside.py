@@ -95,8 +95,15 @@ def inside(text, checkpoint, file, encoding, units, find_, regexes, saturation, 
     path, ckpt = open_checkpoint(checkpoint)
     I.check_names(ckpt, units, series)
     cells.use_kernels(kernels)
+    keep = None  # only the series the views need: all of an LSTM 512x2 over 1e5 chars is 2.4 GB
+    if series or not show_find:
+        names = I.series_names(ckpt)
+        keep = {I.split_unit(u, names, ckpt.model.hidden, ckpt.model.cell)[0] for u in units}
+        keep |= set(series) | ({s for s in names if I.SERIES_BOUNDS[s[-1]] == (0.0, 1.0)}
+                               if saturation else set())
+        keep = [s for s in names if s in keep]
     start = time.perf_counter()
-    rec = I.record(ckpt, text)
+    rec = I.record(ckpt, text, keep)
     seconds = time.perf_counter() - start
     H = rec.units_per_series
     err.print(f"recorded {len(rec.text):,} characters with {path} ({ckpt.model.cell}: "

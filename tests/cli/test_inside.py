@@ -62,6 +62,7 @@ def test_unit_without_colour_puts_digits_under_each_line(run, how):
         j += n
     assert "l0.z.2:" in r.stderr and "0 = 0 to 0.1" in r.stderr
     assert f"recorded {len(TEXT)} characters" in r.stderr
+    assert "(gru: 1 series of 5 units)" in r.stderr  # only what the view needs
 
 
 def test_unit_with_colour_paints_each_character_with_its_value(run):

@@ -296,3 +296,23 @@ def test_pictures_show_tanh_of_a_cell_state_and_the_rest_as_they_are():
     assert v is c and bounds == (0, 1) and label == "l0.f.12"
     assert digits(np.array([0, 0.05, 0.5, 0.99, 1, 7]), (0, 1)).tolist() == [0, 0, 5, 9, 9, 9]
     assert rgb(-1) == (33, 102, 172) and rgb(0) == (247, 247, 247) and rgb(1) == (178, 24, 43)
+
+
+def test_the_fused_kernels_record_what_numpys_do_to_float32_rounding():
+    from dataclasses import replace
+
+    from charrnn.nn import cells, fused
+
+    if fused.available():
+        pytest.skip(f"fused kernels unavailable: {fused.available()}")
+    ck = lm_checkpoint("lstm")
+    ck32 = type(ck)(replace(ck.model, dtype="float32"), ck.vocab,
+                    {k: v.astype(np.float32) for k, v in ck.params.items()}, family="lm")
+    want = I.record(ck32, TEXT)
+    prev = cells.use_kernels("fused")
+    try:
+        got = I.record(ck32, TEXT)
+    finally:
+        cells.use_kernels(prev)
+    for name in want.arrays:
+        assert_close(got.arrays[name], want.arrays[name], rtol=1e-4, atol=1e-5, what=name)
