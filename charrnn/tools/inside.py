@@ -96,8 +96,9 @@ def check_names(ckpt, units=(), series=()) -> None:
 @contextmanager
 def one_blas_thread():
     """BLAS on one thread for the duration: a language model reads its one stream a character
-    at a time, and a (1, H) x (H, G) product is too small to share between threads (shared,
-    it ran 8x slower on a busy 2-core machine: bench/inside.py)."""
+    at a time, and a (1, H) x (H, G) product is too small to share between threads. On 2 quiet
+    cores the recording ran as fast either way (bench/inside.py); on cores busy with other
+    processes BLAS's spinning threads made each step several times slower."""
     blas = openblas()
     prev = blas.get() if blas is not None else None
     if blas is not None:
