@@ -152,15 +152,16 @@ def _show(con, rec, units, found, sat, width, colour):
             continue
         con.print("  " + "   ".join(f"{u} {r:+.3f}" for u, r in f.units), markup=False)
         values, mask = I.feature(rec, f.feature, regex=f.regex)
-        a, b = I.excerpt(values, mask, width, rec.spans)
+        a, b = I.excerpt(values, mask, width)
         best = f.units[0][0]
         piece = rec.text[a:b]
         v, bounds, _ = V.shown(best, rec.unit(best)[a:b], rec.bounds(best))
+        breaks = {s - a for s, _ in rec.spans if a < s < b}  # an encoder's next line
         if colour:
-            con.print(Text("  ") + V.coloured_line(piece, v, bounds), soft_wrap=True)
+            con.print(Text("  ") + V.coloured_line(piece, v, bounds, breaks), soft_wrap=True)
         else:
             con.file.write("".join("  " + row + "\n" for row in
-                                   V.digit_line(piece, v, bounds).split("\n")))
+                                   V.digit_line(piece, v, bounds, breaks).split("\n")))
             con.file.flush()
     if sat:
         con.print(_saturation_table(rec, sat))
@@ -204,7 +205,7 @@ def _json(rec, path, units, found, sat, width, seconds) -> dict:
                      "units": [{"unit": u, "r": r} for u, r in f.units]}
             if not f.constant:
                 values, mask = I.feature(rec, f.feature, regex=f.regex)
-                a, b = I.excerpt(values, mask, width, rec.spans)
+                a, b = I.excerpt(values, mask, width)
                 entry["excerpt"] = {"start": a, "stop": b, "text": rec.text[a:b],
                                     "values": rec.unit(f.units[0][0])[a:b].tolist()}
             o["find"].append(entry)

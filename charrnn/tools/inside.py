@@ -294,7 +294,7 @@ def find(rec: Recording, features=None, regexes=(), top: int = 3, series=None) -
     return found
 
 
-def excerpt(values: np.ndarray, mask, width: int, spans=()) -> tuple[int, int]:
+def excerpt(values: np.ndarray, mask, width: int) -> tuple[int, int]:
     """(start, stop) of the `width` characters over which the feature varies most (its variance
     there, the characters outside the mask counting as its mean): the stretch that shows best
     whether a unit follows it."""

@@ -89,13 +89,17 @@ def coloured(text: str, values: np.ndarray, bounds, spans=()):
     return out
 
 
-def coloured_line(text: str, values: np.ndarray, bounds):
-    """An excerpt on one line: line breaks shown as ⏎."""
+def coloured_line(text: str, values: np.ndarray, bounds, breaks=()):
+    """An excerpt on one line: line breaks shown as ⏎ (on their own value's colour), and a plain
+    " | " before each position in `breaks`, where a new sequence starts (an encoder's next line,
+    which it reads afresh)."""
     from rich.text import Text
 
     x = position(values, bounds)
     out = Text()
-    for ch, xj in zip(text, x):
+    for j, (ch, xj) in enumerate(zip(text, x)):
+        if j in breaks:
+            out.append(" | ")
         out.append("⏎" if ch == "\n" else _visible(ch), style=style(xj))
     return out
 
@@ -118,14 +122,21 @@ def digit_rows(text: str, values: np.ndarray, bounds, spans=()) -> str:
     return "\n".join(rows) + "\n"
 
 
-def digit_line(text: str, values: np.ndarray, bounds) -> str:
-    """An excerpt on one line (line breaks as ⏎), then its digits under it."""
+def digit_line(text: str, values: np.ndarray, bounds, breaks=()) -> str:
+    """An excerpt on one line (line breaks as ⏎, " | " before each of `breaks`, as
+    coloured_line), then its digits under it."""
     from rich.cells import cell_len
 
-    shown = "".join("⏎" if ch == "\n" else _visible(ch) for ch in text)
     d = digits(values, bounds)
-    marks = "".join(str(v) + " " * (cell_len(ch) - 1) for v, ch in zip(d, shown))
-    return f"{shown}\n{marks}"
+    shown, marks = [], []
+    for j, ch in enumerate(text):
+        if j in breaks:
+            shown.append(" | ")
+            marks.append("   ")
+        c = "⏎" if ch == "\n" else _visible(ch)
+        shown.append(c)
+        marks.append(str(d[j]) + " " * (cell_len(c) - 1))
+    return f"{''.join(shown)}\n{''.join(marks)}"
 
 
 def legend(bounds, colour: bool = True):

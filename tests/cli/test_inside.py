@@ -130,6 +130,8 @@ def test_an_encoder_shows_both_directions(tmp_path, monkeypatch):
     rows = r.stdout.splitlines()
     assert rows[0] == "ab" and rows[2] == "cd"  # one line per sequence, no line break read
     assert re.search(r"l0\.bw\.h\.\d", r.stdout) and "l0.fw" not in r.stdout
+    k = rows.index("line: position in the line: characters since the last line break")
+    assert rows[k + 2] == "  ab | cd" and re.fullmatch(r"  \d\d   \d\d", rows[k + 3])
 
 
 @pytest.mark.parametrize("args,needles", [
