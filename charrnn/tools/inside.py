@@ -97,8 +97,8 @@ def check_names(ckpt, units=(), series=()) -> None:
 def one_blas_thread():
     """BLAS on one thread for the duration: a language model reads its one stream a character
     at a time, and a (1, H) x (H, G) product is too small to share between threads. On 2 quiet
-    cores the recording ran as fast either way (bench/inside.py); on cores busy with other
-    processes BLAS's spinning threads made each step several times slower."""
+    cores it ran as fast either way; at load 3.3 from other processes BLAS's 2 threads made it
+    4.7 times slower (bench/inside.py, README "Looking inside")."""
     blas = openblas()
     prev = blas.get() if blas is not None else None
     if blas is not None:
