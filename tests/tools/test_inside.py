@@ -316,3 +316,11 @@ def test_the_fused_kernels_record_what_numpys_do_to_float32_rounding():
         cells.use_kernels(prev)
     for name in want.arrays:
         assert_close(got.arrays[name], want.arrays[name], rtol=1e-4, atol=1e-5, what=name)
+
+
+def test_every_family_has_the_inside_hook():
+    from charrnn.models import FAMILIES
+
+    assert sorted(FAMILIES) == ["classify", "lm", "seq2seq", "tag"]
+    for F in FAMILIES.values():
+        assert callable(F.inside), F.NAME
