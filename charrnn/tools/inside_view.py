@@ -3,22 +3,29 @@ values, as Karpathy, Johnson and Fei-Fei (2015) show their cells, or, without co
 as digits under each line.
 
 The palette diverges from blue (the low end of the unit's range: -1, or 0 for a gate) through
-white (the middle) to red (the high end), after ColorBrewer's RdBu. Digits: 0 for the lowest
+white (the middle) to red (the high end), in eleven steps, after ColorBrewer's RdBu. Digits: 0 for the lowest
 tenth of the range ... 9 for the highest.
 """
 
 from __future__ import annotations
 
-import itertools
-
 import numpy as np
 
 from .scoring import _visible
 
-# (position in [-1, 1], RGB): ColorBrewer RdBu's ends, quarter points and middle
-STOPS = ((-1.0, (33, 102, 172)), (-0.5, (146, 197, 222)), (0.0, (247, 247, 247)),
-         (0.5, (244, 165, 130)), (1.0, (178, 24, 43)))
-LEVELS = 16  # colour steps per half of the range: neighbours with one colour share a span
+# Eleven colours from blue (-1) through white (0) to red (+1), after ColorBrewer's RdBu, each
+# one of the 256-colour terminal palette's own (its 6x6x6 cube), so that a 256-colour terminal
+# shows exactly these (rich's nearest-colour downgrade of in-between shades turned some of them
+# teal and magenta) and a truecolor one the same.
+RAMP = ((0, 95, 175), (95, 135, 175), (95, 175, 215), (135, 175, 215), (175, 215, 255),
+        (255, 255, 255), (255, 215, 215), (255, 175, 175), (255, 135, 135), (215, 95, 95),
+        (175, 0, 0))
+HALF = len(RAMP) // 2
+
+
+def rgb(x: float) -> tuple[int, int, int]:
+    """The palette's colour at x in [-1, 1]: the nearest of the RAMP's eleven."""
+    return RAMP[HALF + round(float(np.clip(x, -1, 1)) * HALF)]
 
 
 def shown(name: str, values: np.ndarray, bounds: tuple[float, float]):
@@ -36,20 +43,10 @@ def position(values: np.ndarray, bounds: tuple[float, float]) -> np.ndarray:
     return np.clip((np.asarray(values, dtype=np.float64) - lo) / (hi - lo) * 2 - 1, -1, 1)
 
 
-def rgb(x: float) -> tuple[int, int, int]:
-    """The palette's colour at x in [-1, 1] (linear between the stops)."""
-    x = round(float(np.clip(x, -1, 1)) * LEVELS) / LEVELS
-    for (x0, c0), (x1, c1) in itertools.pairwise(STOPS):
-        if x <= x1:
-            w = (x - x0) / (x1 - x0)
-            return tuple(round(a + w * (b - a)) for a, b in zip(c0, c1))
-    return STOPS[-1][1]
-
-
 def style(x: float) -> str:
     """A rich style: the background at x, the text black on light colours and white on dark."""
     r, g, b = rgb(x)
-    return f"{'white' if abs(x) > 0.6 else 'black'} on rgb({r},{g},{b})"
+    return f"{'white' if abs(x) > 0.7 else 'black'} on rgb({r},{g},{b})"
 
 
 def digits(values: np.ndarray, bounds: tuple[float, float]) -> np.ndarray:

@@ -77,8 +77,9 @@ def test_unit_with_colour_paints_each_character_with_its_value(run):
     for (code, _), v in zip(painted, h):
         bg = tuple(int(n) for n in code.split("48;2;")[1].split(";")[:3])
         assert bg == rgb(v)  # (-1, 1): the value itself is the palette's position
-    inside = [bg for (code, ch), v in zip(painted, h) if v > 0.9]
-    assert inside and all("48;2;178;24;43" in code for code, _ in painted[8:11])  # "so: red
+    assert all("48;2;255;255;255" in code for code, _ in painted[:8])  # h = 0 before: white
+    assert all("48;2;175;0;0" in code for code, _ in painted[8:11])  # "so (h = +1): red
+    assert all("48;2;0;95;175" in code for code, _ in painted[11:])  # " too (h = -1): blue
 
 
 def test_find_ranks_the_planted_unit_first_and_shows_an_excerpt(run):

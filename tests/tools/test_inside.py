@@ -295,7 +295,18 @@ def test_pictures_show_tanh_of_a_cell_state_and_the_rest_as_they_are():
     v, bounds, label = shown("l0.f.12", c, (0, 1))
     assert v is c and bounds == (0, 1) and label == "l0.f.12"
     assert digits(np.array([0, 0.05, 0.5, 0.99, 1, 7]), (0, 1)).tolist() == [0, 0, 5, 9, 9, 9]
-    assert rgb(-1) == (33, 102, 172) and rgb(0) == (247, 247, 247) and rgb(1) == (178, 24, 43)
+    assert rgb(-1) == (0, 95, 175) and rgb(0) == (255, 255, 255) and rgb(1) == (175, 0, 0)
+    assert rgb(0.05) == rgb(0) and rgb(0.15) == (255, 215, 215) and rgb(-7) == rgb(-1)
+
+
+def test_a_256_colour_terminal_shows_the_palette_exactly():
+    from rich.color import Color, ColorSystem
+
+    from charrnn.tools.inside_view import RAMP
+
+    shown = [Color.from_rgb(*c).downgrade(ColorSystem.EIGHT_BIT) for c in RAMP]
+    assert [c.get_truecolor() for c in shown] == [tuple(c) for c in RAMP]
+    assert len({c.number for c in shown}) == len(RAMP)
 
 
 def test_the_fused_kernels_record_what_numpys_do_to_float32_rounding():
