@@ -15,7 +15,7 @@ import sys
 import click
 
 from .. import __version__
-from . import check, evaluate, gradflow, info, interop, predict, sample, train
+from . import check, evaluate, gradflow, info, interop, predict, report, sample, train
 from .console import CONTEXT, CharrnnGroup
 
 
@@ -40,7 +40,8 @@ def cli():
 
 
 for _command in (train.train, sample.sample, evaluate.eval_, info.info, check.gradcheck,
-                 gradflow.gradflow, interop.export, interop.import_, predict.predict):
+                 gradflow.gradflow, interop.export, interop.import_, predict.predict,
+                 report.report, report.plot):
     cli.add_command(_command)
 
 
