@@ -41,8 +41,11 @@ def report(runs, output, gradflow, sample_length, examples, seed, title):
       charrnn report runs/tinyshakespeare -o report.html
       charrnn report runs/gru runs/lstm --gradflow -o compare.html
     """
-    from ..report import page, runs as R
+    from ..report import figures as G
+    from ..report import page
+    from ..report import runs as R
 
+    G.require()
     start = time.perf_counter()
     found = R.read_all(runs)
     text, notes = page.build(found, page.Options(gradflow=gradflow, sample_length=sample_length,

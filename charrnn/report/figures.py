@@ -3,7 +3,7 @@
 Each function returns a matplotlib Figure, made without pyplot (so no window, no global state: the
 Agg renderer draws PNGs and matplotlib's own writer SVGs); `save` writes it to a file and `svg`
 gives it as SVG text for a page. Curves carry their data unsimplified and are tagged with an SVG
-id (`curve-<run>-<key>`), so the points in a file are the metrics they came from.
+id (`<panel>-<run>-<key>`, e.g. `loss-0-train_bpc`), so the points in a file are the metrics they came from.
 
 Sizes: a figure alone is 12.8 x 7.2 inches at 150 dpi, 1920 x 1080 pixels, a full slide; on the
 page the same figure is drawn smaller and scales with the window (inline SVG).
@@ -86,13 +86,13 @@ def curves(runs, x: str = "step", size=SLIDE):
         marks = ("o", "s")
         for i, run in enumerate(runs):
             c = COLOURS[i % len(COLOURS)]
-            _line(loss, run, i, train_key, x, color=c, lw=1.3)
-            _line(loss, run, i, val_key, x, color=c, ls="--", marker="o", ms=4, lw=1)
+            _line(loss, "loss", run, i, train_key, x, color=c, lw=1.3)
+            _line(loss, "loss", run, i, val_key, x, color=c, ls="--", marker="o", ms=4, lw=1)
             for f, m in zip(figs, marks):
-                _line(val, run, i, f.key, x, color=c, marker=m, ms=4, lw=1.3,
+                _line(val, "val", run, i, f.key, x, color=c, marker=m, ms=4, lw=1.3,
                       ls="-" if m == "o" else ":")
-            _line(lr, run, i, "lr", x, color=c, lw=1.3)
-            _line(norm, run, i, "grad_norm", x, color=c, lw=1)
+            _line(lr, "lr", run, i, "lr", x, color=c, lw=1.3)
+            _line(norm, "norm", run, i, "grad_norm", x, color=c, lw=1)
         loss.set_title(f"loss ({unit})")
         val.set_title("validation " + " and ".join(f.label for f in figs))
         lr.set_title("learning rate")
@@ -116,10 +116,11 @@ def curves(runs, x: str = "step", size=SLIDE):
     return fig
 
 
-def _line(ax, run, i, key, x, **kw):
+def _line(ax, panel, run, i, key, x, **kw):
+    """Plot run i's series `key`, its SVG id `<panel>-<i>-<key>` (e.g. loss-0-val_bpc)."""
     xs, ys = run.series(key, x)
     if len(xs):
-        ax.plot(xs, ys, gid=f"curve-{i}-{key}", **kw)
+        ax.plot(xs, ys, gid=f"{panel}-{i}-{key}", **kw)
 
 
 def _log_if_wide(ax):
@@ -147,7 +148,8 @@ def confusion(scores, size=SLIDE):
         b.set_ylabel("")
         recall = np.nan_to_num(scores.recall)
         fs = _tick_size(K)
-        r.barh(np.arange(K), recall, color=COLOURS[0], gid="recall")
+        for k, bar in enumerate(r.barh(np.arange(K), recall, color=COLOURS[0])):
+            bar.set_gid(f"recall-{k}")
         r.set_ylim(K - 0.5, -0.5)
         r.set_yticks(np.arange(K), [f"{lab} (n={n:,})" for lab, n in zip(labels, scores.support)],
                      fontsize=fs)
@@ -200,7 +202,8 @@ def tag_scores(scores, size=SLIDE):
         for j, (name, v) in enumerate((("precision", scores.precision),
                                        ("recall", scores.recall), ("F1", scores.f1))):
             xs = np.arange(K) + (j - 1) * w
-            ax.bar(xs, np.nan_to_num(v), w, color=COLOURS[j], label=name, gid=f"tag-{name}")
+            for k, bar in enumerate(ax.bar(xs, np.nan_to_num(v), w, color=COLOURS[j], label=name)):
+                bar.set_gid(f"{name}-{k}")
             if K <= 16:
                 for xi, vi in zip(xs, v):
                     if np.isfinite(vi):

@@ -161,7 +161,5 @@ def read_all(paths) -> list[Run]:
     runs of the same name apart."""
     paths = [Path(p) for p in paths]
     names = [p.name if p.is_dir() or not p.exists() else p.stem for p in paths]
-    for i, p in enumerate(paths):
-        if names.count(names[i]) > 1:
-            names[i] = str(p)
+    names = [str(p) if names.count(n) > 1 else n for p, n in zip(paths, names)]
     return [read(p, n) for p, n in zip(paths, names)]
