@@ -13,13 +13,13 @@ import pytest
 
 pytest.importorskip("matplotlib")
 
-from charrnn.errors import CharrnnError, ConfigError  # noqa: E402
-from charrnn.report import figures as G  # noqa: E402
-from charrnn.report import runs as R  # noqa: E402
-from charrnn.report import views as V  # noqa: E402
-from charrnn.tools.predict import classify  # noqa: E402
-from charrnn.tools.translate import translate  # noqa: E402
-from tests.helpers import assert_close, invoke, one_line_error  # noqa: E402
+from charrnn.errors import CharrnnError, ConfigError
+from charrnn.report import figures as G
+from charrnn.report import runs as R
+from charrnn.report import views as V
+from charrnn.tools.predict import classify
+from charrnn.tools.translate import translate
+from tests.helpers import assert_close, invoke, one_line_error
 
 
 def metrics(run_dir, key, x="step"):

@@ -10,7 +10,7 @@ import pytest
 
 pytest.importorskip("matplotlib")
 
-from tests.helpers import AUSTEN, invoke, one_line_error, train_argv, wait_for  # noqa: E402
+from tests.helpers import AUSTEN, invoke, one_line_error, train_argv, wait_for
 
 FAMILIES = ["lstm", "gru", "cls", "seg", "rev"]
 
