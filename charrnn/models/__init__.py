@@ -39,6 +39,17 @@ charrnn.models.lm, is the first.
     train_figures(mean_loss) -> {...}      how a training step's loss is recorded
     batch_chars(batch)    characters a batch trains on (chars/s)
     memory_needed(cfg, batch, seq, processes)   bytes a training step needs, about
+    inside(params, cfg, vocab, text, keep=None) -> (read, spans, arrays, skipped)
+                          a forward pass over `text` that records, per character read, what each
+                          recurrent layer computed (read from the cells' forward caches, see
+                          charrnn.nn.cells' *_series): `read` the characters the model read, one
+                          per step; `spans` the (start, stop) of each independently read sequence
+                          in it (the language model: one, the whole text; the encoder families:
+                          one per line); `arrays` {name: (len(read), H)} named "l{k}.{s}" (layer,
+                          series: LSTM i f o g c h, GRU r z n h, RNN h) or, for an encoder,
+                          "l{k}.{fw,bw}.{s}"; only the names in `keep` when given; `skipped` the
+                          characters outside the vocabulary (dropped, or read as the unknown
+                          symbol). charrnn.tools.inside builds on it.
     describe(cfg), describe_metric(value)   one line each, for `info`
 """
 

@@ -30,6 +30,7 @@ from . import encoded as B
 from .encoded import (  # noqa: F401 (the family contract)
     batch_chars,
     init_state,
+    inside,
     slice_masks,
     state_names,
     train_figures,

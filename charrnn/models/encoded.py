@@ -159,6 +159,35 @@ def example_batch(rng: np.random.Generator, rows: int, steps: int, V: int, K: in
     return ids, lengths, targets, weights
 
 
+def inside(params, cfg, vocab, text: str, keep=None):
+    """Read each non-empty line of `text` as its own sequence, as `charrnn predict` reads texts,
+    and record what the encoder computed at each character, both directions, read from the
+    cells' own forward caches. Characters outside the vocabulary are read as the unknown symbol.
+
+    Returns (read, spans, arrays, unknown): the lines' characters one after the other (no line
+    breaks: the encoder reads none), each line's (start, stop) in it, {"l{k}.{d}.{s}":
+    (len(read), H) array} for every layer k, direction d (fw, bw) and series s of the cell
+    (charrnn.nn.cells), only the names in `keep` if given, and how many characters were read as
+    the unknown symbol."""
+    lines = [line for line in text.split("\n") if line]
+    ids, unknown = L.encode(vocab, lines)
+    stops = np.cumsum([len(t) for t in lines], dtype=np.int64)
+    spans = [(int(b - len(t)), int(b)) for t, b in zip(lines, stops)]
+    names = [f"l{k}.{d}.{s}" for k in range(cfg.layers) for d in ("fw", "bw")[:directions(cfg)]
+             for s in CELLS[cfg.cell].series_names]
+    total = int(stops[-1]) if lines else 0
+    arrays = {n: np.empty((total, cfg.hidden), dtype=cfg.dtype)
+              for n in names if keep is None or n in keep}
+    for lo in range(0, len(lines), EVAL_BATCH):
+        batch, lens = L.pad(ids[lo : lo + EVAL_BATCH])
+        _, _, cache = E.forward(params, cfg.cell, cfg.layers, cfg.bidirectional, batch, lens)
+        for name, a in E.series(cache).items():  # (T, N, H) each
+            if name in arrays:
+                for n, (start, stop) in enumerate(spans[lo : lo + EVAL_BATCH]):
+                    arrays[name][start:stop] = a[: stop - start, n]
+    return "".join(lines), spans, arrays, unknown
+
+
 def state_names(cfg) -> list[str]:
     return []  # nothing is carried from batch to batch
 

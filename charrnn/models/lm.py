@@ -381,6 +381,38 @@ def score(params, cfg: ModelConfig, ids: np.ndarray, streams: int = 1, seq: int 
 
 
 # --------------------------------------------------------------------------------------------
+# Looking inside: what every layer computes per character (charrnn.tools.inside)
+
+INSIDE_CHUNK = 512  # steps per forward call: the caches of one chunk are all that is held
+
+
+def inside(params, cfg: ModelConfig, vocab, text: str, keep=None):
+    """Read `text` as one stream, the state carried from its first character to its last (as
+    `charrnn eval` does), and record what each layer computed at each character, read from the
+    cells' own forward caches. Characters outside the vocabulary are skipped.
+
+    Returns (read, spans, arrays, skipped): the characters read, [(0, len(read))] (one stream),
+    {"l{k}.{s}": (len(read), H) array} for every layer k and series s of the cell
+    (charrnn.nn.cells: LSTM i f o g c h, GRU r z n h, RNN h), only the names in `keep` if given,
+    and how many characters were skipped."""
+    cell = CELLS[cfg.cell]
+    read = "".join(c for c in text if c in vocab) if vocab.unknown(text) else text
+    ids = vocab.encode(read)
+    names = [f"l{k}.{s}" for k in range(cfg.layers) for s in cell.series_names]
+    arrays = {n: np.empty((len(ids), cfg.hidden), dtype=cfg.dtype)
+              for n in names if keep is None or n in keep}
+    state = init_state(cfg, 1)
+    for lo in range(0, len(ids), INSIDE_CHUNK):
+        hi = min(lo + INSIDE_CHUNK, len(ids))
+        _, state, cache = forward(params, cfg, ids[None, lo:hi], state)
+        for k, layer in enumerate(cache.layers):
+            for s, a in cell.series(layer.cell).items():  # (T, 1, H) each
+                if f"l{k}.{s}" in arrays:
+                    arrays[f"l{k}.{s}"][lo:hi] = a[:, 0]
+    return read, [(0, len(read))], arrays, len(text) - len(read)
+
+
+# --------------------------------------------------------------------------------------------
 # The family contract (see charrnn.models): what the trainer, the workers, checkpoints,
 # gradcheck and `info` call.
 

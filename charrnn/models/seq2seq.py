@@ -42,7 +42,12 @@ from ..nn import encoder as E
 from ..nn.cells import CELLS
 from ..nn.ops import dropout_mask, scatter_rows
 from . import encoded as B
-from .encoded import init_state, state_names, train_figures  # noqa: F401 (the family contract)
+from .encoded import (  # noqa: F401 (the family contract)
+    init_state,
+    inside,  # the encoder's inside: the decoder needs a target to read
+    state_names,
+    train_figures,
+)
 
 NAME = "seq2seq"
 METRIC = "val_loss"

@@ -28,6 +28,7 @@ from .encoded import (  # noqa: F401 (the family contract)
     batch_chars,
     describe_metric,
     init_state,
+    inside,
     slice_masks,
     state_names,
     train_figures,

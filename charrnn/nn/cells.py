@@ -504,6 +504,36 @@ def gru_step(xp, state, p):
 
 
 # --------------------------------------------------------------------------------------------
+# What a forward pass computed, by name: views of a forward cache's arrays (nothing is computed
+# again), for looking inside a model (charrnn.tools.inside). Each maps a cache to
+# {series: (T, N, H) array}, in the cell's equation order; SERIES_BOUNDS gives each series'
+# range: the sigmoid gates (0, 1), the tanh values (-1, 1). The LSTM's c is not bounded
+# (|c_t| <= t); (-1, 1) is the range a picture of it uses, as for tanh(c).
+
+
+def rnn_series(cache: RNNCache) -> dict[str, np.ndarray]:
+    return {"h": cache.hs}
+
+
+def lstm_series(cache: LSTMCache) -> dict[str, np.ndarray]:
+    T, N, G = cache.acts.shape
+    A = cache.acts.reshape(T, N, 4, G // 4)
+    return {"i": A[:, :, 0], "f": A[:, :, 1], "o": A[:, :, 2], "g": A[:, :, 3], "c": cache.cs,
+            "h": cache.hs}
+
+
+def gru_series(cache: GRUCache) -> dict[str, np.ndarray]:
+    T, N, G = cache.acts.shape
+    A = cache.acts.reshape(T, N, 3, G // 3)
+    return {"r": A[:, :, 0], "z": A[:, :, 1], "n": A[:, :, 2], "h": cache.hs}
+
+
+SERIES_BOUNDS = {"i": (0.0, 1.0), "f": (0.0, 1.0), "o": (0.0, 1.0), "r": (0.0, 1.0),
+                 "z": (0.0, 1.0), "g": (-1.0, 1.0), "n": (-1.0, 1.0), "c": (-1.0, 1.0),
+                 "h": (-1.0, 1.0)}
+
+
+# --------------------------------------------------------------------------------------------
 
 
 class Cell(NamedTuple):
@@ -515,13 +545,16 @@ class Cell(NamedTuple):
     backward: Callable
     step: Callable
     description: str
+    series: Callable  # forward cache -> {name: (T, N, H) view}, names as in `series_names`
+    series_names: tuple[str, ...]  # what a forward pass computes per step, in equation order
 
 
 CELLS: dict[str, Cell] = {
     "lstm": Cell("lstm", 4, 2, ("Wh",), lstm_forward, lstm_backward, lstm_step,
-                 "long short-term memory: gated additive cell state"),
+                 "long short-term memory: gated additive cell state",
+                 lstm_series, ("i", "f", "o", "g", "c", "h")),
     "gru": Cell("gru", 3, 1, ("Wh", "bhn"), gru_forward, gru_backward, gru_step,
-                "gated recurrent unit, PyTorch's convention"),
+                "gated recurrent unit, PyTorch's convention", gru_series, ("r", "z", "n", "h")),
     "rnn": Cell("rnn", 1, 1, ("Wh",), rnn_forward, rnn_backward, rnn_step,
-                "vanilla tanh RNN"),
+                "vanilla tanh RNN", rnn_series, ("h",)),
 }

@@ -250,3 +250,18 @@ def backward(douts: np.ndarray, dfinals, cache: EncoderCache) -> dict[str, np.nd
         if k > 0:
             dy = dx * mask if mask is not None else dx  # into layer k-1's output
     return {name: grads[name] for name in params if name in grads}  # params' order
+
+
+def series(cache: EncoderCache) -> dict[str, np.ndarray]:
+    """What the forward pass computed, per layer, direction and the cell's series
+    (charrnn.nn.cells, e.g. LSTM i f o g c h), in the input's time order: {"l{k}.{fw,bw}.{s}":
+    (T, N, H)}. Read from the cells' caches (the backward direction's put back in order with the
+    reversal index); values at padded positions are the padding's and mean nothing."""
+    c = CELLS[cache.cell]
+    cols = np.arange(cache.rev.shape[1])
+    out = {}
+    for k, layer in enumerate(cache.layers):
+        for d, cc in zip(("fw", "bw"), layer.cells):
+            for s, a in c.series(cc).items():
+                out[f"l{k}.{d}.{s}"] = a if d == "fw" else a[cache.rev, cols]
+    return out
