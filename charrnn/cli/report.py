@@ -22,17 +22,22 @@ RUNS = click.argument("runs", nargs=-1, required=True, type=PATH, metavar="RUN..
               help="Characters of a language model's sample on the page (0: none).")
 @click.option("--examples", type=click.IntRange(1, 4), default=4, show_default=True,
               help="Validation examples whose attention maps a seq2seq run shows.")
+@click.option("--inside-chars", type=click.IntRange(0), default=300, show_default=True,
+              help="Characters of validation text in each run's activation view, the text "
+              "coloured by one unit of the model's (chosen on the page); 0: no view. Each "
+              "character adds a byte per unit of every series (a GRU of 384 units: 1.5 KB).")
 @click.option("--seed", type=click.IntRange(0), default=1, show_default=True,
               help="Seed of the sample's draws.")
 @click.option("--title", help="The page's title. Default: the runs' names.")
-def report(runs, output, gradflow, sample_length, examples, seed, title):
+def report(runs, output, gradflow, sample_length, examples, inside_chars, seed, title):
     """Write one self-contained web page about one or more runs.
 
     Each RUN is a run directory (as `charrnn train --out` made it) or a checkpoint file. The page
     has the training curves of all runs on shared plots (loss, the validation figure, learning
     rate, gradient norm; by step and by training time), each run's settings and data, and what
     its model does: a language model's sample, a classifier's confusion matrix and recall per
-    class, a tagger's precision, recall and F1 per tag, a seq2seq model's attention maps. The
+    class, a tagger's precision, recall and F1 per tag, a seq2seq model's attention maps; and
+    its validation text coloured by any one unit of the model, chosen on the page. The
     figures are inline SVG and the page fetches nothing, so it opens anywhere without a network.
     A run still training is read as it is. Needs matplotlib: pip install 'charrnn[plot]'.
 
@@ -49,7 +54,8 @@ def report(runs, output, gradflow, sample_length, examples, seed, title):
     start = time.perf_counter()
     found = R.read_all(runs)
     text, notes = page.build(found, page.Options(gradflow=gradflow, sample_length=sample_length,
-                                                 examples=examples, seed=seed, title=title))
+                                                 examples=examples, inside_chars=inside_chars,
+                                                 seed=seed, title=title))
     page.write(output, text)
     for _, message in notes:
         err.print(f"note: {message}", markup=False, highlight=False)

@@ -133,8 +133,9 @@ def _log_if_wide(ax):
 # -- classifiers and taggers --------------------------------------------------------------------
 
 def confusion(scores, size=SLIDE):
-    """A classifier's (or tagger's) confusion matrix, as counts and as each true class's share
-    (rows sum to 100%), beside the recall of each class."""
+    """A classifier's (or tagger's) confusion matrix, as counts (shaded by their square root when
+    large, so small classes show) and as each true class's share (rows sum to 100%), beside the
+    recall of each class."""
     K = len(scores.labels)
     labels = [visible(str(s)) if len(str(s)) == 1 else str(s) for s in scores.labels]
     counts = scores.confusion
@@ -170,10 +171,14 @@ def _tick_size(K: int) -> float:
 def _matrix(ax, m, labels, title, vmax=None, counts=False):
     """A heat map of m (rows: true, columns: predicted), numbers written in while they fit: all
     of them up to 12 classes; beyond, the shares of 10% or more."""
+    from matplotlib.colors import PowerNorm
+
     K = len(labels)
     top = vmax if vmax is not None else max(float(np.nanmax(m)) if m.size else 1.0, 1.0)
-    ax.imshow(np.ma.masked_invalid(m.astype(float)), cmap="Blues", vmin=0, vmax=top,
-              aspect="equal")
+    # counts of a few large classes would leave the rest white: shade by the square root
+    norm = PowerNorm(0.5, 0, top) if counts and top > 50 else None
+    ax.imshow(np.ma.masked_invalid(m.astype(float)), cmap="Blues", aspect="equal",
+              **({"norm": norm} if norm else {"vmin": 0, "vmax": top}))
     fs = _tick_size(K)
     ax.set_xticks(np.arange(K), labels, rotation=90 if K > 6 else 0, fontsize=fs)
     ax.set_yticks(np.arange(K), labels, fontsize=fs)
@@ -188,8 +193,9 @@ def _matrix(ax, m, labels, title, vmax=None, counts=False):
     size = 10 if K <= 6 else 8 if K <= 12 else 6
     for (i, j), v in np.ndenumerate(m):
         if np.isfinite(v) and (v >= 10 or (K <= 12 and v > 0) or (K <= 6 and i == j)):
+            dark = (v / top) ** (0.5 if norm else 1) > 0.55
             ax.text(j, i, f"{v:.0f}", ha="center", va="center", fontsize=size,
-                    color="white" if v > 0.55 * top else "#222222")
+                    color="white" if dark else "#222222")
 
 
 def tag_scores(scores, size=SLIDE):

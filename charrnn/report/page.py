@@ -24,6 +24,7 @@ from .. import __version__
 from .. import checkpoint as C
 from ..errors import CharrnnError
 from ..models import family
+from . import activations as A
 from . import figures as G
 from . import views as V
 from .runs import Run
@@ -40,6 +41,7 @@ class Options:
     gradflow: bool = False  # measure and draw the language models' gradient flow
     sample_length: int = V.SAMPLE_LENGTH  # a language model's sample (0: none)
     examples: int = V.ATTENTION_EXAMPLES  # seq2seq attention maps
+    inside_chars: int = A.CHARS  # characters of the activation view (0: none)
     seed: int = 1  # the sample's
     title: str | None = None
 
@@ -86,7 +88,7 @@ def build(runs: list[Run], options: Options = Options()) -> tuple[str, list]:
     if options.gradflow:
         _gradflow(p, runs)
     body = "\n".join(p.parts)
-    return _document(title, body, SCRIPT), p.notes
+    return _document(title, body, SCRIPT + A.SCRIPT), p.notes
 
 
 def _runs_table(p: _Page, runs: list[Run]) -> None:
@@ -190,6 +192,16 @@ def _run_section(p: _Page, i: int, run: Run, options: Options) -> None:
         _family_part(p, run, data, options)
     except CharrnnError as e:
         p.note(run.name, f"{run.name}: {e}")
+    if data is not None and options.inside_chars:
+        try:
+            rec = A.record(run, data, options.inside_chars)
+            where = "held-out text" if run.family == "lm" else "validation texts, one a line"
+            p.add(f"<h3>Inside the model</h3><p class=\"meta\">{len(rec.text):,} characters of "
+                  f"its {where}, each coloured by what the chosen unit computed on reading it "
+                  f"(hover a character for the value; hover or click a square to pick a unit)</p>")
+            p.add(A.section(rec, f"inside-{i}"))
+        except CharrnnError as e:
+            p.note(run.name, f"{run.name}: the activation view: {e}")
     p.add("</section>")
 
 
@@ -325,5 +337,5 @@ showX("step");
 def _document(title: str, body: str, script: str = "") -> str:
     return (f'<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
             f'<meta name="viewport" content="width=device-width, initial-scale=1">'
-            f"<title>{_e(title)}</title><style>{CSS}</style></head>\n<body>\n{body}\n"
+            f"<title>{_e(title)}</title><style>{CSS}{A.CSS}</style></head>\n<body>\n{body}\n"
             + (f"<script>{script}</script>" if script else "") + "</body></html>\n")

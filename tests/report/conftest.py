@@ -46,3 +46,19 @@ def family_runs(tmp_path_factory):
     for cfg in runs.values():
         train(cfg)
     return {name: root / name for name in runs}
+
+
+FAMILIES = ["lstm", "gru", "cls", "seg", "rev"]
+
+
+@pytest.fixture(scope="session")
+def report_page(family_runs, tmp_path_factory):
+    """(path, CliRunner result) of `charrnn report` of every family's run, with --gradflow."""
+    pytest.importorskip("matplotlib")
+    from tests.helpers import invoke
+
+    out = tmp_path_factory.mktemp("page") / "report.html"
+    r = invoke("report", *(family_runs[n] for n in FAMILIES), "--gradflow", "-o", out,
+               "--sample-length", 120)
+    assert r.exit_code == 0, r.output
+    return out, r

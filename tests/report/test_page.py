@@ -12,24 +12,15 @@ pytest.importorskip("matplotlib")
 
 from tests.helpers import AUSTEN, invoke, one_line_error, train_argv, wait_for
 
-FAMILIES = ["lstm", "gru", "cls", "seg", "rev"]
-
-
-@pytest.fixture(scope="module")
-def page(family_runs, tmp_path_factory):
-    out = tmp_path_factory.mktemp("page") / "report.html"
-    r = invoke("report", *(family_runs[n] for n in FAMILIES), "--gradflow", "-o", out,
-               "--sample-length", 120)
-    assert r.exit_code == 0, r.output
-    return out, r
+from tests.report.conftest import FAMILIES  # noqa: E402
 
 
 def figures_in(text):
     return re.findall(r'<figure class="chart" data-figure="([^"]+)"', text)
 
 
-def test_the_page_has_every_familys_figures_and_only_the_path_on_stdout(page):
-    out, r = page
+def test_the_page_has_every_familys_figures_and_only_the_path_on_stdout(report_page):
+    out, r = report_page
     assert r.stdout == f"{out}\n" and "wrote" in r.stderr
     text = out.read_text()
     assert figures_in(text) == [
@@ -41,8 +32,8 @@ def test_the_page_has_every_familys_figures_and_only_the_path_on_stdout(page):
         assert f"<h2>{name}</h2>" in text
 
 
-def test_the_page_fetches_nothing_and_its_ids_are_unique(page):
-    text = page[0].read_text()
+def test_the_page_fetches_nothing_and_its_ids_are_unique(report_page):
+    text = report_page[0].read_text()
     assert not re.search(r"<(link|img|iframe|object|embed)\b", text)
     assert not re.search(r"\bsrc=", text) and "@import" not in text and "url(http" not in text
     assert not re.search(r'href="(?!#|data:image/png;base64,)', text)  # within the page
