@@ -64,7 +64,7 @@ def payload(rec) -> dict:
         lo, hi = rec.bounds(name)
         q = quantise(X, (lo, hi))  # (T, H)
         spread = X.astype(np.float64).std(axis=0)
-        layer, _, kind = name.rpartition(".")
+        kind = name.rpartition(".")[2]
         series.append({"name": name, "what": WHAT.get(kind, kind), "lo": lo, "hi": hi,
                        "units": int(X.shape[1]),
                        "spread": [round(float(s), 4) for s in spread],

@@ -15,8 +15,8 @@ import pytest
 
 pytest.importorskip("matplotlib")
 
-from charrnn import checkpoint as C  # noqa: E402
-from charrnn.tools.inside import record  # noqa: E402
+from charrnn import checkpoint as C
+from charrnn.tools.inside import record
 
 # flags that keep chromium from reaching out on a machine without a network
 ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
@@ -112,7 +112,7 @@ def test_choosing_a_unit_recolours_the_text_with_its_values(opened, family_runs,
     data = json.loads(re.search(r'class="act-data">(.*?)</script>', text).group(1)
                       .replace("<\\/", "</"))
     rec = record(C.load(family_runs["lstm"] / "best.npz"), data["text"])
-    series, unit = chosen.rsplit(".", 1)
+    series = chosen.rpartition(".")[0]
     expect = rec.unit(chosen)
     titles = view.locator(".act-text span:not(.gap)").evaluate_all("els => els.map(e => e.title)")
     got = np.array([float(t.split("= ")[1]) for t in titles])

@@ -11,8 +11,7 @@ import pytest
 pytest.importorskip("matplotlib")
 
 from tests.helpers import AUSTEN, invoke, one_line_error, train_argv, wait_for
-
-from tests.report.conftest import FAMILIES  # noqa: E402
+from tests.report.conftest import FAMILIES
 
 
 def figures_in(text):
