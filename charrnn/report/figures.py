@@ -160,6 +160,7 @@ def confusion(scores, size=SLIDE):
         for k, v in enumerate(recall):
             r.text(v + 0.03, k, f"{v:.2f}", va="center", fontsize=fs)
         r.set_title("recall per class")
+        r.set_box_aspect(1.5)  # about as tall as the (square) matrices beside it
         r.set_xlabel(f"accuracy {scores.accuracy:.3f}")
     return fig
 

@@ -195,7 +195,7 @@ def _run_section(p: _Page, i: int, run: Run, options: Options) -> None:
     if data is not None and options.inside_chars:
         try:
             rec = A.record(run, data, options.inside_chars)
-            where = "held-out text" if run.family == "lm" else "validation texts, one a line"
+            where = "held-out text" if run.family == "lm" else "validation texts, side by side"
             p.add(f"<h3>Inside the model</h3><p class=\"meta\">{len(rec.text):,} characters of "
                   f"its {where}, each coloured by what the chosen unit computed on reading it "
                   f"(hover a character for the value; hover or click a square to pick a unit)</p>")
