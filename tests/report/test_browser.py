@@ -53,26 +53,33 @@ def opened(browser, report_page):
     page.close()
 
 
-def drawn(element) -> int:
-    """How many distinct colours a screenshot of the element has (1: blank)."""
+def distinct_colours(png: bytes, box) -> int:
+    """How many distinct colours the region `box` of a screenshot has (1: blank)."""
     from PIL import Image
 
-    im = np.asarray(Image.open(BytesIO(element.screenshot())).convert("RGB"))
-    return len(np.unique(im.reshape(-1, 3), axis=0))
+    im = Image.open(BytesIO(png)).convert("RGB")
+    x, y, w, h = (round(box[k]) for k in ("x", "y", "width", "height"))
+    rgb = np.asarray(im.crop((x, y, x + w, y + h)), dtype=np.uint32)
+    return len(np.unique((rgb[..., 0] << 16) | (rgb[..., 1] << 8) | rgb[..., 2]))
 
 
 def check_figures(page, x):
+    """The figures shown with the curves against x: drawn at a real size, not blank; the
+    curves against the other x hidden."""
     shown = page.locator(f"figure.chart:not([data-x]), figure.chart[data-x='{x}']")
     hidden = page.locator(f"figure.chart[data-x]:not([data-x='{x}'])")
     assert shown.count() == 9 and hidden.count() == 4
-    for k in range(shown.count()):
-        fig = shown.nth(k)
-        name = fig.get_attribute("data-figure")
-        box = fig.locator("svg").bounding_box()
-        assert box and box["width"] > 600 and box["height"] > 150, f"{name}: {box}"
-        assert fig.locator("svg path").count() > 20, name
-        fig.scroll_into_view_if_needed()
-        assert drawn(fig.locator("svg")) > 20, f"{name} looks blank"
+    png = page.screenshot(full_page=True)
+    boxes = shown.evaluate_all("""figs => figs.map(f => {
+        const r = f.querySelector("svg").getBoundingClientRect();
+        return {name: f.dataset.figure, paths: f.querySelectorAll("svg path").length,
+                x: r.left + scrollX, y: r.top + scrollY, width: r.width, height: r.height};
+    })""")
+    for box in boxes:
+        name = box["name"]
+        assert box["width"] > 600 and box["height"] > 150, f"{name}: {box}"
+        assert box["paths"] > 20, name
+        assert distinct_colours(png, box) > 20, f"{name} looks blank"
     for k in range(hidden.count()):
         assert not hidden.nth(k).is_visible()
 
