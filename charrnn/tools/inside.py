@@ -23,6 +23,7 @@ own forward caches (each family's `inside`, charrnn.models): nothing is computed
 from __future__ import annotations
 
 import re
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import NamedTuple
 
@@ -31,6 +32,7 @@ import numpy as np
 from ..errors import ConfigError, CorpusError
 from ..models import family
 from ..nn.cells import SERIES_BOUNDS
+from ..parallel.blas import openblas
 
 
 @dataclass(frozen=True)
@@ -54,16 +56,7 @@ class Recording:
 
     def split(self, name: str) -> tuple[str, int]:
         """("l1.f", 17) for "l1.f.17"; ConfigError, naming what exists, for anything else."""
-        series, _, index = name.rpartition(".")
-        H = self.units_per_series
-        if series in self.arrays and index.isdigit() and int(index) < H:
-            return series, int(index)
-        if name in self.arrays:
-            why = f"{name!r} is a series of {H} units; name one, e.g. {name}.0"
-        else:
-            why = (f"unknown unit {name!r}; this {self.cell} model has {', '.join(self.arrays)}, "
-                   f"units 0-{H - 1} each (e.g. {next(iter(self.arrays), 'l0.h')}.0)")
-        raise ConfigError(why)
+        return split_unit(name, list(self.arrays), self.units_per_series, self.cell)
 
     def unit(self, name: str) -> np.ndarray:
         """(len(text),) the values of unit `name`, e.g. "l1.f.17"."""
@@ -74,6 +67,47 @@ class Recording:
         """The range of a series or unit: (0, 1) for the sigmoid gates, (-1, 1) otherwise."""
         series = name if name in self.arrays else self.split(name)[0]
         return SERIES_BOUNDS[series.rpartition(".")[2]]
+
+
+def split_unit(name: str, series: list, H: int, cell: str) -> tuple[str, int]:
+    """("l1.f", 17) for the unit "l1.f.17" of a model with these series of H units each;
+    ConfigError, in one line naming what exists, for anything else."""
+    head, _, index = name.rpartition(".")
+    if head in series and index.isdigit() and int(index) < H:
+        return head, int(index)
+    if name in series:
+        raise ConfigError(f"{name!r} is a series of {H} units; name one, e.g. {name}.0")
+    raise ConfigError(f"unknown unit {name!r}; this {cell} model has {', '.join(series)}, "
+                      f"units 0-{H - 1} each (e.g. {series[0] if series else 'l0.h'}.0)")
+
+
+def check_names(ckpt, units=(), series=()) -> None:
+    """ConfigError for the first unit or series name this model does not have (before the
+    work of recording)."""
+    known = series_names(ckpt)
+    for name in units:
+        split_unit(name, known, ckpt.model.hidden, ckpt.model.cell)
+    bad = [s for s in series if s not in known]
+    if bad:
+        raise ConfigError(f"unknown series {bad[0]!r}; this {ckpt.model.cell} model has "
+                          f"{', '.join(known)}")
+
+
+@contextmanager
+def one_blas_thread():
+    """BLAS on one thread for the duration: a language model reads its one stream a character
+    at a time, and a (1, H) x (H, G) product is too small to share between threads. On 2 quiet
+    cores it ran as fast either way; at load 3.3 from other processes BLAS's 2 threads made it
+    4.7 times slower (bench/inside.py, README "Looking inside")."""
+    blas = openblas()
+    prev = blas.get() if blas is not None else None
+    if blas is not None:
+        blas.set(1)
+    try:
+        yield
+    finally:
+        if blas is not None:
+            blas.set(prev)
 
 
 def series_names(ckpt) -> list[str]:
@@ -90,13 +124,10 @@ def record(ckpt, text: str, series=None) -> Recording:
         raise CorpusError("the text is empty: give some characters to look at")
     F = family(ckpt.family)
     if series is not None:
-        known = series_names(ckpt)
-        bad = [s for s in series if s not in known]
-        if bad:
-            raise ConfigError(f"unknown series {bad[0]!r}; this {ckpt.model.cell} model has "
-                              f"{', '.join(known)}")
-    read, spans, arrays, skipped = F.inside(ckpt.params, ckpt.model, ckpt.vocab, text,
-                                            None if series is None else set(series))
+        check_names(ckpt, series=series)
+    with one_blas_thread():
+        read, spans, arrays, skipped = F.inside(ckpt.params, ckpt.model, ckpt.vocab, text,
+                                                None if series is None else set(series))
     if not read:
         raise CorpusError(f"none of the text's {len(text):,} characters is one the model can "
                           f"read (its vocabulary has {len(ckpt.vocab)})")
@@ -183,36 +214,50 @@ def feature(rec: Recording, name: str, regex: bool = False):
 # --------------------------------------------------------------------------------------------
 # Correlation of every unit with features
 
-BLOCK = 4096  # rows converted to float64 at a time
+BLOCK = 4096  # rows at a time: what the temporaries of one series hold
 
 
 def correlations(rec: Recording, feats: list, series=None) -> list[tuple[list, np.ndarray]]:
     """Pearson's r of every unit of `series` (default: all) with each feature (values, mask):
     per feature (unit names, r (units,)), over the steps the feature's mask keeps. A unit or a
-    feature constant over those steps gets r = 0. Sums in float64, one pass over the recording
-    (three matrix multiplies per block of rows)."""
+    feature constant over those steps gets r = 0.
+
+    One pass over each series, in blocks of rows, as three skinny matrix multiplies in the
+    recording's dtype (sums over a block; the blocks' sums are added in float64): the features
+    centred (within their masks) times X gives the covariances; the masks times X and X^2 the
+    units' means and variances. X is shifted by a per-unit constant first (its mean over the first
+    block), so a nearly constant unit (a saturated gate) keeps its small variance."""
     names = list(rec.arrays) if series is None else list(series)
     L = len(rec.text)
-    M = np.stack([np.ones(L) if m is None else m.astype(np.float64) for _, m in feats], axis=1)
-    n = M.sum(axis=0)  # (F,) steps each feature counts
-    mean_f = (np.stack([v for v, _ in feats], axis=1) * M).sum(axis=0) / np.maximum(n, 1)
-    Fc = (np.stack([v for v, _ in feats], axis=1) - mean_f) * M  # (L, F) centred, 0 off-mask
-    var_f = (Fc * Fc).sum(axis=0) / np.maximum(n, 1)
+    masks = [np.ones(L, bool) if m is None else m for _, m in feats]
+    unique = list({m.tobytes(): m for m in masks}.values())  # usually 1 or 2 distinct masks
+    which = [next(u for u, m2 in enumerate(unique) if np.array_equal(m, m2)) for m in masks]
+    M64 = np.stack(unique, axis=1).astype(np.float64)  # (L, U)
+    n = M64.sum(axis=0)[which]  # (F,) steps each feature counts
+    V = np.stack([v for v, _ in feats], axis=1)  # (L, F)
+    Mf = M64[:, which]
+    Fc64 = (V - (V * Mf).sum(axis=0) / np.maximum(n, 1)) * Mf  # centred within the mask, 0 off
+    var_f = (Fc64 * Fc64).sum(axis=0) / np.maximum(n, 1)
+    k = np.maximum(n, 1)[:, None]
     out = [([], []) for _ in feats]
     for name in names:
         X = rec.arrays[name]
+        dt = X.dtype if X.dtype in (np.float32, np.float64) else np.dtype(np.float64)
+        Mx, Fc = M64.astype(dt), Fc64.astype(dt)
+        shift = X[:BLOCK].mean(axis=0, dtype=np.float64).astype(dt)
         H = X.shape[1]
-        Sx, Sxx, Sxf = (np.zeros((len(feats), H)) for _ in range(3))
+        Sx, Sxx = np.zeros((len(unique), H)), np.zeros((len(unique), H))
+        Sxf = np.zeros((len(feats), H))
         for lo in range(0, L, BLOCK):
-            Xb = X[lo : lo + BLOCK].astype(np.float64)  # (B, H)
-            Mb = M[lo : lo + BLOCK]
-            Sx += Mb.T @ Xb
-            Sxx += Mb.T @ (Xb * Xb)
-            Sxf += Fc[lo : lo + BLOCK].T @ Xb
-        k = np.maximum(n, 1)[:, None]
-        mean_x = Sx / k
-        var_x = np.maximum(Sxx / k - mean_x * mean_x, 0)
-        flat = var_x <= 1e-12 * (Sxx / k)  # constant up to rounding
+            Xs = np.subtract(X[lo : lo + BLOCK], shift, dtype=dt)  # (B, H)
+            Sx += Mx[lo : lo + BLOCK].T @ Xs
+            Sxf += Fc[lo : lo + BLOCK].T @ Xs
+            Xs *= Xs
+            Sxx += Mx[lo : lo + BLOCK].T @ Xs
+        mean_x = Sx[which] / k  # of the shifted values
+        sq = Sxx[which] / k
+        var_x = np.maximum(sq - mean_x * mean_x, 0)
+        flat = var_x <= 1e-10 * np.maximum(sq, np.finfo(dt).tiny)  # constant up to rounding
         denom = np.sqrt(var_x * var_f[:, None])
         r = np.where(flat | (denom == 0), 0.0, (Sxf / k) / np.where(denom == 0, 1, denom))
         for j in range(len(feats)):
@@ -227,6 +272,7 @@ class Found(NamedTuple):
     units: list  # [(unit name, r)], the best first (by |r|)
     steps: int  # characters the feature was measured over
     constant: bool  # the feature does not vary in this text: nothing to find
+    regex: bool = False  # `feature` is a regular expression
 
 
 def find(rec: Recording, features=None, regexes=(), top: int = 3, series=None) -> list[Found]:
@@ -244,11 +290,11 @@ def find(rec: Recording, features=None, regexes=(), top: int = 3, series=None) -
         order = np.argsort(-np.abs(r), kind="stable")[:top]
         desc = f"characters matching /{f}/" if regex else FEATURES[f]
         found.append(Found(f, desc, [(units[i], float(r[i])) for i in order] if not constant
-                           else [], int(kept.size), constant))
+                           else [], int(kept.size), constant, regex))
     return found
 
 
-def excerpt(values: np.ndarray, mask, width: int, spans=()) -> tuple[int, int]:
+def excerpt(values: np.ndarray, mask, width: int) -> tuple[int, int]:
     """(start, stop) of the `width` characters over which the feature varies most (its variance
     there, the characters outside the mask counting as its mean): the stretch that shows best
     whether a unit follows it."""

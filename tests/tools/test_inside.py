@@ -268,3 +268,70 @@ def test_saturation_counts_against_a_loop():
             col = X[:, j].tolist()
             assert s.left[j] == sum(v < 0.1 for v in col) / len(col)
             assert s.right[j] == sum(v > 0.9 for v in col) / len(col)
+
+
+def test_float32_recordings_correlate_to_float32_accuracy():
+    ck = lm_checkpoint("lstm")
+    from dataclasses import replace
+
+    ck32 = type(ck)(replace(ck.model, dtype="float32"), ck.vocab,
+                    {k: v.astype(np.float32) for k, v in ck.params.items()}, family="lm")
+    rec = I.record(ck32, TEXT * 40)
+    assert rec.arrays["l1.c"].dtype == np.float32
+    values, mask = I.feature(rec, "vowel")
+    (units, r), = I.correlations(rec, [(values, mask)], ["l1.c", "l0.f"])
+    for k, name in enumerate(units):
+        x = rec.unit(name)[mask].astype(np.float64)
+        assert r[k] == pytest.approx(np.corrcoef(x, values[mask])[0, 1], abs=1e-4), name
+
+
+def test_pictures_show_tanh_of_a_cell_state_and_the_rest_as_they_are():
+    from charrnn.tools.inside_view import digits, rgb, shown
+
+    c = np.array([0.5, -2.5])
+    v, bounds, label = shown("l1.c.3", c, (-1, 1))
+    assert v.tolist() == np.tanh(c).tolist() and bounds == (-1, 1) and label == "tanh(l1.c.3)"
+    assert shown("l0.bw.c", c, (-1, 1))[2] == "tanh(l0.bw.c)"
+    v, bounds, label = shown("l0.f.12", c, (0, 1))
+    assert v is c and bounds == (0, 1) and label == "l0.f.12"
+    assert digits(np.array([0, 0.05, 0.5, 0.99, 1, 7]), (0, 1)).tolist() == [0, 0, 5, 9, 9, 9]
+    assert rgb(-1) == (0, 95, 175) and rgb(0) == (255, 255, 255) and rgb(1) == (175, 0, 0)
+    assert rgb(0.05) == rgb(0) and rgb(0.15) == (255, 215, 215) and rgb(-7) == rgb(-1)
+
+
+def test_a_256_colour_terminal_shows_the_palette_exactly():
+    from rich.color import Color, ColorSystem
+
+    from charrnn.tools.inside_view import RAMP
+
+    shown = [Color.from_rgb(*c).downgrade(ColorSystem.EIGHT_BIT) for c in RAMP]
+    assert [c.get_truecolor() for c in shown] == [tuple(c) for c in RAMP]
+    assert len({c.number for c in shown}) == len(RAMP)
+
+
+def test_the_fused_kernels_record_what_numpys_do_to_float32_rounding():
+    from dataclasses import replace
+
+    from charrnn.nn import cells, fused
+
+    if fused.available():
+        pytest.skip(f"fused kernels unavailable: {fused.available()}")
+    ck = lm_checkpoint("lstm")
+    ck32 = type(ck)(replace(ck.model, dtype="float32"), ck.vocab,
+                    {k: v.astype(np.float32) for k, v in ck.params.items()}, family="lm")
+    want = I.record(ck32, TEXT)
+    prev = cells.use_kernels("fused")
+    try:
+        got = I.record(ck32, TEXT)
+    finally:
+        cells.use_kernels(prev)
+    for name in want.arrays:
+        assert_close(got.arrays[name], want.arrays[name], rtol=1e-4, atol=1e-5, what=name)
+
+
+def test_every_family_has_the_inside_hook():
+    from charrnn.models import FAMILIES
+
+    assert sorted(FAMILIES) == ["classify", "lm", "seq2seq", "tag"]
+    for F in FAMILIES.values():
+        assert callable(F.inside), F.NAME
