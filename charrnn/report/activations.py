@@ -5,8 +5,9 @@ The recording is charrnn.tools.inside's (every layer's hidden state, gates and c
 validation text the model did not train on: a stretch of a language model's held-out text, or
 an encoder's validation examples, one per line. It goes into the page as data, not pictures:
 per series the values quantised to a byte over the series' range (gates 0..1, the rest -1..1,
-charrnn.nn.cells.SERIES_BOUNDS; the LSTM's c clipped to it), unit by unit, base64-encoded; the
-page's script colours the text from it. A GRU of 384 units over 300 characters is 4 x 115 KB
+charrnn.nn.cells.SERIES_BOUNDS; the LSTM's unbounded cell state c shown as tanh(c), as Karpathy
+et al. colour their cells and `charrnn inside` does), unit by unit, base64-encoded; the page's
+script colours the text from it. A GRU of 384 units over 300 characters is 4 x 115 KB
 (154 KB as base64).
 """
 
@@ -24,7 +25,7 @@ from .runs import Run
 CHARS = 300  # characters recorded for the page
 LEVELS = 255  # a value is stored as round(LEVELS * (v - lo) / (hi - lo)), clipped to 0..LEVELS
 
-WHAT = {"h": "hidden state", "c": "cell state", "i": "input gate", "f": "forget gate",
+WHAT = {"h": "hidden state", "c": "cell state, as tanh(c)", "i": "input gate", "f": "forget gate",
         "o": "output gate", "g": "candidate", "r": "reset gate", "z": "update gate",
         "n": "candidate"}
 
@@ -62,10 +63,14 @@ def payload(rec) -> dict:
     series = []
     for name, X in rec.arrays.items():
         lo, hi = rec.bounds(name)
+        kind = name.rpartition(".")[2]
+        squash = kind == "c"  # unbounded (|c_t| <= t): its tanh, as the cell's output sees it
+        if squash:
+            X = np.tanh(X.astype(np.float64))
         q = quantise(X, (lo, hi))  # (T, H)
         spread = X.astype(np.float64).std(axis=0)
-        kind = name.rpartition(".")[2]
         series.append({"name": name, "what": WHAT.get(kind, kind), "lo": lo, "hi": hi,
+                       "tanh": squash,
                        "units": int(X.shape[1]),
                        "spread": [round(float(s), 4) for s in spread],
                        "values": base64.b64encode(np.ascontiguousarray(q.T).tobytes()).decode()})
@@ -140,7 +145,8 @@ document.querySelectorAll(".activations").forEach(function (view) {
       var q = v[off + t] / 255, x = s.lo + q * (s.hi - s.lo);
       spans[t].style.background = actColour(q);
       spans[t].style.color = q < 0.15 || q > 0.85 ? "#fff" : "#1d2330";
-      spans[t].title = s.name + "." + unit + " = " + x.toFixed(3);
+      var label = s.name + "." + unit;
+      spans[t].title = (s.tanh ? "tanh(" + label + ")" : label) + " = " + x.toFixed(3);
     }
     view.dataset.shown = s.name + "." + unit;
     grid.querySelectorAll(".on").forEach(function (c) { c.classList.remove("on"); });
