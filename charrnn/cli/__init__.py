@@ -15,7 +15,7 @@ import sys
 import click
 
 from .. import __version__
-from . import check, evaluate, gradflow, info, inside, interop, predict, sample, train
+from . import check, evaluate, gradflow, info, inside, interop, predict, report, sample, train
 from .console import CONTEXT, CharrnnGroup
 
 
@@ -34,6 +34,7 @@ def cli():
       charrnn predict -c runs/names Nakamura         label texts with a classifier or a tagger
       charrnn gradcheck                 verify every gradient against finite differences
       charrnn inside -f notes.txt --find    which units track quotes, brackets, line position
+      charrnn report runs/a runs/b -o report.html    curves, settings, samples as one web page
 
     Run `charrnn COMMAND --help` for each command's options.
     """
@@ -42,7 +43,7 @@ def cli():
 
 for _command in (train.train, sample.sample, evaluate.eval_, info.info, check.gradcheck,
                  gradflow.gradflow, interop.export, interop.import_, predict.predict,
-                 inside.inside):
+                 inside.inside, report.report, report.plot):
     cli.add_command(_command)
 
 
