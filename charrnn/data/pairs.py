@@ -69,16 +69,6 @@ def encode_targets(vocab: Vocab, targets, where=None) -> tuple[list, int]:
     return out, unknown
 
 
-def split_by_source(sources: list, val_frac: float, seed: int) -> tuple[list, list]:
-    """(train indices, validation indices): a seeded val_frac of the distinct sources, each with
-    all of its pairs. Both sorted."""
-    distinct = sorted(set(sources))
-    _, val = L.split(distinct, val_frac, seed, stratify=False)
-    held = {distinct[i] for i in val}
-    train = [i for i, s in enumerate(sources) if s not in held]
-    return train, [i for i, s in enumerate(sources) if s in held]
-
-
 def make_batch(src_ids: list, tgt_ids: list) -> tuple:
     """The batch tuple (module docstring) of the pairs (src_ids[i], tgt_ids[i])."""
     src, src_len = L.pad(src_ids)
@@ -120,8 +110,7 @@ def load(tcfg, saved=None) -> Data:
     if tcfg.val:
         train_ex, val_ex = ex, L.read(tcfg.val, "seq2seq", tcfg.encoding)
     else:
-        tr, va = split_by_source(ex.texts, tcfg.val_frac, tcfg.seed)
-        train_ex, val_ex = (L.Examples(*([col[i] for i in idx] for col in ex)) for idx in (tr, va))
+        train_ex, val_ex = L.split_examples(ex, tcfg.val_frac, tcfg.seed, stratify=False)
     if saved is not None:
         vocab, tvocab = saved.vocab, Vocab(saved.meta.get("target_vocab") or [])
     else:

@@ -219,8 +219,7 @@ def load(tcfg, saved, per_step: bool, power: float) -> Data:
         val_ex = L.read(tcfg.val, kind, tcfg.encoding)
         train_ex = ex
     else:
-        tr, va = L.split(ex.targets, tcfg.val_frac, tcfg.seed, stratify=not per_step)
-        train_ex, val_ex = (L.Examples(*([col[i] for i in idx] for col in ex)) for idx in (tr, va))
+        train_ex, val_ex = L.split_examples(ex, tcfg.val_frac, tcfg.seed, stratify=not per_step)
     if saved is not None:
         vocab, labels = saved.vocab, list(saved.meta.get("labels") or [])
     else:
