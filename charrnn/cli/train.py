@@ -113,6 +113,8 @@ class _TrainDisplay:
                       f"{'es' if k > 1 else ''}"
                       + (f", resuming at step {e.info['resumed_at']}" if e.info["resumed_at"]
                          else ""), markup=False, soft_wrap=True)
+            for line in e.info.get("summary_lines", ()):  # what the labelled data holds
+                err.print(line, markup=False, soft_wrap=True)
             if e.info["processes_failed"]:
                 err.print(f"note: training in one process ({e.info['processes_failed']})",
                           markup=False, soft_wrap=True)

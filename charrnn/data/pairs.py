@@ -31,6 +31,7 @@ import numpy as np
 
 from ..errors import CorpusError
 from . import labelled as L
+from . import summary as S
 from .vocab import Vocab
 
 START, END, UNKNOWN = "\u0002", "\u0003", L.UNKNOWN
@@ -131,8 +132,9 @@ def load(tcfg, saved=None) -> Data:
         return make_batch([train_src[i] for i in idx], [train_tgt[i] for i in idx])
 
     chars = int(sum(len(t) + 1 for t in train_tgt))
+    summary, lines = S.report(ex, train_ex, val_ex, "seq2seq", bool(tcfg.val))
     info = {"train_chars": chars, "val_chars": int(sum(len(t) + 1 for t in val_tgt)),
-            "vocab": len(vocab),
+            "vocab": len(vocab), "summary": summary, "summary_lines": lines,
             "data": f"{len(train_src):,} pairs, {chars:,} target characters (validation "
                     f"{len(val_src):,} pairs, {len(val_groups):,} sources; vocabularies "
                     f"{len(vocab)} source, {len(tvocab)} target)"}

@@ -27,6 +27,7 @@ from typing import NamedTuple
 import numpy as np
 
 from ..data import labelled as L
+from ..data import summary as S
 from ..errors import ConfigError, CorpusError
 from ..nn import encoder as E
 from ..nn.cells import CELLS
@@ -261,7 +262,9 @@ def load(tcfg, saved, per_step: bool, power: float) -> Data:
     chars = int(lengths.sum())
     val_chars = sum(len(t) for t in val_ids)
     what = "texts" if per_step else "examples"
+    summary, lines = S.report(ex, train_ex, val_ex, kind, bool(tcfg.val))
     info = {"train_chars": chars, "val_chars": val_chars, "vocab": len(vocab),
+            "summary": summary, "summary_lines": lines,
             "data": f"{len(train_ids):,} {what}, {chars:,} characters (validation "
                     f"{len(val_ids):,}; vocabulary {len(vocab)}, {K} "
                     f"{'tags' if per_step else 'classes'})"}
@@ -278,7 +281,7 @@ def complete(cfg, data: Data, size_field: str):
 
 
 def data_meta(data: Data) -> dict:
-    return {"labels": list(data.labels)}
+    return {"labels": list(data.labels), "data_summary": data.info["summary"]}
 
 
 def predict_rows(F, params, cfg, ids_list, workers=None):
