@@ -171,8 +171,9 @@ def data_rows(held: dict, kind: str) -> list[tuple[str, str]]:
                                               else "")))
         o = held.get("val_overlap")
         if isinstance(o, dict):
-            rows.append(("validation overlap", f"{o['examples']:,} of {o['of_examples']:,} "
-                         f"examples ({o['distinct_texts']:,} distinct texts) also in training"))
+            shared = (f"{o['examples']:,} of {o['of_examples']:,} examples "
+                      f"({o['distinct_texts']:,} distinct texts) also in training")
+            rows.append(("validation overlap", shared))
     except (KeyError, TypeError, ValueError):  # a hand-edited summary: show what was readable
         pass
     return rows

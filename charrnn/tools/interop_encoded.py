@@ -147,7 +147,7 @@ def _infer_config(family: str, tensors: dict, metadata: dict, dtype: str):
     if family == "classify" and "pooling" in metadata:
         given = {**given, "pooling": metadata["pooling"]}
     F = FAMILIES[family]
-    cfg = F.Config.from_dict({**{"dropout": 0.0}, **given, **shape_cfg, "dtype": dtype})
+    cfg = F.Config.from_dict({"dropout": 0.0, **given, **shape_cfg, "dtype": dtype})
     for key, value in shape_cfg.items():
         if key in given and given[key] != value:
             raise CheckpointError(f"metadata 'model' says {key} {given[key]!r} but the tensors "

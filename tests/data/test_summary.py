@@ -26,10 +26,7 @@ def independent(texts, labels):
     counts = by_sorting(texts, labels)
     best = 0
     for per in counts.values():
-        top = 0
-        for n in per.values():  # the largest count, by hand
-            top = n if n > top else top
-        best += top
+        best += sorted(per.values())[-1]  # the largest count
     own = set()
     for per in counts.values():
         for y, n in per.items():
