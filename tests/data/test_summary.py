@@ -26,7 +26,7 @@ def independent(texts, labels):
     counts = by_sorting(texts, labels)
     best = 0
     for per in counts.values():
-        best += sorted(per.values())[-1]  # the largest count
+        best += max(per.values())
     own = set()
     for per in counts.values():
         for y, n in per.items():
