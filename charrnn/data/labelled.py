@@ -136,7 +136,12 @@ def split(texts: list, labels: list | None, val_frac: float, seed: int) -> tuple
         copies.setdefault(t, []).append(i)
     groups: dict = {}  # stratum -> its distinct texts, first-seen order
     for t, idx in copies.items():
-        key = Counter(labels[i] for i in idx).most_common(1)[0][0] if labels is not None else 0
+        if labels is None:
+            key = 0
+        elif len(idx) == 1:
+            key = labels[idx[0]]
+        else:
+            key = Counter(labels[i] for i in idx).most_common(1)[0][0]
         groups.setdefault(key, []).append(t)
     val = []
     for key in sorted(groups, key=str):
