@@ -47,7 +47,7 @@ def files(task: str, work: Path) -> tuple[Path, Path]:
         te = synthetic.generate(task, 1000, seed=2, exclude={s for s, _ in tr})
         return write(work / "train.tsv", tr), write(work / "test.tsv", te)
     ex = L.read(ROOT / "corpora" / "eng-fra-short.tsv", "seq2seq")
-    tr, te = P.split_by_source(ex.texts, 0.1, 0)
+    tr, te = L.split(ex.texts, None, 0.1, 0)
     return (write(work / "train.tsv", [(ex.texts[i], ex.targets[i]) for i in tr]),
             write(work / "test.tsv", [(ex.texts[i], ex.targets[i]) for i in te]))
 

@@ -112,9 +112,13 @@ def eval_labelled(path, ckpt, file: str, encoding: str, as_json: bool) -> None:
     if as_json:
         click.echo(json.dumps(r))
         return
+    from ..data import summary as S
+
     if r["task"] == "classify":
-        labels = r["labels"]
-        table = Table(title=f"{file}: true label (rows) against predicted (columns)")
+        labels, none = r["labels"], set(r["classes_without_own_text"])
+        table = Table(title=f"{file}: true label (rows) against predicted (columns)",
+                      caption="* no text of its own: each of its texts carries another label as "
+                      "often or more, so a model at the accuracy ceiling recalls none of it" if none else None)
         table.add_column("")
         for y in labels:
             table.add_column(y[:4], justify="right")
@@ -122,10 +126,15 @@ def eval_labelled(path, ckpt, file: str, encoding: str, as_json: bool) -> None:
         for k, y in enumerate(labels):
             rec = r["per_class"][y]["recall"]
             table.add_row(y, *[str(v) if v else "·" for v in r["confusion"][k]],
-                          "-" if rec is None else f"{rec:.2f}")
+                          ("-" if rec is None else f"{rec:.2f}") + (" *" if y in none else ""))
         err.print(table)
-        click.echo(f"accuracy {r['accuracy']:.4f}  macro accuracy {r['macro_accuracy']:.4f}  "
-                   f"({r['examples']:,} examples)")
+        err.print(f"data: {S.line(r, 'classify')}", markup=False, soft_wrap=True)
+        own = r["macro_accuracy_own"]
+        click.echo(f"accuracy {r['accuracy']:.4f} of a possible {r['accuracy_ceiling']:.4f}  "
+                   f"macro accuracy {r['macro_accuracy']:.4f}"
+                   + (f" ({own:.4f} over the classes with texts of their own)"
+                      if none and own is not None else "")
+                   + f"  ({r['examples']:,} examples, {r['distinct_texts']:,} distinct texts)")
     else:
         table = Table(title=f"{file}: per tag")
         for col in ("tag", "precision", "recall", "F1", "support"):
@@ -135,6 +144,7 @@ def eval_labelled(path, ckpt, file: str, encoding: str, as_json: bool) -> None:
             table.add_row(repr(t), fmt(f["precision"]), fmt(f["recall"]), fmt(f["f1"]),
                           f"{f['support']:,}")
         err.print(table)
+        err.print(f"data: {S.line(r, 'tag')}", markup=False, soft_wrap=True)
         f1 = "  ".join(f"F1 {t} {fmt(v)}" for t, v in r["per_tag_f1"].items())
         click.echo(f"accuracy {r['accuracy']:.4f}  {f1}  ({r['characters']:,} characters)")
     if r["unknown_characters"]:

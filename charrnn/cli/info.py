@@ -18,8 +18,11 @@ from .console import CONTEXT, PATH, HiddenArgument, open_checkpoint, out
 @click.option("--json", "as_json", is_flag=True,
               help="Print one JSON object: checkpoint, task, model (its settings), parameters, "
               "vocabulary (the characters in order), corpus, step, elapsed (seconds), best "
-              "(the best validation figure, named by metric), train (the training settings) and "
-              "history (the records of metrics.jsonl); keys the checkpoint lacks are null.")
+              "(the best validation figure, named by metric), train (the training settings), "
+              "history (the records of metrics.jsonl) and, for labelled data, data (what the "
+              "corpus and the validation part held: examples, distinct_texts, duplicated_texts, "
+              "conflicting_texts, conflicts, accuracy_ceiling, classes_without_own_text, and "
+              "val_overlap with --val); keys the checkpoint lacks are null.")
 def info(positional, checkpoint, as_json):
     """Describe a checkpoint: model, training settings, vocabulary and learning curves.
 

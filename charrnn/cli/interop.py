@@ -18,15 +18,20 @@ def export(out, checkpoint):
     """Write a trained model as a PyTorch state_dict in a .safetensors file.
 
     \b
-    The tensors fit this module (the README's CharRNN class, the same numbers exactly):
+    A language model's tensors fit this module (the README's CharRNN class, the same numbers):
       rnn  = nn.LSTM/GRU/RNN(input_size=V, hidden_size=H, num_layers=L, dropout=p)
              fed one-hot characters (time-major, batch_first=False)
       head = nn.Linear(H, V), after dropout p
-    with names rnn.weight_ih_l{k}, rnn.weight_hh_l{k}, rnn.bias_ih_l{k}, rnn.bias_hh_l{k},
+    A classifier's or tagger's fit the README's CharEncoder: the same rnn with
+    bidirectional=True (names with _reverse for the backward direction), batch_first, run over
+    each text's own length, and head = nn.Linear(2H, K) on the pooled states (classify) or on
+    every character (tag).
+    Names: rnn.weight_ih_l{k}, rnn.weight_hh_l{k}, rnn.bias_ih_l{k}, rnn.bias_hh_l{k},
     head.weight, head.bias. The file's metadata holds the model configuration ("model") and the
-    vocabulary ("vocab", character v = one-hot index v) as JSON strings. Optimizer state and
-    training history stay behind. Language models ("lm") only. Needs the safetensors package
-    (pip install 'charrnn[safetensors]').
+    vocabulary ("vocab", character v = one-hot index v) as JSON strings, and for a classifier or
+    tagger "labels" (output k's name) and "pooling". Optimizer state and training history stay
+    behind. A seq2seq model is refused (no standard PyTorch module holds it). Needs the
+    safetensors package (pip install 'charrnn[safetensors]').
 
     \b
     Examples:
@@ -46,7 +51,7 @@ def export(out, checkpoint):
     file = find_checkpoint(checkpoint)
     ckpt = C.load(file)
     I.save(out, ckpt)
-    err.print(f"exported {file} as {I.module_line(ckpt.model)}", markup=False, soft_wrap=True)
+    err.print(f"exported {file} as {I.describe(ckpt)}", markup=False, soft_wrap=True)
     click.echo(os.fsencode(out))
 
 
@@ -59,6 +64,8 @@ def import_(source, run_dir):
     IN.safetensors holds the tensors of the CharRNN module (see `charrnn export --help` and the
     README): `charrnn export`'s output, or a state_dict trained in PyTorch and saved with
     safetensors' save_file(model.state_dict(), path, metadata={"vocab": json.dumps(chars)}).
+    A CharEncoder's (classifier, tagger) needs metadata "family" ("classify" or "tag"), "vocab"
+    and "labels" too.
     The cell, sizes and dtype are read from the tensors' shapes; any split of each bias between
     bias_ih and bias_hh is accepted. OUT_RUN gets best.npz only (no last.npz: there is no
     optimizer state to resume), so `charrnn sample`, `eval` and `info` work on it. OUT_RUN must
@@ -72,6 +79,9 @@ def import_(source, run_dir):
     from ..tools import interop as I
 
     target = I.import_run(source, run_dir)
-    err.print(f"imported {source} into {target}; try: charrnn sample -c {run_dir}",
+    from .. import checkpoint as C
+
+    use = "sample" if C.load(target).family == "lm" else "predict"
+    err.print(f"imported {source} into {target}; try: charrnn {use} -c {run_dir}",
               markup=False, soft_wrap=True)
     click.echo(os.fsencode(target))

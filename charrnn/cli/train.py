@@ -113,6 +113,8 @@ class _TrainDisplay:
                       f"{'es' if k > 1 else ''}"
                       + (f", resuming at step {e.info['resumed_at']}" if e.info["resumed_at"]
                          else ""), markup=False, soft_wrap=True)
+            for line in e.info.get("summary_lines", ()):  # what the labelled data holds
+                err.print(line, markup=False, soft_wrap=True)
             if e.info["processes_failed"]:
                 err.print(f"note: training in one process ({e.info['processes_failed']})",
                           markup=False, soft_wrap=True)
@@ -183,7 +185,8 @@ class _TrainDisplay:
               help="Stop after this many evaluations without a new best; 0: never.")
 @click.option("--val-frac", type=FiniteFloat(0, 1, min_open=True, max_open=True),
               default=_TD["val_frac"], show_default=True,
-              help="Fraction of the text, at its end, kept for validation.")
+              help="Fraction kept for validation: the text's end (lm), or a seeded share of the "
+              "distinct texts, every copy of a text on one side (classify, tag, seq2seq).")
 @click.option("--out", type=click.Path(file_okay=False, path_type=str), default=None,
               help="Run directory  [default: runs/<corpus name>]")
 @click.option("--resume", is_flag=True,
@@ -219,7 +222,7 @@ class _TrainDisplay:
               "makes every class count alike however rare, 0 every example  [default: 0.6]")
 @click.option("--val", type=click.Path(path_type=str), default=None,
               help="classify, tag, seq2seq: validate on this file instead of a --val-frac of "
-              "CORPUS.")
+              "CORPUS (how many of its texts CORPUS also holds is reported).")
 @click.option("--attention", type=click.Choice(("additive", "dot", "none")), default=None,
               help="seq2seq: how each decoder step looks back at the encoder's outputs: "
               "additive (Bahdanau, the default), dot (Luong's general s W h), or none.")

@@ -31,6 +31,7 @@ import numpy as np
 
 from ..errors import CorpusError
 from . import labelled as L
+from . import summary as S
 from .vocab import Vocab
 
 START, END, UNKNOWN = "\u0002", "\u0003", L.UNKNOWN
@@ -67,16 +68,6 @@ def encode_targets(vocab: Vocab, targets, where=None) -> tuple[list, int]:
         out.append(np.asarray(ids, dtype=np.int64))
         unknown += n
     return out, unknown
-
-
-def split_by_source(sources: list, val_frac: float, seed: int) -> tuple[list, list]:
-    """(train indices, validation indices): a seeded val_frac of the distinct sources, each with
-    all of its pairs. Both sorted."""
-    distinct = sorted(set(sources))
-    _, val = L.split(distinct, val_frac, seed, stratify=False)
-    held = {distinct[i] for i in val}
-    train = [i for i, s in enumerate(sources) if s not in held]
-    return train, [i for i, s in enumerate(sources) if s in held]
 
 
 def make_batch(src_ids: list, tgt_ids: list) -> tuple:
@@ -120,8 +111,7 @@ def load(tcfg, saved=None) -> Data:
     if tcfg.val:
         train_ex, val_ex = ex, L.read(tcfg.val, "seq2seq", tcfg.encoding)
     else:
-        tr, va = split_by_source(ex.texts, tcfg.val_frac, tcfg.seed)
-        train_ex, val_ex = (L.Examples(*([col[i] for i in idx] for col in ex)) for idx in (tr, va))
+        train_ex, val_ex = L.split_examples(ex, tcfg.val_frac, tcfg.seed, stratify=False)
     if saved is not None:
         vocab, tvocab = saved.vocab, Vocab(saved.meta.get("target_vocab") or [])
     else:
@@ -142,8 +132,9 @@ def load(tcfg, saved=None) -> Data:
         return make_batch([train_src[i] for i in idx], [train_tgt[i] for i in idx])
 
     chars = int(sum(len(t) + 1 for t in train_tgt))
+    summary, lines = S.report(ex, train_ex, val_ex, "seq2seq", bool(tcfg.val))
     info = {"train_chars": chars, "val_chars": int(sum(len(t) + 1 for t in val_tgt)),
-            "vocab": len(vocab),
+            "vocab": len(vocab), "summary": summary, "summary_lines": lines,
             "data": f"{len(train_src):,} pairs, {chars:,} target characters (validation "
                     f"{len(val_src):,} pairs, {len(val_groups):,} sources; vocabularies "
                     f"{len(vocab)} source, {len(tvocab)} target)"}

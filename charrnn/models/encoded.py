@@ -27,6 +27,7 @@ from typing import NamedTuple
 import numpy as np
 
 from ..data import labelled as L
+from ..data import summary as S
 from ..errors import ConfigError, CorpusError
 from ..nn import encoder as E
 from ..nn.cells import CELLS
@@ -248,8 +249,7 @@ def load(tcfg, saved, per_step: bool, power: float) -> Data:
         val_ex = L.read(tcfg.val, kind, tcfg.encoding)
         train_ex = ex
     else:
-        tr, va = L.split(ex.targets, tcfg.val_frac, tcfg.seed, stratify=not per_step)
-        train_ex, val_ex = (L.Examples(*([col[i] for i in idx] for col in ex)) for idx in (tr, va))
+        train_ex, val_ex = L.split_examples(ex, tcfg.val_frac, tcfg.seed, stratify=not per_step)
     if saved is not None:
         vocab, labels = saved.vocab, list(saved.meta.get("labels") or [])
     else:
@@ -291,7 +291,9 @@ def load(tcfg, saved, per_step: bool, power: float) -> Data:
     chars = int(lengths.sum())
     val_chars = sum(len(t) for t in val_ids)
     what = "texts" if per_step else "examples"
+    summary, lines = S.report(ex, train_ex, val_ex, kind, bool(tcfg.val))
     info = {"train_chars": chars, "val_chars": val_chars, "vocab": len(vocab),
+            "summary": summary, "summary_lines": lines,
             "data": f"{len(train_ids):,} {what}, {chars:,} characters (validation "
                     f"{len(val_ids):,}; vocabulary {len(vocab)}, {K} "
                     f"{'tags' if per_step else 'classes'})"}
@@ -308,7 +310,7 @@ def complete(cfg, data: Data, size_field: str):
 
 
 def data_meta(data: Data) -> dict:
-    return {"labels": list(data.labels)}
+    return {"labels": list(data.labels), "data_summary": data.info["summary"]}
 
 
 def predict_rows(F, params, cfg, ids_list, workers=None):

@@ -454,7 +454,7 @@ def complete(cfg: Config, data: P.Data) -> Config:
 
 
 def data_meta(data: P.Data) -> dict:
-    return {"target_vocab": list(data.target_vocab.chars)}
+    return {"target_vocab": list(data.target_vocab.chars), "data_summary": data.info["summary"]}
 
 
 def _batches(n_rows: list, size: int = B.EVAL_BATCH):

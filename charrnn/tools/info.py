@@ -145,12 +145,37 @@ def summary(path: Path, ckpt: C.Checkpoint) -> list[tuple[str, str]]:
                      else str(meta["step"])))
     if isinstance(meta.get("elapsed"), (int, float)):
         rows.append(("training time", f"{meta['elapsed'] / 60:.1f} min"))
+    held = meta.get("data_summary")
+    if isinstance(held, dict) and isinstance(held.get("data"), dict):
+        rows.extend(data_rows(held, ckpt.family))
     key = f"best_{F.METRIC}"
     best = meta.get(key)
     if isinstance(best, (int, float)):
         rows.append(("best validation", F.describe_metric(best)))
     elif key in meta:
         rows.append(("best validation", "not evaluated yet"))
+    return rows
+
+
+def data_rows(held: dict, kind: str) -> list[tuple[str, str]]:
+    """The rows of what a labelled run's data held (charrnn.data.summary), as saved by train."""
+    from ..data import summary as S
+
+    rows = []
+    try:
+        rows.append(("data", S.line(held["data"], kind)))
+        v = held.get("validation")
+        if isinstance(v, dict):
+            rows.append(("validation", f"{v['examples']:,} examples, {v['distinct_texts']:,} "
+                         f"distinct texts" + (f", {S.ceiling_text(v)}" if kind == "classify"
+                                              else "")))
+        o = held.get("val_overlap")
+        if isinstance(o, dict):
+            shared = (f"{o['examples']:,} of {o['of_examples']:,} examples "
+                      f"({o['distinct_texts']:,} distinct texts) also in training")
+            rows.append(("validation overlap", shared))
+    except (KeyError, TypeError, ValueError):  # a hand-edited summary: show what was readable
+        pass
     return rows
 
 
@@ -174,4 +199,5 @@ def to_json(path: Path, ckpt: C.Checkpoint) -> dict:
         "parameters": F.count_params(ckpt.model), "vocabulary": list(ckpt.vocab.chars),
         "corpus": meta.get("corpus"), "step": meta.get("step"), "elapsed": meta.get("elapsed"),
         "best": {F.METRIC: best if isinstance(best, (int, float)) else None},
-        "train": meta.get("train"), "history": meta.get("history")})
+        "train": meta.get("train"), "history": meta.get("history"),
+        "data": meta.get("data_summary")})

@@ -1,4 +1,8 @@
-"""PyTorch in and out: a language model as a PyTorch state_dict in a .safetensors file, and back.
+"""PyTorch in and out: a model as a PyTorch state_dict in a .safetensors file, and back.
+
+This module holds the language model's form and the files; the classifier's and the tagger's
+(a bidirectional encoder and a head) are in charrnn.tools.interop_encoded, on the same
+conventions. A seq2seq model has no standard PyTorch module to hold it and is refused.
 
 The exported tensors are the state_dict of this module (TORCH_MODULE below, the same code as in
 the README), whose forward pass computes exactly what charrnn's "lm" family computes:
@@ -53,7 +57,10 @@ from ..nn.cells import CELLS
 
 FORMAT, VERSION = "charrnn-torch", "1"
 SUFFIX = ".safetensors"
-FAMILIES = ("lm",)  # the model families export supports
+FAMILIES = ("lm", "classify", "tag")  # the model families export supports
+ENCODED = ("classify", "tag")  # those of charrnn.tools.interop_encoded
+WHY_NOT = {"seq2seq": "its bridge, attention and decoder fit no standard PyTorch module, so a "
+                      "state_dict alone would not say how to run it"}
 INSTALL = "pip install 'charrnn[safetensors]'"
 TORCH_CLASS = {"rnn": "nn.RNN", "gru": "nn.GRU", "lstm": "nn.LSTM"}
 _GATES = {cell: c.gates for cell, c in CELLS.items()}
@@ -93,12 +100,31 @@ def module_line(cfg: lm.ModelConfig) -> str:
             f"nn.Linear({cfg.hidden}, {cfg.vocab_size}) head")
 
 
+def _refuse(family: str, what: str) -> None:
+    if family not in FAMILIES:
+        why = f" ({WHY_NOT[family]})" if family in WHY_NOT else ""
+        raise CheckpointError(f"cannot {what} a {family!r} model{why}: {what} supports the "
+                              f"{', '.join(FAMILIES)} families only")
+
+
+def describe(ckpt: C.Checkpoint) -> str:
+    """The PyTorch module a checkpoint exports as, in one line."""
+    if ckpt.family in ENCODED:
+        from .interop_encoded import module_line as encoded_line
+
+        return encoded_line(ckpt.family, ckpt.model)
+    return module_line(ckpt.model)
+
+
 def to_torch_state(ckpt: C.Checkpoint) -> tuple[dict[str, np.ndarray], dict[str, str]]:
-    """(tensors, metadata): the state_dict of TORCH_MODULE's CharRNN as NumPy arrays in the
-    checkpoint's dtype, and the safetensors metadata (JSON strings)."""
-    if ckpt.family not in FAMILIES:
-        raise CheckpointError(f"cannot export a {ckpt.family!r} model: export supports the "
-                              f"{', '.join(FAMILIES)} family only")
+    """(tensors, metadata): the state_dict of TORCH_MODULE's CharRNN (for a classifier or a
+    tagger, interop_encoded's CharEncoder) as NumPy arrays in the checkpoint's dtype, and the
+    safetensors metadata (JSON strings)."""
+    _refuse(ckpt.family, "export")
+    if ckpt.family in ENCODED:
+        from . import interop_encoded
+
+        return interop_encoded.to_torch_state(ckpt)
     cfg, p = ckpt.model, ckpt.params
     H = cfg.hidden
     order = _torch_order(cfg.cell, H)
@@ -175,9 +201,13 @@ def from_torch_state(tensors: dict, metadata: dict | None) -> C.Checkpoint:
     """A Checkpoint from a CharRNN state_dict (arrays, or anything np.asarray takes) and its
     metadata. CheckpointError naming the tensor or key that does not fit."""
     metadata = dict(metadata or {})
-    if metadata.get("family", "lm") not in FAMILIES:
-        raise CheckpointError(f"metadata family {metadata['family']!r}: import supports the "
-                              f"{', '.join(FAMILIES)} family only")
+    fam = metadata.get("family", "lm")
+    if not isinstance(fam, str) or fam not in FAMILIES:
+        _refuse(str(fam), "import")
+    if fam in ENCODED:
+        from . import interop_encoded
+
+        return interop_encoded.from_torch_state(fam, tensors, metadata)
     if "vocab" not in metadata:
         raise CheckpointError("metadata 'vocab' missing: save the file with metadata={'vocab': "
                               "json.dumps(characters)}, character v being one-hot index v")

@@ -11,6 +11,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..data import labelled as L
+from ..data.summary import summarize
 from ..errors import CheckpointError, CorpusError
 from ..models import family
 from ..models.encoded import predict_rows
@@ -67,9 +68,12 @@ def segment(text: str, tags: str, start: str = "B") -> str:
 
 def evaluate_file(ckpt, path, encoding: str = "utf-8") -> dict:
     """Score a labelled file of the checkpoint's kind. A classifier: accuracy, macro accuracy
-    (the mean per-class recall), per class recall/precision/support and the confusion matrix;
-    a tagger: per-character accuracy and per tag precision, recall and F1. Both: how many
-    examples and characters, and how many characters were outside the vocabulary."""
+    (the mean per-class recall; macro_accuracy_own over the classes with a text of their own),
+    per class recall/precision/support and the confusion matrix; a tagger: per-character
+    accuracy and per tag precision, recall and F1. Both: what the file holds
+    (charrnn.data.summary: examples, distinct, duplicated and conflicting texts, and for a
+    classifier accuracy_ceiling and classes_without_own_text), how many characters, and how
+    many were outside the vocabulary."""
     _, labels = _setup(ckpt)
     ex = L.read(path, ckpt.family, encoding)
     index = {y: i for i, y in enumerate(labels)}
@@ -80,7 +84,7 @@ def evaluate_file(ckpt, path, encoding: str = "utf-8") -> dict:
             raise CorpusError(f"{at}: {'tag' if ckpt.family == 'tag' else 'label'} {bad[0]!r} "
                               f"is not one the model knows ({', '.join(map(repr, labels))})")
     probs, unknown = probabilities(ckpt, ex.texts)
-    result = {"task": ckpt.family, "examples": len(ex.texts),
+    result = {"task": ckpt.family, **summarize(ex.texts, ex.targets, ckpt.family),
               "characters": sum(len(t) for t in ex.texts), "unknown_characters": unknown}
     if ckpt.family == "classify":
         truth = np.array([index[y] for y in ex.targets])
@@ -92,6 +96,12 @@ def evaluate_file(ckpt, path, encoding: str = "utf-8") -> dict:
                                              "support": int(f["support"][k])}
                                  for k in range(len(labels))},
                       labels=list(labels), confusion=f["confusion"].tolist())
+        # the macro accuracy over the classes that have a text of their own (see
+        # charrnn.data.summary): the ones a perfect model of these data can recall at all
+        none = set(result["classes_without_own_text"])
+        own = [k for k in range(len(labels)) if labels[k] not in none and f["support"][k]]
+        result["macro_accuracy_own"] = (float(np.mean([f["recall"][k] for k in own]))
+                                        if own else None)
     else:
         truth = np.array([index[c] for y in ex.targets for c in y])
         pred = np.concatenate([p.argmax(axis=1) for p in probs])

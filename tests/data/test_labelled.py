@@ -62,16 +62,6 @@ def test_the_shipped_names_are_18_languages_and_20050_names():
     assert counts["Russian"] == 9384 and counts["Vietnamese"] == 73
 
 
-def test_the_split_is_stratified_seeded_and_disjoint():
-    labels = ["a"] * 100 + ["b"] * 30 + ["c"] * 7 + ["d"]
-    tr, va = L.split(labels, 0.1, seed=4)
-    assert sorted(tr + va) == list(range(len(labels))) and not set(tr) & set(va)
-    got = Counter(labels[i] for i in va)
-    assert got == {"a": 10, "b": 3, "c": 1}  # each class its share; "d" (one example) trains
-    assert (tr, va) == L.split(labels, 0.1, seed=4)
-    assert va != L.split(labels, 0.1, seed=5)[1]
-
-
 def test_unknown_characters_map_to_the_reserved_symbol_and_are_counted():
     v = L.vocab_with_unknown(["abc", "cab"])
     assert v.chars[0] == L.UNKNOWN and len(v) == 4

@@ -98,7 +98,11 @@ def test_config_inferred_from_shapes_and_module_prefix_dropped():
 def test_export_refuses_other_families():
     ck = make("gru", 1)
     ck.family = "seq2seq"
-    with pytest.raises(CheckpointError, match=r"'seq2seq'.*supports the lm family only"):
+    with pytest.raises(CheckpointError, match=r"'seq2seq'.*no standard PyTorch module.*supports "
+                       r"the lm, classify, tag families only"):
+        I.to_torch_state(ck)
+    ck.family = "bogus"
+    with pytest.raises(CheckpointError, match=r"cannot export a 'bogus' model: export supports"):
         I.to_torch_state(ck)
 
 
@@ -124,7 +128,8 @@ def _edit(fn, cell="gru"):
     (lambda t, m: m.update(vocab='["a", "b"]'), r"'vocab' has 2 characters but head.weight"),
     (lambda t, m: m.update(model=m["model"].replace('"gru"', '"lstm"')),
      r"metadata 'model' says cell 'lstm' but the tensors have 'gru'"),
-    (lambda t, m: m.update(family="seq2seq"), r"import supports the lm family only"),
+    (lambda t, m: m.update(family="seq2seq"), r"import supports the lm, classify, tag families"),
+    (lambda t, m: m.update(family="bogus"), r"cannot import a 'bogus' model: import supports"),
 ])
 def test_bad_state_dicts_are_named(edit, message):
     tensors, meta = _edit(edit)
