@@ -162,11 +162,60 @@ def subset(ex: Examples, indices) -> Examples:
     return Examples(*([col[i] for i in indices] for col in ex))
 
 
-def split_examples(ex: Examples, val_frac: float, seed: int,
-                   stratify: bool) -> tuple[Examples, Examples]:
-    """(training, validation) examples: `split` of ex's texts, by its targets when `stratify`."""
-    tr, va = split(ex.texts, ex.targets if stratify else None, val_frac, seed)
+def split_examples(ex: Examples, val_frac: float, seed: int, stratify: bool,
+                   saved=None, by_source: bool = False) -> tuple[Examples, Examples]:
+    """(training, validation) examples: `split` of ex's texts, by its targets when `stratify`.
+    `saved`, the checkpoint a resumed run comes from: a run saved before the split by distinct
+    text (no SPLIT key in its meta) is split as it was then (split_by_line; `by_source` for an
+    encoder-decoder's pairs), so it resumes on the same validation part."""
+    if saved is not None and SPLIT not in saved.meta:
+        if by_source:
+            distinct = sorted(set(ex.texts))
+            _, va = split_by_line(distinct, val_frac, seed, stratify=False)
+            held = {distinct[i] for i in va}
+            tr = [i for i, t in enumerate(ex.texts) if t not in held]
+            va = [i for i, t in enumerate(ex.texts) if t in held]
+        else:
+            tr, va = split_by_line(ex.targets, val_frac, seed, stratify)
+    else:
+        tr, va = split(ex.texts, ex.targets if stratify else None, val_frac, seed)
     return subset(ex, tr), subset(ex, va)
+
+
+# A labelled run's checkpoint says how its validation part was split off: {SPLIT: "text"} beside
+# its data fingerprint. Runs saved before the split by distinct text lack the key; they resume
+# on the split they were trained with (split_examples(saved=...)).
+SPLIT = "split"
+
+
+def split_fingerprint(train_ex: Examples, val_ex: Examples, saved=None) -> dict:
+    """The data fingerprint a labelled run saves and --resume compares (with SPLIT unless the
+    resumed run predates it)."""
+    fp = {"data_fingerprint": fingerprint(train_ex) + fingerprint(val_ex)}
+    if saved is None or SPLIT in saved.meta:
+        fp[SPLIT] = "text"
+    return fp
+
+
+def split_by_line(labels: list, val_frac: float, seed: int, stratify: bool = True):
+    """The split of runs saved before the split by distinct text, kept so they resume exactly:
+    (train indices, validation indices), a seeded val_frac of the examples (copies of a text may
+    fall on both sides), per label when `stratify`. Both sorted. New runs use `split`."""
+    rng = np.random.default_rng([seed, 0x5EED])
+    groups = {}
+    for i, y in enumerate(labels if stratify else [0] * len(labels)):
+        groups.setdefault(y, []).append(i)
+    val = []
+    for key in sorted(groups, key=str):
+        idx = np.array(groups[key])
+        k = round(len(idx) * val_frac) if len(idx) > 1 else 0
+        val.extend(rng.permutation(idx)[:k].tolist())
+    val_set = set(val)
+    train = [i for i in range(len(labels)) if i not in val_set]
+    if not train or not val:
+        raise CorpusError(f"{len(labels)} examples are too few to split off a validation part "
+                          f"of {val_frac:g}")
+    return train, sorted(val)
 
 
 def vocab_with_unknown(texts) -> Vocab:

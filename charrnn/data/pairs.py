@@ -111,7 +111,8 @@ def load(tcfg, saved=None) -> Data:
     if tcfg.val:
         train_ex, val_ex = ex, L.read(tcfg.val, "seq2seq", tcfg.encoding)
     else:
-        train_ex, val_ex = L.split_examples(ex, tcfg.val_frac, tcfg.seed, stratify=False)
+        train_ex, val_ex = L.split_examples(ex, tcfg.val_frac, tcfg.seed, stratify=False,
+                                            saved=saved, by_source=True)
     if saved is not None:
         vocab, tvocab = saved.vocab, Vocab(saved.meta.get("target_vocab") or [])
     else:
@@ -140,4 +141,4 @@ def load(tcfg, saved=None) -> Data:
                     f"{len(vocab)} source, {len(tvocab)} target)"}
     return Data(vocab, tvocab, L.Buckets(lengths, tcfg.batch, tcfg.seed, make),
                 (val_src, val_tgt), val_groups, unk_s + unk_t,
-                {"data_fingerprint": L.fingerprint(train_ex) + L.fingerprint(val_ex)}, info)
+                L.split_fingerprint(train_ex, val_ex, saved), info)

@@ -236,7 +236,7 @@ class Data(NamedTuple):
     val: tuple  # (ids list, targets list): the validation examples, encoded
     val_unknown: int  # characters of the validation text outside the vocabulary
     class_weights: np.ndarray | None  # (K,) applied to the loss, or None
-    fingerprint: dict  # {"data_fingerprint": [examples, crc32] of train, then val}
+    fingerprint: dict  # labelled.split_fingerprint: [examples, crc32] of train, then val; split
     info: dict
 
 
@@ -249,7 +249,8 @@ def load(tcfg, saved, per_step: bool, power: float) -> Data:
         val_ex = L.read(tcfg.val, kind, tcfg.encoding)
         train_ex = ex
     else:
-        train_ex, val_ex = L.split_examples(ex, tcfg.val_frac, tcfg.seed, stratify=not per_step)
+        train_ex, val_ex = L.split_examples(ex, tcfg.val_frac, tcfg.seed,
+                                            stratify=not per_step, saved=saved)
     if saved is not None:
         vocab, labels = saved.vocab, list(saved.meta.get("labels") or [])
     else:
@@ -302,7 +303,7 @@ def load(tcfg, saved, per_step: bool, power: float) -> Data:
                           f"examples; use a smaller --batch")
     return Data(vocab, labels, L.Buckets(lengths, tcfg.batch, tcfg.seed, make),
                 (val_ids, val_y), val_unknown, cw,
-                {"data_fingerprint": L.fingerprint(train_ex) + L.fingerprint(val_ex)}, info)
+                L.split_fingerprint(train_ex, val_ex, saved), info)
 
 
 def complete(cfg, data: Data, size_field: str):
