@@ -40,14 +40,17 @@ charrnn.models.lm, is the first.
     batch_chars(batch)    characters a batch trains on (chars/s)
     memory_needed(cfg, batch, seq, processes)   bytes a training step needs, about
     describe(cfg), describe_metric(value)   one line each, for `info`
+
+Families that generate from a condition (generate) add `start(params, cfg, cond)`: the plain
+language model and initial state that generate under one condition, for the sampler.
 """
 
 from __future__ import annotations
 
 from ..errors import ConfigError
-from . import classify, lm, seq2seq, tag
+from . import classify, generate, lm, seq2seq, tag
 
-FAMILIES = {F.NAME: F for F in (lm, classify, tag, seq2seq)}
+FAMILIES = {F.NAME: F for F in (lm, classify, tag, seq2seq, generate)}
 
 
 def family(name: str):
