@@ -122,10 +122,11 @@ def open_checkpoint(path):
     return file, C.load(file)
 
 
-def open_lm(path, command: str):
-    """open_checkpoint for the commands that need a language model."""
+def open_lm(path, command: str, generators: bool = False):
+    """open_checkpoint for the commands that need a language model (or, with `generators`, a
+    conditioned generator, --task generate, as well)."""
     file, ckpt = open_checkpoint(path)
-    if ckpt.family != "lm":
+    if ckpt.family != "lm" and not (generators and ckpt.family == "generate"):
         raise click.UsageError(f"{file} holds a {ckpt.family} model; {command} needs a language "
                                f"model (use `charrnn predict` or `charrnn eval` with it)")
     return file, ckpt

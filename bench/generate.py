@@ -1,0 +1,141 @@
+"""The generate benchmark (issue 23): surnames generated for a language, measured.
+
+A seeded, stratified 10% of corpora/names is held out as the test set (bench/names.py's split:
+never trained on, nor used to pick a checkpoint). On the rest, for --minutes each, with the
+defaults of `charrnn train --task generate` otherwise:
+
+    init    the label's one-hot sets every layer's initial state
+    input   the one-hot joins every step's input projection
+    none    no condition at all (the same model, unconditioned)
+    judge   a classifier (`--task classify`, its defaults)
+
+    python bench/generate.py train --work /tmp/gen      the four timed runs (under the lock)
+    python bench/generate.py report --work /tmp/gen     test bits per character overall and per
+                                                        language; 100 names per language for
+                                                        the five with most distinct surnames:
+                                                        novelty and the classifier's agreement;
+                                                        ten names for three languages
+    python bench/generate.py speed                      training chars/s against PyTorch, the
+                                                        same model (label to initial state)
+
+Every part prints a table (markdown) and writes its figures as JSON beside the runs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "bench"))
+
+from common import cpu_model
+from names import split_files
+
+from charrnn import checkpoint as C
+
+WAYS = ("init", "input", "none")
+LANGUAGES = ("Russian", "English", "Japanese", "German", "Italian")
+SHOWN = ("Russian", "Japanese", "Italian")
+
+
+def machine() -> dict:
+    load = os.getloadavg()[0] if hasattr(os, "getloadavg") else None
+    return {"cpu": cpu_model(), "load_1min": load, "cores": os.cpu_count(),
+            "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())}
+
+
+def train_runs(work: Path, minutes: float) -> dict:
+    """The four runs, one after the other, through the CLI (as a user runs them)."""
+    work.mkdir(parents=True, exist_ok=True)
+    train_file, test_file = split_files(work)
+    out = {"machine": machine(), "minutes": minutes, "runs": {}}
+    runs = [(w, ["--task", "generate", "--condition", w]) for w in WAYS]
+    runs.append(("judge", ["--task", "classify"]))
+    for name, args in runs:
+        cmd = [sys.executable, "-m", "charrnn", "train", str(train_file), *args, "--minutes",
+               str(minutes), "--out", str(work / name), "--quiet"]
+        print("$", " ".join(cmd[2:]), file=sys.stderr)
+        subprocess.run(cmd, check=True)
+        hist = [json.loads(line) for line in (work / name / "metrics.jsonl").open()]
+        rates = [r["chars_per_sec"] for r in hist if r["kind"] == "train"]
+        out["runs"][name] = {"command": "charrnn " + " ".join(cmd[3:]),
+                             "steps": max(r["step"] for r in hist),
+                             "chars_per_sec": rates[-1] if rates else None}
+    (work / "train.json").write_text(json.dumps(out, indent=1))
+    return out
+
+
+def report(work: Path, per_label: int, seed: int) -> dict:
+    from charrnn.tools import generated as G
+
+    test_file = work / "test.tsv"
+    out = {"machine": machine(), "test": {}}
+    for way in WAYS:
+        ckpt = C.load(C.resolve(work / way))
+        r = G.evaluate_file(ckpt, str(test_file))
+        out["test"][way] = {"bpc": r["bpc"], "per_label": r["per_label"]}
+    best = min(("init", "input"), key=lambda w: out["test"][w]["bpc"])
+    out["best_way"] = best
+    out["gain_bpc"] = out["test"]["none"]["bpc"] - out["test"][best]["bpc"]
+    judge = C.load(C.resolve(work / "judge"))
+    for way in ("init", "input"):
+        ckpt = C.load(C.resolve(work / way))
+        novelty = G.novelty(ckpt, str(work / "train.tsv"), LANGUAGES, per_label, seed)
+        agree = G.judge(ckpt, judge, LANGUAGES, per_label, seed)
+        out[way] = {"novelty": novelty, "agreement": agree}
+    ckpt = C.load(C.resolve(work / best))
+    out["shown"] = {y: G.names(ckpt, y, 10, seed) for y in SHOWN}
+    (work / "report.json").write_text(json.dumps(out, indent=1, ensure_ascii=False))
+    return out
+
+
+def print_report(r: dict) -> None:
+    m = r["machine"]
+    print(f"{m['cpu']}, {m['cores']} cores, load {m['load_1min']:.2f}, {m['date']}\n")
+    print("| way in | test bpc | " + " | ".join(LANGUAGES) + " |")
+    print("|---|---|" + "---|" * len(LANGUAGES))
+    for way in WAYS:
+        t = r["test"][way]
+        print(f"| {way} | {t['bpc']:.3f} | "
+              + " | ".join(f"{t['per_label'][y]['bpc']:.3f}" for y in LANGUAGES) + " |")
+    print(f"\nbest way in: {r['best_way']}, {r['gain_bpc']:.3f} bits per character better than "
+          f"none\n")
+    print("| way in | label | novelty | agreement |")
+    print("|---|---|---|---|")
+    for way in ("init", "input"):
+        for y in (*LANGUAGES, "overall"):
+            nv = r[way]["novelty"]["per_label"].get(y, r[way]["novelty"])
+            ag = r[way]["agreement"]["per_label"].get(y, r[way]["agreement"])
+            print(f"| {way} | {y} | {nv['novelty']:.1%} | {ag['agreement']:.1%} |")
+    for y, ns in r["shown"].items():
+        print(f"\n{y}: {', '.join(ns)}")
+
+
+def main(argv=None) -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("part", choices=("train", "report", "speed"))
+    ap.add_argument("--work", type=Path, default=Path("/tmp/charrnn-generate"))
+    ap.add_argument("--minutes", type=float, default=2.0)
+    ap.add_argument("--per-label", type=int, default=100)
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--seconds", type=float, default=20.0, help="speed: seconds timed per side")
+    a = ap.parse_args(argv)
+    if a.part == "train":
+        print(json.dumps(train_runs(a.work, a.minutes), indent=1))
+    elif a.part == "report":
+        print_report(report(a.work, a.per_label, a.seed))
+    else:
+        from generate_speed import main as speed
+
+        speed(a.seconds)
+
+
+if __name__ == "__main__":
+    main()
