@@ -16,7 +16,7 @@ defaults of `charrnn train --task generate` otherwise:
                                                         novelty and the classifier's agreement;
                                                         ten names for three languages
     python bench/generate.py speed                      training chars/s against PyTorch, the
-                                                        same model (label to initial state)
+                                                        same model (bench/generate_speed.py)
 
 Every part prints a table (markdown) and writes its figures as JSON beside the runs.
 """
@@ -125,7 +125,6 @@ def main(argv=None) -> None:
     ap.add_argument("--minutes", type=float, default=2.0)
     ap.add_argument("--per-label", type=int, default=100)
     ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--seconds", type=float, default=20.0, help="speed: seconds timed per side")
     a = ap.parse_args(argv)
     if a.part == "train":
         print(json.dumps(train_runs(a.work, a.minutes), indent=1))
@@ -134,7 +133,7 @@ def main(argv=None) -> None:
     else:
         from generate_speed import main as speed
 
-        speed(a.seconds)
+        speed([])
 
 
 if __name__ == "__main__":
