@@ -68,6 +68,10 @@ def eval_(file, checkpoint, strict, show, encoding, as_json, novelty, judge, per
 
     if show and as_json:
         raise click.UsageError("--show and --json both write to stdout; give one of them")
+    if file is not None:  # the file's own errors first, then the checkpoint's
+        if not os.path.lexists(file):
+            raise click.ClickException(f"file not found: {file}")
+        text = None if os.path.isdir(file) else read_corpus(file, encoding)
     path, ckpt = open_checkpoint(checkpoint)
     gen = {"novelty": novelty, "judge": judge, "labels": labels}
     if ckpt.family != "generate" and (novelty or judge or labels):
@@ -80,9 +84,8 @@ def eval_(file, checkpoint, strict, show, encoding, as_json, novelty, judge, per
                              per_label=per_label, seed=seed)
     if file is None:
         raise click.UsageError("missing argument FILE")
-    if not os.path.lexists(file):
-        raise click.ClickException(f"file not found: {file}")
-    text = read_corpus(file, encoding)
+    if text is None:
+        text = read_corpus(file, encoding)  # a directory: the reader's own message
     err.print(f"scoring {file} with {path}", markup=False)
     if ckpt.family != "lm":  # a classifier or a tagger: FILE is labelled examples
         return eval_labelled(path, ckpt, file, encoding, as_json=as_json)
