@@ -256,3 +256,21 @@ def test_two_processes_train_as_one_does_to_rounding(tmp_path):
     for k in a.params:
         assert_close(b.params[k], a.params[k], rtol=1e-9, atol=1e-12, what=k)
     assert two.best == pytest.approx(one.best, rel=1e-9)
+
+
+def test_fused_kernels_train_the_generator_as_numpy_does_to_rounding(tmp_path):
+    from charrnn.nn import fused
+
+    why = fused.available()
+    if why is not None:
+        pytest.skip(f"fused kernels unavailable: {why}")
+    data = tiny_set(tmp_path / "words")
+    kw = {"steps": 6, "eval_every": 3, "dtype": "float32", "cell": "lstm", "hidden": 8}
+    a = train(tiny_cfg(data, tmp_path / "numpy", **kw), threads=1)
+    b = train(tiny_cfg(data, tmp_path / "fused", kernels="fused", **kw), threads=1)
+    pa, pb = (C.load(tmp_path / d / "last.npz") for d in ("numpy", "fused"))
+    assert pb.meta["train"]["kernels"] == "fused"
+    for k in pa.params:
+        assert_close(pb.params[k], pa.params[k], rtol=1e-3, atol=1e-5, what=k)
+    assert b.best == pytest.approx(a.best, rel=1e-4)
+    assert any((pb.params[k] != pa.params[k]).any() for k in pa.params)  # fused really ran
