@@ -54,7 +54,7 @@ def machine() -> dict:
 def train_runs(work: Path, minutes: float) -> dict:
     """The four runs, one after the other, through the CLI (as a user runs them)."""
     work.mkdir(parents=True, exist_ok=True)
-    train_file, test_file = split_files(work)
+    train_file, _ = split_files(work)
     out = {"machine": machine(), "minutes": minutes, "runs": {}}
     runs = [(w, ["--task", "generate", "--condition", w]) for w in WAYS]
     runs.append(("judge", ["--task", "classify"]))
@@ -90,8 +90,12 @@ def report(work: Path, per_label: int, seed: int) -> dict:
         novelty = G.novelty(ckpt, str(work / "train.tsv"), LANGUAGES, per_label, seed)
         agree = G.judge(ckpt, judge, LANGUAGES, per_label, seed)
         out[way] = {"novelty": novelty, "agreement": agree}
-    ckpt = C.load(C.resolve(work / best))
-    out["shown"] = {y: G.names(ckpt, y, 10, seed) for y in SHOWN}
+    out["shown"] = {}
+    for y in SHOWN:  # as a reader makes them
+        cmd = ["sample", "-c", str(work / best), "--label", y, "-n", "10", "--seed", str(seed)]
+        made = subprocess.run([sys.executable, "-m", "charrnn", *cmd], check=True,
+                              capture_output=True, text=True).stdout.split("\n")[:10]
+        out["shown"][y] = {"command": "charrnn " + " ".join(cmd), "names": made}
     (work / "report.json").write_text(json.dumps(out, indent=1, ensure_ascii=False))
     return out
 
@@ -114,8 +118,8 @@ def print_report(r: dict) -> None:
             nv = r[way]["novelty"]["per_label"].get(y, r[way]["novelty"])
             ag = r[way]["agreement"]["per_label"].get(y, r[way]["agreement"])
             print(f"| {way} | {y} | {nv['novelty']:.1%} | {ag['agreement']:.1%} |")
-    for y, ns in r["shown"].items():
-        print(f"\n{y}: {', '.join(ns)}")
+    for y, shown in r["shown"].items():
+        print(f"\n{shown['command']}\n{y}: {', '.join(shown['names'])}")
 
 
 def main(argv=None) -> None:

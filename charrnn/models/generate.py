@@ -203,7 +203,7 @@ def loss(params, cfg: Config, batch, state=(), masks=None):
 def example_batch(cfg: Config, rng, rows: int, steps: int):
     """A random batch: lengths all different where possible (the longest `steps`), garbage ids
     at every padding, weights summing to N, conditions standard normal (any vector will do)."""
-    ids, lengths, targets, weights = B.example_batch(rng, rows, steps, cfg.vocab_size,
+    ids, _, targets, weights = B.example_batch(rng, rows, steps, cfg.vocab_size,
                                                      cfg.vocab_size, per_step=True)
     targets = np.where(weights > 0, targets, rng.integers(-10**6, 10**6, targets.shape))
     cond = rng.standard_normal((rows, cfg.cond_size))

@@ -230,7 +230,7 @@ def test_data_reads_the_classifier_files_and_names_bad_lines(tmp_path):
     data = G.load_data(tiny_cfg(good, tmp_path / "r"))
     assert data.labels == ["Alpha", "Beta"] and list(data.vocab.chars[:3]) == list(P.RESERVED)
     assert len(data.val[0]) == 2 and sorted(data.val[1].tolist()) == [0, 1]  # stratified
-    ids, tgt, w, cond = data.batches.chunk(0)
+    ids, _, w, cond = data.batches.chunk(0)
     assert (ids[:, 0] == P.START_ID).all() and w.sum() == pytest.approx(len(ids))
     assert cond.shape == (len(ids), 2) and (cond.sum(axis=1) == 1).all()
 
