@@ -66,7 +66,8 @@ def _read_prime(path: str) -> str:
 @click.option("--num-samples", "-m", type=click.IntRange(1), default=1, show_default=True,
               help="Independent samples to draw, separated by --separator.")
 @click.option("--separator", default="\n\n", show_default="a blank line", metavar="TEXT",
-              help="Written between samples (after a sample that ends with newlines a blank line "
+              help="Written between a language model's samples (a generator's texts are one a "
+              "line; after a sample that ends with newlines a blank line "
               "is ambiguous: give e.g. $'\\n---\\n').")
 @click.option("--stop", multiple=True, metavar="TEXT",
               help="End a sample as soon as it ends with this text (e.g. a blank line); repeat "

@@ -111,3 +111,12 @@ def test_train_refuses_malformed_files_and_foreign_options(tmp_path):
                    "A.txt:1: a tab")
     one_line_error(invoke("train", bad, "--task", "classify", "--condition", "input"),
                    "--condition applies to --task generate only", code=2)
+
+
+def test_info_describes_a_generator(runs):
+    _, gen, _ = runs
+    r = invoke("info", gen)
+    assert r.exit_code == 0, r.stderr
+    text = r.stdout + r.stderr
+    assert "generate" in text and "gru 16x1 generator, condition (2) into the initial state" in text
+    assert "bits per character (END included)" in text
