@@ -274,3 +274,15 @@ def test_fused_kernels_train_the_generator_as_numpy_does_to_rounding(tmp_path):
         assert_close(pb.params[k], pa.params[k], rtol=1e-3, atol=1e-5, what=k)
     assert b.best == pytest.approx(a.best, rel=1e-4)
     assert any((pb.params[k] != pa.params[k]).any() for k in pa.params)  # fused really ran
+
+
+def test_the_readme_python_example_runs():
+    """The README's "One to many" section's Python block, as a reader would run it."""
+    from pathlib import Path
+
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    section = readme.split("## One to many", 1)[1].split("\n## ", 1)[0]
+    code = section.split("```python\n", 1)[1].split("```", 1)[0]
+    scope = {}
+    exec(compile(code, "README.md", "exec"), scope)
+    assert np.isfinite(scope["loss"]) and "init.l0.W" in scope["grads"]
