@@ -122,11 +122,19 @@ def open_checkpoint(path):
     return file, C.load(file)
 
 
+def is_generator(ckpt) -> bool:
+    """Whether the checkpoint's family generates from a condition (has the contract's `start`
+    hook: --task generate)."""
+    from ..models import family
+
+    return hasattr(family(ckpt.family), "start")
+
+
 def open_lm(path, command: str, generators: bool = False):
     """open_checkpoint for the commands that need a language model (or, with `generators`, a
-    conditioned generator, --task generate, as well)."""
+    family that generates from a condition, as well)."""
     file, ckpt = open_checkpoint(path)
-    if ckpt.family != "lm" and not (generators and ckpt.family == "generate"):
+    if ckpt.family != "lm" and not (generators and is_generator(ckpt)):
         raise click.UsageError(f"{file} holds a {ckpt.family} model; {command} needs a language "
                                f"model (use `charrnn predict` or `charrnn eval` with it)")
     return file, ckpt

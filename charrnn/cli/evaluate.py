@@ -11,7 +11,7 @@ import time
 import click
 from rich.table import Table
 
-from .console import CONTEXT, PATH, err, open_checkpoint, out
+from .console import CONTEXT, PATH, err, is_generator, open_checkpoint, out
 
 
 @click.command("eval", context_settings=CONTEXT)
@@ -74,10 +74,10 @@ def eval_(file, checkpoint, strict, show, encoding, as_json, novelty, judge, per
         text = None if os.path.isdir(file) else read_corpus(file, encoding)
     path, ckpt = open_checkpoint(checkpoint)
     gen = {"novelty": novelty, "judge": judge, "labels": labels}
-    if ckpt.family != "generate" and (novelty or judge or labels):
+    if not is_generator(ckpt) and (novelty or judge or labels):
         raise click.UsageError(f"--novelty, --judge and --label are for a generator (--task "
                                f"generate); {path} holds a {ckpt.family} model")
-    if ckpt.family == "generate":
+    if is_generator(ckpt):
         if file is None and not (novelty or judge):
             raise click.UsageError("give FILE (labelled examples to score), --novelty or --judge")
         return eval_labelled(path, ckpt, file, encoding, as_json=as_json, generated=gen,
@@ -124,7 +124,7 @@ def eval_(file, checkpoint, strict, show, encoding, as_json, novelty, judge, per
 def eval_labelled(path, ckpt, file: str, encoding: str, as_json: bool, **generated) -> None:
     """`charrnn eval` of a classifier, a tagger, an encoder-decoder or a generator on a labelled
     file: a table on stderr, the figures on stdout (one JSON object with --json)."""
-    if ckpt.family == "generate":
+    if is_generator(ckpt):
         return _eval_generated(path, ckpt, file, encoding, as_json, **generated)
     if ckpt.family == "seq2seq":
         from ..tools.translate import evaluate_file as translate_file
@@ -188,7 +188,7 @@ def _eval_generated(path, ckpt, file, encoding, as_json, generated, per_label, s
     if which:
         for y in which:
             G.label_condition(labels, y)  # a one-line error listing the labels
-    r = {"task": "generate", "checkpoint": str(path)}
+    r = {"task": ckpt.family, "checkpoint": str(path)}
     if file is not None:
         err.print(f"scoring {file} with {path}", markup=False)
         r.update(G.evaluate_file(ckpt, file, encoding))

@@ -10,7 +10,7 @@ import click
 
 from ..errors import CharrnnError
 from ..tools.sample import MIN_TEMPERATURE as S_MIN_TEMPERATURE
-from .console import CONTEXT, PATH, FiniteFloat, err, open_lm
+from .console import CONTEXT, PATH, FiniteFloat, err, is_generator, open_lm
 
 
 def _read_prime(path: str) -> str:
@@ -124,7 +124,7 @@ def sample(checkpoint, prime, prime_file, length, n, label, temperature, greedy,
         raise click.UsageError(f"--greedy always takes the most likely character; it "
                                f"cannot be combined with {', '.join(knobs)}")
     file, ckpt = open_lm(checkpoint, "sample", generators=True)
-    generator = ckpt.family != "lm"
+    generator = is_generator(ckpt)
     if n is not None and (length if not generator else num_samples_given()) is not None:
         raise click.UsageError("-n is --length for a language model and --num-samples for a "
                                "generator; give one of them")
