@@ -39,6 +39,7 @@ from common import cpu_model
 from names import split_files
 
 from charrnn import checkpoint as C
+from charrnn.data import labelled as L
 
 WAYS = ("init", "input", "none")
 LANGUAGES = ("Russian", "English", "Japanese", "German", "Italian")
@@ -72,11 +73,13 @@ def train_runs(work: Path, minutes: float) -> dict:
     return out
 
 
-def report(work: Path, per_label: int, seed: int) -> dict:
+def report(work: Path, per_label: int, seed: int, temperature: float = 1.0) -> dict:
     from charrnn.tools import generated as G
+    from charrnn.tools.sample import SampleConfig
 
+    config = SampleConfig(length=G.MAX_LENGTH, temperature=temperature)
     test_file = work / "test.tsv"
-    out = {"machine": machine(), "test": {}}
+    out = {"machine": machine(), "temperature": temperature, "test": {}}
     for way in WAYS:
         ckpt = C.load(C.resolve(work / way))
         r = G.evaluate_file(ckpt, str(test_file))
@@ -87,16 +90,19 @@ def report(work: Path, per_label: int, seed: int) -> dict:
     judge = C.load(C.resolve(work / "judge"))
     for way in ("init", "input"):
         ckpt = C.load(C.resolve(work / way))
-        novelty = G.novelty(ckpt, str(work / "train.tsv"), LANGUAGES, per_label, seed)
-        agree = G.judge(ckpt, judge, LANGUAGES, per_label, seed)
+        train = L.read(work / "train.tsv", "classify").texts
+        novelty = G.novelty(ckpt, train, LANGUAGES, per_label, seed, config)
+        agree = G.judge(ckpt, judge, LANGUAGES, per_label, seed, config)
         out[way] = {"novelty": novelty, "agreement": agree}
     out["shown"] = {}
     for y in SHOWN:  # as a reader makes them
-        cmd = ["sample", "-c", str(work / best), "--label", y, "-n", "10", "--seed", str(seed)]
+        cmd = ["sample", "-c", str(work / best), "--label", y, "-n", "10", "--seed", str(seed),
+               "--temperature", f"{temperature:g}"]
         made = subprocess.run([sys.executable, "-m", "charrnn", *cmd], check=True,
                               capture_output=True, text=True).stdout.split("\n")[:10]
         out["shown"][y] = {"command": "charrnn " + " ".join(cmd), "names": made}
-    (work / "report.json").write_text(json.dumps(out, indent=1, ensure_ascii=False))
+    name = "report.json" if temperature == 1 else f"report-t{temperature:g}.json"
+    (work / name).write_text(json.dumps(out, indent=1, ensure_ascii=False))
     return out
 
 
@@ -129,11 +135,12 @@ def main(argv=None) -> None:
     ap.add_argument("--minutes", type=float, default=2.0)
     ap.add_argument("--per-label", type=int, default=100)
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--temperature", type=float, default=1.0, help="report: of the names made")
     a = ap.parse_args(argv)
     if a.part == "train":
         print(json.dumps(train_runs(a.work, a.minutes), indent=1))
     elif a.part == "report":
-        print_report(report(a.work, a.per_label, a.seed))
+        print_report(report(a.work, a.per_label, a.seed, a.temperature))
     else:
         from generate_speed import main as speed
 

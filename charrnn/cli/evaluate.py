@@ -11,7 +11,7 @@ import time
 import click
 from rich.table import Table
 
-from .console import CONTEXT, PATH, err, is_generator, open_checkpoint, out
+from .console import CONTEXT, PATH, FiniteFloat, err, is_generator, open_checkpoint, out
 
 
 @click.command("eval", context_settings=CONTEXT)
@@ -44,8 +44,11 @@ from .console import CONTEXT, PATH, err, is_generator, open_checkpoint, out
               "every label]")
 @click.option("--seed", type=click.IntRange(0), default=0, show_default=True,
               help="A generator: seed of the texts generated for --novelty and --judge.")
+@click.option("--temperature", "-t", type=FiniteFloat(1e-100), default=1.0, show_default=True,
+              help="A generator: the sampling temperature of the texts generated for --novelty "
+              "and --judge (below 1: more typical texts).")
 def eval_(file, checkpoint, strict, show, encoding, as_json, novelty, judge, per_label, labels,
-          seed):
+          seed, temperature):
     """Score a text file: bits and nats per character, and perplexity, over the whole file.
 
     The state is carried from the first character to the last; every character after the first
@@ -73,7 +76,7 @@ def eval_(file, checkpoint, strict, show, encoding, as_json, novelty, judge, per
             raise click.ClickException(f"file not found: {file}")
         text = None if os.path.isdir(file) else read_corpus(file, encoding)
     path, ckpt = open_checkpoint(checkpoint)
-    gen = {"novelty": novelty, "judge": judge, "labels": labels}
+    gen = {"novelty": novelty, "judge": judge, "labels": labels, "temperature": temperature}
     if not is_generator(ckpt) and (novelty or judge or labels):
         raise click.UsageError(f"--novelty, --judge and --label are for a generator (--task "
                                f"generate); {path} holds a {ckpt.family} model")
@@ -183,12 +186,17 @@ def _eval_generated(path, ckpt, file, encoding, as_json, generated, per_label, s
     from ..errors import CheckpointError
     from ..tools import generated as G
 
+    from ..tools.sample import SampleConfig
+
     labels = G.labels_of(ckpt)
     which = list(generated["labels"]) or None
+    config = SampleConfig(length=G.MAX_LENGTH, temperature=generated["temperature"])
     if which:
         for y in which:
             G.label_condition(labels, y)  # a one-line error listing the labels
     r = {"task": ckpt.family, "checkpoint": str(path)}
+    if generated["novelty"] or generated["judge"]:
+        r.update(per_label_generated=per_label, seed=seed, temperature=config.temperature)
     if file is not None:
         err.print(f"scoring {file} with {path}", markup=False)
         r.update(G.evaluate_file(ckpt, file, encoding))
@@ -198,17 +206,18 @@ def _eval_generated(path, ckpt, file, encoding, as_json, generated, per_label, s
             raise CheckpointError(f"{path} does not record its training data, which --novelty "
                                   f"compares with")
         corpus = C.recorded_corpus(train["corpus"], path.parent, train.get("out"))
-        r["novelty"] = G.novelty(ckpt, L.read(corpus, "classify").texts, which, per_label, seed)
+        r["novelty"] = G.novelty(ckpt, L.read(corpus, "classify").texts, which, per_label, seed,
+                                 config)
         r["novelty"]["training_data"] = corpus
     if generated["judge"]:
         from .console import open_checkpoint
 
         jpath, judge = open_checkpoint(generated["judge"])
-        r["judge"] = {"checkpoint": str(jpath), **G.judge(ckpt, judge, which, per_label, seed)}
+        r["judge"] = {"checkpoint": str(jpath), **G.judge(ckpt, judge, which, per_label, seed, config)}
     if as_json:
         click.echo(json.dumps(r, ensure_ascii=False))
         return
-    table = Table(title=f"{path}: per label")
+    table = Table(title="per label")
     rows = sorted(set(r.get("per_label", {})) | set(r.get("novelty", {}).get("per_label", {}))
                   | set(r.get("judge", {}).get("per_label", {})), key=labels.index)
     cols = [("bits/char", "per_label", "bpc", "{:.3f}"), ("novelty", "novelty", "novelty",

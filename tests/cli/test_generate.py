@@ -83,6 +83,9 @@ def test_eval_judge_reports_the_classifiers_agreement(runs):
     assert j["agreement"] >= 0.9
     r = invoke("eval", "-c", gen, "--judge", clf, "-n", "3", "-l", "Alpha")
     assert r.exit_code == 0 and r.stdout.startswith("agreement ") and "of 3)" in r.stdout
+    r = invoke("eval", "-c", gen, "--judge", clf, "-n", "5", "-t", "0.2", "--json")
+    out = json.loads(r.stdout)
+    assert out["temperature"] == 0.2 and out["judge"]["agreement"] == 1.0
 
 
 def test_eval_errors(runs, trained, tmp_path):
