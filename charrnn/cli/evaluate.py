@@ -185,7 +185,6 @@ def _eval_generated(path, ckpt, file, encoding, as_json, generated, per_label, s
     from ..data import labelled as L
     from ..errors import CheckpointError
     from ..tools import generated as G
-
     from ..tools.sample import SampleConfig
 
     labels = G.labels_of(ckpt)
