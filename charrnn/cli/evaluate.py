@@ -81,6 +81,9 @@ def eval_(file, checkpoint, strict, show, encoding, as_json, novelty, judge, per
         raise click.UsageError(f"--novelty, --judge and --label are for a generator (--task "
                                f"generate); {path} holds a {ckpt.family} model")
     if is_generator(ckpt):
+        if strict or show:
+            raise click.UsageError("--strict and --show are for language models; a generator "
+                                   "reads unknown characters as the unknown symbol")
         if file is None and not (novelty or judge):
             raise click.UsageError("give FILE (labelled examples to score), --novelty or --judge")
         return eval_labelled(path, ckpt, file, encoding, as_json=as_json, generated=gen,

@@ -91,6 +91,7 @@ def test_eval_judge_reports_the_classifiers_agreement(runs):
 def test_eval_errors(runs, trained, tmp_path):
     data, gen, clf = runs
     one_line_error(invoke("eval", "-c", gen), "give FILE", code=2)
+    one_line_error(invoke("eval", "-c", gen, data, "--show"), "for language models", code=2)
     one_line_error(invoke("eval", "-c", gen, "--judge", gen), "must be a classifier")
     one_line_error(invoke("eval", "-c", gen, "--judge", clf, "-l", "Gamma"),
                    "unknown label 'Gamma'; the labels are: Alpha, Beta")
