@@ -123,11 +123,11 @@ def open_checkpoint(path):
 
 
 def is_generator(ckpt) -> bool:
-    """Whether the checkpoint's family generates from a condition (has the contract's `start`
-    hook: --task generate)."""
+    """Whether the checkpoint's family generates from a condition (it has the contract's
+    `conditioned_lm` hook: --task generate)."""
     from ..models import family
 
-    return hasattr(family(ckpt.family), "start")
+    return hasattr(family(ckpt.family), "conditioned_lm")
 
 
 def open_lm(path, command: str, generators: bool = False):

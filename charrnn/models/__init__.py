@@ -41,8 +41,9 @@ charrnn.models.lm, is the first.
     memory_needed(cfg, batch, seq, processes)   bytes a training step needs, about
     describe(cfg), describe_metric(value)   one line each, for `info`
 
-Families that generate from a condition (generate) add `start(params, cfg, cond)`: the plain
-language model and initial state that generate under one condition, for the sampler.
+Families that generate from a condition (generate) add `conditioned_lm(params, cfg, cond)`:
+the plain language model (lm's parameters) and initial state that generate under one condition
+vector, for the sampler; the CLI tells such a family by this hook.
 """
 
 from __future__ import annotations

@@ -29,7 +29,7 @@ text's END) changes no real step. Parameters: lm's (`l{k}.Wx`, `l{k}.Wh`, `l{k}.
 `by`), and for init `init.l{k}.W` (C, H), `init.l{k}.b` (H,), for input `cond.W` (C, G).
 
 A batch is (ids (N, T), targets (N, T), weights (N, T), cond (N, C)), rows independent. Nothing
-is carried between batches. For sampling, `start` turns the model and one condition into a plain
+is carried between batches. For sampling, `conditioned_lm` turns the model and one condition into a plain
 language model and its initial state: the input way's c Wc is then a constant added to b.
 """
 
@@ -210,7 +210,7 @@ def example_batch(cfg: Config, rng, rows: int, steps: int):
     return ids, targets, weights, cond
 
 
-def start(params, cfg: Config, cond):
+def conditioned_lm(params, cfg: Config, cond):
     """(params, state) of the plain language model (charrnn.models.lm, one row) that generates
     under the condition cond (C,): the init way's initial state, or the input way's c Wc folded
     into layer 0's bias. Feed it START_ID first."""

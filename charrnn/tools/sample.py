@@ -215,7 +215,7 @@ def _generate(params, cfg, vocab, prime, ids, config, rng, warmed):
 
 
 # --------------------------------------------------------------------------------------------
-# Conditioned generation (charrnn.models.generate): the family's `start` turns the model and one
+# Conditioned generation (charrnn.models.generate): the family's `conditioned_lm` turns the model and one
 # condition into a plain language model and its initial state; START is fed, then the prime,
 # and the draws above run until END (not yielded) or config.length characters.
 
@@ -240,7 +240,7 @@ def generate_conditioned(params, cfg, vocab: Vocab, cond, prime: str = "",
     after it, until the model draws END or config.length characters are made. Arguments are
     checked now, as in `generate`."""
     from ..data.pairs import END, START_ID
-    from ..models.generate import start
+    from ..models.generate import conditioned_lm
 
     if not isinstance(config, SampleConfig):
         raise ConfigError("config must be a SampleConfig")
@@ -248,7 +248,7 @@ def generate_conditioned(params, cfg, vocab: Vocab, cond, prime: str = "",
         raise VocabularyError(f"vocabulary has {len(vocab)} characters but the model expects "
                               f"{cfg.vocab_size}")
     ids = np.concatenate([[START_ID], check_prime(vocab, prime)]).astype(np.intp)
-    p, state = start(params, cfg, cond)
+    p, state = conditioned_lm(params, cfg, cond)
     step, x = M.stepper(p, cfg), np.zeros(1, dtype=np.intp)
     for i in ids:  # feed START and the prime
         x[0] = i

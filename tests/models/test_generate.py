@@ -132,7 +132,7 @@ def test_every_gradient_matches_finite_differences_both_ways_in(cell, layers):
 
 @pytest.mark.parametrize("way", ("init", "input"))
 def test_the_sampling_start_gives_the_forward_logits(way):
-    """start() folds the condition into a plain language model: stepping it gives forward's
+    """conditioned_lm() folds the condition into a plain language model: stepping it gives forward's
     logits row by row."""
     rng = np.random.default_rng(4)
     cfg, p = model("gru", way, rng=rng)
@@ -140,7 +140,7 @@ def test_the_sampling_start_gives_the_forward_logits(way):
     cond = rng.standard_normal((1, cfg.cond_size))
     ids = G.make_batch(texts, cond)[0]
     logits, _ = G.forward(p, cfg, ids, cond)
-    q, state = G.start(p, cfg, cond[0])
+    q, state = G.conditioned_lm(p, cfg, cond[0])
     step = lm.stepper(q, cfg)
     for t in range(ids.shape[1]):
         out, state = step(ids[:, t], state)
@@ -286,3 +286,11 @@ def test_the_readme_python_example_runs():
     scope = {}
     exec(compile(code, "README.md", "exec"), scope)  # noqa: S102 (the README's own code)
     assert np.isfinite(scope["loss"]) and "init.l0.W" in scope["grads"]
+
+
+def test_only_the_generator_has_the_conditioned_lm_hook():
+    """The CLI tells a generator by this hook (cli.console.is_generator); no other family may
+    have it (seq2seq's `start` once collided with an earlier name)."""
+    from charrnn.models import FAMILIES
+
+    assert [n for n, F in FAMILIES.items() if hasattr(F, "conditioned_lm")] == ["generate"]
