@@ -299,7 +299,8 @@ def complete(cfg: Config, data: Data) -> Config:
     return replace(cfg, vocab_size=len(data.vocab), cond_size=len(data.labels))
 
 
-data_meta = B.data_meta
+def data_meta(data: Data) -> dict:
+    return {"labels": list(data.labels)}
 
 
 # --------------------------------------------------------------------------------------------
