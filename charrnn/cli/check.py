@@ -17,7 +17,7 @@ from .console import CONTEXT, _finite, err
 @click.option("--task", type=click.Choice(["all", *TASKS]), default="all", show_default=True,
               help="Model family to check: the language model (lm), the classifier, the tagger "
               "or the encoder-decoder (a bidirectional encoder over padded sequences of "
-              "different lengths), or all of them.")
+              "different lengths), the conditioned generator (both ways in), or all of them.")
 @click.option("--cell", type=click.Choice(["all", *CELLS], case_sensitive=False), default="all",
               show_default=True, help="Cell type to check, or all of them.")
 @click.option("--layers", type=click.IntRange(1), multiple=True, default=(1, 2),
@@ -43,7 +43,8 @@ def gradcheck(task, cell, layers, hidden, seq, batch, vocab, seed, tol):
     classifier and the tagger are checked with a bidirectional encoder over sequences of
     different lengths, padding included, and so is the encoder-decoder (seq2seq); the
     classifier pools, and the encoder-decoder attends, as the rnn: last/none, gru:
-    mean/additive, lstm: max/dot rows say. The error shown is the worst element's difference
+    mean/additive, lstm: max/dot rows say. The generator is checked with its condition (random
+    vectors) entering each way: the initial state and every step's input. The error shown is the worst element's difference
     divided by the largest gradient element of that parameter. Exits 0 if all pass, 1
     otherwise.
     """

@@ -122,10 +122,19 @@ def open_checkpoint(path):
     return file, C.load(file)
 
 
-def open_lm(path, command: str):
-    """open_checkpoint for the commands that need a language model."""
+def is_generator(ckpt) -> bool:
+    """Whether the checkpoint's family generates from a condition (it has the contract's
+    `conditioned_lm` hook: --task generate)."""
+    from ..models import family
+
+    return hasattr(family(ckpt.family), "conditioned_lm")
+
+
+def open_lm(path, command: str, generators: bool = False):
+    """open_checkpoint for the commands that need a language model (or, with `generators`, a
+    family that generates from a condition, as well)."""
     file, ckpt = open_checkpoint(path)
-    if ckpt.family != "lm":
+    if ckpt.family != "lm" and not (generators and is_generator(ckpt)):
         raise click.UsageError(f"{file} holds a {ckpt.family} model; {command} needs a language "
                                f"model (use `charrnn predict` or `charrnn eval` with it)")
     return file, ckpt

@@ -1,5 +1,6 @@
 """`charrnn eval`: score a file with a trained model (bits per character, or a labelled
-file's accuracy, F1 or exact match)."""
+file's accuracy, F1 or exact match; a generator's bits per character per label, the novelty of
+what it generates and a classifier's agreement with it)."""
 
 from __future__ import annotations
 
@@ -10,11 +11,11 @@ import time
 import click
 from rich.table import Table
 
-from .console import CONTEXT, PATH, err, open_checkpoint, out
+from .console import CONTEXT, PATH, FiniteFloat, err, is_generator, open_checkpoint, out
 
 
 @click.command("eval", context_settings=CONTEXT)
-@click.argument("file", metavar="FILE", type=PATH)
+@click.argument("file", metavar="[FILE]", type=PATH, required=False)
 @click.option("--checkpoint", "-c", type=PATH, metavar="PATH",
               help="Checkpoint file or run directory. Default: the most recently written run "
               "under runs/.")
@@ -29,7 +30,25 @@ from .console import CONTEXT, PATH, err, open_checkpoint, out
               "perplexity (null if beyond float range), chars_scored, chars_read, unknown_chars "
               "(count), unknown (the distinct characters) and seconds; for classifiers, taggers "
               "and encoder-decoders their own figures (see README).")
-def eval_(file, checkpoint, strict, show, encoding, as_json):
+@click.option("--novelty", is_flag=True,
+              help="A generator (--task generate): also generate -n texts per label and report "
+              "the share of the distinct ones that are not in the run's training data.")
+@click.option("--judge", type=PATH, metavar="CLASSIFIER_RUN", default=None,
+              help="A generator: generate -n texts per label and report how often this "
+              "classifier run (--task classify) assigns each to the label it was generated for. "
+              "FILE may then be left out.")
+@click.option("-n", "per_label", type=click.IntRange(1), default=100, show_default=True,
+              help="A generator: texts generated per label for --novelty and --judge.")
+@click.option("--label", "-l", "labels", multiple=True, metavar="LABEL",
+              help="A generator: generate for this label only (repeat for several)  [default: "
+              "every label]")
+@click.option("--seed", type=click.IntRange(0), default=0, show_default=True,
+              help="A generator: seed of the texts generated for --novelty and --judge.")
+@click.option("--temperature", "-t", type=FiniteFloat(1e-100), default=1.0, show_default=True,
+              help="A generator: the sampling temperature of the texts generated for --novelty "
+              "and --judge (below 1: more typical texts).")
+def eval_(file, checkpoint, strict, show, encoding, as_json, novelty, judge, per_label, labels,
+          seed, temperature):
     """Score a text file: bits and nats per character, and perplexity, over the whole file.
 
     The state is carried from the first character to the last; every character after the first
@@ -42,6 +61,8 @@ def eval_(file, checkpoint, strict, show, encoding, as_json):
       charrnn eval held_out.txt
       charrnn eval --show -c runs/tinyshakespeare poem.txt
       charrnn eval --json held_out.txt | jq .bpc
+      charrnn eval -c runs/gen test.tsv --novelty         a generator: bpc per label, novelty
+      charrnn eval -c runs/gen --judge runs/names -l Russian -l Japanese
     """
     import os
 
@@ -50,10 +71,27 @@ def eval_(file, checkpoint, strict, show, encoding, as_json):
 
     if show and as_json:
         raise click.UsageError("--show and --json both write to stdout; give one of them")
-    if not os.path.lexists(file):
-        raise click.ClickException(f"file not found: {file}")
-    text = read_corpus(file, encoding)
+    if file is not None:  # the file's own errors first, then the checkpoint's
+        if not os.path.lexists(file):
+            raise click.ClickException(f"file not found: {file}")
+        text = None if os.path.isdir(file) else read_corpus(file, encoding)
     path, ckpt = open_checkpoint(checkpoint)
+    gen = {"novelty": novelty, "judge": judge, "labels": labels, "temperature": temperature}
+    if not is_generator(ckpt) and (novelty or judge or labels):
+        raise click.UsageError(f"--novelty, --judge and --label are for a generator (--task "
+                               f"generate); {path} holds a {ckpt.family} model")
+    if is_generator(ckpt):
+        if strict or show:
+            raise click.UsageError("--strict and --show are for language models; a generator "
+                                   "reads unknown characters as the unknown symbol")
+        if file is None and not (novelty or judge):
+            raise click.UsageError("give FILE (labelled examples to score), --novelty or --judge")
+        return eval_labelled(path, ckpt, file, encoding, as_json=as_json, generated=gen,
+                             per_label=per_label, seed=seed)
+    if file is None:
+        raise click.UsageError("missing argument FILE")
+    if text is None:
+        text = read_corpus(file, encoding)  # a directory: the reader's own message
     err.print(f"scoring {file} with {path}", markup=False)
     if ckpt.family != "lm":  # a classifier or a tagger: FILE is labelled examples
         return eval_labelled(path, ckpt, file, encoding, as_json=as_json)
@@ -89,9 +127,11 @@ def eval_(file, checkpoint, strict, show, encoding, as_json):
               markup=False, soft_wrap=True)
 
 
-def eval_labelled(path, ckpt, file: str, encoding: str, as_json: bool) -> None:
-    """`charrnn eval` of a classifier or a tagger on a labelled file: a table on stderr, the
-    figures on stdout (one JSON object with --json)."""
+def eval_labelled(path, ckpt, file: str, encoding: str, as_json: bool, **generated) -> None:
+    """`charrnn eval` of a classifier, a tagger, an encoder-decoder or a generator on a labelled
+    file: a table on stderr, the figures on stdout (one JSON object with --json)."""
+    if is_generator(ckpt):
+        return _eval_generated(path, ckpt, file, encoding, as_json, **generated)
     if ckpt.family == "seq2seq":
         from ..tools.translate import evaluate_file as translate_file
 
@@ -148,5 +188,75 @@ def eval_labelled(path, ckpt, file: str, encoding: str, as_json: bool) -> None:
         f1 = "  ".join(f"F1 {t} {fmt(v)}" for t, v in r["per_tag_f1"].items())
         click.echo(f"accuracy {r['accuracy']:.4f}  {f1}  ({r['characters']:,} characters)")
     if r["unknown_characters"]:
+        err.print(f"note: {r['unknown_characters']:,} characters outside the model's "
+                  f"vocabulary, read as the unknown symbol", markup=False)
+
+
+def _eval_generated(path, ckpt, file, encoding, as_json, generated, per_label, seed) -> None:
+    """A generator: FILE's bits per character overall and per label; --novelty, --judge."""
+    from .. import checkpoint as C
+    from ..data import labelled as L
+    from ..errors import CheckpointError
+    from ..tools import generated as G
+    from ..tools.sample import SampleConfig
+
+    labels = G.labels_of(ckpt)
+    which = list(generated["labels"]) or None
+    config = SampleConfig(length=G.MAX_LENGTH, temperature=generated["temperature"])
+    if which:
+        for y in which:
+            G.label_condition(labels, y)  # a one-line error listing the labels
+    r = {"task": ckpt.family, "checkpoint": str(path)}
+    if generated["novelty"] or generated["judge"]:
+        r.update(per_label_generated=per_label, seed=seed, temperature=config.temperature)
+    if file is not None:
+        err.print(f"scoring {file} with {path}", markup=False)
+        r.update(G.evaluate_file(ckpt, file, encoding))
+    if generated["novelty"]:
+        train = ckpt.meta.get("train") or {}
+        if not isinstance(train.get("corpus"), str):
+            raise CheckpointError(f"{path} does not record its training data, which --novelty "
+                                  f"compares with")
+        corpus = C.recorded_corpus(train["corpus"], path.parent, train.get("out"))
+        r["novelty"] = G.novelty(ckpt, L.read(corpus, "classify").texts, which, per_label, seed,
+                                 config)
+        r["novelty"]["training_data"] = corpus
+    if generated["judge"]:
+        from .console import open_checkpoint
+
+        jpath, judge = open_checkpoint(generated["judge"])
+        r["judge"] = {"checkpoint": str(jpath), **G.judge(ckpt, judge, which, per_label, seed, config)}
+    if as_json:
+        click.echo(json.dumps(r, ensure_ascii=False))
+        return
+    table = Table(title="per label")
+    rows = sorted(set(r.get("per_label", {})) | set(r.get("novelty", {}).get("per_label", {}))
+                  | set(r.get("judge", {}).get("per_label", {})), key=labels.index)
+    cols = [("bits/char", "per_label", "bpc", "{:.3f}"), ("novelty", "novelty", "novelty",
+            "{:.1%}"), ("agreement", "judge", "agreement", "{:.1%}")]
+    cols = [c for c in cols if c[1] in r]
+    table.add_column("label")
+    for name, *_ in cols:
+        table.add_column(name, justify="right")
+    for y in rows:
+        cells = []
+        for _, part, key, fmt in cols:
+            v = (r[part] if part == "per_label" else r[part]["per_label"]).get(y, {}).get(key)
+            cells.append("-" if v is None else fmt.format(v))
+        table.add_row(y, *cells)
+    err.print(table)
+    line = []
+    if "bpc" in r:
+        line.append(f"bits per character {r['bpc']:.4f} ({r['chars']:,} characters with END, "
+                    f"{r['examples']:,} texts)")
+    if "novelty" in r:
+        nv = r["novelty"]
+        line.append(f"novelty {nv['novelty']:.1%} ({nv['novel']:,} of {nv['distinct']:,} "
+                    f"distinct texts)")
+    if "judge" in r:
+        j = r["judge"]
+        line.append(f"agreement {j['agreement']:.1%} ({j['agree']:,} of {j['generated']:,})")
+    click.echo("  ".join(line))
+    if r.get("unknown_characters"):
         err.print(f"note: {r['unknown_characters']:,} characters outside the model's "
                   f"vocabulary, read as the unknown symbol", markup=False)

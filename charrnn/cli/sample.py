@@ -1,4 +1,5 @@
-"""`charrnn sample`: generate text from a language model, streamed to stdout."""
+"""`charrnn sample`: generate text from a language model, or texts for a label from a
+conditioned generator (--task generate), streamed to stdout."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ import click
 
 from ..errors import CharrnnError
 from ..tools.sample import MIN_TEMPERATURE as S_MIN_TEMPERATURE
-from .console import CONTEXT, PATH, FiniteFloat, err, open_lm
+from .console import CONTEXT, PATH, FiniteFloat, err, is_generator, open_lm
 
 
 def _read_prime(path: str) -> str:
@@ -40,8 +41,15 @@ def _read_prime(path: str) -> str:
               help="Text to start from: fed through the model to warm its state, printed first.")
 @click.option("--prime-file", type=PATH, metavar="PATH",
               help="Read the prime from this UTF-8 file.")
-@click.option("--length", "-n", type=click.IntRange(0), default=500, show_default=True,
-              help="Characters to generate after the prime (per sample).")
+@click.option("--length", type=click.IntRange(0), default=None,
+              help="Characters to generate after the prime (per sample); a generator's text ends "
+              "sooner at its end marker.  [default: 500; a generator: 50]")
+@click.option("-n", "n", type=click.IntRange(0), default=None, metavar="N",
+              help="A language model: characters to generate, as --length. A generator (--task "
+              "generate): how many texts, one a line, as --num-samples.")
+@click.option("--label", "-l", default=None, metavar="LABEL",
+              help="A generator (--task generate): the label to generate for (e.g. a language); "
+              "a missing or unknown label is an error listing the run's labels.")
 @click.option("--temperature", "-t", type=FiniteFloat(S_MIN_TEMPERATURE), default=None,
               help="Divide the logits by this before the softmax: below 1 is safer, above 1 "
               "wilder. At least 1e-100 (--greedy is the limit of 0).  [default: 1.0]")
@@ -58,7 +66,8 @@ def _read_prime(path: str) -> str:
 @click.option("--num-samples", "-m", type=click.IntRange(1), default=1, show_default=True,
               help="Independent samples to draw, separated by --separator.")
 @click.option("--separator", default="\n\n", show_default="a blank line", metavar="TEXT",
-              help="Written between samples (after a sample that ends with newlines a blank line "
+              help="Written between a language model's samples (a generator's texts are one a "
+              "line; after a sample that ends with newlines a blank line "
               "is ambiguous: give e.g. $'\\n---\\n').")
 @click.option("--stop", multiple=True, metavar="TEXT",
               help="End a sample as soon as it ends with this text (e.g. a blank line); repeat "
@@ -72,8 +81,8 @@ def _read_prime(path: str) -> str:
 @click.option("--interactive", "-i", is_flag=True,
               help="Read primes from stdin, one per line (prompt on stderr), and stream each "
               "continuation to stdout, until end of input (Ctrl-D).")
-def sample(checkpoint, prime, prime_file, length, temperature, greedy, top_k, top_p, seed,
-           num_samples, separator, stop, as_json, interactive):
+def sample(checkpoint, prime, prime_file, length, n, label, temperature, greedy, top_k, top_p,
+           seed, num_samples, separator, stop, as_json, interactive):
     """Generate text from a trained model, streaming it to stdout as it is made.
 
     The prime is printed first, then each character as it is drawn. Only generated text goes to
@@ -89,6 +98,12 @@ def sample(checkpoint, prime, prime_file, length, temperature, greedy, top_k, to
       charrnn sample --greedy --stop $'\\n\\n' --stop "."
       charrnn sample -m 5 --json | jq -r .text
       charrnn sample -i -n 200                 type a prime, read the continuation
+      charrnn sample -c runs/gen --label Russian -n 10       ten names (a --task generate run)
+      charrnn sample -c runs/gen --label Russian -n 5 --prime Ro --temperature 0.8
+
+    For a generator (--task generate) each text starts from the label's condition (and
+    --prime, its first letters, printed as part of it) and ends at the end marker the model
+    draws, or after --length characters: one text a line.
     """
     import numpy as np
 
@@ -108,9 +123,27 @@ def sample(checkpoint, prime, prime_file, length, temperature, greedy, top_k, to
     if greedy and knobs:
         raise click.UsageError(f"--greedy always takes the most likely character; it "
                                f"cannot be combined with {', '.join(knobs)}")
+    file, ckpt = open_lm(checkpoint, "sample", generators=True)
+    generator = is_generator(ckpt)
+    if n is not None and (length if not generator else num_samples_given()) is not None:
+        raise click.UsageError("-n is --length for a language model and --num-samples for a "
+                               "generator; give one of them")
+    if n is not None:
+        length, num_samples = (length, n) if generator else (n, num_samples)
+    if length is None:
+        from ..tools.generated import MAX_LENGTH
+
+        length = MAX_LENGTH if generator else 500
     config = S.SampleConfig(length=length, temperature=1.0 if temperature is None else temperature,
                             greedy=greedy, top_k=top_k, top_p=top_p, stop=tuple(stop) or None)
-    file, ckpt = open_lm(checkpoint, "sample")
+    if generator:
+        if interactive:
+            raise click.UsageError("--interactive is for language models; give a generator "
+                                   "--label and --prime instead")
+        return _conditioned(file, ckpt, label, prime, config, seed, num_samples, as_json)
+    if label is not None:
+        raise click.UsageError("--label is for a generator (--task generate); "
+                               f"{file} holds a language model")
     if not interactive:
         S.check_prime(ckpt.vocab, prime)
     if seed is None:
@@ -170,6 +203,44 @@ def sample(checkpoint, prime, prime_file, length, temperature, greedy, top_k, to
         last = draw(typed, echo_prime=False)
         if not last.endswith("\n"):
             write("\n")
+
+
+def num_samples_given():
+    """--num-samples/-m as given on the command line, or None."""
+    from click.core import ParameterSource
+
+    ctx = click.get_current_context()
+    given = ctx.get_parameter_source("num_samples") == ParameterSource.COMMANDLINE
+    return ctx.params["num_samples"] if given else None
+
+
+def _conditioned(file, ckpt, label, prime, config, seed, count, as_json):
+    """`charrnn sample` of a generator: `count` texts for `label`, one a line."""
+    import numpy as np
+
+    from ..tools import sample as S
+    from ..tools.generated import labels_of
+
+    cond = S.label_condition(labels_of(ckpt), label, ckpt.model.dtype)
+    S.check_prime(ckpt.vocab, prime)
+    if seed is None:
+        seed = int(np.random.SeedSequence().entropy % 2**32)
+    err.print(f"sampling {label} from {file}" + ("" if config.greedy else f", seed {seed}"),
+              markup=False)
+    rng = np.random.default_rng(seed)
+    write = _stdout_writer()
+    for index in range(count):
+        pieces = S.generate_conditioned(ckpt.params, ckpt.model, ckpt.vocab, cond, prime, config,
+                                        rng)
+        if as_json:
+            text = "".join(pieces)[len(prime):]
+            write(json.dumps({"index": index, "label": label, "prime": prime, "text": text,
+                              "seed": seed, "checkpoint": str(file), "chars": len(text)},
+                             ensure_ascii=False) + "\n")
+            continue
+        for piece in pieces:
+            write(piece)
+        write("\n")
 
 
 def _stdout_writer():

@@ -32,8 +32,8 @@ TASKS = tuple(FAMILIES)
 POOLING = ("last", "mean", "max")
 # the options that apply to some tasks only (the rest apply to all)
 ONLY = {"bidirectional": ("classify", "tag", "seq2seq"), "pooling": ("classify",),
-        "class_weights": ("classify",), "val": ("classify", "tag", "seq2seq"),
-        "attention": ("seq2seq",), "seq": ("lm",)}
+        "class_weights": ("classify",), "val": ("classify", "tag", "seq2seq", "generate"),
+        "attention": ("seq2seq",), "seq": ("lm",), "condition": ("generate",)}
 
 
 def _check_applies(task: str, given: dict) -> None:
@@ -210,7 +210,8 @@ class _TrainDisplay:
               help="What to train: lm, a language model of CORPUS (a text file); classify, a "
               "label per text (CORPUS a TSV of text<TAB>label, or a folder of <label>.txt "
               "files); tag, a label per character (a TSV of text<TAB>tags); seq2seq, an "
-              "encoder-decoder (a TSV of source<TAB>target).")
+              "encoder-decoder (a TSV of source<TAB>target); generate, texts generated from "
+              "their label (the classifier's files).")
 @click.option("--bidirectional/--unidirectional", default=None,
               help="classify, tag, seq2seq: read each text (source) both ways (the default) or "
               "left to right only.")
@@ -221,11 +222,15 @@ class _TrainDisplay:
               help="classify: weight each example by (1 / its class's frequency) ** POWER: 1 "
               "makes every class count alike however rare, 0 every example  [default: 0.6]")
 @click.option("--val", type=click.Path(path_type=str), default=None,
-              help="classify, tag, seq2seq: validate on this file instead of a --val-frac of "
-              "CORPUS (how many of its texts CORPUS also holds is reported).")
+              help="classify, tag, seq2seq, generate: validate on this file instead of a "
+              "--val-frac of CORPUS (how many of its texts CORPUS also holds is reported).")
 @click.option("--attention", type=click.Choice(("additive", "dot", "none")), default=None,
               help="seq2seq: how each decoder step looks back at the encoder's outputs: "
               "additive (Bahdanau, the default), dot (Luong's general s W h), or none.")
+@click.option("--condition", type=click.Choice(("init", "input", "none")), default=None,
+              help="generate: where the label's one-hot c enters: init, every layer's initial "
+              "state h0 = tanh(c W0 + b0) (the default, measured better); input, every step's "
+              "input projection (+ c Wc); none, nowhere (an unconditioned baseline).")
 def train(corpus, resume, quiet, processes, task, **opts):
     """Train a model on CORPUS: a language model of a text file (default: the bundled tiny
     Shakespeare), or with --task classify or tag a classifier or tagger of labelled examples.
@@ -246,12 +251,15 @@ def train(corpus, resume, quiet, processes, task, **opts):
       charrnn train notes.txt --resume --steps 4000  continue the run in runs/notes
       charrnn train --task classify corpora/names --minutes 2     surname -> language
       charrnn train --task tag seg.tsv --val seg_test.tsv         text<TAB>tags lines
+      charrnn train --task generate corpora/names --minutes 2     language -> surnames
 
     For classify and tag, the options not given take that task's own defaults (classify: a
     bidirectional GRU 256x2, dropout 0.4, batch 64, lr 5e-3; tag: a bidirectional GRU 256x1,
     dropout 0.2, batch 32; eval every 200 steps), batches hold texts of nearly one length, and
     the validation figure is the loss (tag) or the error rate weighted as in training
-    (classify).
+    (classify). generate reads the classifier's files and learns each text from its label (a
+    GRU 256x1, dropout 0.2, batch 64, lr 5e-3; validation in bits per character, END
+    included).
     """
     from click.core import ParameterSource
 

@@ -73,6 +73,12 @@ def encode_targets(vocab: Vocab, targets, where=None) -> tuple[list, int]:
 def make_batch(src_ids: list, tgt_ids: list) -> tuple:
     """The batch tuple (module docstring) of the pairs (src_ids[i], tgt_ids[i])."""
     src, src_len = L.pad(src_ids)
+    return (src, src_len, *shifted(tgt_ids))
+
+
+def shifted(tgt_ids: list) -> tuple:
+    """(tgt_in, tgt_out, weights) of target id sequences: START then each target as the inputs,
+    each target then END as the outputs, 0 after; weights as in the module docstring."""
     n = len(tgt_ids)
     lens = np.array([len(t) + 1 for t in tgt_ids])
     T = int(lens.max())
@@ -82,7 +88,7 @@ def make_batch(src_ids: list, tgt_ids: list) -> tuple:
         tgt_in[i, 0], tgt_in[i, 1 : len(t) + 1] = START_ID, t
         tgt_out[i, : len(t)], tgt_out[i, len(t)] = t, END_ID
     weights = (np.arange(T)[None, :] < lens[:, None]) * (n / lens.sum())
-    return src, src_len, tgt_in, tgt_out, weights
+    return tgt_in, tgt_out, weights
 
 
 class Data(NamedTuple):

@@ -39,7 +39,7 @@ charrnn.models.lm, is the first.
     train_figures(mean_loss) -> {...}      how a training step's loss is recorded
     batch_chars(batch)    characters a batch trains on (chars/s)
     memory_needed(cfg, batch, seq, processes)   bytes a training step needs, about
-    inside(params, cfg, vocab, text, keep=None) -> (read, spans, arrays, skipped)
+    inside(params, cfg, vocab, text, keep=None, meta=None) -> (read, spans, arrays, skipped)
                           a forward pass over `text` that records, per character read, what each
                           recurrent layer computed (read from the cells' forward caches, see
                           charrnn.nn.cells' *_series): `read` the characters the model read, one
@@ -49,16 +49,22 @@ charrnn.models.lm, is the first.
                           series: LSTM i f o g c h, GRU r z n h, RNN h) or, for an encoder,
                           "l{k}.{fw,bw}.{s}"; only the names in `keep` when given; `skipped` the
                           characters outside the vocabulary (dropped, or read as the unknown
-                          symbol). charrnn.tools.inside builds on it.
+                          symbol). `meta`: the checkpoint's (a generator reads its
+                          label names there: it records `text<TAB>label` lines, each read
+                          afresh under its label). charrnn.tools.inside builds on it.
     describe(cfg), describe_metric(value)   one line each, for `info`
+
+Families that generate from a condition (generate) add `conditioned_lm(params, cfg, cond)`:
+the plain language model (lm's parameters) and initial state that generate under one condition
+vector, for the sampler; the CLI tells such a family by this hook.
 """
 
 from __future__ import annotations
 
 from ..errors import ConfigError
-from . import classify, lm, seq2seq, tag
+from . import classify, generate, lm, seq2seq, tag
 
-FAMILIES = {F.NAME: F for F in (lm, classify, tag, seq2seq)}
+FAMILIES = {F.NAME: F for F in (lm, classify, tag, seq2seq, generate)}
 
 
 def family(name: str):

@@ -160,7 +160,7 @@ def example_batch(rng: np.random.Generator, rows: int, steps: int, V: int, K: in
     return ids, lengths, targets, weights
 
 
-def inside(params, cfg, vocab, text: str, keep=None):
+def inside(params, cfg, vocab, text: str, keep=None, meta=None):
     """Read each non-empty line of `text` as its own sequence, as `charrnn predict` reads texts,
     and record what the encoder computed at each character, both directions, read from the
     cells' own forward caches. Characters outside the vocabulary are read as the unknown symbol.

@@ -143,6 +143,7 @@ class ForwardCache(NamedTuple):
     ids: np.ndarray  # (T, N) input ids, time-major
     layers: list
     out: np.ndarray  # (T*N, H) last layer's output after dropout, the input of Wy
+    rows: bool = False  # whether forward added `rows` to layer 0's input projection
 
 
 def _recurrent(params, k, cell):
@@ -160,12 +161,14 @@ def dropout_masks(cfg: ModelConfig, rng: np.random.Generator | None, T: int, N: 
 
 
 def forward(params, cfg: ModelConfig, ids, state: State, rng: np.random.Generator | None = None,
-            masks=None):
+            masks=None, rows=None):
     """Run a chunk. ids: (N, T) integer ids; state: from init_state or a previous chunk.
 
     Returns (logits (T, N, V), final state, cache). Dropout masks are drawn from `rng` when one
     is given and cfg.dropout > 0 (training), or given ready-made as `masks` (see dropout_masks;
     views of a bigger batch's masks will do); without either the model is deterministic.
+    `rows` (N, G), if given, is added to layer 0's input projection at every step: a per-row
+    constant input (charrnn.models.generate's condition); backward then returns its gradient.
     """
     cell = CELLS[cfg.cell]
     ids_t = np.ascontiguousarray(np.asarray(ids).T)  # (T, N)
@@ -178,6 +181,8 @@ def forward(params, cfg: ModelConfig, ids, state: State, rng: np.random.Generato
         Wx, b = params[f"l{k}.Wx"], params[f"l{k}.b"]
         if k == 0:
             xp = (Wx + b)[ids_t]  # (T, N, G): a one-hot row times Wx is a row of Wx
+            if rows is not None:
+                xp += rows  # (N, G), the same at every step
         else:
             xp = (x.reshape(T * N, -1) @ Wx).reshape(T, N, -1)
             xp += b
@@ -189,14 +194,14 @@ def forward(params, cfg: ModelConfig, ids, state: State, rng: np.random.Generato
     out = x.reshape(T * N, -1)
     logits = (out @ params["Wy"]).reshape(T, N, -1)
     logits += params["by"]
-    return logits, tuple(final), ForwardCache(cfg, params, ids_t, caches, out)
+    return logits, tuple(final), ForwardCache(cfg, params, ids_t, caches, out, rows is not None)
 
 
 def backward(dlogits: np.ndarray, dstate: State | None, cache: ForwardCache):
     """Gradients of the loss given dlogits (T, N, V) and dstate, the gradient with respect to
     the final state (None: zero, as in truncated BPTT). Returns (grads, dstate_0), grads having
-    the same keys as params."""
-    cfg, params, ids_t, layers, out = cache
+    the same keys as params, and "rows" (N, G) if forward was given `rows`."""
+    cfg, params, ids_t, layers, out, rows = cache
     cell = CELLS[cfg.cell]
     T, N, V = dlogits.shape
     dl = dlogits.reshape(T * N, V)
@@ -219,11 +224,14 @@ def backward(dlogits: np.ndarray, dstate: State | None, cache: ForwardCache):
         if k == 0:
             grads["l0.Wx"] = scatter_rows(ids_t.reshape(-1), dxp2, params["l0.Wx"].shape[0])
             grads["l0.b"] = grads["l0.Wx"].sum(axis=0)  # V rows to add instead of T*N
+            if rows:
+                grads["rows"] = dxp.sum(axis=0)  # (N, G)
         else:
             grads[f"l{k}.b"] = dxp2.sum(axis=0)
             grads[f"l{k}.Wx"] = x.reshape(T * N, -1).T @ dxp2
             dx = (dxp2 @ params[f"l{k}.Wx"].T).reshape(T, N, -1)  # into layer k-1's mask
-    return {name: grads[name] for name in params}, tuple(dstate0)
+    keep = (*param_shapes(cfg), "rows") if rows else param_shapes(cfg)  # lm's own names
+    return {name: grads[name] for name in keep}, tuple(dstate0)
 
 
 def gradients(params, cfg: ModelConfig, batch, state: State, masks=None, dfinal=None,
@@ -386,10 +394,11 @@ def score(params, cfg: ModelConfig, ids: np.ndarray, streams: int = 1, seq: int 
 INSIDE_CHUNK = 512  # steps per forward call: the caches of one chunk are all that is held
 
 
-def inside(params, cfg: ModelConfig, vocab, text: str, keep=None):
+def inside(params, cfg: ModelConfig, vocab, text: str, keep=None, meta=None, state=None):
     """Read `text` as one stream, the state carried from its first character to its last (as
     `charrnn eval` does), and record what each layer computed at each character, read from the
-    cells' own forward caches. Characters outside the vocabulary are skipped.
+    cells' own forward caches. Characters outside the vocabulary are skipped. `state`: the
+    initial state (one row; default zeros).
 
     Returns (read, spans, arrays, skipped): the characters read, [(0, len(read))] (one stream),
     {"l{k}.{s}": (len(read), H) array} for every layer k and series s of the cell
@@ -401,7 +410,7 @@ def inside(params, cfg: ModelConfig, vocab, text: str, keep=None):
     names = [f"l{k}.{s}" for k in range(cfg.layers) for s in cell.series_names]
     arrays = {n: np.empty((len(ids), cfg.hidden), dtype=cfg.dtype)
               for n in names if keep is None or n in keep}
-    state = init_state(cfg, 1)
+    state = init_state(cfg, 1) if state is None else state
     for lo in range(0, len(ids), INSIDE_CHUNK):
         hi = min(lo + INSIDE_CHUNK, len(ids))
         _, state, cache = forward(params, cfg, ids[None, lo:hi], state)

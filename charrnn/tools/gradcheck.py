@@ -149,7 +149,7 @@ def check_cell(cell: str, batch: int = 2, seq: int = 3, hidden: int = 5, seed: i
     return _check_all(cell, 1, arrays, analytic, objective, tol)
 
 
-TASKS = ("lm", "classify", "tag", "seq2seq")
+TASKS = ("lm", "classify", "tag", "seq2seq", "generate")
 # with every cell checked, every pooling and every attention kind is too
 POOLING_BY_CELL = {"rnn": "last", "gru": "mean", "lstm": "max"}
 ATTENTION_BY_CELL = {"rnn": "none", "gru": "additive", "lstm": "dot"}
@@ -174,16 +174,37 @@ def check_encoded(task: str, cell: str, layers: int = 1, hidden: int = 5, seq: i
     return check_family(F, cfg, f"{task} {cell}", layers, max(batch, 3), seq, seed, tol)
 
 
+def check_generate(cell: str, layers: int = 1, hidden: int = 5, seq: int = 7, batch: int = 2,
+                   vocab: int = 4, seed: int = 0, classes: int = 3,
+                   tol: float = DEFAULT_TOL) -> list[Result]:
+    """Check the conditioned generator's gradients (check_family) with the condition entering
+    both ways (the initial state, every step's input), condition vectors of `classes` random
+    values, texts of different lengths with garbage at the padding, dropout from 2 layers."""
+    from ..models import generate
+
+    out = []
+    for way in ("init", "input"):
+        cfg = generate.Config(vocab_size=vocab + 3, cond_size=classes, cell=cell, hidden=hidden,
+                              layers=layers, condition=way, dropout=0.3 if layers > 1 else 0.0,
+                              dtype="float64")
+        out += check_family(generate, cfg, f"generate/{way} {cell}", layers, max(batch, 3), seq,
+                            seed, tol)
+    return out
+
+
 def run(cells=tuple(CELLS), layers=(1, 2), tol: float = DEFAULT_TOL, tasks=("lm",),
         **sizes) -> list[Result]:
     """The checks `charrnn gradcheck` runs: for each task, every cell in `cells` for every depth
-    in `layers` (the language model with check_model, the others with check_encoded)."""
+    in `layers` (the language model with check_model, the generator with check_generate, the
+    others with check_encoded)."""
     results = []
     for task in tasks:
         for cell in cells:
             for n in layers:
                 if task == "lm":
                     results += check_model(cell, layers=n, tol=tol, **sizes)
+                elif task == "generate":
+                    results += check_generate(cell, layers=n, tol=tol, **sizes)
                 else:
                     results += check_encoded(task, cell, layers=n, tol=tol, **sizes)
     return results

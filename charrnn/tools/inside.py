@@ -112,7 +112,8 @@ def one_blas_thread():
 
 def series_names(ckpt) -> list[str]:
     """Every series a recording of this model has, in order (layer, direction, equation)."""
-    return list(family(ckpt.family).inside(ckpt.params, ckpt.model, ckpt.vocab, "")[2])
+    return list(family(ckpt.family).inside(ckpt.params, ckpt.model, ckpt.vocab, "",
+                                          meta=ckpt.meta)[2])
 
 
 def record(ckpt, text: str, series=None) -> Recording:
@@ -127,7 +128,8 @@ def record(ckpt, text: str, series=None) -> Recording:
         check_names(ckpt, series=series)
     with one_blas_thread():
         read, spans, arrays, skipped = F.inside(ckpt.params, ckpt.model, ckpt.vocab, text,
-                                                None if series is None else set(series))
+                                                None if series is None else set(series),
+                                                meta=ckpt.meta)
     if not read:
         raise CorpusError(f"none of the text's {len(text):,} characters is one the model can "
                           f"read (its vocabulary has {len(ckpt.vocab)})")

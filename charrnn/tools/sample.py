@@ -212,3 +212,54 @@ def _generate(params, cfg, vocab, prime, ids, config, rng, warmed):
             if any(map(tail.endswith, stops)):  # checked every character: the first reached
                 return
         x[0] = i
+
+
+# --------------------------------------------------------------------------------------------
+# Conditioned generation (charrnn.models.generate): the family's `conditioned_lm` turns the model and one
+# condition into a plain language model and its initial state; START is fed, then the prime,
+# and the draws above run until END (not yielded) or config.length characters.
+
+
+def label_condition(labels: list, label: str | None, dtype="float32") -> np.ndarray:
+    """The one-hot condition (K,) of `label` among a run's labels; ConfigError listing them when
+    the label is missing or unknown."""
+    listed = ", ".join(labels)
+    if label is None:
+        raise ConfigError(f"this model generates for a label; give one of: {listed}")
+    if label not in labels:
+        raise ConfigError(f"unknown label {label!r}; the labels are: {listed}")
+    c = np.zeros(len(labels), dtype=dtype)
+    c[labels.index(label)] = 1
+    return c
+
+
+def generate_conditioned(params, cfg, vocab: Vocab, cond, prime: str = "",
+                         config: SampleConfig = SampleConfig(),
+                         rng: np.random.Generator | None = None) -> Iterator[str]:
+    """Yield the prime (if any), then each character generated under the condition cond (C,)
+    after it, until the model draws END or config.length characters are made. Arguments are
+    checked now, as in `generate`."""
+    from ..data.pairs import END, START_ID
+    from ..models.generate import conditioned_lm
+
+    if not isinstance(config, SampleConfig):
+        raise ConfigError("config must be a SampleConfig")
+    if len(vocab) != cfg.vocab_size:
+        raise VocabularyError(f"vocabulary has {len(vocab)} characters but the model expects "
+                              f"{cfg.vocab_size}")
+    ids = np.concatenate([[START_ID], check_prime(vocab, prime)]).astype(np.intp)
+    p, state = conditioned_lm(params, cfg, cond)
+    step, x = M.stepper(p, cfg), np.zeros(1, dtype=np.intp)
+    for i in ids:  # feed START and the prime
+        x[0] = i
+        out, state = step(x, state)
+    if rng is None:
+        rng = np.random.default_rng()
+
+    def pieces():
+        for piece in _generate(p, cfg, vocab, prime, ids, config, rng, (out[0], state)):
+            if piece == END:
+                return
+            yield piece
+
+    return pieces()

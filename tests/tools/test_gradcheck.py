@@ -80,12 +80,15 @@ def test_cli_gradcheck_passes():
 
 def test_cli_gradcheck_covers_the_classifier_and_the_tagger():
     """By default every family: the bidirectional encoder's both directions, both heads, the
-    encoder-decoder's bridge, decoder and (additive, for the gru) attention."""
+    encoder-decoder's bridge, decoder and (additive, for the gru) attention, the generator's
+    condition both ways in."""
     result = CliRunner().invoke(cli, ["gradcheck", "--cell", "gru", "--layers", "1"])
     assert result.exit_code == 0, result.output
-    assert result.stdout.startswith("gradcheck passed: 49 gradients")  # 7 + 10 + 10 + 22
+    # 7 + 10 + 10 + 22 + (8 + 7)
+    assert result.stdout.startswith("gradcheck passed: 64 gradients")
     for text in ("classify gru", "tag gru", "seq2seq gru", "enc.l0.bw.bhn", "enc.l0.fw.Wx",
-                 "att.v", "bridge.l0.W", "dec.l0.Wh"):
+                 "att.v", "bridge.l0.W", "dec.l0.Wh", "generate/init gru", "init.l0.W",
+                 "generate/input gru", "cond.W"):
         assert text in result.stderr
 
 

@@ -332,6 +332,6 @@ def test_the_fused_kernels_record_what_numpys_do_to_float32_rounding():
 def test_every_family_has_the_inside_hook():
     from charrnn.models import FAMILIES
 
-    assert sorted(FAMILIES) == ["classify", "lm", "seq2seq", "tag"]
+    assert sorted(FAMILIES) == ["classify", "generate", "lm", "seq2seq", "tag"]
     for F in FAMILIES.values():
         assert callable(F.inside), F.NAME
