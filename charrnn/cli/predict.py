@@ -34,7 +34,8 @@ def predict(texts, checkpoint, top, segment, beam, temperature, max_length, seed
             show_attention):
     """Label texts with a classifier or a tagger (`charrnn train --task classify|tag`).
 
-    Each TEXT, or each line of stdin when none is given, gets one line on stdout: for a
+    Each TEXT, or each line of stdin when none is given, gets one line on stdout, so output
+    line i always answers input line i (an empty text gets an empty line): for a
     classifier its label, a tab and the label's probability (with --top K, K such pairs, best
     first, tab-separated); for a tagger its tag string, one tag per character (with --segment,
     the text with a space before every character tagged B). Characters the model never saw in
@@ -61,9 +62,10 @@ def predict(texts, checkpoint, top, segment, beam, temperature, max_length, seed
                                f"`charrnn eval`; predict is for classify and tag models")
     if not texts:
         texts = tuple(line.rstrip("\r\n") for line in sys.stdin)
-        texts = tuple(t for t in texts if t)
     if not texts:
         raise click.UsageError("no TEXT given and nothing on stdin")
+    # an empty text gets an empty line, so output line i always answers input line i
+    given = [t for t in texts if t]
     seq_only = {"--beam": beam != 1, "--temperature": temperature is not None,
                 "--max-length": max_length is not None, "--show-attention": show_attention}
     if ckpt.family != "seq2seq" and any(seq_only.values()):
@@ -74,10 +76,15 @@ def predict(texts, checkpoint, top, segment, beam, temperature, max_length, seed
 
         if top != 1 or segment:
             raise click.UsageError("--top and --segment are for classifiers and taggers")
-        outs, attention, unknown = translate(ckpt, list(texts), beam=beam,
-                                             temperature=temperature, max_length=max_length,
-                                             seed=seed)
-        for src, line, att in zip(texts, outs, attention):
+        outs, attention, unknown = translate(ckpt, given, beam=beam, temperature=temperature,
+                                             max_length=max_length, seed=seed) if given \
+            else ([], [], 0)
+        done = iter(zip(given, outs, attention))
+        for text in texts:
+            if not text:
+                click.echo("")
+                continue
+            src, line, att = next(done)
             click.echo(line)
             if show_attention:
                 err.print(attention_map(src, line, att))
@@ -88,15 +95,16 @@ def predict(texts, checkpoint, top, segment, beam, temperature, max_length, seed
     if ckpt.family == "classify":
         if segment:
             raise click.UsageError("--segment is for taggers; this is a classifier")
-        results, unknown = P.classify(ckpt, list(texts), top)
+        results, unknown = P.classify(ckpt, given, top) if given else ([], 0)
         lines = ["\t".join(f"{label}\t{p:.4f}" for label, p in r) for r in results]
     else:
         if top != 1:
             raise click.UsageError("--top is for classifiers; this is a tagger")
-        tags, unknown = P.tag(ckpt, list(texts))
-        lines = [P.segment(t, g) if segment else g for t, g in zip(texts, tags)]
-    for line in lines:
-        click.echo(line)
+        tags, unknown = P.tag(ckpt, given) if given else ([], 0)
+        lines = [P.segment(t, g) if segment else g for t, g in zip(given, tags)]
+    done = iter(lines)
+    for text in texts:
+        click.echo(next(done) if text else "")
     if unknown:
         err.print(f"note: {unknown:,} character{'s' if unknown != 1 else ''} outside the "
                   f"model's vocabulary, read as the unknown symbol", markup=False)

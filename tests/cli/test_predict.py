@@ -56,8 +56,26 @@ def test_a_classifier_learns_and_predicts_labels_with_probabilities(data):
 def test_predict_reads_stdin_lines_and_counts_unknown_characters(data):
     r = run("predict", "-c", data / "cls", input="aei\n\nkstb\nzzé!\n")
     assert r.exit_code == 0, r.output
-    assert len(r.stdout.splitlines()) == 3  # the blank line is skipped
+    lines = r.stdout.split("\n")
+    assert len(lines) == 5 and lines[1] == "" and lines[4] == ""  # 4 inputs, 4 lines
+    assert [line.split("\t")[0] for line in lines[:3:2]] == ["vowel", "cons"]
     assert "4 characters outside the model's vocabulary" in r.stderr  # z, z, é and !
+
+
+@pytest.mark.parametrize("args, first", [((), "vowel\t"), (("--top", 2), "vowel\t")])
+def test_predict_answers_every_input_line_blank_ones_with_a_blank_line(data, args, first):
+    """Output line i answers input line i, so `paste inputs outputs` lines up."""
+    r = run("predict", "-c", data / "cls", *args, input="\naei\n\n\nkstb\n")
+    assert r.exit_code == 0, r.output
+    lines = r.stdout.split("\n")[:-1]
+    assert len(lines) == 5 and [bool(x) for x in lines] == [False, True, False, False, True]
+    assert lines[1].startswith(first)
+    r = run("predict", "-c", data / "cls", "aei", "", "kstb")  # empty arguments too
+    assert r.stdout.split("\n")[:-1][1] == "" and len(r.stdout.split("\n")) == 4
+    r = run("predict", "-c", data / "seg", "--segment", input="thedog\n\nbigcat\n")
+    assert r.stdout.split("\n")[:-1] == ["the dog", "", "big cat"], r.output
+    r = run("predict", "-c", data / "seg", input="\n\n")  # nothing but blank lines
+    assert r.exit_code == 0 and r.stdout == "\n\n", r.output
 
 
 def test_eval_of_a_classifier_reports_accuracy_macro_accuracy_and_confusion(data):
@@ -210,6 +228,8 @@ def test_seq2seq_predict_eval_and_the_attention_picture(copy_run):
     assert "⏎" in r.stderr and "█" in r.stderr  # a row per output, the end marker's too
     r2 = run("predict", "-c", d / "run", "abc", "edda", "--beam", 3)
     assert r2.stdout == r.stdout
+    r = run("predict", "-c", d / "run", input="abc\n\nedda\n")  # a blank line keeps its place
+    assert r.stdout.split("\n")[:-1] == ["cba", "", "adde"], r.output
     r = run("eval", "-c", d / "run", d / "copy.tsv", "--json")
     got = json.loads(r.stdout)
     assert got["task"] == "seq2seq" and got["exact_match"] > 0.95
