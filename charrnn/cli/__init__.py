@@ -24,7 +24,8 @@ from .console import CONTEXT, CharrnnGroup
 def cli():
     """Character-level recurrent networks (vanilla RNN, GRU, LSTM) in NumPy, with hand-written
     backpropagation through time that you can check against finite differences: language
-    models, and classifiers and taggers on a bidirectional encoder.
+    models; classifiers (a label per text) and taggers (a label per character) on a
+    bidirectional encoder; and encoder-decoders with attention (seq2seq: a text in, a text out).
 
     \b
     Typical use:
@@ -32,6 +33,8 @@ def cli():
       charrnn sample --prime "hel"      generate text from the most recent run
       charrnn train --task classify corpora/names    a label per text (here: a surname's language)
       charrnn predict -c runs/names Nakamura         label texts with a classifier or a tagger
+      charrnn train --task seq2seq pairs.tsv         source<TAB>target lines: text to text
+      charrnn predict -c runs/pairs "some text"      translate with an encoder-decoder
       charrnn gradcheck                 verify every gradient against finite differences
 
     Run `charrnn COMMAND --help` for each command's options.

@@ -32,7 +32,8 @@ from .console import CONTEXT, err
               "looked: source characters across, output characters down, darker = more weight.")
 def predict(texts, checkpoint, top, segment, beam, temperature, max_length, seed,
             show_attention):
-    """Label texts with a classifier or a tagger (`charrnn train --task classify|tag`).
+    """Label texts with a classifier or a tagger, or translate them with an encoder-decoder
+    (`charrnn train --task classify|tag|seq2seq`). For a language model use `charrnn sample`.
 
     Each TEXT, or each line of stdin when none is given, gets one line on stdout, so output
     line i always answers input line i (an empty text gets an empty line): for a
@@ -58,8 +59,9 @@ def predict(texts, checkpoint, top, segment, beam, temperature, max_length, seed
     path = find_checkpoint(checkpoint)
     ckpt = C.load(path)
     if ckpt.family == "lm":
-        raise click.UsageError(f"{path} holds a language model: use `charrnn sample` or "
-                               f"`charrnn eval`; predict is for classify and tag models")
+        raise click.UsageError(f"{path} holds a language model: use `charrnn sample` to "
+                               f"generate text from it (or `charrnn eval` to score a file); "
+                               f"predict is for classify, tag and seq2seq models")
     if not texts:
         texts = tuple(line.rstrip("\r\n") for line in sys.stdin)
     if not texts:

@@ -225,7 +225,8 @@ class _TrainDisplay:
               "additive (Bahdanau, the default), dot (Luong's general s W h), or none.")
 def train(corpus, resume, quiet, processes, task, **opts):
     """Train a model on CORPUS: a language model of a text file (default: the bundled tiny
-    Shakespeare), or with --task classify or tag a classifier or tagger of labelled examples.
+    Shakespeare); with --task classify or tag a classifier or tagger of labelled examples; with
+    --task seq2seq an encoder-decoder with attention on source<TAB>target pairs.
 
     The last --val-frac of the text is held out for validation. Training runs --batch streams over
     the rest in chunks of --seq characters, carrying the hidden state between chunks, until the
@@ -243,12 +244,14 @@ def train(corpus, resume, quiet, processes, task, **opts):
       charrnn train notes.txt --resume --steps 4000  continue the run in runs/notes
       charrnn train --task classify corpora/names --minutes 2     surname -> language
       charrnn train --task tag seg.tsv --val seg_test.tsv         text<TAB>tags lines
+      charrnn train --task seq2seq pairs.tsv --minutes 5         source<TAB>target lines
 
-    For classify and tag, the options not given take that task's own defaults (classify: a
-    bidirectional GRU 256x2, dropout 0.4, batch 64, lr 5e-3; tag: a bidirectional GRU 256x1,
-    dropout 0.2, batch 32; eval every 200 steps), batches hold texts of nearly one length, and
-    the validation figure is the loss (tag) or the error rate weighted as in training
-    (classify).
+    For classify, tag and seq2seq, the options not given take that task's own defaults
+    (classify: a bidirectional GRU 256x2, dropout 0.4, batch 64, lr 5e-3; tag: a bidirectional
+    GRU 256x1, dropout 0.2, batch 32; seq2seq: a bidirectional GRU 128x1 encoder, a GRU
+    decoder with additive attention, batch 32; eval every 200 steps), batches hold texts of
+    nearly one length, and the validation figure is the loss in nats per target character
+    (tag, seq2seq) or the error rate weighted as in training (classify).
     """
     from click.core import ParameterSource
 
