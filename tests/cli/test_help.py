@@ -1,5 +1,6 @@
 """What `--help` and the README's opening say the tool does: every model family is named."""
 
+import re
 from pathlib import Path
 
 import pytest
@@ -30,7 +31,7 @@ def test_the_top_level_help_names_every_family_and_shows_seq2seq_in_typical_use(
 def test_a_commands_summary_names_the_families_it_serves(command, needles):
     r = invoke(command, "--help")
     summary = _first_paragraph(r.stdout.split("\n\n", 1)[1])  # after the usage line
-    flat = " ".join(summary.replace("-\n", "-").split())  # Click may wrap after a hyphen
+    flat = " ".join(re.sub(r"-\n\s*", "-", summary).split())  # Click may wrap after a hyphen
     missing = [n for n in needles if n not in flat]
     assert not missing, f"{command} --help's first paragraph lacks {missing}: {summary!r}"
 
