@@ -15,7 +15,7 @@ import sys
 import click
 
 from .. import __version__
-from . import check, evaluate, gradflow, info, interop, predict, sample, train
+from . import check, evaluate, gradflow, info, interop, predict, runs, sample, train
 from .console import CONTEXT, CharrnnGroup
 
 
@@ -35,6 +35,7 @@ def cli():
       charrnn predict -c runs/names Nakamura         label texts with a classifier or a tagger
       charrnn train --task seq2seq pairs.tsv         source<TAB>target lines: text to text
       charrnn predict -c runs/pairs "some text"      translate with an encoder-decoder
+      charrnn runs                      list your runs: task, model, best figure, age
       charrnn gradcheck                 verify every gradient against finite differences
 
     Run `charrnn COMMAND --help` for each command's options.
@@ -43,7 +44,8 @@ def cli():
 
 
 for _command in (train.train, sample.sample, evaluate.eval_, info.info, check.gradcheck,
-                 gradflow.gradflow, interop.export, interop.import_, predict.predict):
+                 gradflow.gradflow, interop.export, interop.import_, predict.predict,
+                 runs.runs):
     cli.add_command(_command)
 
 

@@ -113,18 +113,19 @@ PATH = click.Path(path_type=str)
 CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
 
 
-def open_checkpoint(path):
-    """(file, Checkpoint) for a --checkpoint value, or for the latest run under runs/ if None."""
+def open_checkpoint(path, families=None):
+    """(file, Checkpoint) for a --checkpoint value, or if None for the latest run under runs/
+    (of one of `families`, when given)."""
     from .. import checkpoint as C
     from ..tools.info import find_checkpoint
 
-    file = find_checkpoint(path)
+    file = find_checkpoint(path, families=families)
     return file, C.load(file)
 
 
 def open_lm(path, command: str):
     """open_checkpoint for the commands that need a language model."""
-    file, ckpt = open_checkpoint(path)
+    file, ckpt = open_checkpoint(path, families=("lm",))
     if ckpt.family != "lm":
         raise click.UsageError(f"{file} holds a {ckpt.family} model; {command} needs a language "
                                f"model (use `charrnn predict` or `charrnn eval` with it)")

@@ -13,7 +13,7 @@ from .console import CONTEXT, err
 @click.argument("texts", nargs=-1, metavar="[TEXT]...")
 @click.option("--checkpoint", "-c", metavar="PATH",
               help="Checkpoint file or run directory. Default: the most recently written run "
-              "under runs/.")
+              "under runs/ of a classifier, tagger or encoder-decoder.")
 @click.option("--top", type=click.IntRange(1), default=1, show_default=True,
               help="classify: print the TOP most likely labels, each with its probability.")
 @click.option("--segment", is_flag=True,
@@ -56,7 +56,7 @@ def predict(texts, checkpoint, top, segment, beam, temperature, max_length, seed
     from ..tools import predict as P
     from ..tools.info import find_checkpoint
 
-    path = find_checkpoint(checkpoint)
+    path = find_checkpoint(checkpoint, families=("classify", "tag", "seq2seq"))
     ckpt = C.load(path)
     if ckpt.family == "lm":
         raise click.UsageError(f"{path} holds a language model: use `charrnn sample` to "

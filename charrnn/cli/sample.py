@@ -35,7 +35,7 @@ def _read_prime(path: str) -> str:
 @click.command(context_settings=CONTEXT)
 @click.option("--checkpoint", "-c", type=PATH, metavar="PATH",
               help="Checkpoint file or run directory (its best.npz, else last.npz). Default: the "
-              "most recently written run under runs/.")
+              "most recently written language-model run under runs/.")
 @click.option("--prime", "-p", default="", metavar="TEXT",
               help="Text to start from: fed through the model to warm its state, printed first.")
 @click.option("--prime-file", type=PATH, metavar="PATH",

@@ -1,8 +1,9 @@
 """Finding checkpoints and describing them: the latest run, a summary, a text chart of the curves.
 
-Used by `charrnn sample`, `eval` and `info`. A *run* is a directory holding `best.npz` and/or
-`last.npz` (see charrnn.train); without an explicit checkpoint the commands use the run under
-`runs/` whose checkpoint was written most recently. Nothing here prints: the chart is returned as
+Used by `charrnn sample`, `eval`, `info`, `predict` and `runs`. A *run* is a directory holding
+`best.npz` and/or `last.npz` (see charrnn.train); without an explicit checkpoint the commands use
+the run under `runs/` whose checkpoint was written most recently, among those of a family the
+command can use (`find_checkpoint(families=...)`). Nothing here prints: the chart is returned as
 lines of plain text (no plotting library), so it works in any terminal, pipe or log file.
 
 Checkpoints written by hand (model, vocabulary and parameters only) are described too: every
@@ -14,9 +15,10 @@ from __future__ import annotations
 import math
 import os
 from pathlib import Path
+from typing import NamedTuple
 
 from .. import checkpoint as C
-from ..errors import CheckpointError
+from ..errors import CharrnnError, CheckpointError
 from ..models import family
 
 RUNS = Path("runs")
@@ -43,16 +45,94 @@ def latest_run(root: str | os.PathLike = RUNS) -> Path | None:
     return newest
 
 
-def find_checkpoint(path: str | os.PathLike | None, root: str | os.PathLike = RUNS) -> Path:
-    """The checkpoint file meant by `path` (a file or a run directory), or by the latest run
-    under `root` when `path` is None. CheckpointError when there is none."""
+class Run(NamedTuple):
+    """A run directory as `charrnn runs` lists it. Fields the checkpoint lacks are None; a
+    checkpoint that cannot be read has family None and `error` saying why."""
+
+    path: Path  # the run directory
+    checkpoint: Path  # its best.npz, else last.npz
+    modified: float  # when its newest checkpoint was written (seconds since the epoch)
+    family: str | None  # lm, classify, tag, seq2seq
+    model: str | None  # the family's description of the model
+    metric: str | None  # the name of the best validation figure, e.g. val_bpc
+    best: float | None
+    best_text: str | None  # the best figure described, e.g. "2.1600 bits per character"
+    step: int | None
+    error: str | None = None
+
+
+def runs(root: str | os.PathLike = RUNS) -> list[Run]:
+    """Every run directory under `root` (one holding best.npz or last.npz), newest first (by
+    its newest checkpoint's time). Only each checkpoint's metadata is read."""
+    root = Path(root)
+    try:
+        dirs = [d for d in root.iterdir() if d.is_dir()]
+    except OSError:
+        return []
+    found = []
+    for d in dirs:
+        times = []
+        for name in NAMES:
+            try:
+                if (d / name).is_file():
+                    times.append((d / name).stat().st_mtime)
+            except OSError:
+                pass
+        if times:
+            found.append(_describe_run(d, max(times)))
+    return sorted(found, key=lambda r: (-r.modified, str(r.path)))
+
+
+def _describe_run(d: Path, modified: float) -> Run:
+    file = C.resolve(d)
+    try:
+        meta = C.read_meta(file)
+        F = family(meta["family"])
+        metric, best = F.METRIC, meta.get(f"best_{F.METRIC}")
+        best = best if isinstance(best, (int, float)) and math.isfinite(best) else None
+        step = meta.get("step") if isinstance(meta.get("step"), int) else None
+        model = F.describe(F.Config.from_dict(meta["model"]))
+    except (CharrnnError, KeyError, TypeError, ValueError) as e:
+        return Run(d, file, modified, None, None, None, None, None, None, str(e))
+    return Run(d, file, modified, F.NAME, model, metric, best,
+               None if best is None else F.describe_metric(best), step)
+
+
+def find_checkpoint(path: str | os.PathLike | None, root: str | os.PathLike = RUNS,
+                    families: tuple[str, ...] | None = None) -> Path:
+    """The checkpoint file meant by `path` (a file or a run directory), or, when `path` is None,
+    by the most recent run under `root` of one of `families` (any family when None): a command
+    that needs a language model skips a newer classifier. CheckpointError when there is none."""
     if path is None:
-        run = latest_run(root)
+        if families is None:
+            run = latest_run(root)
+        else:
+            listed = runs(root)
+            run = next((r.path for r in listed if r.family in families), None)
+            if run is None and listed:
+                newest = listed[0]
+                kinds = " or ".join(families)
+                raise CheckpointError(
+                    f"no {kinds} run under {Path(root)}/ (the newest, {newest.path}, holds "
+                    f"{'a ' + newest.family if newest.family else 'no readable'} model): train "
+                    f"one, or give -c/--checkpoint")
         if run is None:
             raise CheckpointError(f"no trained model found under {Path(root)}/: run `charrnn "
                                   f"train` first, or give -c/--checkpoint")
         path = run
     return C.resolve(path)
+
+
+def age(seconds: float) -> str:
+    """A duration as people say it: '40 s', '12 min', '5 h', '3 days'."""
+    seconds = max(0.0, seconds)
+    if seconds < 60:
+        return f"{seconds:.0f} s"
+    if seconds < 3600:
+        return f"{seconds / 60:.0f} min"
+    if seconds < 2 * 86400:
+        return f"{seconds / 3600:.0f} h"
+    return f"{seconds / 86400:.0f} days"
 
 
 def vocab_text(chars) -> str:
