@@ -24,7 +24,9 @@ def info(positional, checkpoint, as_json):
     """Describe a checkpoint: model, training settings, vocabulary and learning curves.
 
     -c/--checkpoint is a checkpoint file or a run directory (it may also be given as the only
-    argument); default: the most recently written run under runs/. The chart plots train (·)
+    argument); default: the most recently written run under runs/. A vocabulary of more than
+    200 characters is summarised: its size, how many are CJK ideographs, letters, digits,
+    punctuation and so on, and a sample (--json lists every character). The chart plots train (·)
     and validation (●) bits per character by step from the run's history.
     """
     from rich.text import Text
@@ -43,7 +45,9 @@ def info(positional, checkpoint, as_json):
     for label, value in I.summary(file, ckpt):
         table.add_row(label, Text(value))
     out.print(table)
-    out.print(Text(I.vocab_text(ckpt.vocab.chars)), soft_wrap=True)
+    chars = ckpt.vocab.chars
+    out.print(Text(I.vocab_text(chars) if len(chars) <= I.FULL_VOCAB else I.vocab_summary(chars)),
+              soft_wrap=len(chars) <= I.FULL_VOCAB)
     train = ckpt.meta.get("train")
     if isinstance(train, dict) and train:
         out.print()

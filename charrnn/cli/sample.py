@@ -69,11 +69,18 @@ def _read_prime(path: str) -> str:
               "after the prime), seed (this command's; with the same -m and settings it repeats "
               "every sample), checkpoint, chars (characters generated) and stop (the --stop text "
               "that ended it, or null).")
+@click.option("--unknown", type=click.Choice(("error", "skip", "replace")), default="error",
+              show_default=True,
+              help="What to do with prime characters the model never saw (a Chinese character "
+              "not in its training text, say): stop with an error naming them; skip them; or "
+              "replace each with the unknown symbol U+FFFD if the vocabulary has it, else a "
+              "space, else a newline. The prime is echoed as fed; stderr counts what was "
+              "changed.")
 @click.option("--interactive", "-i", is_flag=True,
               help="Read primes from stdin, one per line (prompt on stderr), and stream each "
               "continuation to stdout, until end of input (Ctrl-D).")
 def sample(checkpoint, prime, prime_file, length, temperature, greedy, top_k, top_p, seed,
-           num_samples, separator, stop, as_json, interactive):
+           num_samples, separator, stop, as_json, unknown, interactive):
     """Generate text from a trained model, streaming it to stdout as it is made.
 
     The prime is printed first, then each character as it is drawn. Only generated text goes to
@@ -112,7 +119,7 @@ def sample(checkpoint, prime, prime_file, length, temperature, greedy, top_k, to
                             greedy=greedy, top_k=top_k, top_p=top_p, stop=tuple(stop) or None)
     file, ckpt = open_lm(checkpoint, "sample")
     if not interactive:
-        S.check_prime(ckpt.vocab, prime)
+        prime = _prime_for(ckpt.vocab, prime, unknown)
     if seed is None:
         seed = int(np.random.SeedSequence().entropy % 2**32)
     step = ckpt.meta.get("step")
@@ -163,13 +170,28 @@ def sample(checkpoint, prime, prime_file, length, temperature, greedy, top_k, to
             return
         typed = normalise(line.rstrip("\r\n"))
         try:
-            S.check_prime(ckpt.vocab, typed)
+            typed = _prime_for(ckpt.vocab, typed, unknown)
         except CharrnnError as e:
             click.echo(f"Error: {e}", err=True)  # a typo ends nothing: ask again
             continue
         last = draw(typed, echo_prime=False)
         if not last.endswith("\n"):
             write("\n")
+
+
+def _prime_for(vocab, prime: str, unknown: str) -> str:
+    """The prime to feed under --unknown, with a note on stderr of what was skipped or
+    replaced (VocabularyError with --unknown error)."""
+    from ..data.vocab import describe_chars
+    from ..tools import sample as S
+
+    fed, missing = S.prepare_prime(vocab, prime, unknown)
+    if missing:
+        n = sum(c in set(missing) for c in prime)
+        what = "left out" if unknown == "skip" else f"replaced by {S.replacement(vocab)!r}"
+        err.print(f"note: {n} prime character{'s' if n != 1 else ''} outside the model's "
+                  f"vocabulary {what}: {describe_chars(missing)}", markup=False)
+    return fed
 
 
 def _stdout_writer():

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import math
 import os
+import unicodedata
 from pathlib import Path
 from typing import NamedTuple
 
@@ -147,6 +148,45 @@ def vocab_text(chars) -> str:
         else:
             shown.append(repr(c)[1:-1])
     return " ".join(shown)
+
+
+FULL_VOCAB = 200  # larger vocabularies are summarised (vocab_summary), not printed whole
+
+# classes of characters, in the order a summary lists them: (name, test of one character)
+_CLASSES = (
+    ("CJK ideographs", lambda c: "\u4e00" <= c <= "\u9fff" or "\u3400" <= c <= "\u4dbf"
+     or "\uf900" <= c <= "\ufaff" or "\U00020000" <= c <= "\U0003134f"),
+    ("kana", lambda c: "\u3040" <= c <= "\u30ff" or "\uff66" <= c <= "\uff9f"),
+    ("Hangul", lambda c: "\uac00" <= c <= "\ud7af" or "\u1100" <= c <= "\u11ff"),
+    ("ASCII letters", lambda c: c.isascii() and c.isalpha()),
+    ("other letters", str.isalpha),
+    ("digits", str.isdigit),
+    ("whitespace", str.isspace),
+    ("punctuation", lambda c: unicodedata.category(c).startswith("P")),
+    ("symbols", lambda c: unicodedata.category(c).startswith("S")),
+)
+
+
+def char_classes(chars) -> dict[str, int]:
+    """How many of `chars` fall in each class (the first class a character fits, in the order
+    of _CLASSES; "other" for the rest), classes without any left out."""
+    counts: dict[str, int] = {}
+    for c in chars:
+        name = next((n for n, test in _CLASSES if test(c)), "other")
+        counts[name] = counts.get(name, 0) + 1
+    order = [n for n, _ in _CLASSES] + ["other"]
+    return {n: counts[n] for n in order if n in counts}
+
+
+def vocab_summary(chars, shown: int = 40) -> str:
+    """A large vocabulary in one short paragraph: its size, how many characters of each class,
+    and `shown` of them spread evenly over it (every character: vocab_text, or info --json)."""
+    chars = list(chars)
+    classes = ", ".join(f"{n:,} {name}" for name, n in char_classes(chars).items())
+    step = len(chars) / shown
+    sample = [chars[int(i * step)] for i in range(shown)] if len(chars) > shown else chars
+    return (f"{len(chars):,} characters: {classes}; a sample: {vocab_text(sample)} ... "
+            f"(all of them: charrnn info --json)")
 
 
 def curves(history) -> dict[str, tuple[list[float], list[float]]]:

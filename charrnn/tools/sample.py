@@ -91,6 +91,38 @@ def check_prime(vocab: Vocab, prime: str) -> np.ndarray:
     return vocab.encode(prime, dtype=np.intp)
 
 
+UNKNOWN_CHOICES = ("error", "skip", "replace")
+
+
+def prepare_prime(vocab: Vocab, prime: str, unknown: str = "error") -> tuple[str, list[str]]:
+    """(the prime to feed, the distinct characters of `prime` outside the vocabulary). What
+    happens to those characters, as a classifier reads text it never saw (charrnn.data.labelled):
+    "error" raises VocabularyError naming them and the option; "skip" leaves them out; "replace"
+    puts `replacement(vocab)` in each one's place, so the prime keeps its length."""
+    if unknown not in UNKNOWN_CHOICES:
+        raise ConfigError(f"unknown must be one of {', '.join(UNKNOWN_CHOICES)}, not {unknown!r}")
+    missing = vocab.unknown(prime)
+    if not missing:
+        return prime, []
+    if unknown == "error":
+        raise VocabularyError(
+            f"prime text has characters not in the vocabulary: {describe_chars(missing)} "
+            f"(--unknown skip leaves them out, --unknown replace puts "
+            f"{replacement(vocab)!r} in their place)")
+    gone = set(missing)
+    sub = "" if unknown == "skip" else replacement(vocab)
+    return "".join(sub if c in gone else c for c in prime), missing
+
+
+def replacement(vocab: Vocab) -> str:
+    """What --unknown replace feeds for a character outside the vocabulary: the unknown symbol
+    U+FFFD if the vocabulary has it (as the classifier's always does), else a space, else a
+    newline, else the vocabulary's first character."""
+    from ..data.labelled import UNKNOWN
+
+    return next((c for c in (UNKNOWN, " ", "\n") if c in vocab), vocab.chars[0])
+
+
 def start_ids(vocab: Vocab, prime: str) -> np.ndarray:
     """What is fed before the first generated character: the prime, or the default start."""
     if prime:
