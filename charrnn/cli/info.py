@@ -45,16 +45,15 @@ def info(positional, checkpoint, as_json):
     for label, value in I.summary(file, ckpt):
         table.add_row(label, Text(value))
     out.print(table)
-    chars = ckpt.vocab.chars
-    out.print(Text(I.vocab_text(chars) if len(chars) <= I.FULL_VOCAB else I.vocab_summary(chars)),
-              soft_wrap=len(chars) <= I.FULL_VOCAB)
-    train = ckpt.meta.get("train")
-    if isinstance(train, dict) and train:
+    target = I.target_vocab(ckpt)
+    for name, chars in (("source: ", ckpt.vocab.chars), ("target: ", target)) if target \
+            else (("", ckpt.vocab.chars),):
+        out.print(Text(name + (I.vocab_text(chars) if len(chars) <= I.FULL_VOCAB
+                               else I.vocab_summary(chars))), soft_wrap=len(chars) <= I.FULL_VOCAB)
+    flat = I.settings(ckpt)
+    if flat:
         out.print()
         out.print(Text("training settings", style="bold"))
-        model = train.pop("model", None)  # the model's settings among the others
-        flat = {**(model if isinstance(model, dict) else {}), **train}
-        flat.pop("vocab_size", None)
         out.print(Text(", ".join(f"{k}={v}" for k, v in flat.items())), soft_wrap=False)
     history = ckpt.meta.get("history")
     bpc = isinstance(history, list) and any(isinstance(r, dict) and "train_bpc" in r

@@ -22,7 +22,8 @@ from .console import CONTEXT, err
               help="seq2seq: beam search with this many hypotheses (1: greedy decoding); "
               "hypotheses are compared by log-probability per output character.")
 @click.option("--temperature", type=click.FloatRange(0, min_open=True), default=None,
-              help="seq2seq: sample each output character at this temperature instead.")
+              help="seq2seq: sample each output character at this temperature instead of "
+              "decoding greedily (not with --beam).")
 @click.option("--max-length", type=click.IntRange(1), default=None,
               help="seq2seq: the most output characters  [default: 2 x the source's + 10]")
 @click.option("--seed", type=click.IntRange(0), default=0, show_default=True,
@@ -78,6 +79,9 @@ def predict(texts, checkpoint, top, segment, beam, temperature, max_length, seed
 
         if top != 1 or segment:
             raise click.UsageError("--top and --segment are for classifiers and taggers")
+        if beam != 1 and temperature is not None:
+            raise click.UsageError("give --beam or --temperature, not both: beam search keeps "
+                                   "the most likely outputs, --temperature samples one")
         outs, attention, unknown = translate(ckpt, given, beam=beam, temperature=temperature,
                                              max_length=max_length, seed=seed) if given \
             else ([], [], 0)

@@ -51,40 +51,53 @@ def _duration(seconds):
 
 
 def _train_line(e, total, width=None):
-    """The figures of event `e` on one line; with `width`, the least needed figures are left out
-    until the line fits: the epoch, the gradient norm, "bpc", a space of each gap, the training
-    loss (an 80-column terminal keeps step, train, val, chars/s and time left up to ~10k steps)."""
+    """The figures of event `e` on one line, each named and with its unit: the language model's
+    bits per character; the others' losses in nats, a classifier's validation error weighted as
+    in training (the figure its best checkpoint is chosen by, as the summary says) with its
+    accuracy, a tagger's accuracy, an encoder-decoder's exact match. With `width`, the least
+    needed are left out until the line fits: the epoch, the gradient norm, the units, a space
+    of each gap, the training loss, the accuracy (an 80-column terminal keeps step, train, val,
+    chars/s and time left up to ~10k steps; a classifier's val error and accuracy)."""
     r = e.record
     parts = {"step": f"step {e.step}/{total}" if total else f"step {e.step}",
              "epoch": f"epoch {e.epoch:.2f}"}
+    units = {}
     if "train_bpc" in r:
         parts["train"] = f"train {r['train_bpc']:.3f}"
     if "train_loss" in r:
-        parts["train"] = f"train {r['train_loss']:.3f}"
+        parts["train"], units["train"] = f"train {r['train_loss']:.3f}", " nats"
     if r.get("val_bpc") is not None:
-        parts["val"] = f"val {r['val_bpc']:.3f} bpc"
-    if r.get("val_loss") is not None:
-        parts["val"] = f"val {r['val_loss']:.3f}"
+        parts["val"], units["val"] = f"val {r['val_bpc']:.3f}", " bpc"
+    elif r.get("val_error") is not None:
+        parts["val"], units["val"] = f"val error {r['val_error']:.3f}", " weighted"
+    elif r.get("val_loss") is not None:
+        parts["val"], units["val"] = f"val {r['val_loss']:.3f}", " nats"
     if r.get("val_acc") is not None:
         parts["acc"] = f"acc {r['val_acc']:.1%}"
+    if r.get("val_exact") is not None:
+        parts["acc"] = f"exact {r['val_exact']:.1%}"
     if "grad_norm" in r:
         parts["grad"] = f"grad {r['grad_norm']:.2f}"
     if "chars_per_sec" in r:
         parts["rate"] = f"{r['chars_per_sec']:,.0f} chars/s"
     parts["left"] = f"{_duration(e.left)} left"
     gap = "  "
-    line = gap.join(parts.values())
-    for drop in ("epoch", "grad", "acc", "bpc", "gap", "train"):
-        if width is None or len(line) <= width:
+
+    def line():
+        return gap.join(v + units.get(k, "") for k, v in parts.items())
+
+    text = line()
+    for drop in ("epoch", "grad", "units", "gap", "train", "acc"):
+        if width is None or len(text) <= width:
             break
-        if drop == "bpc" and "val" in parts:
-            parts["val"] = parts["val"].removesuffix(" bpc")
+        if drop == "units":
+            units.clear()
         elif drop == "gap":
             gap = " "
         else:
             parts.pop(drop, None)
-        line = gap.join(parts.values())
-    return line
+        text = line()
+    return text
 
 
 BAR = 10  # the live bar's width; with "100%" and the spaces between, 16 columns before the line
@@ -322,15 +335,21 @@ def _summary(result, code):
     table.add_column("", justify="right")
     rate = [r["chars_per_sec"] for r in result.history if r["kind"] == "train"]
     fmt = lambda v: "-" if v is None else f"{v:.4f}"
-    metric = {"val_bpc": "val bits/char", "val_loss": "val loss",
-              "val_error": "val error"}.get(result.metric,
-                                                                      result.metric)
-    for name, value in (("stopped by", result.reason), ("steps", f"{result.step:,}"),
-                        ("epochs", f"{result.epoch:.2f}"),
-                        ("training time", _duration(result.elapsed)),
-                        ("chars/s (latest)", f"{rate[-1]:,.0f}" if rate else "-"),
-                        (f"best {metric}", fmt(result.best)),
-                        (f"last {metric}", fmt(result.last)),
-                        ("run directory", str(result.run_dir))):
+    metric = {"val_bpc": "val bits/char", "val_loss": "val loss (nats/char)",
+              "val_error": "val error (weighted)"}.get(result.metric, result.metric)
+    rows = [("stopped by", result.reason), ("steps", f"{result.step:,}"),
+            ("epochs", f"{result.epoch:.2f}"), ("training time", _duration(result.elapsed)),
+            ("chars/s (latest)", f"{rate[-1]:,.0f}" if rate else "-"),
+            (f"best {metric}", fmt(result.best))]
+    # the figures a person reads beside it, from the evaluation that gave the best
+    best = next((r for r in result.history if r.get("kind") == "eval"
+                 and r.get(result.metric) == result.best), None) if result.best is not None \
+        else None
+    for key, name in (("val_acc", "accuracy"), ("val_macro_acc", "macro accuracy"),
+                      ("val_exact", "exact match")):
+        if best is not None and best.get(key) is not None:
+            rows.append((f"  {name} at best", f"{best[key]:.1%}"))
+    rows += [(f"last {metric}", fmt(result.last)), ("run directory", str(result.run_dir))]
+    for name, value in rows:
         table.add_row(name, Text(value))  # not markup: a run directory may hold "[" and "]"
     err.print(table)

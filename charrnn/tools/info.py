@@ -257,7 +257,9 @@ def summary(path: Path, ckpt: C.Checkpoint) -> list[tuple[str, str]]:
             ("task", F.NAME),
             ("model", F.describe(ckpt.model)),
             ("parameters", f"{F.count_params(ckpt.model):,}"),
-            ("vocabulary", f"{len(ckpt.vocab)} characters")]
+            ("vocabulary", f"{len(ckpt.vocab)} characters" if target_vocab(ckpt) is None else
+             f"{len(ckpt.vocab)} source characters, {len(target_vocab(ckpt))} target "
+             f"characters")]
     if "corpus" in meta:
         rows.append(("corpus", str(meta["corpus"])))
     if "step" in meta:
@@ -272,6 +274,27 @@ def summary(path: Path, ckpt: C.Checkpoint) -> list[tuple[str, str]]:
     elif key in meta:
         rows.append(("best validation", "not evaluated yet"))
     return rows
+
+
+def target_vocab(ckpt: C.Checkpoint) -> list[str] | None:
+    """An encoder-decoder's target vocabulary (its markers first), None for other families."""
+    chars = ckpt.meta.get("target_vocab")
+    return list(chars) if isinstance(chars, list) else None
+
+
+def settings(ckpt: C.Checkpoint) -> dict:
+    """The run's settings as `charrnn info` lists them: the model's as the checkpoint holds it
+    (sizes that came from the data, such as classes or target_size, are recorded as 0 in the
+    training settings, which were written before the data was read), then the training
+    settings; the vocabulary size (shown elsewhere) and the settings left at None (not given:
+    no --val, no --minutes, ...) are left out."""
+    train = ckpt.meta.get("train")
+    if not isinstance(train, dict) or not train:
+        return {}
+    train = {k: v for k, v in train.items() if k != "model"}
+    flat = {**ckpt.model.to_dict(), **train}
+    flat.pop("vocab_size", None)
+    return {k: v for k, v in flat.items() if v is not None}
 
 
 def to_json(path: Path, ckpt: C.Checkpoint) -> dict:

@@ -236,6 +236,43 @@ def test_seq2seq_predict_eval_and_the_attention_picture(copy_run):
     assert set(got) >= {"exact_match", "char_error_rate", "examples", "unknown_characters"}
 
 
+def test_the_classifier_summary_names_the_weighted_error_and_the_accuracy_beside_it(data,
+                                                                                    tmp_path):
+    r = run("train", "--task", "classify", data / "cls.tsv", "--steps", 20, "--out",
+            tmp_path / "c", "--hidden", 8, "--batch", 16, "--eval-every", 10)
+    assert r.exit_code == 0, r.output
+    ck = C.load(C.resolve(tmp_path / "c"))
+    evals = [h for h in ck.meta["history"] if h["kind"] == "eval"]
+    best = min(evals, key=lambda h: h["val_error"])  # the evaluation best.npz was chosen by
+    rows = {cells[1].strip(): cells[2].strip() for cells in
+            (line.split("│") for line in r.stderr.splitlines()) if len(cells) == 4}
+    assert rows["best val error (weighted)"] == f"{best['val_error']:.4f}", rows
+    assert rows["accuracy at best"] == f"{best['val_acc']:.1%}", rows
+    assert f"val error {evals[0]['val_error']:.3f}" in r.stderr  # the progress names it too
+    assert f"acc {evals[0]['val_acc']:.1%}" in r.stderr
+
+
+def test_info_on_an_encoder_decoder_shows_its_real_sizes_and_both_vocabularies(copy_run):
+    r = run("info", copy_run / "run")
+    assert r.exit_code == 0, r.output
+    ck = C.load(C.resolve(copy_run / "run"))
+    settings = r.stdout.split("training settings")[1].split("\n\n")[0]
+    assert "target_size=0" not in settings and "=None" not in settings, settings
+    assert f"target_size={len(ck.meta['target_vocab'])}" in settings
+    lines = r.stdout.splitlines()
+    assert any(line.startswith("source: ") for line in lines)
+    target = next(line for line in lines if line.startswith("target: "))
+    assert all(c in target for c in "abcde")
+    assert f"{len(ck.vocab)} source characters, {len(ck.meta['target_vocab'])} target" in r.stdout
+
+
+def test_beam_and_temperature_are_exclusive(copy_run):
+    """--beam 3 --temperature 0.5 used to sample and drop the beam without a word."""
+    r = run("predict", "-c", copy_run / "run", "abc", "--beam", 3, "--temperature", 0.5)
+    assert r.exit_code == 2 and "give --beam or --temperature, not both" in r.stderr
+    assert r.stdout == ""
+
+
 def test_decoding_options_are_for_seq2seq_models_only(data):
     r = run("predict", "-c", data / "cls", "abc", "--beam", 2)
     assert r.exit_code == 2 and "--beam is for seq2seq models" in r.stderr
