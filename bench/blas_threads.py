@@ -10,7 +10,8 @@ the cores idle and then with a busy loop (`python -c 'while True: pass'`) holdin
 which is what a shared machine or a second job looks like. OpenBLAS's threads spin while they
 wait for work; with a core taken the spinning thread and the busy one share it and each
 multiply waits for its slice. The times are the best of --repeats; the ratios are against
-1 thread in the same run.
+1 thread in the same run. (The thread count is set through SINGLE_STREAM_THREADS, which
+sampling and scoring switch to.)
 """
 
 from __future__ import annotations
@@ -25,13 +26,13 @@ import numpy as np
 
 from charrnn import checkpoint as C
 from charrnn.data.text import read_corpus
+from charrnn.parallel import blas as B
 from charrnn.parallel.blas import describe, openblas
 from charrnn.tools.info import find_checkpoint
 from charrnn.tools.sample import SampleConfig, generate
 from charrnn.tools.scoring import score_text
 
-sys.path.insert(0, os.path.dirname(__file__))
-from common import cpu_model  # noqa: E402
+from common import cpu_model
 
 
 def best(fn, repeats):
@@ -78,6 +79,7 @@ def main():
                 row = {}
                 for n in counts:
                     blas.set(n)
+                    B.SINGLE_STREAM_THREADS = n  # what sampling and scoring switch to
                     fn()  # warm up
                     row[n] = best(fn, args.repeats)
                 base = row[1]

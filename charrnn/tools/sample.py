@@ -37,6 +37,7 @@ import numpy as np
 from ..data.vocab import Vocab, describe_chars
 from ..errors import CheckpointError, ConfigError, VocabularyError
 from ..models import lm as M
+from ..parallel.blas import single_stream
 
 # Below this, logits / T overflows float64 for ordinary logits, and inf - inf is NaN.
 MIN_TEMPERATURE = 1e-100
@@ -210,6 +211,13 @@ def _generate(params, cfg, vocab, prime, ids, config, rng, warmed):
         yield prime
     if config.length == 0:
         return
+    # one row per multiply: BLAS at one thread while this sample is drawn (restored when it
+    # ends or the generator is closed; charrnn.parallel.blas.single_stream says why)
+    with single_stream():
+        yield from _draw(params, cfg, vocab, prime, ids, config, rng, warmed)
+
+
+def _draw(params, cfg, vocab, prime, ids, config, rng, warmed):
     logits, state = warmed or warm(params, cfg, ids)
     step, chars, V = M.stepper(params, cfg), vocab.chars, cfg.vocab_size
     accumulate = np.add.accumulate

@@ -70,8 +70,8 @@ def test_a_first_line_that_only_looks_like_words_is_an_example(tmp_path):
 
 
 @pytest.mark.parametrize("kind, rows, message", [
-    ("classify", ["good\tpos", "fine\tpos"], "every example has the label 'pos'; a classifier "
-                                              "needs two labels at least"),
+    ("classify", ["good\tpos", "fine\tpos"],
+     "every example has the label 'pos'; a classifier needs two labels at least"),
     ("tag", ["ab\tBB", "c\tB"], "every example has the tag 'B'; a tagger needs two tags"),
 ])
 def test_training_data_of_one_class_is_refused_in_one_line(tmp_path, kind, rows, message):
