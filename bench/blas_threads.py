@@ -23,6 +23,7 @@ import sys
 import time
 
 import numpy as np
+from common import cpu_model
 
 from charrnn import checkpoint as C
 from charrnn.data.text import read_corpus
@@ -31,8 +32,6 @@ from charrnn.parallel.blas import describe, openblas
 from charrnn.tools.info import find_checkpoint
 from charrnn.tools.sample import SampleConfig, generate
 from charrnn.tools.scoring import score_text
-
-from common import cpu_model
 
 
 def best(fn, repeats):
