@@ -30,7 +30,7 @@ def cli():
     \b
     Typical use:
       charrnn train corpus.txt          train a model on your text (default: tiny Shakespeare)
-      charrnn sample --prime "hel"      generate text from the most recent run
+      charrnn sample --prime "hel"      generate text with the most recent language model
       charrnn train --task classify corpora/names    a label per text (here: a surname's language)
       charrnn predict -c runs/names Nakamura         label texts with a classifier or a tagger
       charrnn train --task seq2seq pairs.tsv         source<TAB>target lines: text to text
