@@ -52,6 +52,9 @@ class CharrnnGroup(click.Group):
             _silence_stdout()
             ctx.exit(0)
         except KeyboardInterrupt:  # Click would print "Aborted!" and exit 1
+            # stdout may hold text a full pipe would not take (`charrnn sample | less`, the
+            # reader paused): Python's exit-time flush would wait for it forever
+            _silence_stdout()
             err.print("interrupted")
             ctx.exit(130)
         except OSError as e:  # e.g. stdout on a full disk (`> /dev/full`)

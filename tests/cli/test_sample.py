@@ -247,6 +247,20 @@ def test_ctrl_c_while_sampling_exits_130_quietly(run, tmp_path):
     assert stderr.strip().splitlines()[-1] == "interrupted"
 
 
+def test_ctrl_c_with_stdout_full_still_exits_130(run, tmp_path):
+    """The reader stopped reading (a paused pager): the pipe is full and sample waits in a
+    write. Ctrl-C must still end it; the exit-time flush of the text that did not fit waited
+    forever (seen once single-stream sampling got fast enough to fill the pipe)."""
+    import signal
+
+    def full_then_interrupt(proc):
+        time.sleep(3)  # a 64 KB pipe fills in well under a second at this model's speed
+        proc.send_signal(signal.SIGINT)
+
+    code, stderr = _interrupt_sampling(tmp_path, 20, full_then_interrupt)
+    assert code == 130 and stderr.strip().splitlines()[-1] == "interrupted", stderr
+
+
 # --- found by the robustness pass (issue 6) ---------------------------------------------------
 
 @pytest.mark.parametrize("args, needle", [
