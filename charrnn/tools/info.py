@@ -57,7 +57,6 @@ class Run(NamedTuple):
     model: str | None  # the family's description of the model
     metric: str | None  # the name of the best validation figure, e.g. val_bpc
     best: float | None
-    best_text: str | None  # the best figure described, e.g. "2.1600 bits per character"
     step: int | None
     error: str | None = None
 
@@ -94,9 +93,8 @@ def _describe_run(d: Path, modified: float) -> Run:
         step = meta.get("step") if isinstance(meta.get("step"), int) else None
         model = F.describe(F.Config.from_dict(meta["model"]))
     except (CharrnnError, KeyError, TypeError, ValueError) as e:
-        return Run(d, file, modified, None, None, None, None, None, None, str(e))
-    return Run(d, file, modified, F.NAME, model, metric, best,
-               None if best is None else F.describe_metric(best), step)
+        return Run(d, file, modified, None, None, None, None, None, str(e))
+    return Run(d, file, modified, F.NAME, model, metric, best, step)
 
 
 def find_checkpoint(path: str | os.PathLike | None, root: str | os.PathLike = RUNS,
