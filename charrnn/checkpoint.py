@@ -128,6 +128,28 @@ def load(path: str | os.PathLike) -> Checkpoint:
         raise CheckpointError(f"cannot read checkpoint {path}: {reason}") from None
 
 
+def read_meta(path: str | os.PathLike) -> dict:
+    """A checkpoint's metadata alone (its "family" key filled in: "lm" for version 1), without
+    reading the parameters; for listing runs. CheckpointError if it is not a checkpoint."""
+    path = Path(path)
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            if not isinstance(z, np.lib.npyio.NpzFile) or "meta" not in z.files:
+                raise CheckpointError(f"{path} is not a charrnn checkpoint")
+            meta = json.loads(z["meta"].tobytes().decode("utf-8"))
+    except CheckpointError:
+        raise
+    except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile, UnicodeDecodeError,
+            json.JSONDecodeError) as e:
+        raise CheckpointError(f"cannot read checkpoint {path}: {e}") from None
+    if not isinstance(meta, dict) or meta.get("format") != FORMAT:
+        raise CheckpointError(f"{path} is not a charrnn checkpoint")
+    version = meta.get("version")
+    meta["family"] = meta.get("family", "lm") if isinstance(version, int) and version >= 2 \
+        else "lm"
+    return meta
+
+
 def _load(path: Path) -> Checkpoint:
     if not path.exists():
         raise CheckpointError(f"checkpoint not found: {path}")

@@ -15,7 +15,7 @@ import sys
 import click
 
 from .. import __version__
-from . import check, evaluate, gradflow, info, inside, interop, predict, report, sample, train
+from . import check, evaluate, gradflow, info, inside, interop, predict, report, runs, sample, train
 from .console import CONTEXT, CharrnnGroup
 
 
@@ -24,14 +24,18 @@ from .console import CONTEXT, CharrnnGroup
 def cli():
     """Character-level recurrent networks (vanilla RNN, GRU, LSTM) in NumPy, with hand-written
     backpropagation through time that you can check against finite differences: language
-    models, and classifiers and taggers on a bidirectional encoder.
+    models; classifiers (a label per text) and taggers (a label per character) on a
+    bidirectional encoder; and encoder-decoders with attention (seq2seq: a text in, a text out).
 
     \b
     Typical use:
       charrnn train corpus.txt          train a model on your text (default: tiny Shakespeare)
-      charrnn sample --prime "hel"      generate text from the most recent run
+      charrnn sample --prime "hel"      generate text with the most recent language model
       charrnn train --task classify corpora/names    a label per text (here: a surname's language)
       charrnn predict -c runs/names Nakamura         label texts with a classifier or a tagger
+      charrnn train --task seq2seq pairs.tsv         source<TAB>target lines: text to text
+      charrnn predict -c runs/pairs "some text"      translate with an encoder-decoder
+      charrnn runs                      list your runs: task, model, best figure, age
       charrnn gradcheck                 verify every gradient against finite differences
       charrnn inside -f notes.txt --find    which units track quotes, brackets, line position
       charrnn report runs/a runs/b -o report.html    curves, settings, samples as one web page
@@ -43,7 +47,7 @@ def cli():
 
 for _command in (train.train, sample.sample, evaluate.eval_, info.info, check.gradcheck,
                  gradflow.gradflow, interop.export, interop.import_, predict.predict,
-                 inside.inside, report.report, report.plot):
+                 runs.runs, inside.inside, report.report, report.plot):
     cli.add_command(_command)
 
 

@@ -46,15 +46,23 @@ def gradcheck(task, cell, layers, hidden, seq, batch, vocab, seed, tol):
     mean/additive, lstm: max/dot rows say. The generator is checked with its condition (random
     vectors) entering each way: the initial state and every step's input. The error shown is the worst element's difference
     divided by the largest gradient element of that parameter. Exits 0 if all pass, 1
-    otherwise.
+    otherwise. Progress goes to stderr as it runs: a bar on a terminal, else one line per
+    family and cell when its checks are done.
     """
     from ..tools import gradcheck as G
 
     cells = tuple(CELLS) if cell == "all" else (cell.lower(),)
     start = time.perf_counter()
     tasks = G.TASKS if task == "all" else (task,)
-    results = G.run(cells, tuple(sorted(set(layers))), tol=tol, tasks=tasks, hidden=hidden,
-                    seq=seq, batch=batch, vocab=vocab, seed=seed)
+    checks = G.plan(cells, tuple(sorted(set(layers))), tasks)
+    results = []
+    with _Progress(len(checks)) as progress:
+        for task_, cell_, n in checks:
+            progress.starting(task_, cell_, n)
+            got = G.check(task_, cell_, n, tol=tol, hidden=hidden, seq=seq, batch=batch,
+                          vocab=vocab, seed=seed)
+            results += got
+            progress.done(got)
     elapsed = time.perf_counter() - start
 
     table = Table(title=f"gradient check (N={batch}, T={seq}, V={vocab}, H={hidden}, float64)")
@@ -74,3 +82,54 @@ def gradcheck(task, cell, layers, hidden, seq, batch, vocab, seed, tol):
         click.echo(f"gradcheck FAILED: {len(failed)} of {summary}")
         sys.exit(1)
     click.echo(f"gradcheck passed: {summary}")
+
+
+class _Progress:
+    """What gradcheck is doing, on stderr: a bar naming the current family, cell and depth on a
+    terminal; otherwise one line per family and cell when its depths are done (e.g. "lm gru:
+    24 gradients, worst 3.1e-11, 2.0 s")."""
+
+    def __init__(self, total: int):
+        self.total, self.count, self.key, self.group, self.since = total, 0, None, [], 0.0
+        self.bar = None
+
+    def __enter__(self):
+        if err.is_terminal:
+            from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
+
+            self.bar = Progress(TextColumn("{task.description}"), BarColumn(),
+                                MofNCompleteColumn(), console=err, transient=True)
+            self.bar.start()
+            self.task = self.bar.add_task("gradcheck", total=self.total)
+        return self
+
+    def starting(self, task: str, cell: str, layers: int) -> None:
+        if (task, cell) != self.key:
+            self._flush()
+            self.key, self.since = (task, cell), time.perf_counter()
+        if self.bar is not None:
+            self.bar.update(self.task, description=f"{task} {cell} {layers}-layer")
+
+    def done(self, results) -> None:
+        self.count += 1
+        self.group += results
+        if self.bar is not None:
+            self.bar.update(self.task, completed=self.count)
+
+    def _flush(self) -> None:
+        if self.key is None or self.bar is not None:
+            return
+        worst = max((r.rel_error for r in self.group), default=0.0)
+        failed = sum(not r.passed for r in self.group)
+        err.print(f"{' '.join(self.key)}: {len(self.group)} gradients, worst {worst:.1e}"
+                  + (f", {failed} FAILED" if failed else "")
+                  + f", {time.perf_counter() - self.since:.1f} s ({self.count}/{self.total} "
+                  f"checks)", markup=False)
+        self.group = []
+
+    def __exit__(self, *exc):
+        if self.bar is not None:
+            self.bar.stop()
+        elif exc[0] is None:
+            self._flush()
+        return False

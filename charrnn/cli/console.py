@@ -52,6 +52,9 @@ class CharrnnGroup(click.Group):
             _silence_stdout()
             ctx.exit(0)
         except KeyboardInterrupt:  # Click would print "Aborted!" and exit 1
+            # stdout may hold text a full pipe would not take (`charrnn sample | less`, the
+            # reader paused): Python's exit-time flush would wait for it forever
+            _silence_stdout()
             err.print("interrupted")
             ctx.exit(130)
         except OSError as e:  # e.g. stdout on a full disk (`> /dev/full`)
@@ -113,12 +116,13 @@ PATH = click.Path(path_type=str)
 CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
 
 
-def open_checkpoint(path):
-    """(file, Checkpoint) for a --checkpoint value, or for the latest run under runs/ if None."""
+def open_checkpoint(path, families=None):
+    """(file, Checkpoint) for a --checkpoint value, or if None for the latest run under runs/
+    (of one of `families`, when given)."""
     from .. import checkpoint as C
     from ..tools.info import find_checkpoint
 
-    file = find_checkpoint(path)
+    file = find_checkpoint(path, families=families)
     return file, C.load(file)
 
 
@@ -132,9 +136,13 @@ def is_generator(ckpt) -> bool:
 
 def open_lm(path, command: str, generators: bool = False):
     """open_checkpoint for the commands that need a language model (or, with `generators`, a
-    family that generates from a condition, as well)."""
-    file, ckpt = open_checkpoint(path)
-    if ckpt.family != "lm" and not (generators and is_generator(ckpt)):
+    family that generates from a condition, as well); without a path, the newest such run."""
+    from ..models import FAMILIES
+
+    usable = [name for name, F in FAMILIES.items()
+              if name == "lm" or (generators and hasattr(F, "conditioned_lm"))]
+    file, ckpt = open_checkpoint(path, families=usable)
+    if ckpt.family not in usable:
         raise click.UsageError(f"{file} holds a {ckpt.family} model; {command} needs a language "
                                f"model (use `charrnn predict` or `charrnn eval` with it)")
     return file, ckpt

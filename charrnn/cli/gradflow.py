@@ -44,7 +44,7 @@ from .console import CELL_CHOICE, CONTEXT, PATH, FiniteFloat, alias, err
               help="Also write the raw series (every k, h and c, per layer) as JSON here: "
               "\"settings\" (the options; hidden and layers are null with --checkpoint) and "
               "\"models\", one per model with its label, cell, hidden, layers, corpus, k, h, c, "
-              "h_layers, c_layers, vanish_k and vanish_ratio.")
+              "h_layers, c_layers, vanish_k, vanish_ratio, explode_k and explode_growth.")
 def gradflow(checkpoints, corpus, encoding, cells, length, samples, hidden, layers, scale,
              warm_chars, seed, json_path):
     """Show vanishing and exploding gradients: how much the loss at the last step of a window
@@ -52,8 +52,9 @@ def gradflow(checkpoints, corpus, encoding, cells, length, samples, hidden, laye
 
     The measure is the mean over windows of |dL/dh| at k steps back (every layer's h together;
     for the LSTM also its cell state c), computed by the trainer's own backward pass, in float64.
-    A chart with a logarithmic axis and a table go to stderr; stdout gets one line: the k at
-    which each model's gradient falls below 1e-3 of its k = 0 value.
+    A chart with a logarithmic axis and a table go to stderr; stdout gets one line saying, per
+    model, whether the gradient vanishes (falls below 1e-3 of its k = 0 value) or explodes
+    (rises above 10 times it), and at which k; or that it does neither up to K.
 
     \b
     Examples:
@@ -101,20 +102,25 @@ def gradflow(checkpoints, corpus, encoding, cells, length, samples, hidden, laye
     err.print(chart)
 
     ks = [k for k in GF.TABLE_KS if k <= length]
-    table = Table(title=f"mean |dL/dstate| k steps before the last step ({samples} windows, "
-                  f"scale {scale:g}, {elapsed:.1f} s)", box=box.SIMPLE_HEAD,
-                  caption=f"vanish k: the first k where the norm is below {GF.RATIO:g} of its "
-                  "k=0 value", pad_edge=False, collapse_padding=True)
-    for col in ("model", "state", "k=0", *(f"k={k}" for k in ks), "vanish k"):
+    title = (f"mean |dL/dstate| k steps before the last step ({samples} windows, scale "
+             f"{scale:g}, {elapsed:.1f} s)")
+    caption = (f"vanish k: first k below {GF.RATIO:g} x the k=0 norm; explode k: above "
+               f"{GF.GROWTH:g} x")
+    # as wide as its title and caption (up to the terminal's width), so neither wraps into a
+    # stray line when few k columns make the table narrow
+    table = Table(title=title, box=box.SIMPLE_HEAD, caption=caption, pad_edge=False,
+                  collapse_padding=True, min_width=min(max(len(title), len(caption)), err.width))
+    for col in ("model", "state", "k=0", *(f"k={k}" for k in ks), "vanish k", "explode k"):
         table.add_column(col, justify="left" if col in ("model", "state") else "right")
     for f in flows:
         for name, series in (("h", f.h), ("c", f.c)):
             if series is not None:
-                k = GF.vanish_k(series)
+                k, up = GF.vanish_k(series), GF.explode_k(series)
                 table.add_row(Text(f.label), name, *(f"{series[j]:.1e}" for j in (0, *ks)),
-                              f"> {length}" if k is None else str(k))
+                              f"> {length}" if k is None else str(k),
+                              f"> {length}" if up is None else str(up))
     err.print(table)
 
-    below = [(f.label, GF.vanish_k(f.h)) for f in flows]
-    click.echo(f"|dL/dh| below {GF.RATIO:g} of its k=0 value at: " + ", ".join(
-        f"{label} k={k}" if k is not None else f"{label} k>{length}" for label, k in below))
+    click.echo(f"|dL/dh| against its k=0 value (vanishes: below {GF.RATIO:g}; explodes: above "
+               f"{GF.GROWTH:g} times): " + ", ".join(f"{f.label} {GF.verdict(f.h)}"
+                                                    for f in flows))

@@ -27,7 +27,9 @@ def info(positional, checkpoint, as_json):
     """Describe a checkpoint: model, training settings, vocabulary and learning curves.
 
     -c/--checkpoint is a checkpoint file or a run directory (it may also be given as the only
-    argument); default: the most recently written run under runs/. The chart plots train (·)
+    argument); default: the most recently written run under runs/. A vocabulary of more than
+    200 characters is summarised: its size, how many are CJK ideographs, letters, digits,
+    punctuation and so on, and a sample (--json lists every character). The chart plots train (·)
     and validation (●) bits per character by step from the run's history.
     """
     from rich.text import Text
@@ -46,14 +48,15 @@ def info(positional, checkpoint, as_json):
     for label, value in I.summary(file, ckpt):
         table.add_row(label, Text(value))
     out.print(table)
-    out.print(Text(I.vocab_text(ckpt.vocab.chars)), soft_wrap=True)
-    train = ckpt.meta.get("train")
-    if isinstance(train, dict) and train:
+    target = I.target_vocab(ckpt)
+    for name, chars in (("source: ", ckpt.vocab.chars), ("target: ", target)) if target \
+            else (("", ckpt.vocab.chars),):
+        out.print(Text(name + (I.vocab_text(chars) if len(chars) <= I.FULL_VOCAB
+                               else I.vocab_summary(chars))), soft_wrap=len(chars) <= I.FULL_VOCAB)
+    flat = I.settings(ckpt)
+    if flat:
         out.print()
         out.print(Text("training settings", style="bold"))
-        model = train.pop("model", None)  # the model's settings among the others
-        flat = {**(model if isinstance(model, dict) else {}), **train}
-        flat.pop("vocab_size", None)
         out.print(Text(", ".join(f"{k}={v}" for k, v in flat.items())), soft_wrap=False)
     history = ckpt.meta.get("history")
     bpc = isinstance(history, list) and any(isinstance(r, dict) and "train_bpc" in r

@@ -14,7 +14,7 @@ from .console import CONTEXT, PATH, err
 @click.argument("texts", nargs=-1, metavar="[TEXT]...")
 @click.option("--checkpoint", "-c", type=PATH, metavar="PATH",
               help="Checkpoint file or run directory. Default: the most recently written run "
-              "under runs/.")
+              "under runs/ of a classifier, tagger or encoder-decoder.")
 @click.option("--top", type=click.IntRange(1), default=1, show_default=True,
               help="classify: print the TOP most likely labels, each with its probability.")
 @click.option("--segment", is_flag=True,
@@ -23,7 +23,8 @@ from .console import CONTEXT, PATH, err
               help="seq2seq: beam search with this many hypotheses (1: greedy decoding); "
               "hypotheses are compared by log-probability per output character.")
 @click.option("--temperature", type=click.FloatRange(0, min_open=True), default=None,
-              help="seq2seq: sample each output character at this temperature instead.")
+              help="seq2seq: sample each output character at this temperature instead of "
+              "decoding greedily (not with --beam).")
 @click.option("--max-length", type=click.IntRange(1), default=None,
               help="seq2seq: the most output characters  [default: 2 x the source's + 10]")
 @click.option("--seed", type=click.IntRange(0), default=0, show_default=True,
@@ -33,9 +34,11 @@ from .console import CONTEXT, PATH, err
               "looked: source characters across, output characters down, darker = more weight.")
 def predict(texts, checkpoint, top, segment, beam, temperature, max_length, seed,
             show_attention):
-    """Label texts with a classifier or a tagger (`charrnn train --task classify|tag`).
+    """Label texts with a classifier or a tagger, or translate them with an encoder-decoder
+    (`charrnn train --task classify|tag|seq2seq`). For a language model use `charrnn sample`.
 
-    Each TEXT, or each line of stdin when none is given, gets one line on stdout: for a
+    Each TEXT, or each line of stdin when none is given, gets one line on stdout, so output
+    line i always answers input line i (an empty text gets an empty line): for a
     classifier its label, a tab and the label's probability (with --top K, K such pairs, best
     first, tab-separated); for a tagger its tag string, one tag per character (with --segment,
     the text with a space before every character tagged B). Characters the model never saw in
@@ -55,16 +58,18 @@ def predict(texts, checkpoint, top, segment, beam, temperature, max_length, seed
     from ..tools import predict as P
     from ..tools.info import find_checkpoint
 
-    path = find_checkpoint(checkpoint)
+    path = find_checkpoint(checkpoint, families=("classify", "tag", "seq2seq"))
     ckpt = C.load(path)
     if ckpt.family == "lm":
-        raise click.UsageError(f"{path} holds a language model: use `charrnn sample` or "
-                               f"`charrnn eval`; predict is for classify and tag models")
+        raise click.UsageError(f"{path} holds a language model: use `charrnn sample` to "
+                               f"generate text from it (or `charrnn eval` to score a file); "
+                               f"predict is for classify, tag and seq2seq models")
     if not texts:
         texts = tuple(line.rstrip("\r\n") for line in sys.stdin)
-        texts = tuple(t for t in texts if t)
     if not texts:
         raise click.UsageError("no TEXT given and nothing on stdin")
+    # an empty text gets an empty line, so output line i always answers input line i
+    given = [t for t in texts if t]
     seq_only = {"--beam": beam != 1, "--temperature": temperature is not None,
                 "--max-length": max_length is not None, "--show-attention": show_attention}
     if ckpt.family != "seq2seq" and any(seq_only.values()):
@@ -75,10 +80,18 @@ def predict(texts, checkpoint, top, segment, beam, temperature, max_length, seed
 
         if top != 1 or segment:
             raise click.UsageError("--top and --segment are for classifiers and taggers")
-        outs, attention, unknown = translate(ckpt, list(texts), beam=beam,
-                                             temperature=temperature, max_length=max_length,
-                                             seed=seed)
-        for src, line, att in zip(texts, outs, attention):
+        if beam != 1 and temperature is not None:
+            raise click.UsageError("give --beam or --temperature, not both: beam search keeps "
+                                   "the most likely outputs, --temperature samples one")
+        outs, attention, unknown = translate(ckpt, given, beam=beam, temperature=temperature,
+                                             max_length=max_length, seed=seed) if given \
+            else ([], [], 0)
+        done = iter(zip(given, outs, attention))
+        for text in texts:
+            if not text:
+                click.echo("")
+                continue
+            src, line, att = next(done)
             click.echo(line)
             if show_attention:
                 err.print(attention_map(src, line, att))
@@ -89,15 +102,16 @@ def predict(texts, checkpoint, top, segment, beam, temperature, max_length, seed
     if ckpt.family == "classify":
         if segment:
             raise click.UsageError("--segment is for taggers; this is a classifier")
-        results, unknown = P.classify(ckpt, list(texts), top)
+        results, unknown = P.classify(ckpt, given, top) if given else ([], 0)
         lines = ["\t".join(f"{label}\t{p:.4f}" for label, p in r) for r in results]
     else:
         if top != 1:
             raise click.UsageError("--top is for classifiers; this is a tagger")
-        tags, unknown = P.tag(ckpt, list(texts))
-        lines = [P.segment(t, g) if segment else g for t, g in zip(texts, tags)]
-    for line in lines:
-        click.echo(line)
+        tags, unknown = P.tag(ckpt, given) if given else ([], 0)
+        lines = [P.segment(t, g) if segment else g for t, g in zip(given, tags)]
+    done = iter(lines)
+    for text in texts:
+        click.echo(next(done) if text else "")
     if unknown:
         err.print(f"note: {unknown:,} character{'s' if unknown != 1 else ''} outside the "
                   f"model's vocabulary, read as the unknown symbol", markup=False)

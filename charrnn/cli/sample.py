@@ -36,7 +36,7 @@ def _read_prime(path: str) -> str:
 @click.command(context_settings=CONTEXT)
 @click.option("--checkpoint", "-c", type=PATH, metavar="PATH",
               help="Checkpoint file or run directory (its best.npz, else last.npz). Default: the "
-              "most recently written run under runs/.")
+              "most recently written language-model run under runs/.")
 @click.option("--prime", "-p", default="", metavar="TEXT",
               help="Text to start from: fed through the model to warm its state, printed first.")
 @click.option("--prime-file", type=PATH, metavar="PATH",
@@ -78,11 +78,18 @@ def _read_prime(path: str) -> str:
               "after the prime), seed (this command's; with the same -m and settings it repeats "
               "every sample), checkpoint, chars (characters generated) and stop (the --stop text "
               "that ended it, or null).")
+@click.option("--unknown", type=click.Choice(("error", "skip", "replace")), default="error",
+              show_default=True,
+              help="What to do with prime characters the model never saw (a Chinese character "
+              "not in its training text, say): stop with an error naming them; skip them; or "
+              "replace each with the unknown symbol U+FFFD if the vocabulary has it, else a "
+              "space, else a newline. The prime is echoed as fed; stderr counts what was "
+              "changed.")
 @click.option("--interactive", "-i", is_flag=True,
               help="Read primes from stdin, one per line (prompt on stderr), and stream each "
               "continuation to stdout, until end of input (Ctrl-D).")
 def sample(checkpoint, prime, prime_file, length, n, label, temperature, greedy, top_k, top_p,
-           seed, num_samples, separator, stop, as_json, interactive):
+           seed, num_samples, separator, stop, as_json, unknown, interactive):
     """Generate text from a trained model, streaming it to stdout as it is made.
 
     The prime is printed first, then each character as it is drawn. Only generated text goes to
@@ -145,7 +152,7 @@ def sample(checkpoint, prime, prime_file, length, n, label, temperature, greedy,
         raise click.UsageError("--label is for a generator (--task generate); "
                                f"{file} holds a language model")
     if not interactive:
-        S.check_prime(ckpt.vocab, prime)
+        prime = _prime_for(ckpt.vocab, prime, unknown)
     if seed is None:
         seed = int(np.random.SeedSequence().entropy % 2**32)
     step = ckpt.meta.get("step")
@@ -196,7 +203,7 @@ def sample(checkpoint, prime, prime_file, length, n, label, temperature, greedy,
             return
         typed = normalise(line.rstrip("\r\n"))
         try:
-            S.check_prime(ckpt.vocab, typed)
+            typed = _prime_for(ckpt.vocab, typed, unknown)
         except CharrnnError as e:
             click.echo(f"Error: {e}", err=True)  # a typo ends nothing: ask again
             continue
@@ -241,6 +248,21 @@ def _conditioned(file, ckpt, label, prime, config, seed, count, as_json):
         for piece in pieces:
             write(piece)
         write("\n")
+
+
+def _prime_for(vocab, prime: str, unknown: str) -> str:
+    """The prime to feed under --unknown, with a note on stderr of what was skipped or
+    replaced (VocabularyError with --unknown error)."""
+    from ..data.vocab import describe_chars
+    from ..tools import sample as S
+
+    fed, missing = S.prepare_prime(vocab, prime, unknown)
+    if missing:
+        n = sum(c in set(missing) for c in prime)
+        what = "left out" if unknown == "skip" else f"replaced by {S.replacement(vocab)!r}"
+        err.print(f"note: {n} prime character{'s' if n != 1 else ''} outside the model's "
+                  f"vocabulary {what}: {describe_chars(missing)}", markup=False)
+    return fed
 
 
 def _stdout_writer():

@@ -51,40 +51,53 @@ def _duration(seconds):
 
 
 def _train_line(e, total, width=None):
-    """The figures of event `e` on one line; with `width`, the least needed figures are left out
-    until the line fits: the epoch, the gradient norm, "bpc", a space of each gap, the training
-    loss (an 80-column terminal keeps step, train, val, chars/s and time left up to ~10k steps)."""
+    """The figures of event `e` on one line, each named and with its unit: the language model's
+    bits per character; the others' losses in nats, a classifier's validation error weighted as
+    in training (the figure its best checkpoint is chosen by, as the summary says) with its
+    accuracy, a tagger's accuracy, an encoder-decoder's exact match. With `width`, the least
+    needed are left out until the line fits: the epoch, the gradient norm, the units, a space
+    of each gap, the training loss, the accuracy (an 80-column terminal keeps step, train, val,
+    chars/s and time left up to ~10k steps; a classifier's val error and accuracy)."""
     r = e.record
     parts = {"step": f"step {e.step}/{total}" if total else f"step {e.step}",
              "epoch": f"epoch {e.epoch:.2f}"}
+    units = {}
     if "train_bpc" in r:
         parts["train"] = f"train {r['train_bpc']:.3f}"
     if "train_loss" in r:
-        parts["train"] = f"train {r['train_loss']:.3f}"
+        parts["train"], units["train"] = f"train {r['train_loss']:.3f}", " nats"
     if r.get("val_bpc") is not None:
-        parts["val"] = f"val {r['val_bpc']:.3f} bpc"
-    if r.get("val_loss") is not None:
-        parts["val"] = f"val {r['val_loss']:.3f}"
+        parts["val"], units["val"] = f"val {r['val_bpc']:.3f}", " bpc"
+    elif r.get("val_error") is not None:
+        parts["val"], units["val"] = f"val error {r['val_error']:.3f}", " weighted"
+    elif r.get("val_loss") is not None:
+        parts["val"], units["val"] = f"val {r['val_loss']:.3f}", " nats"
     if r.get("val_acc") is not None:
         parts["acc"] = f"acc {r['val_acc']:.1%}"
+    if r.get("val_exact") is not None:
+        parts["acc"] = f"exact {r['val_exact']:.1%}"
     if "grad_norm" in r:
         parts["grad"] = f"grad {r['grad_norm']:.2f}"
     if "chars_per_sec" in r:
         parts["rate"] = f"{r['chars_per_sec']:,.0f} chars/s"
     parts["left"] = f"{_duration(e.left)} left"
     gap = "  "
-    line = gap.join(parts.values())
-    for drop in ("epoch", "grad", "acc", "bpc", "gap", "train"):
-        if width is None or len(line) <= width:
+
+    def line():
+        return gap.join(v + units.get(k, "") for k, v in parts.items())
+
+    text = line()
+    for drop in ("epoch", "grad", "units", "gap", "train", "acc"):
+        if width is None or len(text) <= width:
             break
-        if drop == "bpc" and "val" in parts:
-            parts["val"] = parts["val"].removesuffix(" bpc")
+        if drop == "units":
+            units.clear()
         elif drop == "gap":
             gap = " "
         else:
             parts.pop(drop, None)
-        line = gap.join(parts.values())
-    return line
+        text = line()
+    return text
 
 
 BAR = 10  # the live bar's width; with "100%" and the spaces between, 16 columns before the line
@@ -233,7 +246,8 @@ class _TrainDisplay:
               "input projection (+ c Wc); none, nowhere (an unconditioned baseline).")
 def train(corpus, resume, quiet, processes, task, **opts):
     """Train a model on CORPUS: a language model of a text file (default: the bundled tiny
-    Shakespeare), or with --task classify or tag a classifier or tagger of labelled examples.
+    Shakespeare); with --task classify or tag a classifier or tagger of labelled examples; with
+    --task seq2seq an encoder-decoder with attention on source<TAB>target pairs.
 
     The last --val-frac of the text is held out for validation. Training runs --batch streams over
     the rest in chunks of --seq characters, carrying the hidden state between chunks, until the
@@ -251,15 +265,17 @@ def train(corpus, resume, quiet, processes, task, **opts):
       charrnn train notes.txt --resume --steps 4000  continue the run in runs/notes
       charrnn train --task classify corpora/names --minutes 2     surname -> language
       charrnn train --task tag seg.tsv --val seg_test.tsv         text<TAB>tags lines
+      charrnn train --task seq2seq pairs.tsv --minutes 5         source<TAB>target lines
       charrnn train --task generate corpora/names --minutes 2     language -> surnames
 
-    For classify and tag, the options not given take that task's own defaults (classify: a
-    bidirectional GRU 256x2, dropout 0.4, batch 64, lr 5e-3; tag: a bidirectional GRU 256x1,
-    dropout 0.2, batch 32; eval every 200 steps), batches hold texts of nearly one length, and
-    the validation figure is the loss (tag) or the error rate weighted as in training
-    (classify). generate reads the classifier's files and learns each text from its label (a
-    GRU 256x1, dropout 0.2, batch 64, lr 5e-3; validation in bits per character, END
-    included).
+    For classify, tag, seq2seq and generate, the options not given take that task's own
+    defaults (classify: a bidirectional GRU 256x2, dropout 0.4, batch 64, lr 5e-3; tag: a
+    bidirectional GRU 256x1, dropout 0.2, batch 32; seq2seq: a bidirectional GRU 128x1 encoder,
+    a GRU decoder with additive attention, batch 32; generate: a GRU 256x1, dropout 0.2, batch
+    64, lr 5e-3; eval every 200 steps), batches hold texts of nearly one length, and the
+    validation figure is the loss in nats per target character (tag, seq2seq), bits per
+    character with the end marker (generate, which reads the classifier's files and learns each
+    text from its label) or the error rate weighted as in training (classify).
     """
     from click.core import ParameterSource
 
@@ -330,15 +346,21 @@ def _summary(result, code):
     table.add_column("", justify="right")
     rate = [r["chars_per_sec"] for r in result.history if r["kind"] == "train"]
     fmt = lambda v: "-" if v is None else f"{v:.4f}"
-    metric = {"val_bpc": "val bits/char", "val_loss": "val loss",
-              "val_error": "val error"}.get(result.metric,
-                                                                      result.metric)
-    for name, value in (("stopped by", result.reason), ("steps", f"{result.step:,}"),
-                        ("epochs", f"{result.epoch:.2f}"),
-                        ("training time", _duration(result.elapsed)),
-                        ("chars/s (latest)", f"{rate[-1]:,.0f}" if rate else "-"),
-                        (f"best {metric}", fmt(result.best)),
-                        (f"last {metric}", fmt(result.last)),
-                        ("run directory", str(result.run_dir))):
+    metric = {"val_bpc": "val bits/char", "val_loss": "val loss (nats/char)",
+              "val_error": "val error (weighted)"}.get(result.metric, result.metric)
+    rows = [("stopped by", result.reason), ("steps", f"{result.step:,}"),
+            ("epochs", f"{result.epoch:.2f}"), ("training time", _duration(result.elapsed)),
+            ("chars/s (latest)", f"{rate[-1]:,.0f}" if rate else "-"),
+            (f"best {metric}", fmt(result.best))]
+    # the figures a person reads beside it, from the evaluation that gave the best
+    best = next((r for r in result.history if r.get("kind") == "eval"
+                 and r.get(result.metric) == result.best), None) if result.best is not None \
+        else None
+    for key, name in (("val_acc", "accuracy"), ("val_macro_acc", "macro accuracy"),
+                      ("val_exact", "exact match")):
+        if best is not None and best.get(key) is not None:
+            rows.append((f"  {name} at best", f"{best[key]:.1%}"))
+    rows += [(f"last {metric}", fmt(result.last)), ("run directory", str(result.run_dir))]
+    for name, value in rows:
         table.add_row(name, Text(value))  # not markup: a run directory may hold "[" and "]"
     err.print(table)

@@ -11,6 +11,11 @@ files refused); every malformed line is a CorpusError naming the file and the li
     seq2seq    a TSV file, `source<TAB>target`; further columns (an attribution) are ignored
 
 Blank lines are skipped. Text is taken as it is (spaces inside kept); only the line break ends it.
+A header row is skipped: a first line whose two columns are both column names (HEADER_NAMES,
+in any case: `text<TAB>label`, `source<TAB>target`, `sentence<TAB>sentiment`, ...), or any
+first line when `header=True`; `header=False` reads every line as an example. Training needs
+two classes or tags at least (`require_classes`): a model of one would be right 100% of the time
+and learn nothing.
 
 The validation split (`split`, for every labelled family) draws distinct texts, not lines: all
 copies of one text fall on one side, so validation never scores a text the model trained on
@@ -46,6 +51,13 @@ from .vocab import Vocab
 
 UNKNOWN = "\ufffd"
 KINDS = ("classify", "tag", "seq2seq")
+# what the columns of a header row are called (compared lowercased); a first line made of two of
+# these is a header, not an example
+HEADER_NAMES = frozenset({
+    "text", "texts", "sentence", "sentences", "review", "document", "input", "inputs",
+    "source", "src", "question", "name", "word", "words", "content", "comment", "chars",
+    "label", "labels", "class", "category", "sentiment", "target", "targets", "tgt",
+    "tag", "tags", "output", "outputs", "answer", "language", "polarity"})
 
 
 class Examples(NamedTuple):
@@ -61,11 +73,24 @@ def _lines(path: Path, encoding: str):
             yield no, line
 
 
-def read_tsv(path: str | os.PathLike, kind: str, encoding: str = "utf-8") -> Examples:
-    """The examples of a TSV file of `kind` (see the module docstring)."""
+def is_header(line: str) -> bool:
+    """Whether a line is a header row: its first two tab-separated columns are column names."""
+    cols = line.split("\t")
+    return len(cols) >= 2 and all(c.strip().lower() in HEADER_NAMES for c in cols[:2])
+
+
+def read_tsv(path: str | os.PathLike, kind: str, encoding: str = "utf-8",
+             header: bool | None = None) -> Examples:
+    """The examples of a TSV file of `kind` (see the module docstring); `header`: True skips the
+    first line, False reads it as an example, None skips it if `is_header` says it is one."""
     path = Path(path)
     texts, targets, where = [], [], []
+    first = True
     for no, line in _lines(path, encoding):
+        if first:
+            first = False
+            if header or (header is None and is_header(line)):
+                continue
         at = f"{path}:{no}"
         cols = line.split("\t")
         if len(cols) < 2:
@@ -109,8 +134,10 @@ def read_folder(path: str | os.PathLike, encoding: str = "utf-8") -> Examples:
     return Examples(texts, targets, where)
 
 
-def read(path: str | os.PathLike, kind: str, encoding: str = "utf-8") -> Examples:
-    """Examples of `kind` from a TSV file, or (classify) a folder of <label>.txt files."""
+def read(path: str | os.PathLike, kind: str, encoding: str = "utf-8",
+         header: bool | None = None) -> Examples:
+    """Examples of `kind` from a TSV file (`header`: see read_tsv), or (classify) a folder of
+    <label>.txt files."""
     path = Path(path)
     if kind not in KINDS:
         raise CorpusError(f"unknown kind of examples {kind!r}")
@@ -121,7 +148,20 @@ def read(path: str | os.PathLike, kind: str, encoding: str = "utf-8") -> Example
             raise CorpusError(f"{path} is a directory; give a TSV file of text<TAB>"
                               + ("tags" if kind == "tag" else "target") + " lines")
         return read_folder(path, encoding)
-    return read_tsv(path, kind, encoding)
+    return read_tsv(path, kind, encoding, header)
+
+
+def require_classes(ex: Examples, kind: str, path) -> None:
+    """CorpusError unless training examples of a classifier hold two labels at least, or a
+    tagger's two tags: with one, the model is right every time and learns nothing."""
+    if kind == "seq2seq":
+        return
+    seen = sorted({c for t in ex.targets for c in t}) if kind == "tag" else sorted(set(ex.targets))
+    if len(seen) < 2:
+        what = "tag" if kind == "tag" else "label"
+        raise CorpusError(f"{path}: every example has the {what} {seen[0]!r}; a "
+                          f"{'tagger' if kind == 'tag' else 'classifier'} needs two {what}s at "
+                          f"least")
 
 
 def split(texts: list, labels: list | None, val_frac: float, seed: int) -> tuple[list, list]:

@@ -36,12 +36,11 @@ from typing import NamedTuple
 import numpy as np
 
 from ..errors import CorpusError
+from .encodings import encoding_hint, utf16_without_mark
 from .vocab import Vocab
 
 DEFAULT_CORPUS = "tinyshakespeare.txt"  # the bundled corpus `charrnn train` uses by default
 PIECE = 1 << 20  # characters encoded per Vocab.encode call (bounds its temporaries to ~13 MB)
-BOMS = ((codecs.BOM_UTF32_LE, "utf-32"), (codecs.BOM_UTF32_BE, "utf-32"),  # UTF-32 LE first:
-        (codecs.BOM_UTF16_LE, "utf-16"), (codecs.BOM_UTF16_BE, "utf-16"))  # it starts ff fe too
 
 
 _extracted = ExitStack()  # files of a zipped package, extracted for the life of the process
@@ -122,11 +121,8 @@ def read_corpus(path: str | os.PathLike, encoding: str = "utf-8") -> str:
         raise CorpusError(f"{encoding!r} is not a text encoding") from None
     except UnicodeDecodeError as e:
         bad = raw[e.start : e.start + 4].hex(" ")
-        guess = next((name for bom, name in BOMS if raw.startswith(bom)), "latin-1")
-        raise CorpusError(
-            f"{path}: not valid {encoding} at byte offset {e.start} (bytes {bad}); "
-            f"give the file's encoding with --encoding, e.g. --encoding {guess}"
-        ) from None
+        raise CorpusError(f"{path}: not valid {encoding} at byte offset {e.start} (bytes {bad}); "
+                          f"{encoding_hint(raw, encoding)}") from None
     except UnicodeError as e:  # codecs such as 'undefined' or 'punycode' fail otherwise
         raise CorpusError(f"{path}: cannot be decoded as {encoding} ({e})") from None
     del raw
@@ -139,6 +135,11 @@ def read_corpus(path: str | os.PathLike, encoding: str = "utf-8") -> str:
     nul = text.find("\0")
     if nul >= 0:  # valid UTF-8, but no text file holds NUL; UTF-16/32 read as UTF-8 does
         at = len(text[:nul].encode(encoding, "replace"))
+        with open(path, "rb") as f:
+            wide = utf16_without_mark(f.read(4096))
+        if wide:
+            raise CorpusError(f"{path}: a NUL character at byte offset {at}; it looks like "
+                              f"UTF-16 without a byte-order mark: give --encoding {wide}")
         raise CorpusError(
             f"{path} looks like a binary file (a NUL character at byte offset {at}); give a text "
             f"file, or its encoding with --encoding if it is one, e.g. --encoding utf-16"

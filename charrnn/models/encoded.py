@@ -245,6 +245,7 @@ def load(tcfg, saved, per_step: bool, power: float) -> Data:
     classifier), build or (resuming) reuse the vocabulary and the labels, and batch by length."""
     kind = "tag" if per_step else "classify"
     ex = L.read(tcfg.corpus, kind, tcfg.encoding)
+    L.require_classes(ex, kind, tcfg.corpus)
     if tcfg.val:
         val_ex = L.read(tcfg.val, kind, tcfg.encoding)
         train_ex = ex

@@ -1,11 +1,20 @@
 """Run-time control of the BLAS thread count, through ctypes on the OpenBLAS NumPy loaded.
 
 Only OpenBLAS (what NumPy's wheels ship) is found here; with any other BLAS `openblas()` is None
-and charrnn leaves the thread count alone (and does not split work across processes).
+and charrnn leaves the thread count alone (and does not split work across processes). No package
+is needed for this (threadpoolctl, which does the same for every BLAS, is only a test tool).
+
+Single-stream work (sampling one character at a time, scoring one text) runs its multiplies on
+one row: a (1, H) state times (H, 3H) or (H, V) weights, a few microseconds each. Splitting such
+a multiply over OpenBLAS's threads gains nothing, and the threads spin while they wait; when
+another process holds a core, each multiply waits for a thread that is not running. So
+`single_stream()` runs such work at SINGLE_STREAM_THREADS threads, restoring the count after
+(measured with bench/blas_threads.py; the figures are in the README's Speed section).
 """
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import functools
 import glob
@@ -99,3 +108,29 @@ def describe() -> str:
         return str(info.get("name", "unknown BLAS"))
     kernel = blas.kernel()
     return f"OpenBLAS, {kernel} kernels" if kernel else "OpenBLAS"
+
+
+# BLAS threads for single-stream work: 1 was fastest for sampling and for scoring, with the cores
+# idle and with one held by another process (bench/blas_threads.py)
+SINGLE_STREAM_THREADS = 1
+
+
+@contextlib.contextmanager
+def threads(n: int):
+    """Run the block with OpenBLAS at `n` threads, then restore the count it had; does nothing
+    when the BLAS is not an OpenBLAS this module can control."""
+    blas = openblas()
+    prev = blas.get() if blas is not None else n
+    if prev == n:
+        yield
+        return
+    blas.set(n)
+    try:
+        yield
+    finally:
+        blas.set(prev)
+
+
+def single_stream():
+    """threads(SINGLE_STREAM_THREADS): for work whose multiplies have one row (see above)."""
+    return threads(SINGLE_STREAM_THREADS)

@@ -192,19 +192,27 @@ def check_generate(cell: str, layers: int = 1, hidden: int = 5, seq: int = 7, ba
     return out
 
 
+def plan(cells=tuple(CELLS), layers=(1, 2), tasks=("lm",)) -> list[tuple[str, str, int]]:
+    """The (task, cell, layers) checks `run` makes, in its order: for each task every cell in
+    `cells` for every depth in `layers`."""
+    return [(task, cell, n) for task in tasks for cell in cells for n in layers]
+
+
+def check(task: str, cell: str, layers: int, tol: float = DEFAULT_TOL,
+          **sizes) -> list[Result]:
+    """One check of `plan`: the language model with check_model, the generator with
+    check_generate, the others with check_encoded."""
+    if task == "lm":
+        return check_model(cell, layers=layers, tol=tol, **sizes)
+    if task == "generate":
+        return check_generate(cell, layers=layers, tol=tol, **sizes)
+    return check_encoded(task, cell, layers=layers, tol=tol, **sizes)
+
+
 def run(cells=tuple(CELLS), layers=(1, 2), tol: float = DEFAULT_TOL, tasks=("lm",),
         **sizes) -> list[Result]:
-    """The checks `charrnn gradcheck` runs: for each task, every cell in `cells` for every depth
-    in `layers` (the language model with check_model, the generator with check_generate, the
-    others with check_encoded)."""
+    """The checks `charrnn gradcheck` runs (`plan`), one after another."""
     results = []
-    for task in tasks:
-        for cell in cells:
-            for n in layers:
-                if task == "lm":
-                    results += check_model(cell, layers=n, tol=tol, **sizes)
-                elif task == "generate":
-                    results += check_generate(cell, layers=n, tol=tol, **sizes)
-                else:
-                    results += check_encoded(task, cell, layers=n, tol=tol, **sizes)
+    for task, cell, n in plan(cells, layers, tasks):
+        results += check(task, cell, n, tol=tol, **sizes)
     return results

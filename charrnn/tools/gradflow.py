@@ -44,6 +44,7 @@ from ..models import lm as M
 from ..nn.cells import CELLS
 
 RATIO = 1e-3  # "vanished": the norm fell below this fraction of its k = 0 value
+GROWTH = 10.0  # "exploded": the norm rose above this multiple of its k = 0 value
 TABLE_KS = (1, 10, 25, 50, 100)  # distances shown in the summary table
 MARKERS = "●▲■◆▼○"
 
@@ -197,6 +198,28 @@ def vanish_k(series: np.ndarray, ratio: float = RATIO) -> int | None:
     return int(below[0]) if below.size else None
 
 
+def explode_k(series: np.ndarray, growth: float = GROWTH) -> int | None:
+    """The first k with series[k] > growth * series[0]; None if there is none."""
+    above = np.nonzero(np.asarray(series) > growth * series[0])[0]
+    return int(above[0]) if above.size else None
+
+
+def verdict(series: np.ndarray) -> str:
+    """What the gradient does over k = 0..K, in words: "vanishes at k=22", "explodes at k=38
+    (x360 at k=100)" or "neither up to k=100 (x0.022 at k=100)"; the factor is series[K] over
+    series[0]."""
+    series = np.asarray(series)
+    K = len(series) - 1
+    factor = f"x{series[K] / series[0]:.2g} at k={K}" if series[0] > 0 else f"k={K}"
+    k = vanish_k(series)
+    if k is not None:
+        return f"vanishes at k={k}"
+    k = explode_k(series)
+    if k is not None:
+        return f"explodes at k={k} ({factor})"
+    return f"neither up to k={K} ({factor})"
+
+
 def chart(flows: list[Flow], width: int = 64, height: int = 16) -> str:
     """A text chart of each flow's h series against k, log-scaled y axis, one marker per flow
     (MARKERS, in order; a later flow overwrites an earlier one where they meet)."""
@@ -252,6 +275,7 @@ def to_json(flows: list[Flow], settings: dict) -> dict:
             "corpus": f.corpus, "k": list(range(len(f.h))), "h": _floats(f.h),
             "c": _floats(f.c), "h_layers": _floats(f.h_layers), "c_layers": _floats(f.c_layers),
             "vanish_k": vanish_k(f.h), "vanish_ratio": RATIO,
+            "explode_k": explode_k(f.h), "explode_growth": GROWTH,
         } for f in flows],
     }
 

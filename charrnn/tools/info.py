@@ -1,8 +1,9 @@
 """Finding checkpoints and describing them: the latest run, a summary, a text chart of the curves.
 
-Used by `charrnn sample`, `eval` and `info`. A *run* is a directory holding `best.npz` and/or
-`last.npz` (see charrnn.train); without an explicit checkpoint the commands use the run under
-`runs/` whose checkpoint was written most recently. Nothing here prints: the chart is returned as
+Used by `charrnn sample`, `eval`, `info`, `predict` and `runs`. A *run* is a directory holding
+`best.npz` and/or `last.npz` (see charrnn.train); without an explicit checkpoint the commands use
+the run under `runs/` whose checkpoint was written most recently, among those of a family the
+command can use (`find_checkpoint(families=...)`). Nothing here prints: the chart is returned as
 lines of plain text (no plotting library), so it works in any terminal, pipe or log file.
 
 Checkpoints written by hand (model, vocabulary and parameters only) are described too: every
@@ -13,10 +14,12 @@ from __future__ import annotations
 
 import math
 import os
+import unicodedata
 from pathlib import Path
+from typing import NamedTuple
 
 from .. import checkpoint as C
-from ..errors import CheckpointError
+from ..errors import CharrnnError, CheckpointError
 from ..models import family
 
 RUNS = Path("runs")
@@ -43,16 +46,92 @@ def latest_run(root: str | os.PathLike = RUNS) -> Path | None:
     return newest
 
 
-def find_checkpoint(path: str | os.PathLike | None, root: str | os.PathLike = RUNS) -> Path:
-    """The checkpoint file meant by `path` (a file or a run directory), or by the latest run
-    under `root` when `path` is None. CheckpointError when there is none."""
+class Run(NamedTuple):
+    """A run directory as `charrnn runs` lists it. Fields the checkpoint lacks are None; a
+    checkpoint that cannot be read has family None and `error` saying why."""
+
+    path: Path  # the run directory
+    checkpoint: Path  # its best.npz, else last.npz
+    modified: float  # when its newest checkpoint was written (seconds since the epoch)
+    family: str | None  # lm, classify, tag, seq2seq
+    model: str | None  # the family's description of the model
+    metric: str | None  # the name of the best validation figure, e.g. val_bpc
+    best: float | None
+    step: int | None
+    error: str | None = None
+
+
+def runs(root: str | os.PathLike = RUNS) -> list[Run]:
+    """Every run directory under `root` (one holding best.npz or last.npz), newest first (by
+    its newest checkpoint's time). Only each checkpoint's metadata is read."""
+    root = Path(root)
+    try:
+        dirs = [d for d in root.iterdir() if d.is_dir()]
+    except OSError:
+        return []
+    found = []
+    for d in dirs:
+        times = []
+        for name in NAMES:
+            try:
+                if (d / name).is_file():
+                    times.append((d / name).stat().st_mtime)
+            except OSError:
+                pass
+        if times:
+            found.append(_describe_run(d, max(times)))
+    return sorted(found, key=lambda r: (-r.modified, str(r.path)))
+
+
+def _describe_run(d: Path, modified: float) -> Run:
+    file = C.resolve(d)
+    try:
+        meta = C.read_meta(file)
+        F = family(meta["family"])
+        metric, best = F.METRIC, meta.get(f"best_{F.METRIC}")
+        best = best if isinstance(best, (int, float)) and math.isfinite(best) else None
+        step = meta.get("step") if isinstance(meta.get("step"), int) else None
+        model = F.describe(F.Config.from_dict(meta["model"]))
+    except (CharrnnError, KeyError, TypeError, ValueError) as e:
+        return Run(d, file, modified, None, None, None, None, None, str(e))
+    return Run(d, file, modified, F.NAME, model, metric, best, step)
+
+
+def find_checkpoint(path: str | os.PathLike | None, root: str | os.PathLike = RUNS,
+                    families: tuple[str, ...] | None = None) -> Path:
+    """The checkpoint file meant by `path` (a file or a run directory), or, when `path` is None,
+    by the most recent run under `root` of one of `families` (any family when None): a command
+    that needs a language model skips a newer classifier. CheckpointError when there is none."""
     if path is None:
-        run = latest_run(root)
+        if families is None:
+            run = latest_run(root)
+        else:
+            listed = runs(root)
+            run = next((r.path for r in listed if r.family in families), None)
+            if run is None and listed:
+                newest = listed[0]
+                kinds = " or ".join(families)
+                raise CheckpointError(
+                    f"no {kinds} run under {Path(root)}/ (the newest, {newest.path}, holds "
+                    f"{'a ' + newest.family if newest.family else 'no readable'} model): train "
+                    f"one, or give -c/--checkpoint")
         if run is None:
             raise CheckpointError(f"no trained model found under {Path(root)}/: run `charrnn "
                                   f"train` first, or give -c/--checkpoint")
         path = run
     return C.resolve(path)
+
+
+def age(seconds: float) -> str:
+    """A duration as people say it: '40 s', '12 min', '5 h', '3 days'."""
+    seconds = max(0.0, seconds)
+    if seconds < 60:
+        return f"{seconds:.0f} s"
+    if seconds < 3600:
+        return f"{seconds / 60:.0f} min"
+    if seconds < 2 * 86400:
+        return f"{seconds / 3600:.0f} h"
+    return f"{seconds / 86400:.0f} days"
 
 
 def vocab_text(chars) -> str:
@@ -67,6 +146,45 @@ def vocab_text(chars) -> str:
         else:
             shown.append(repr(c)[1:-1])
     return " ".join(shown)
+
+
+FULL_VOCAB = 200  # larger vocabularies are summarised (vocab_summary), not printed whole
+
+# classes of characters, in the order a summary lists them: (name, test of one character)
+_CLASSES = (
+    ("CJK ideographs", lambda c: "\u4e00" <= c <= "\u9fff" or "\u3400" <= c <= "\u4dbf"
+     or "\uf900" <= c <= "\ufaff" or "\U00020000" <= c <= "\U0003134f"),
+    ("kana", lambda c: "\u3040" <= c <= "\u30ff" or "\uff66" <= c <= "\uff9f"),
+    ("Hangul", lambda c: "\uac00" <= c <= "\ud7af" or "\u1100" <= c <= "\u11ff"),
+    ("ASCII letters", lambda c: c.isascii() and c.isalpha()),
+    ("other letters", str.isalpha),
+    ("digits", str.isdigit),
+    ("whitespace", str.isspace),
+    ("punctuation", lambda c: unicodedata.category(c).startswith("P")),
+    ("symbols", lambda c: unicodedata.category(c).startswith("S")),
+)
+
+
+def char_classes(chars) -> dict[str, int]:
+    """How many of `chars` fall in each class (the first class a character fits, in the order
+    of _CLASSES; "other" for the rest), classes without any left out."""
+    counts: dict[str, int] = {}
+    for c in chars:
+        name = next((n for n, test in _CLASSES if test(c)), "other")
+        counts[name] = counts.get(name, 0) + 1
+    order = [n for n, _ in _CLASSES] + ["other"]
+    return {n: counts[n] for n in order if n in counts}
+
+
+def vocab_summary(chars, shown: int = 40) -> str:
+    """A large vocabulary in one short paragraph: its size, how many characters of each class,
+    and `shown` of them spread evenly over it (every character: vocab_text, or info --json)."""
+    chars = list(chars)
+    classes = ", ".join(f"{n:,} {name}" for name, n in char_classes(chars).items())
+    step = len(chars) / shown
+    sample = [chars[int(i * step)] for i in range(shown)] if len(chars) > shown else chars
+    return (f"{len(chars):,} characters: {classes}; a sample: {vocab_text(sample)} ... "
+            f"(all of them: charrnn info --json)")
 
 
 def curves(history) -> dict[str, tuple[list[float], list[float]]]:
@@ -137,7 +255,9 @@ def summary(path: Path, ckpt: C.Checkpoint) -> list[tuple[str, str]]:
             ("task", F.NAME),
             ("model", F.describe(ckpt.model)),
             ("parameters", f"{F.count_params(ckpt.model):,}"),
-            ("vocabulary", f"{len(ckpt.vocab)} characters")]
+            ("vocabulary", f"{len(ckpt.vocab)} characters" if target_vocab(ckpt) is None else
+             f"{len(ckpt.vocab)} source characters, {len(target_vocab(ckpt))} target "
+             f"characters")]
     if "corpus" in meta:
         rows.append(("corpus", str(meta["corpus"])))
     if "step" in meta:
@@ -177,6 +297,27 @@ def data_rows(held: dict, kind: str) -> list[tuple[str, str]]:
     except (KeyError, TypeError, ValueError):  # a hand-edited summary: show what was readable
         pass
     return rows
+
+
+def target_vocab(ckpt: C.Checkpoint) -> list[str] | None:
+    """An encoder-decoder's target vocabulary (its markers first), None for other families."""
+    chars = ckpt.meta.get("target_vocab")
+    return list(chars) if isinstance(chars, list) else None
+
+
+def settings(ckpt: C.Checkpoint) -> dict:
+    """The run's settings as `charrnn info` lists them: the model's as the checkpoint holds it
+    (sizes that came from the data, such as classes or target_size, are recorded as 0 in the
+    training settings, which were written before the data was read), then the training
+    settings; the vocabulary size (shown elsewhere) and the settings left at None (not given:
+    no --val, no --minutes, ...) are left out."""
+    train = ckpt.meta.get("train")
+    if not isinstance(train, dict) or not train:
+        return {}
+    train = {k: v for k, v in train.items() if k != "model"}
+    flat = {**ckpt.model.to_dict(), **train}
+    flat.pop("vocab_size", None)
+    return {k: v for k, v in flat.items() if v is not None}
 
 
 def to_json(path: Path, ckpt: C.Checkpoint) -> dict:

@@ -37,6 +37,7 @@ import numpy as np
 from ..data.vocab import Vocab, describe_chars
 from ..errors import CheckpointError, ConfigError, VocabularyError
 from ..models import lm as M
+from ..parallel.blas import single_stream
 
 # Below this, logits / T overflows float64 for ordinary logits, and inf - inf is NaN.
 MIN_TEMPERATURE = 1e-100
@@ -89,6 +90,38 @@ def check_prime(vocab: Vocab, prime: str) -> np.ndarray:
         raise VocabularyError(
             f"prime text has characters not in the vocabulary: {describe_chars(unknown)}")
     return vocab.encode(prime, dtype=np.intp)
+
+
+UNKNOWN_CHOICES = ("error", "skip", "replace")
+
+
+def prepare_prime(vocab: Vocab, prime: str, unknown: str = "error") -> tuple[str, list[str]]:
+    """(the prime to feed, the distinct characters of `prime` outside the vocabulary). What
+    happens to those characters, as a classifier reads text it never saw (charrnn.data.labelled):
+    "error" raises VocabularyError naming them and the option; "skip" leaves them out; "replace"
+    puts `replacement(vocab)` in each one's place, so the prime keeps its length."""
+    if unknown not in UNKNOWN_CHOICES:
+        raise ConfigError(f"unknown must be one of {', '.join(UNKNOWN_CHOICES)}, not {unknown!r}")
+    missing = vocab.unknown(prime)
+    if not missing:
+        return prime, []
+    if unknown == "error":
+        raise VocabularyError(
+            f"prime text has characters not in the vocabulary: {describe_chars(missing)} "
+            f"(--unknown skip leaves them out, --unknown replace puts "
+            f"{replacement(vocab)!r} in their place)")
+    gone = set(missing)
+    sub = "" if unknown == "skip" else replacement(vocab)
+    return "".join(sub if c in gone else c for c in prime), missing
+
+
+def replacement(vocab: Vocab) -> str:
+    """What --unknown replace feeds for a character outside the vocabulary: the unknown symbol
+    U+FFFD if the vocabulary has it (as the classifier's always does), else a space, else a
+    newline, else the vocabulary's first character."""
+    from ..data.labelled import UNKNOWN
+
+    return next((c for c in (UNKNOWN, " ", "\n") if c in vocab), vocab.chars[0])
 
 
 def start_ids(vocab: Vocab, prime: str) -> np.ndarray:
@@ -178,6 +211,13 @@ def _generate(params, cfg, vocab, prime, ids, config, rng, warmed):
         yield prime
     if config.length == 0:
         return
+    # one row per multiply: BLAS at one thread while this sample is drawn (restored when it
+    # ends or the generator is closed; charrnn.parallel.blas.single_stream says why)
+    with single_stream():
+        yield from _draw(params, cfg, vocab, prime, ids, config, rng, warmed)
+
+
+def _draw(params, cfg, vocab, prime, ids, config, rng, warmed):
     logits, state = warmed or warm(params, cfg, ids)
     step, chars, V = M.stepper(params, cfg), vocab.chars, cfg.vocab_size
     accumulate = np.add.accumulate

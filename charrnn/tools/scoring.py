@@ -18,6 +18,7 @@ import numpy as np
 from ..data.vocab import Vocab, describe_chars
 from ..errors import CorpusError, VocabularyError
 from ..models.lm import LN2, Score, char_losses
+from ..parallel.blas import single_stream
 
 
 class TextScore(NamedTuple):
@@ -49,7 +50,8 @@ def score_text(params, cfg, vocab: Vocab, text: str, strict: bool = False,
         raise CorpusError(f"nothing to score: {kept.size} character(s) in the vocabulary; "
                           f"at least 2 are needed")
     ids = vocab.encode(codes[inside].tobytes().decode("utf-32-le"))
-    losses = char_losses(params, cfg, ids, streams=1, seq=seq)
+    with single_stream():  # one stream: one row per multiply (charrnn.parallel.blas)
+        losses = char_losses(params, cfg, ids, streams=1, seq=seq)
     return TextScore(Score(float(losses.mean()), int(losses.size)), oov, unknown, kept, losses)
 
 

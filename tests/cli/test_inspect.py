@@ -1,6 +1,7 @@
 """`charrnn eval` and `charrnn info`, against independent computations."""
 
 import itertools
+import json
 import math
 import os
 
@@ -202,6 +203,33 @@ def test_latest_run_and_vocab_text(tmp_path):
     (tmp_path / "b" / "notes.txt").write_bytes(b"x")  # not a run
     assert latest_run(tmp_path) == tmp_path / "a"
     assert vocab_text(["\n", " ", "\t", "x"]) == r"\n ␣ \t x"
+
+
+def test_info_summarises_a_large_vocabulary_instead_of_one_huge_line(tmp_path):
+    """5,054 characters (issue 31: a Chinese model's) become a size, counts per class of
+    character and a sample, on lines of ordinary length; --json still lists them all."""
+    han = [chr(0x4E00 + 3 * i) for i in range(5000)]
+    chars = ["\n", " ", *"0123456789", *"abcdefghijklmnopqrstuvwxyzAB", *"，。！？、",
+             *"あいうえおかきく", "é"]
+    vocab = Vocab(chars + han)
+    assert len(vocab) == 5054
+    cfg = M.ModelConfig(vocab_size=len(vocab), cell="rnn", hidden=2, layers=1)
+    path = tmp_path / "zh" / "best.npz"
+    path.parent.mkdir()
+    C.save(path, C.Checkpoint(cfg, vocab, M.init_params(cfg, np.random.default_rng(0)), {}))
+    r = invoke("info", path)
+    assert r.exit_code == 0, r.output
+    assert max(map(len, r.stdout.splitlines())) <= 100, r.stdout
+    flat = " ".join(r.stdout.split())
+    # counted here from how the vocabulary was built, not by the code under test
+    for part in ("5,054 characters", "5,000 CJK ideographs", "8 kana", "28 ASCII letters",
+                 "1 other letters", "10 digits", "2 whitespace", "5 punctuation"):
+        assert part in flat, (part, flat)
+    shown = flat.split("a sample: ")[1].split(" ...")[0].split()
+    where = [vocab.chars.index("\n" if c == "\\n" else c) for c in shown]
+    assert len(set(shown)) == 40 and where == sorted(where)  # distinct, in vocabulary order,
+    assert where[0] < 500 and where[-1] > 4500  # and spread over all of it
+    assert len(json.loads(invoke("info", path, "--json").stdout)["vocabulary"]) == 5054
 
 
 # --- found by the robustness pass (issue 6) ---------------------------------------------------

@@ -56,8 +56,26 @@ def test_a_classifier_learns_and_predicts_labels_with_probabilities(data):
 def test_predict_reads_stdin_lines_and_counts_unknown_characters(data):
     r = run("predict", "-c", data / "cls", input="aei\n\nkstb\nzzé!\n")
     assert r.exit_code == 0, r.output
-    assert len(r.stdout.splitlines()) == 3  # the blank line is skipped
+    lines = r.stdout.split("\n")
+    assert len(lines) == 5 and lines[1] == "" and lines[4] == ""  # 4 inputs, 4 lines
+    assert [line.split("\t")[0] for line in lines[:3:2]] == ["vowel", "cons"]
     assert "4 characters outside the model's vocabulary" in r.stderr  # z, z, é and !
+
+
+@pytest.mark.parametrize("args, first", [((), "vowel\t"), (("--top", 2), "vowel\t")])
+def test_predict_answers_every_input_line_blank_ones_with_a_blank_line(data, args, first):
+    """Output line i answers input line i, so `paste inputs outputs` lines up."""
+    r = run("predict", "-c", data / "cls", *args, input="\naei\n\n\nkstb\n")
+    assert r.exit_code == 0, r.output
+    lines = r.stdout.split("\n")[:-1]
+    assert len(lines) == 5 and [bool(x) for x in lines] == [False, True, False, False, True]
+    assert lines[1].startswith(first)
+    r = run("predict", "-c", data / "cls", "aei", "", "kstb")  # empty arguments too
+    assert r.stdout.split("\n")[:-1][1] == "" and len(r.stdout.split("\n")) == 4
+    r = run("predict", "-c", data / "seg", "--segment", input="thedog\n\nbigcat\n")
+    assert r.stdout.split("\n")[:-1] == ["the dog", "", "big cat"], r.output
+    r = run("predict", "-c", data / "seg", input="\n\n")  # nothing but blank lines
+    assert r.exit_code == 0 and r.stdout == "\n\n", r.output
 
 
 def test_eval_of_a_classifier_reports_accuracy_macro_accuracy_and_confusion(data):
@@ -210,10 +228,49 @@ def test_seq2seq_predict_eval_and_the_attention_picture(copy_run):
     assert "⏎" in r.stderr and "█" in r.stderr  # a row per output, the end marker's too
     r2 = run("predict", "-c", d / "run", "abc", "edda", "--beam", 3)
     assert r2.stdout == r.stdout
+    r = run("predict", "-c", d / "run", input="abc\n\nedda\n")  # a blank line keeps its place
+    assert r.stdout.split("\n")[:-1] == ["cba", "", "adde"], r.output
     r = run("eval", "-c", d / "run", d / "copy.tsv", "--json")
     got = json.loads(r.stdout)
     assert got["task"] == "seq2seq" and got["exact_match"] > 0.95
     assert set(got) >= {"exact_match", "char_error_rate", "examples", "unknown_characters"}
+
+
+def test_the_classifier_summary_names_the_weighted_error_and_the_accuracy_beside_it(data,
+                                                                                    tmp_path):
+    r = run("train", "--task", "classify", data / "cls.tsv", "--steps", 20, "--out",
+            tmp_path / "c", "--hidden", 8, "--batch", 16, "--eval-every", 10)
+    assert r.exit_code == 0, r.output
+    ck = C.load(C.resolve(tmp_path / "c"))
+    evals = [h for h in ck.meta["history"] if h["kind"] == "eval"]
+    best = min(evals, key=lambda h: h["val_error"])  # the evaluation best.npz was chosen by
+    rows = {cells[1].strip(): cells[2].strip() for cells in
+            (line.split("│") for line in r.stderr.splitlines()) if len(cells) == 4}
+    assert rows["best val error (weighted)"] == f"{best['val_error']:.4f}", rows
+    assert rows["accuracy at best"] == f"{best['val_acc']:.1%}", rows
+    assert f"val error {evals[0]['val_error']:.3f}" in r.stderr  # the progress names it too
+    assert f"acc {evals[0]['val_acc']:.1%}" in r.stderr
+
+
+def test_info_on_an_encoder_decoder_shows_its_real_sizes_and_both_vocabularies(copy_run):
+    r = run("info", copy_run / "run")
+    assert r.exit_code == 0, r.output
+    ck = C.load(C.resolve(copy_run / "run"))
+    settings = r.stdout.split("training settings")[1].split("\n\n")[0]
+    assert "target_size=0" not in settings and "=None" not in settings, settings
+    assert f"target_size={len(ck.meta['target_vocab'])}" in settings
+    lines = r.stdout.splitlines()
+    assert any(line.startswith("source: ") for line in lines)
+    target = next(line for line in lines if line.startswith("target: "))
+    assert all(c in target for c in "abcde")
+    assert f"{len(ck.vocab)} source characters, {len(ck.meta['target_vocab'])} target" in r.stdout
+
+
+def test_beam_and_temperature_are_exclusive(copy_run):
+    """--beam 3 --temperature 0.5 used to sample and drop the beam without a word."""
+    r = run("predict", "-c", copy_run / "run", "abc", "--beam", 3, "--temperature", 0.5)
+    assert r.exit_code == 2 and "give --beam or --temperature, not both" in r.stderr
+    assert r.stdout == ""
 
 
 def test_decoding_options_are_for_seq2seq_models_only(data):

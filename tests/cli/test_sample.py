@@ -132,6 +132,42 @@ def test_bad_input_gives_one_line_error(run, tmp_path, args, message):
     one_line_error(sample(*args), message, code=1, alone=True)
 
 
+def test_unknown_prime_characters_error_naming_the_option_or_are_skipped_or_replaced(run):
+    """--unknown (issue 31): the classifier's treatment of characters never seen, for a
+    language model's prime. Each result equals sampling from the prime a person would have
+    typed instead: without those characters, or with a space (this vocabulary has no U+FFFD)."""
+    cfg, p = run
+    line = one_line_error(sample("--prime", "a猫b猫Z", "-n", 5), "'猫', 'Z'", "--unknown skip",
+                          code=1)
+    assert "--unknown replace" in line
+
+    def expected(prime):
+        return "".join(generate(p, cfg, VOCAB, prime, SampleConfig(length=20),
+                                np.random.default_rng(3)))
+
+    r = sample("--prime", "a猫b猫Z", "-n", 20, "--seed", 3, "--unknown", "skip")
+    assert r.exit_code == 0 and r.stdout == expected("ab"), r.output
+    assert "3 prime characters outside the model's vocabulary left out: '猫', 'Z'" in r.stderr
+    r = sample("--prime", "a猫b猫Z", "-n", 20, "--seed", 3, "--unknown", "replace")
+    assert r.exit_code == 0 and r.stdout == expected("a b  "), r.output
+    assert "replaced by ' '" in r.stderr
+    r = sample("--prime", "猫", "-n", 20, "--seed", 3, "--unknown", "skip")  # nothing left
+    assert r.exit_code == 0 and r.stdout == expected(""), r.output
+    r = CliRunner().invoke(cli, ["sample", "-i", "-n", "19", "--seed", "3", "--unknown", "skip"],
+                           input="a猫\n")
+    assert r.exit_code == 0 and r.stdout == expected("a")[1:20] + "\n", r.output
+    assert "left out: '猫'" in r.stderr
+
+
+def test_the_replacement_is_the_unknown_symbol_when_the_vocabulary_has_it():
+    from charrnn.tools.sample import prepare_prime, replacement
+
+    assert replacement(Vocab("ab\ufffd ")) == "\ufffd"
+    assert replacement(Vocab("ab\n")) == "\n" and replacement(Vocab("xy")) == "x"
+    assert prepare_prime(Vocab("ab\ufffd"), "a猫b", "replace") == ("a\ufffdb", ["猫"])
+    assert prepare_prime(Vocab("ab"), "ab", "error") == ("ab", [])
+
+
 @pytest.mark.parametrize("args, message", [
     (["--temperature", "0"], "Invalid value for '--temperature' / '-t'"),
     (["--temperature", "-2"], "Invalid value for '--temperature' / '-t'"),
@@ -210,6 +246,20 @@ def test_ctrl_c_while_sampling_exits_130_quietly(run, tmp_path):
     assert code == 130, stderr
     assert "Traceback" not in stderr and "Aborted" not in stderr
     assert stderr.strip().splitlines()[-1] == "interrupted"
+
+
+def test_ctrl_c_with_stdout_full_still_exits_130(run, tmp_path):
+    """The reader stopped reading (a paused pager): the pipe is full and sample waits in a
+    write. Ctrl-C must still end it; the exit-time flush of the text that did not fit waited
+    forever (seen once single-stream sampling got fast enough to fill the pipe)."""
+    import signal
+
+    def full_then_interrupt(proc):
+        time.sleep(3)  # a 64 KB pipe fills in well under a second at this model's speed
+        proc.send_signal(signal.SIGINT)
+
+    code, stderr = _interrupt_sampling(tmp_path, 20, full_then_interrupt)
+    assert code == 130 and stderr.strip().splitlines()[-1] == "interrupted", stderr
 
 
 # --- found by the robustness pass (issue 6) ---------------------------------------------------

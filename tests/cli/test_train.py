@@ -228,6 +228,27 @@ def test_the_live_progress_line_fits_80_columns(monkeypatch):
     assert typical == "step 1234/3225 train 2.346 val 2.410 22,000 chars/s 1:30 left"
 
 
+def test_progress_names_each_figure_with_its_unit():
+    """A classifier's progress showed an accuracy while its summary showed a weighted error, and
+    an encoder-decoder's losses had no unit: each figure is named now."""
+    from charrnn.cli import train as CT
+    from charrnn.train.trainer import Event
+
+    def line(record, width=None):
+        return CT._train_line(Event("eval", 200, 1.5, 0.5, 60.0, 60.0, record), 400, width)
+
+    classify = {"train_loss": 0.6931, "val_error": 0.5046, "val_loss": 0.9, "val_acc": 0.8,
+                "val_macro_acc": 0.5, "grad_norm": 0.5, "chars_per_sec": 9000.0}
+    full = line(classify)
+    assert "train 0.693 nats" in full and "val error 0.505 weighted" in full, full  # 0.5046
+    assert "acc 80.0%" in full and "0.900" not in full, full  # the loss is not the val figure
+    short = line(classify, 63)
+    assert len(short) <= 63 and "val error 0.505" in short and "acc 80.0%" in short, short
+    seq2seq = {"train_loss": 1.8242, "val_loss": 1.7584, "val_exact": 0.45}
+    full = line(seq2seq)
+    assert "train 1.824 nats" in full and "val 1.758 nats" in full and "exact 45.0%" in full
+
+
 def test_a_warmup_longer_than_the_budget_is_a_warning(tmp_path, corpus):
     r = run(corpus, "--out", tmp_path / "r", "--steps", 10, *TINY, "--warmup", 50, "-q")
     assert r.exit_code == 0 and r.stdout.endswith("best.npz\n")

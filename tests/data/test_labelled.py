@@ -44,6 +44,48 @@ def test_readers_take_what_they_should(tmp_path):
     assert ex.targets == ["BIBBI"]
 
 
+@pytest.mark.parametrize("kind, head, rows", [
+    ("classify", "text\tlabel", ["good film\tpos", "bad book\tneg"]),
+    ("classify", "Sentence\tSentiment", ["good film\tpos", "bad book\tneg"]),
+    ("tag", "text\ttags", ["abc\tBIB", "de\tBI"]),  # the header is 4 and 4: a valid row
+    ("seq2seq", "source\ttarget", ["abc\tcba", "de\ted"]),
+])
+def test_a_header_row_is_skipped_not_read_as_an_example(tmp_path, kind, head, rows):
+    p = tmp_path / "d.tsv"
+    p.write_text("\n".join([head, *rows]) + "\n")
+    ex = L.read(p, kind)
+    assert ex.texts == [r.split("\t")[0] for r in rows]
+    assert ex.where[0].endswith(":2")  # line numbers still count the header
+    assert len(L.read(p, kind, header=False).texts) == len(rows) + 1
+    plain = tmp_path / "plain.tsv"
+    plain.write_text("\n".join(rows) + "\n")
+    assert L.read(plain, kind).texts == ex.texts  # no header: nothing skipped
+    assert L.read(plain, kind, header=True).texts == ex.texts[1:]  # told there is one
+
+
+def test_a_first_line_that_only_looks_like_words_is_an_example(tmp_path):
+    p = tmp_path / "d.tsv"
+    p.write_text("the text\tlabel\ngood\tpos\n")  # 'the text' is no column name
+    assert L.read(p, "classify").texts == ["the text", "good"]
+
+
+@pytest.mark.parametrize("kind, rows, message", [
+    ("classify", ["good\tpos", "fine\tpos"],
+     "every example has the label 'pos'; a classifier needs two labels at least"),
+    ("tag", ["ab\tBB", "c\tB"], "every example has the tag 'B'; a tagger needs two tags"),
+])
+def test_training_data_of_one_class_is_refused_in_one_line(tmp_path, kind, rows, message):
+    from tests.helpers import invoke, one_line_error
+
+    p = tmp_path / "one.tsv"
+    p.write_text("\n".join(rows * 20) + "\n")
+    with pytest.raises(CorpusError, match=message):
+        L.require_classes(L.read(p, kind), kind, p)
+    one_line_error(invoke("train", "--task", kind, p, "--out", tmp_path / "r", "--steps", 1,
+                          "--hidden", 4, "-q"), message, code=1)
+    L.require_classes(L.read(p, "seq2seq"), "seq2seq", p)  # a seq2seq target is no class
+
+
 def test_a_folder_of_label_files(tmp_path):
     (tmp_path / "Greek.txt").write_text("Papadopoulos\nNikolaou\n")
     (tmp_path / "Irish.txt").write_text("O'Brien\n")

@@ -39,7 +39,7 @@ def test_binary_file_with_nul_bytes_names_the_offset(tmp_path):
 
 @pytest.mark.parametrize("codec, message", [
     ("utf-16", "not valid utf-8 at byte offset 0"),  # its mark ff fe is invalid UTF-8
-    ("utf-16-le", "binary file (a NUL character at byte offset 1)"),  # no mark: 'I', NUL, ...
+    ("utf-16-le", "a NUL character at byte offset 1; it looks like UTF-16"),  # 'I', NUL, ...
     ("utf-32", "not valid utf-8 at byte offset 0"),
 ])
 def test_utf16_and_32_read_as_utf8_are_caught_and_train_with_their_encoding(tmp_path, codec,
@@ -52,6 +52,53 @@ def test_utf16_and_32_read_as_utf8_are_caught_and_train_with_their_encoding(tmp_
     assert D.read_corpus(p, codec) == AUSTEN
     r = invoke("train", p, "--encoding", codec, "--out", tmp_path / "r", *TINY_QUIET, "--steps", 2)
     assert r.exit_code == 0, r.stderr
+
+
+ZH = "我们今天去北京看看天安门，这是一个很好的地方。他说：“你好吗？”我说：“很好。”\n" * 30
+TW = "我們今天去台北看看，這是一個很好的地方。他說：「你好嗎？」\n" * 30
+JA = "吾輩は猫である。名前はまだ無い。どこで生れたかとんと見当がつかぬ。\n" * 30
+FR = "Les élèves sont allés à l'école; ça a été très agréable, n'est-ce pas?\n" * 30
+
+
+@pytest.mark.parametrize("text, codec, what", [
+    (ZH, "gbk", "Chinese"), (ZH, "gb18030", "Chinese"), (TW, "big5", "Big5"),
+    (JA, "shift_jis", "Japanese"), (FR, "cp1252", "Western European"),
+    (AUSTEN, "utf-16-be", "UTF-16"), (ZH, "utf-16", "byte-order mark"),
+])
+def test_the_encoding_hint_reads_the_bytes_and_its_suggestion_decodes_the_text(
+        tmp_path, text, codec, what):
+    """The suggested --encoding, taken from the message, gives back the text exactly; latin-1
+    (which decodes anything, as garble) is never the suggestion for these."""
+    import re
+
+    p = tmp_path / "t.txt"
+    p.write_bytes(text.encode(codec))
+    with pytest.raises(CorpusError) as e:
+        D.read_corpus(p)
+    message = str(e.value)
+    assert what in message and "latin-1" not in message, message
+    (suggested,) = re.findall(r"give --encoding (\S+)$", message)
+    assert D.read_corpus(p, suggested) == text, (suggested, message)
+
+
+@pytest.mark.parametrize("damage, needle", [
+    (lambda b: b[:-1], "cut off in the middle of its last character"),
+    (lambda b: b[:40] + b[41:], "the rest is valid UTF-8, with 1 damaged character"),
+    (lambda b: b[:40] + b[41:90] + b[92:], "with 2 damaged characters"),
+])
+def test_utf8_cut_mid_character_is_named_not_sent_to_another_encoding(tmp_path, damage, needle):
+    p = tmp_path / "cut.txt"
+    p.write_bytes(damage((ZH + "好").encode()))
+    with pytest.raises(CorpusError, match="not valid utf-8") as e:
+        D.read_corpus(p)
+    assert needle in str(e.value) and "--encoding" not in str(e.value), str(e.value)
+
+
+def test_a_utf8_file_read_with_another_encoding_is_told_it_is_utf8(tmp_path):
+    p = tmp_path / "t.txt"
+    p.write_bytes(JA.encode())
+    with pytest.raises(CorpusError, match="it is valid UTF-8: give --encoding utf-8"):
+        D.read_corpus(p, "ascii")
 
 
 @pytest.mark.parametrize("encoding, message", [("base64", "'base64' is not a text encoding"),

@@ -92,6 +92,33 @@ def test_cli_gradcheck_covers_the_classifier_and_the_tagger():
         assert text in result.stderr
 
 
+def test_cli_gradcheck_shows_progress_per_family_and_cell_while_it_runs(monkeypatch):
+    """A line on stderr as each family and cell finishes, before the next one's checks start,
+    so a long run is not silent; stdout keeps only the verdict."""
+    import sys
+
+    real, seen = G.check, []
+
+    def spy(task, cell, layers, **kw):
+        sys.stderr.flush()
+        seen.append((task, cell, layers, sys.stderr.buffer.getvalue().decode()))
+        return real(task, cell, layers, **kw)
+
+    monkeypatch.setattr(G, "check", spy)
+    result = CliRunner().invoke(cli, ["gradcheck", "--task", "lm", "--layers", "1", "--layers",
+                                      "2", "--hidden", "2"])
+    assert result.exit_code == 0, result.output
+    assert [s[:3] for s in seen] == [("lm", c, n) for c in CELLS for n in (1, 2)]
+    for k, (*_, stderr) in enumerate(seen):
+        done = list(CELLS)[: k // 2]  # the cells whose both depths were checked before
+        for c in CELLS:
+            assert (f"lm {c}: " in stderr) == (c in done), (k, stderr)
+    lines = [line for line in result.stderr.splitlines() if line.startswith("lm ")]
+    assert [line.split(":")[0] for line in lines] == [f"lm {c}" for c in CELLS]
+    assert all(", worst " in line and line.endswith(" checks)") for line in lines)
+    assert result.stdout.startswith("gradcheck passed")
+
+
 def test_cli_gradcheck_fails_with_impossible_tolerance():
     result = CliRunner().invoke(cli, ["gradcheck", "--cell", "rnn", "--layers", "1",
                                       "--tol", "1e-30"])

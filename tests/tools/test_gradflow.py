@@ -9,6 +9,7 @@ from click.testing import CliRunner
 
 from charrnn import checkpoint as C
 from charrnn.cli import cli
+from charrnn.data.text import bundled, read_corpus
 from charrnn.data.vocab import Vocab
 from charrnn.models import lm as M
 from charrnn.tools import gradflow as G
@@ -181,6 +182,32 @@ def test_cli_on_the_bundled_corpus():
         assert cell in r.stdout and cell in r.stderr
     assert "vanish k" in r.stderr and "k=1" in r.stderr and "k=10" not in r.stderr
     assert all(m in r.stderr for m in G.MARKERS[:3])
+
+
+def test_explode_k_and_the_verdict_name_both_ends():
+    assert G.explode_k(np.array([1.0, 2.0, 9.0, 10.0, 10.5, 3.0])) == 4  # above, not at, 10x
+    assert G.explode_k(np.array([1.0, 0.5, 9.9])) is None
+    assert G.verdict(np.array([1.0, 0.1, 0.01, 0.0009, 5.0])) == "vanishes at k=3"
+    assert G.verdict(np.array([2.0, 4.0, 30.0, 60.0])) == "explodes at k=2 (x30 at k=3)"
+    assert G.verdict(np.array([2.0, 1.0, 0.5])) == "neither up to k=2 (x0.25 at k=2)"
+
+
+def test_cli_says_an_exploding_gradient_explodes_and_keeps_its_title_on_one_line():
+    """--scale 1.5 makes a vanilla RNN's gradient grow (x1.5 per step, less tanh's squashing):
+    the verdict says it explodes, and at which k; with -n 50 the table is narrower than its
+    title, which must still be one line (it wrapped into a stray line)."""
+    r = run(["gradflow", "--cell", "rnn", "--scale", "1.5", "-n", "50", "--samples", "2",
+             "--warmup", "5"])
+    assert r.exit_code == 0, r.output
+    flow = G.compare_fresh(read_corpus(bundled()), ("rnn",), 128, 1, length=50,
+                           samples=2, seed=0, warmup=5, scale=1.5)[0]
+    k = next(k for k, v in enumerate(flow.h) if v > 10 * flow.h[0])  # independent of explode_k
+    assert f"rnn explodes at k={k}" in r.stdout, r.stdout
+    lines = r.stderr.splitlines()
+    title = [line for line in lines if "mean |dL/dstate|" in line]
+    assert len(title) == 1 and title[0].strip().endswith(" s)"), r.stderr
+    assert any(line.strip().endswith("explode k: above 10 x") for line in lines), r.stderr
+    assert "explode k" in r.stderr
 
 
 @pytest.fixture
