@@ -112,7 +112,7 @@ def run_page(path: Path, workdir: Path, python: str = sys.executable) -> float:
             argv = [python, "-c", block.code]
         else:
             argv = ["bash", "-e", "-o", "pipefail", "-c", commands(block)]
-        done = subprocess.run(argv, cwd=workdir, env=env, capture_output=True, text=True,
+        done = subprocess.run(argv, check=False, cwd=workdir, env=env, capture_output=True, text=True,
                               timeout=TIMEOUT)
         if done.returncode != 0:
             tail = (done.stdout[-1500:] + "\n--- stderr ---\n" + done.stderr[-2500:]).strip()
