@@ -3,11 +3,17 @@
 The commands' help keeps some paragraphs as written (Click's "\\b" marker): a line ending in ":"
 ("Typical use:", "Examples:") over lines indented by two spaces. mkdocs-click passes them through
 as prose, so Markdown would run their lines together into one; this makes each a text block, as
-`--help` shows it. Fenced blocks are left alone.
+`--help` shows it. Docstrings rendered by mkdocstrings are plain text written the same way (an
+indented list under a line ending in ":"), and keep their layout too. Fenced blocks and Markdown
+list items are left alone.
 """
+
+import re
 
 from markdown import Extension
 from markdown.preprocessors import Preprocessor
+
+_LIST_ITEM = re.compile(r"([-*+]|\d+[.)])\s")
 
 
 class _KeepHelpLists(Preprocessor):
@@ -18,6 +24,7 @@ class _KeepHelpLists(Preprocessor):
             if line.lstrip().startswith(("```", "~~~")):
                 fenced = not fenced
             starts = (not fenced and line.rstrip().endswith(":") and not line.startswith(" ")
+                      and not _LIST_ITEM.match(line)
                       and (i == 0 or not lines[i - 1].strip())
                       and i + 1 < len(lines) and lines[i + 1].startswith("  "))
             if not starts:
