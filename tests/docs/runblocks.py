@@ -9,6 +9,8 @@ for blocks that are illustrative (a file the reader has, another shell) or would
 In ```console blocks only the lines after a `$ ` prompt run; their output is for the reader.
 
 Run it by hand to see each page's time:  python -m tests.docs.runblocks [PAGE.md ...]
+and to list the blocks that would run (file:line, first line) without running them:
+python -m tests.docs.runblocks --list [PAGE.md ...]
 """
 
 from __future__ import annotations
@@ -129,7 +131,14 @@ def same_blocks(a: Path, b: Path) -> bool:
 
 
 def main(argv: list[str]) -> int:
-    todo = [Path(a).resolve() for a in argv] or pages()
+    listing = "--list" in argv
+    todo = [Path(a).resolve() for a in argv if a != "--list"] or pages()
+    if listing:
+        for page in todo:
+            for block in blocks(page):
+                if block.runs:
+                    print(f"{block.where()}  {block.lang}: {block.code.splitlines()[0][:90]}")
+        return 0
     failed = 0
     for page in todo:
         if not any(b.runs for b in blocks(page)):
