@@ -9,7 +9,7 @@ endif
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.charrnn-installed
 
-.PHONY: install test lint demo bench clean
+.PHONY: install test lint demo bench docs docs-serve clean
 
 $(BIN)/python:
 	$(PY) -m venv $(VENV)
@@ -39,5 +39,11 @@ demo: $(STAMP)  ## train briefly on the bundled corpus, then sample from it (run
 bench: $(STAMP)  ## speed table: charrnn vs the machine's matmul rate (and PyTorch if installed)
 	$(BIN)/python bench/bench.py
 
+docs: $(STAMP)  ## build the documentation site into site/ (strict: a broken link or missing page fails)
+	NO_MKDOCS_2_WARNING=1 $(BIN)/python -m mkdocs build --strict
+
+docs-serve: $(STAMP)  ## serve the documentation at http://127.0.0.1:8000, rebuilt on every edit
+	NO_MKDOCS_2_WARNING=1 $(BIN)/python -m mkdocs serve
+
 clean:
-	rm -rf .venv build *.egg-info .pytest_cache
+	rm -rf .venv build *.egg-info .pytest_cache site
