@@ -141,6 +141,26 @@ def softmax_nll(logits: np.ndarray, targets: np.ndarray):
     return e, nll
 
 
+def weighted_nll(p: np.ndarray, nll: np.ndarray, targets_t, weights, scale: float = 1.0):
+    """(loss, dlogits) of a per-step loss, the mean over the N rows of sum_t w_nt * nll_nt, times
+    `scale`: p (T, N, K) the softmax and nll (T, N) from softmax_nll, targets_t (T, N), weights
+    (N, T), zero at padding. dlogits = w * (p - onehot(targets)), (T, N, K), in p's dtype."""
+    N = nll.shape[1]
+    w = np.asarray(weights, dtype=p.dtype).T * (scale / N)  # (T, N); zero at padding
+    loss = float(np.sum(w.astype(np.float64) * nll))
+    dlogits = p * w[..., None]
+    t = np.asarray(targets_t, dtype=np.intp)[..., None]
+    np.put_along_axis(dlogits, t, np.take_along_axis(dlogits, t, axis=-1) - w[..., None],
+                      axis=-1)
+    return loss, dlogits
+
+
+def weighted_loss(nll: np.ndarray, weights) -> float:
+    """weighted_nll's loss alone, in float64 (scale 1)."""
+    w = np.asarray(weights, dtype=np.float64).T
+    return float(np.sum(w * nll) / nll.shape[1])
+
+
 def example_batch(rng: np.random.Generator, rows: int, steps: int, V: int, K: int,
                   per_step: bool):
     """A random batch for gradient checks: lengths all different where possible (the longest

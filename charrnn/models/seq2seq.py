@@ -295,13 +295,7 @@ def gradients(params, cfg: Config, batch, state=(), masks=None, dfinal=None, sca
     """(loss, grads, (), ()): the loss is the mean over the rows of sum_t weight * nll, times
     `scale`."""
     p, nll, tout, cache = _nll(params, cfg, batch, masks)
-    N = nll.shape[1]
-    w = np.asarray(batch[4], dtype=p.dtype).T * (scale / N)  # (T, N); zero at padding
-    loss = float(np.sum(w.astype(np.float64) * nll))
-    dlogits = p * w[..., None]
-    t = tout.astype(np.intp)[..., None]
-    np.put_along_axis(dlogits, t, np.take_along_axis(dlogits, t, axis=-1) - w[..., None],
-                      axis=-1)
+    loss, dlogits = B.weighted_nll(p, nll, tout, batch[4], scale)
     grads = backward(dlogits, params, cfg, cache)
     return loss, {k: grads[k] for k in params}, (), ()
 
@@ -311,8 +305,7 @@ loss_and_grads = B.loss_and_grads_of(draw_masks, gradients)
 
 def loss(params, cfg: Config, batch, state=(), masks=None):
     _, nll, _, _ = _nll(params, cfg, batch, masks)
-    w = np.asarray(batch[4], dtype=np.float64).T
-    return float(np.sum(w * nll) / nll.shape[1]), ()
+    return B.weighted_loss(nll, batch[4]), ()
 
 
 def example_batch(cfg: Config, rng, rows: int, steps: int):

@@ -104,12 +104,7 @@ def gradients(params, cfg: Config, batch, state=(), masks=None, dfinal=None, sca
     logits, cache = forward(params, cfg, ids, lengths, masks)
     T, N, K = logits.shape
     p, nll = B.softmax_nll(logits, np.asarray(tags).T)  # (T, N, K), (T, N)
-    w = np.asarray(weights, dtype=p.dtype).T * (scale / N)  # (T, N); zero at padding
-    loss = float(np.sum(w.astype(np.float64) * nll))
-    dlogits = p * w[..., None]
-    t = np.asarray(tags, dtype=np.intp).T[..., None]
-    np.put_along_axis(dlogits, t, np.take_along_axis(dlogits, t, axis=-1) - w[..., None],
-                      axis=-1)
+    loss, dlogits = B.weighted_nll(p, nll, np.asarray(tags).T, weights, scale)
     dl = dlogits.reshape(T * N, K)
     grads = {"Wy": cache.y.T @ dl, "by": dl.sum(axis=0)}
     douts = (dl @ params["Wy"].T).reshape(T, N, -1)
@@ -126,7 +121,7 @@ def loss(params, cfg: Config, batch, state=(), masks=None):
     ids, lengths, tags, weights = batch
     logits, _ = forward(params, cfg, ids, lengths, masks)
     _, nll = B.softmax_nll(logits, np.asarray(tags).T)
-    return float(np.sum(np.asarray(weights, dtype=np.float64).T * nll) / len(ids)), ()
+    return B.weighted_loss(nll, weights), ()
 
 
 def example_batch(cfg: Config, rng, rows: int, steps: int):
