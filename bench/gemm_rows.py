@@ -8,7 +8,7 @@ Inside the time loop each process multiplies (n x H) by (H x 4H), n being its sh
 batch's streams (16 of 32 on two processes). BLAS rates fall with n, so this prints, on one
 thread, GFLOP/s for n = 16, 32, 64, 128 against a 2048^3 multiply; and the two ways of sharing
 one step of a 32-stream batch between two processes: by streams, (16 x H)(H x 4H) each, as
-charrnn.parallel does, or by hidden units, (32 x H)(H x 2H) each (not built; see README, Speed).
+charrnn.parallel does, or by hidden units, (32 x H)(H x 2H) each (not built; see docs/en/explanation/kernels.md).
 
 With --mkl (e.g. from a scratch venv: `pip install mkl`, never a dependency of charrnn) the same
 shapes also run through MKL's sgemm and its pack-once GEMM (cblas_sgemm_pack + compute), the

@@ -1,7 +1,7 @@
-"""The README's `charrnn inside` figures, drawn from a run's own checkpoint and a held-out text:
-the best unit per feature, the gate saturation per layer (as Markdown tables on stdout), and the
-text coloured by one unit as the terminal shows it (an SVG exported by Rich, the same Text
-`charrnn inside --unit` prints).
+"""The `charrnn inside` figures of docs/en/explanation/inside.md, drawn from a run's own checkpoint
+and a held-out text: the best unit per feature, the gate saturation per layer (as Markdown tables
+on stdout), and the text coloured by one unit as the terminal shows it (an SVG exported by Rich,
+the same Text `charrnn inside --unit` prints).
 
     python bench/inside_figures.py -c runs/shakespeare-lstm/best.npz --text held_out.txt \\
         --svg docs/inside-line.svg --svg-chars 600 [--unit l1.c.87] [--regex PATTERN ...]

@@ -1,6 +1,7 @@
-"""A screenshot of a `charrnn report` page as a browser shows it: the README's picture.
+"""A screenshot of a `charrnn report` page as a browser shows it: the picture of the README and
+of docs/en/guides/report.md.
 
-    python docs/screenshot.py report.html docs/images/report.png --height 1020 \
+    python docs/screenshot.py report.html docs/en/assets/report.png --height 1020 \
         --selector "#run-0 .activations"
 
 Opens the page from its file in headless chromium (Debian's `chromium`, driven by Playwright

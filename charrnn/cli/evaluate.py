@@ -29,7 +29,7 @@ from .console import CONTEXT, PATH, FiniteFloat, err, is_generator, open_checkpo
               help="Print the result as one JSON object: task, file, checkpoint, bpc, nats, "
               "perplexity (null if beyond float range), chars_scored, chars_read, unknown_chars "
               "(count), unknown (the distinct characters) and seconds; for classifiers, taggers "
-              "and encoder-decoders their own figures (see README).")
+              "and encoder-decoders their own figures (see docs/en/guides/labelled-data.md, pairs.md and generate.md).")
 @click.option("--novelty", is_flag=True,
               help="A generator (--task generate): also generate -n texts per label and report "
               "the share of the distinct ones that are not in the run's training data.")

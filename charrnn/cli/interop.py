@@ -18,11 +18,12 @@ def export(out, checkpoint):
     """Write a trained model as a PyTorch state_dict in a .safetensors file.
 
     \b
-    A language model's tensors fit this module (the README's CharRNN class, the same numbers):
+    A language model's tensors fit this module (the same numbers as the CharRNN class of
+    docs/en/guides/pytorch.md):
       rnn  = nn.LSTM/GRU/RNN(input_size=V, hidden_size=H, num_layers=L, dropout=p)
              fed one-hot characters (time-major, batch_first=False)
       head = nn.Linear(H, V), after dropout p
-    A classifier's or tagger's fit the README's CharEncoder: the same rnn with
+    A classifier's or tagger's fit that page's CharEncoder: the same rnn with
     bidirectional=True (names with _reverse for the backward direction), batch_first, run over
     each text's own length, and head = nn.Linear(2H, K) on the pooled states (classify) or on
     every character (tag).
@@ -61,8 +62,8 @@ def export(out, checkpoint):
 def import_(source, run_dir):
     """Make a run directory from a PyTorch state_dict in a .safetensors file.
 
-    IN.safetensors holds the tensors of the CharRNN module (see `charrnn export --help` and the
-    README): `charrnn export`'s output, or a state_dict trained in PyTorch and saved with
+    IN.safetensors holds the tensors of the CharRNN module (see `charrnn export --help` and
+    docs/en/guides/pytorch.md): `charrnn export`'s output, or a state_dict trained in PyTorch and saved with
     safetensors' save_file(model.state_dict(), path, metadata={"vocab": json.dumps(chars)}).
     A CharEncoder's (classifier, tagger) needs metadata "family" ("classify" or "tag"), "vocab"
     and "labels" too.

@@ -2,7 +2,7 @@
 
 NumPy makes a dozen calls per LSTM or GRU time step besides the recurrent multiply (gates, cell
 state, tanh, output), each a pass over memory; at the sizes charrnn trains, that is a quarter to
-a third of a training chunk (bench/multiply_floor.py measures it; README, Speed). `fused.c`,
+a third of a training chunk (bench/multiply_floor.py measures it; docs/en/explanation/kernels.md). `fused.c`,
 beside this file, does one step's elementwise work in one call. The multiplies stay NumPy's.
 
 It is never required and never the default: `charrnn train --kernels fused` (or

@@ -9,7 +9,7 @@ one row: a (1, H) state times (H, 3H) or (H, V) weights, a few microseconds each
 a multiply over OpenBLAS's threads gains nothing, and the threads spin while they wait; when
 another process holds a core, each multiply waits for a thread that is not running. So
 `single_stream()` runs such work at SINGLE_STREAM_THREADS threads, restoring the count after
-(measured with bench/blas_threads.py; the figures are in the README's Speed section).
+(measured with bench/blas_threads.py; the figures are in docs/en/explanation/kernels.md).
 """
 
 from __future__ import annotations

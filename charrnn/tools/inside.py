@@ -98,7 +98,7 @@ def one_blas_thread():
     """BLAS on one thread for the duration: a language model reads its one stream a character
     at a time, and a (1, H) x (H, G) product is too small to share between threads. On 2 quiet
     cores it ran as fast either way; at load 3.3 from other processes BLAS's 2 threads made it
-    4.7 times slower (bench/inside.py, README "Looking inside")."""
+    4.7 times slower (bench/inside.py; docs/en/explanation/inside.md)."""
     blas = openblas()
     prev = blas.get() if blas is not None else None
     if blas is not None:

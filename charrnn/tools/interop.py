@@ -5,7 +5,7 @@ This module holds the language model's form and the files; the classifier's and 
 conventions. A seq2seq model has no standard PyTorch module to hold it and is refused.
 
 The exported tensors are the state_dict of this module (TORCH_MODULE below, the same code as in
-the README), whose forward pass computes exactly what charrnn's "lm" family computes:
+docs/en/guides/pytorch.md), whose forward pass computes exactly what charrnn's "lm" family computes:
 
     rnn  = nn.LSTM / nn.GRU / nn.RNN(input_size=V, hidden_size=H, num_layers=L, dropout=p)
            (batch_first=False, tanh for nn.RNN), fed one-hot characters: an identity embedding

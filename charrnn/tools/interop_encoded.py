@@ -1,7 +1,7 @@
 """PyTorch in and out for the encoder families (classify, tag): charrnn.tools.interop's
 conventions (gate order, bias split, metadata, files) on a bidirectional encoder and its head.
 
-The exported tensors are the state_dict of TORCH_ENCODER's CharEncoder below (the README shows
+The exported tensors are the state_dict of TORCH_ENCODER's CharEncoder below (docs/en/guides/pytorch.md shows
 the same code), whose forward pass computes what charrnn's "classify" and "tag" families do:
 
     rnn  = nn.GRU / nn.LSTM / nn.RNN(input_size=V, hidden_size=H, num_layers=L,

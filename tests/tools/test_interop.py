@@ -175,16 +175,16 @@ def test_bfloat16_is_refused_by_name(tmp_path):
 # --- PyTorch -----------------------------------------------------------------------------------
 
 def torch_module():
-    """The CharRNN class exactly as the docstring and README show it."""
+    """The CharRNN class exactly as the docstring and the PyTorch guide show it."""
     pytest.importorskip("torch")
     scope = {}
     exec(I.TORCH_MODULE, scope)  # noqa: S102 - our own source text, so the documented code runs
     return scope["torch"], scope["CharRNN"]
 
 
-def test_readme_shows_the_module():
-    readme = (Path(__file__).parents[2] / "README.md").read_text()
-    assert I.TORCH_MODULE.strip() in readme
+def test_the_pytorch_guide_shows_the_module():
+    guide = (Path(__file__).parents[2] / "docs" / "en" / "guides" / "pytorch.md").read_text()
+    assert I.TORCH_MODULE.strip() in guide
 
 
 @pytest.mark.parametrize("cell,layers", CASES, ids=IDS)

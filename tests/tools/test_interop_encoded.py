@@ -124,7 +124,7 @@ def test_seq2seq_is_refused_saying_why():
 # --- PyTorch -----------------------------------------------------------------------------------
 
 def torch_module():
-    """The CharEncoder class exactly as the docstring and README show it."""
+    """The CharEncoder class exactly as the docstring and the PyTorch guide show it."""
     pytest.importorskip("torch")
     pytest.importorskip("safetensors")
     scope = {}
@@ -132,9 +132,9 @@ def torch_module():
     return scope["torch"], scope["CharEncoder"]
 
 
-def test_readme_shows_the_module():
-    readme = (Path(__file__).parents[2] / "README.md").read_text()
-    assert IE.TORCH_ENCODER.strip() in readme
+def test_the_pytorch_guide_shows_the_module():
+    guide = (Path(__file__).parents[2] / "docs" / "en" / "guides" / "pytorch.md").read_text()
+    assert IE.TORCH_ENCODER.strip() in guide
 
 
 @pytest.mark.parametrize("fam,cell,layers,bi,pool", CASES, ids=IDS)
