@@ -25,7 +25,8 @@ def cli():
     """Character-level recurrent networks (vanilla RNN, GRU, LSTM) in NumPy, with hand-written
     backpropagation through time that you can check against finite differences: language
     models; classifiers (a label per text) and taggers (a label per character) on a
-    bidirectional encoder; and encoder-decoders with attention (seq2seq: a text in, a text out).
+    bidirectional encoder; encoder-decoders with attention (seq2seq: a text in, a text out); and
+    generators (one to many: a text from a label).
 
     \b
     Typical use:
@@ -35,6 +36,8 @@ def cli():
       charrnn predict -c runs/names Nakamura         label texts with a classifier or a tagger
       charrnn train --task seq2seq pairs.tsv         source<TAB>target lines: text to text
       charrnn predict -c runs/pairs "some text"      translate with an encoder-decoder
+      charrnn train --task generate corpora/names --out runs/gen    a text from a label
+      charrnn sample -c runs/gen --label Russian -n 10              ten Russian surnames
       charrnn runs                      list your runs: task, model, best figure, age
       charrnn gradcheck                 verify every gradient against finite differences
       charrnn inside -f notes.txt --find    which units track quotes, brackets, line position
