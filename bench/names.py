@@ -82,9 +82,11 @@ def run_rnn(args, extra: list) -> None:
         res = json.loads(subprocess.run([str(CHARRNN), "eval", "-c", str(out), str(test),
                                          "--json"], check=True, capture_output=True,
                                         text=True).stdout)
+        last = json.loads((out / "metrics.jsonl").read_text(encoding="utf-8").splitlines()[-1])
         record(args.work, {"model": f"charrnn {args.label}", "options": extra, "seed": seed,
                            "accuracy": res["accuracy"], "macro_accuracy": res["macro_accuracy"],
                            "ceiling": res.get("accuracy_ceiling"), "minutes": args.minutes,
+                           "epochs": round(last.get("epoch", float("nan")), 1),
                            "seconds": round(time.time() - t0), "load": load})
 
 
