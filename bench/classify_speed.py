@@ -25,12 +25,11 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
-from common import cpu_model, rate
+from common import cpu_model, family_step, rate
 
 from charrnn.data import labelled as L
 from charrnn.models import classify as Cl
 from charrnn.nn import cells
-from charrnn.nn.optim import Optimizer
 from charrnn.parallel import workers as P
 
 
@@ -51,16 +50,7 @@ def batches(batch: int):
 def charrnn_step(data, V, K, cell, H, workers):
     cfg = Cl.Config(vocab_size=V, classes=K, cell=cell, hidden=H, layers=1, dropout=0.0,
                     class_weights=0.0)
-    params = Cl.init_params(cfg, np.random.default_rng(0))
-    opt, box = Optimizer("adam", params), [0]
-
-    def step():
-        batch = data[box[0] % len(data)]
-        box[0] += 1
-        _, grads, _ = P.loss_and_grads(Cl, params, cfg, batch, (), None, workers)
-        opt.clip_and_step(params, grads, 1e-3, 5.0)
-        return int(batch[1].sum())
-    return step
+    return family_step(Cl, cfg, data, workers)
 
 
 def torch_step(torch, data, V, K, cell, H):

@@ -1,4 +1,5 @@
-"""What the sequence-task benches share: a timed loop, the CPU's name, KEY=VALUE settings."""
+"""What the sequence-task benches share: a timed loop, one family's training step, the CPU's
+name, KEY=VALUE settings."""
 
 from __future__ import annotations
 
@@ -17,6 +18,27 @@ def rate(step, seconds: float) -> float:
     while time.perf_counter() - t0 < seconds:
         chars += step()
     return chars / (time.perf_counter() - t0)
+
+
+def family_step(F, cfg, data, workers):
+    """step() for `rate`: one Adam step of family F (lr 1e-3, clip 5) on the next batch of `data`
+    (cycled), its rows split across `workers` as charrnn train does; returns the batch's
+    characters (F.batch_chars). Parameters start from F.init_params with seed 0."""
+    import numpy as np
+
+    from charrnn.nn.optim import Optimizer
+    from charrnn.parallel import workers as W
+
+    params = F.init_params(cfg, np.random.default_rng(0))
+    opt, box = Optimizer("adam", params), [0]
+
+    def step():
+        batch = data[box[0] % len(data)]
+        box[0] += 1
+        _, grads, _ = W.loss_and_grads(F, params, cfg, batch, (), None, workers)
+        opt.clip_and_step(params, grads, 1e-3, 5.0)
+        return F.batch_chars(batch)
+    return step
 
 
 def cpu_model() -> str:

@@ -24,12 +24,11 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
-from common import cpu_model, rate
+from common import cpu_model, family_step, rate
 
 from charrnn.data import labelled as L
 from charrnn.data import pairs as P
 from charrnn.models import generate as G
-from charrnn.nn.optim import Optimizer
 from charrnn.parallel import workers as W
 
 
@@ -47,16 +46,7 @@ def batches(batch: int):
 def charrnn_step(data, V, C, H, workers):
     cfg = G.Config(vocab_size=V, cond_size=C, cell="gru", hidden=H, condition="init",
                    dropout=0.0)
-    params = G.init_params(cfg, np.random.default_rng(0))
-    opt, box = Optimizer("adam", params), [0]
-
-    def step():
-        batch = data[box[0] % len(data)]
-        box[0] += 1
-        _, grads, _ = W.loss_and_grads(G, params, cfg, batch, (), None, workers)
-        opt.clip_and_step(params, grads, 1e-3, 5.0)
-        return int((batch[2] > 0).sum())
-    return step
+    return family_step(G, cfg, data, workers)
 
 
 def torch_step(torch, data, V, C, H):

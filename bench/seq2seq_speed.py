@@ -25,13 +25,12 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
-from common import cpu_model, rate
+from common import cpu_model, family_step, rate
 
 from charrnn.data import labelled as L
 from charrnn.data import pairs as P
 from charrnn.data import synthetic
 from charrnn.models import seq2seq as S
-from charrnn.nn.optim import Optimizer
 from charrnn.parallel import workers as W
 
 
@@ -49,16 +48,7 @@ def batches(n: int, batch: int):
 
 def charrnn_step(data, V, K, H, workers):
     cfg = S.Config(vocab_size=V, target_size=K, cell="gru", hidden=H, attention="additive")
-    params = S.init_params(cfg, np.random.default_rng(0))
-    opt, box = Optimizer("adam", params), [0]
-
-    def step():
-        batch = data[box[0] % len(data)]
-        box[0] += 1
-        _, grads, _ = W.loss_and_grads(S, params, cfg, batch, (), None, workers)
-        opt.clip_and_step(params, grads, 1e-3, 5.0)
-        return int((batch[4] > 0).sum())
-    return step
+    return family_step(S, cfg, data, workers)
 
 
 def torch_step(torch, data, V, K, H):
