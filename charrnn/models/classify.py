@@ -12,7 +12,7 @@ direction, R directions, D = R * H, K classes.
 
 with the weights w of the batch summing to N (see charrnn.models.encoded): 1 each, or inverse
 class frequencies raised to the power `class_weights` (1: each class counts alike however
-unbalanced the data; 0: each example alike; the default 0.5 is between). Parameters: the encoder's `enc.l{k}.{fw,bw}.*` and the head's `Wy` (D, K), `by` (K,).
+unbalanced the data; 0: each example alike; the default 0.6 is between). Parameters: the encoder's `enc.l{k}.{fw,bw}.*` and the head's `Wy` (D, K), `by` (K,).
 """
 
 from __future__ import annotations
