@@ -4,6 +4,7 @@ stderr), the group's error handling, and common option types. Command modules im
 
 from __future__ import annotations
 
+import contextlib
 import math
 import os
 import sys
@@ -36,31 +37,48 @@ out = _Console(highlight=False)  # results
 err = _Console(stderr=True, highlight=False)  # tables, progress, warnings
 
 
+@contextlib.contextmanager
+def _one_line_errors(ctx):
+    """The library's errors as one-line messages instead of tracebacks."""
+    try:
+        yield
+    except CharrnnError as e:
+        raise click.ClickException(str(e)) from None
+    except MemoryError:
+        command = ctx.invoked_subcommand or ctx.info_name
+        hint = ": try a smaller --batch, --seq or --hidden" if command in (
+            "train", "gradcheck", "gradflow") else ""
+        raise click.ClickException(f"out of memory{hint}") from None
+    except BrokenPipeError:  # e.g. `charrnn sample | head`
+        _silence_stdout()
+        ctx.exit(0)
+    except KeyboardInterrupt:  # Click would print "Aborted!" and exit 1
+        # stdout may hold text a full pipe would not take (`charrnn sample | less`, the
+        # reader paused): Python's exit-time flush would wait for it forever
+        _silence_stdout()
+        err.print("interrupted")
+        ctx.exit(130)
+    except OSError as e:  # e.g. stdout on a full disk (`> /dev/full`)
+        _silence_stdout()
+        what = f"{e.filename}: " if e.filename else "cannot write output: "
+        raise click.ClickException(f"{what}{e.strerror or e}") from None
+
+
 class CharrnnGroup(click.Group):
     """Turns the library's errors into one-line messages instead of tracebacks."""
 
     def invoke(self, ctx):
-        try:
+        with _one_line_errors(ctx):
             return super().invoke(ctx)
-        except CharrnnError as e:
-            raise click.ClickException(str(e)) from None
-        except MemoryError:
-            hint = ": try a smaller --batch, --seq or --hidden" if ctx.invoked_subcommand in (
-                "train", "gradcheck", "gradflow") else ""
-            raise click.ClickException(f"out of memory{hint}") from None
-        except BrokenPipeError:  # e.g. `charrnn sample | head`
-            _silence_stdout()
-            ctx.exit(0)
-        except KeyboardInterrupt:  # Click would print "Aborted!" and exit 1
-            # stdout may hold text a full pipe would not take (`charrnn sample | less`, the
-            # reader paused): Python's exit-time flush would wait for it forever
-            _silence_stdout()
-            err.print("interrupted")
-            ctx.exit(130)
-        except OSError as e:  # e.g. stdout on a full disk (`> /dev/full`)
-            _silence_stdout()
-            what = f"{e.filename}: " if e.filename else "cannot write output: "
-            raise click.ClickException(f"{what}{e.strerror or e}") from None
+
+
+class CharrnnCommand(click.Command):
+    """A command run on its own (`python -m charrnn.data.synthetic`), with the group's error
+    handling."""
+
+    def invoke(self, ctx):
+        with _one_line_errors(ctx):
+            return super().invoke(ctx)
 
 
 def _silence_stdout():

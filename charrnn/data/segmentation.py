@@ -7,15 +7,12 @@ starts and I inside one. A tagger trained on it (`charrnn train --task tag`) put
 Each non-blank line of the text is one example: its words (split at whitespace, punctuation kept
 with them) joined without spaces. `--part train` takes the first 90% of the lines and `--part
 test` the last 10% (contiguous, as the language model's validation split), so the two never
-share a line.
+share a line. The command line is charrnn.cli.datasets.segmentation (`--help` lists its options).
 """
 
 from __future__ import annotations
 
-import argparse
-import sys
-
-from .text import read_corpus
+PARTS = ("all", "train", "test")  # every line, the first 90% of them, the last 10%
 
 
 def example(line: str) -> tuple[str, str] | None:
@@ -33,17 +30,7 @@ def examples(text: str, part: str = "all", test_frac: float = 0.1) -> list[tuple
     return {"all": rows, "train": rows[:cut], "test": rows[cut:]}[part]
 
 
-def main(argv=None) -> None:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("text", help="a text file (e.g. corpora/tinyshakespeare.txt)")
-    ap.add_argument("--part", choices=("all", "train", "test"), default="all",
-                    help="all lines, the first 90%% or the last 10%%")
-    ap.add_argument("--encoding", default="utf-8")
-    args = ap.parse_args(argv)
-    out = sys.stdout
-    for t, g in examples(read_corpus(args.text, args.encoding), args.part):
-        out.write(f"{t}\t{g}\n")
+if __name__ == "__main__":  # the command line lives with the others, in charrnn.cli
+    from charrnn.cli.datasets import segmentation
 
-
-if __name__ == "__main__":
-    main()
+    segmentation(prog_name="python -m charrnn.data.segmentation")

@@ -6,7 +6,8 @@
 
 `generate(kind, count, seed, exclude)` gives `count` pairs with distinct sources, none of them
 in `exclude`: a held-out set disjoint from a training set is `generate(kind, n, other_seed,
-exclude={sources of the training set})`. As a script, TSV on stdout:
+exclude={sources of the training set})`; `read_sources(file)` reads those from a TSV file. As a
+script (charrnn.cli.datasets.synthetic), TSV on stdout:
 
     python -m charrnn.data.synthetic addition|dates --count N --seed S [--exclude FILE]
 
@@ -15,11 +16,12 @@ exclude={sources of the training set})`. As a script, TSV on stdout:
 
 from __future__ import annotations
 
-import argparse
 import datetime as dt
-import sys
 
 import numpy as np
+
+from ..errors import ConfigError
+from .text import read_corpus
 
 DAYS = ("Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", "Sunday")
 MONTHS = ("January", "February", "March", "April", "May", "June", "July", "August",
@@ -80,7 +82,7 @@ def generate(kind: str, count: int, seed: int, exclude=()) -> list[tuple[str, st
     """`count` (source, target) pairs of `kind` with distinct sources outside `exclude`, the
     same for the same seed (and exclude)."""
     if kind not in KINDS:
-        raise ValueError(f"unknown kind {kind!r}; choose one of {', '.join(KINDS)}")
+        raise ConfigError(f"unknown kind {kind!r}; choose one of {', '.join(KINDS)}")
     make, rng = KINDS[kind], np.random.default_rng(seed)
     seen, out = set(exclude), []
     tries = 0
@@ -91,31 +93,18 @@ def generate(kind: str, count: int, seed: int, exclude=()) -> list[tuple[str, st
             seen.add(src)
             out.append((src, tgt))
         elif tries > 20 * count + 1000:
-            raise ValueError(f"cannot find {count} distinct {kind} pairs outside the "
-                             f"{len(exclude)} excluded (found {len(out)})")
+            raise ConfigError(f"cannot find {count} distinct {kind} pairs outside the "
+                              f"{len(exclude)} excluded (found {len(out)})")
     return out
 
 
-def main(argv=None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m charrnn.data.synthetic",
-                                 description="Write synthetic source<TAB>target pairs to stdout.")
-    ap.add_argument("kind", choices=sorted(KINDS), help="which task")
-    ap.add_argument("--count", type=int, default=1000, help="pairs to write")
-    ap.add_argument("--seed", type=int, default=0, help="random seed")
-    ap.add_argument("--exclude", help="TSV file whose sources (first column) are left out, for "
-                                      "a held-out set disjoint from it")
-    args = ap.parse_args(argv)
-    exclude = set()
-    if args.exclude:
-        with open(args.exclude, encoding="utf-8") as f:
-            exclude = {line.split("\t")[0] for line in f.read().splitlines() if line.strip()}
-    try:
-        pairs = generate(args.kind, args.count, args.seed, exclude)
-    except ValueError as e:
-        ap.error(str(e))
-    sys.stdout.write("".join(f"{s}\t{t}\n" for s, t in pairs))
-    return 0
+def read_sources(path) -> set[str]:
+    """The first column of a TSV file's lines (blank lines skipped): the sources `generate`
+    leaves out. Raises CorpusError for a file that is missing, unreadable, empty or not text."""
+    return {line.split("\t")[0] for line in read_corpus(path).splitlines() if line.strip()}
 
 
-if __name__ == "__main__":
-    sys.exit(main())
+if __name__ == "__main__":  # the command line lives with the others, in charrnn.cli
+    from charrnn.cli.datasets import synthetic
+
+    synthetic(prog_name="python -m charrnn.data.synthetic")
