@@ -2,6 +2,7 @@
 to every bad corpus, option and run directory. Signals, kills and full disks are in
 test_train_faults.py."""
 
+import re
 import sys
 from pathlib import Path
 
@@ -11,8 +12,11 @@ from click.testing import CliRunner
 from charrnn import checkpoint as C
 from charrnn.cli import cli
 from charrnn.parallel.blas import openblas
-from charrnn.train.trainer import BUNDLED, TrainConfig, train
+from charrnn.train.trainer import TrainConfig, train
 from tests.helpers import AUSTEN, TINY, TINY_QUIET, invoke, one_line_error, tiny
+
+ROOT = Path(__file__).resolve().parents[2]
+DOCS = ROOT / "docs" / "en"
 
 
 def run(*args):
@@ -39,8 +43,103 @@ def test_default_run_directory_is_named_after_the_corpus(tmp_path, corpus, monke
     assert C.load(tmp_path / "runs" / "austen" / "last.npz").meta["step"] == 7
 
 
-def test_bundled_corpus_is_the_default():
-    assert BUNDLED.is_file() and TrainConfig().corpus == str(BUNDLED)
+def test_bundled_corpus_is_the_default(tmp_path):
+    # the tiny Shakespeare of the repository's corpora/, which the README names as the default
+    shakespeare = (ROOT / "corpora" / "tinyshakespeare.txt").read_bytes()
+    assert Path(TrainConfig().corpus).read_bytes() == shakespeare
+    r = run("--out", tmp_path / "r", "--steps", 1, *TINY_QUIET)  # no CORPUS
+    assert r.exit_code == 0, r.stderr
+    assert Path(C.load(tmp_path / "r" / "last.npz").meta["train"]["corpus"]).read_bytes() == \
+        shakespeare
+
+
+# --- the defaults are what the documentation says they are --------------------------------------
+
+def _run_config(tmp_path, *args):
+    """What a one-step `charrnn train ARGS` run records of its settings: meta["train"] with the
+    model's settings merged in."""
+    out = tmp_path / f"r{len(list(tmp_path.iterdir()))}"
+    r = run(*args, "--steps", 1, "--out", out, "-q", "--processes", 1)
+    assert r.exit_code == 0, r.stderr
+    saved = C.load(out / "last.npz").meta["train"]
+    return {**saved, **saved["model"]}
+
+
+def _value(text):
+    """A table cell's value: a number, a `word`, or "bidirectional"; None for prose."""
+    text = text.strip()
+    if re.fullmatch(r"[0-9.e-]+", text):
+        return float(text)
+    if text == "bidirectional" or re.fullmatch(r"`\w+`", text):
+        return {"bidirectional": True}.get(text, text.strip("`"))
+    return None
+
+
+def _guide_table():
+    """The own-text guide's table of `charrnn train` options, {option: (value, tasks)}: each row
+    with one value per option; tasks from the meaning's leading "classify, tag:" (None: lm)."""
+    stated = {}
+    for line in (DOCS / "guides" / "own-text.md").read_text().splitlines():
+        cells = [c.strip() for c in line.strip().strip("|").split("|")]
+        names = re.findall(r"`--([a-z-]+)", cells[0])
+        values = cells[1].split(",") if len(cells) == 3 else []
+        if names and len(names) == len(values):
+            tasks = re.match(r"((?:[a-z0-9]+(?:, )?)+): ", cells[2])
+            for name, value in zip(names, values, strict=True):
+                if _value(value) is not None:
+                    stated[name.replace("-", "_")] = (_value(value),
+                                                      tasks and tasks.group(1).split(", "))
+    return stated
+
+
+def test_the_language_models_defaults_are_the_guides(tmp_path):
+    stated = {k: v for k, (v, tasks) in _guide_table().items() if tasks is None}
+    stated.pop("kernels", None)  # where the fused kernels build, the default may depend on it
+    assert {"cell", "hidden", "layers", "dropout", "dtype", "seed", "batch", "seq", "optimizer",
+            "lr", "schedule", "warmup", "clip", "eval_every", "patience", "val_frac"} <= set(stated)
+    (tmp_path / "text.txt").write_text(AUSTEN * 6)  # room for one chunk of 64 x 64
+    saved = _run_config(tmp_path, tmp_path / "text.txt")
+    assert {k: saved.get(k) for k in stated} == stated
+
+
+def _help_defaults():
+    """The other tasks' defaults as `charrnn train --help` states them, {task: {setting: value}}:
+    "(classify: a bidirectional GRU 256x2, dropout 0.4, batch 64, lr 5e-3; ...; eval every 200
+    steps)"."""
+    text = " ".join(run("--help").stdout.split())
+    eval_every = float(re.search(r"eval every (\d+) steps\)", text).group(1))
+    stated = {}
+    for task, words in re.findall(r"(classify|tag|seq2seq|generate): (a [^;)]+)", text):
+        net = re.match(r"a (bidirectional )?(GRU|LSTM|RNN) (\d+)x(\d+)", words)
+        s = {"cell": net.group(2).lower(), "hidden": float(net.group(3)),
+             "layers": float(net.group(4)), "eval_every": eval_every}
+        if net.group(1):
+            s["bidirectional"] = True
+        if attention := re.search(r"with (\w+) attention", words):
+            s["attention"] = attention.group(1)
+        s |= {k: float(v) for k, v in re.findall(r"(dropout|batch|lr) ([0-9.e-]+)", words)}
+        stated[task] = s
+    return stated
+
+
+WORDS = [f"{w}{i}" for i, w in enumerate(AUSTEN.split() * 4)][:100]  # 100 distinct
+DATA = {"classify": "".join(f"{w}\t{'ab'[i % 2]}\n" for i, w in enumerate(WORDS)),
+        "tag": "".join(f"{w}\tB{'I' * (len(w) - 1)}\n" for w in WORDS),
+        "seq2seq": "".join(f"{w}\t{w[::-1]}\n" for w in WORDS)}
+DATA["generate"] = DATA["classify"]
+
+
+def test_the_other_tasks_defaults_are_what_help_and_the_guide_say(tmp_path):
+    stated = _help_defaults()
+    assert set(stated) == {"classify", "tag", "seq2seq", "generate"}
+    for option, (value, tasks) in _guide_table().items():
+        for task in tasks or ():
+            stated[task][option] = value
+    assert {"class_weights", "pooling", "bidirectional"} <= set(stated["classify"])
+    for task, want in stated.items():
+        (tmp_path / f"{task}.tsv").write_text(DATA[task])
+        saved = _run_config(tmp_path, "--task", task, tmp_path / f"{task}.tsv")
+        assert {k: saved.get(k) for k in want} == want, task
 
 
 def test_invalid_utf8_names_the_byte_offset(tmp_path):
