@@ -206,7 +206,7 @@ def test_latest_run_and_vocab_text(tmp_path):
 
 
 def test_info_summarises_a_large_vocabulary_instead_of_one_huge_line(tmp_path):
-    """5,054 characters (issue 31: a Chinese model's) become a size, counts per class of
+    """5,054 characters (a Chinese model's) become a size, counts per class of
     character and a sample, on lines of ordinary length; --json still lists them all."""
     han = [chr(0x4E00 + 3 * i) for i in range(5000)]
     chars = ["\n", " ", *"0123456789", *"abcdefghijklmnopqrstuvwxyzAB", *"，。！？、",
@@ -232,7 +232,7 @@ def test_info_summarises_a_large_vocabulary_instead_of_one_huge_line(tmp_path):
     assert len(json.loads(invoke("info", path, "--json").stdout)["vocabulary"]) == 5054
 
 
-# --- found by the robustness pass (issue 6) ---------------------------------------------------
+# --- edge cases: a directory or a binary file to score ----------------------------------------
 
 def test_eval_rejects_a_directory_and_a_binary_file(trained, tmp_path):
     one_line_error(invoke("eval", tmp_path, "-c", trained / "run"), "is a directory")
@@ -241,7 +241,7 @@ def test_eval_rejects_a_directory_and_a_binary_file(trained, tmp_path):
                    "byte offset 2")
 
 
-# --- issue 15: JSON, counts that agree, colours that survive, -c everywhere ------------------
+# --- JSON, counts that agree, colours that survive, -c everywhere ----------------------------
 
 def test_eval_json_and_the_counts_agree(ckpt):
     import json

@@ -133,7 +133,7 @@ def test_bad_input_gives_one_line_error(run, tmp_path, args, message):
 
 
 def test_unknown_prime_characters_error_naming_the_option_or_are_skipped_or_replaced(run):
-    """--unknown (issue 31): the classifier's treatment of characters never seen, for a
+    """--unknown: the classifier's treatment of characters never seen, for a
     language model's prime. Each result equals sampling from the prime a person would have
     typed instead: without those characters, or with a space (this vocabulary has no U+FFFD)."""
     cfg, p = run
@@ -184,7 +184,7 @@ def test_the_replacement_is_the_unknown_symbol_when_the_vocabulary_has_it():
     (["-i", "--prime", "a"], "--interactive reads each prime from stdin"),
 ])
 def test_usage_errors_exit_2_and_name_the_option(run, tmp_path, args, message):
-    """Issue 15 B: a bad option value is Click's usage error, not the library's wording."""
+    """A bad option value is Click's usage error, not the library's wording."""
     (tmp_path / "empty.txt").write_bytes(b"")
     r = sample(*args)
     assert r.exit_code == 2, r.stderr
@@ -262,7 +262,7 @@ def test_ctrl_c_with_stdout_full_still_exits_130(run, tmp_path):
     assert code == 130 and stderr.strip().splitlines()[-1] == "interrupted", stderr
 
 
-# --- found by the robustness pass (issue 6) ---------------------------------------------------
+# --- edge cases: bad numbers, conflicting options, odd primes ---------------------------------
 
 @pytest.mark.parametrize("args, needle", [
     (["--length", "-5"], "length"), (["--temperature", "nan"], "temperature"),
@@ -304,7 +304,7 @@ def test_prime_longer_than_the_corpus(trained, tmp_path):
     assert r.exit_code == 0 and r.stdout.startswith(prime) and len(r.stdout) == len(prime) + 30
 
 
-# --- issue 15: output other programs can read, several stops, an interactive prompt ------------
+# --- output other programs can read, several stops, an interactive prompt ----------------------
 
 def test_separator_replaces_the_blank_line_between_samples(run):
     a = sample("--seed", "3", "--length", "40", "--num-samples", "3")

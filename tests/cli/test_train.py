@@ -199,7 +199,7 @@ def test_a_run_stopped_before_any_evaluation_prints_the_checkpoint_it_has(tmp_pa
     assert r.exit_code == 130 and r.stdout == f"{out / 'last.npz'}\n"
 
 
-# --- found by the robustness pass (issue 6) ---------------------------------------------------
+# --- edge cases: bad numbers, a huge vocabulary, odd file names, absurd settings --------------
 
 @pytest.mark.parametrize("args, needle", [
     (["--layers", "0"], "--layers"), (["--eval-every", "0"], "--eval-every"),
@@ -290,7 +290,7 @@ def test_an_absurd_learning_rate_diverges_in_one_line_without_warnings(corpus, t
     one_line_error(r, "training diverged at step", "try a lower --lr")
     assert "Warning" not in r.stderr, r.stderr
 
-# --- issue 15: quiet means quiet, a progress line that fits, warnings and refusals ------------
+# --- quiet means quiet, a progress line that fits, warnings and refusals ----------------------
 
 def test_quiet_prints_only_the_path(tmp_path, corpus):
     r = run(corpus, "--out", tmp_path / "r", "--steps", 10, *TINY, "-q")

@@ -1,5 +1,5 @@
-"""The speed tricks in cells.py and model.py keep the exact maths: saturated gates, the scatter-add
-behind layer 0's dWx, and float32 all the way through."""
+"""The speed tricks in charrnn.nn.cells and charrnn.models.lm keep the exact maths: saturated
+gates, the scatter-add behind layer 0's dWx, and float32 all the way through."""
 
 import warnings
 

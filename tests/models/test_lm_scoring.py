@@ -48,7 +48,7 @@ def test_streams_score_each_position_once_and_the_tail_continues(rng):
     assert sc.bpc == pytest.approx(sc.nats / np.log(2))
 
 
-# --- found by the robustness pass (issue 6) ---------------------------------------------------
+# --- edge cases: a perplexity beyond the float range ------------------------------------------
 
 def test_perplexity_beyond_float_range_is_inf():
     from charrnn.models.lm import Score

@@ -1,4 +1,5 @@
-"""charrnn.parallel: a chunk's streams split across threads compute what one thread computes."""
+"""charrnn.parallel: a chunk's streams split across worker processes compute what one process
+computes."""
 
 import io
 import os

@@ -1,5 +1,5 @@
-"""Analytic gradients against finite differences in float64 (charrnn.gradcheck serves both the
-CLI and these tests), and proof that the check can fail."""
+"""Analytic gradients against finite differences in float64 (charrnn.tools.gradcheck serves both
+the CLI and these tests), and proof that the check can fail."""
 
 import numpy as np
 import pytest
@@ -126,7 +126,7 @@ def test_cli_gradcheck_fails_with_impossible_tolerance():
     assert result.stdout.startswith("gradcheck FAILED")
 
 
-# --- found by the robustness pass (issue 6) ---------------------------------------------------
+# --- bad numbers and cells --------------------------------------------------------------------
 
 @pytest.mark.parametrize("args", [["--seed", "-1"], ["--tol", "nan"], ["--tol", "inf"]])
 def test_gradcheck_rejects_bad_numbers(args):

@@ -256,7 +256,7 @@ def test_cli_note_when_fresh_model_options_meet_a_checkpoint(trained_like, tmp_p
 
 
 def test_cli_same_names_as_the_other_commands_and_old_names_still_work(trained_like, tmp_path):
-    """Issue 15 C: -c and -n as in `sample`; --warm-chars is not train's --warmup (steps)."""
+    """-c and -n as in `sample`; --warm-chars is not train's --warmup (steps)."""
     path, _ = trained_like
     new, old = tmp_path / "new.json", tmp_path / "old.json"
     assert run(["gradflow", "-c", str(path), "-n", "4", "--samples", "2", "--warm-chars", "3",
@@ -277,7 +277,7 @@ def test_cli_bad_inputs_give_one_line_errors(trained_like, tmp_path):
                          "'--samples'"), (["--hidden", "0", "-K", "3"], "'--hidden'"),
                          (["--warm-chars", "-1"], "'--warm-chars'"), (["--scale", "nan"],
                          "'--scale'")):
-        r = run(["gradflow", *args])  # issue 15 B: usage errors, named by Click
+        r = run(["gradflow", *args])  # usage errors, named by Click
         assert r.exit_code == 2 and f"Invalid value for {option}" in r.stderr, r.stderr
     one_line_error(run(["gradflow", "--checkpoint", str(tmp_path / "nope.npz")]),
                    "checkpoint not found", "nope.npz", code=1, alone=True)
@@ -323,7 +323,7 @@ def test_a_checkpoints_recorded_corpus_is_read_in_its_training_encoding(tmp_path
     assert r.exit_code == 0, r.output
 
 
-# --- found by the robustness pass (issue 6) ---------------------------------------------------
+# --- bad numbers and cells --------------------------------------------------------------------
 
 @pytest.mark.parametrize("args, needle", [
     (["--layers", "0"], "layers"), (["--warmup", "-1"], "warmup"), (["--scale", "-1"], "scale"),

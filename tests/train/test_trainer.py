@@ -203,7 +203,7 @@ def test_sigterm_stops_and_saves_only_when_asked(tmp_path, corpus):
     assert seen and all(h == before for h in seen)
 
 
-# --- found by the robustness pass (issue 6) ---------------------------------------------------
+# --- edge cases: the memory estimate, a tiny validation part, each chunk once an epoch --------
 
 @pytest.mark.parametrize("cell", ["lstm", "gru", "rnn"])
 @pytest.mark.parametrize("V, N, T, H, L, dtype", [(3000, 16, 32, 32, 2, "float32"),
@@ -231,7 +231,7 @@ def test_validation_part_shorter_than_one_chunk_still_scores(corpus, tmp_path):
 
 
 def test_a_validation_split_too_small_to_mean_anything_is_refused(corpus, tmp_path):
-    """Issue 15 F: --val-frac 0.0001 left 2 characters and still reported a best score."""
+    """--val-frac 0.0001 would leave 2 characters, too few to pick a best checkpoint by."""
     with pytest.raises(CorpusError, match="the validation split is 2 characters"):
         train(tiny(corpus, tmp_path / "r", val_frac=1e-9, batch=16, seq=16, steps=2))
     assert not (tmp_path / "r").exists()
