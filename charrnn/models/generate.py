@@ -67,7 +67,7 @@ class Config(B.DictConfig):
     hidden: int = 256
     layers: int = 1
     # where c enters: the initial state (init), every step's input projection (input), nowhere
-    # (none); the default is the better of the two on the names (bench/README.md)
+    # (none); the default is the better of the two on the names (docs/en/guides/generate.md)
     condition: str = "init"
     dropout: float = 0.2
     dtype: str = "float32"

@@ -46,7 +46,7 @@ class ModelConfig:
 
     vocab_size: int = 0
     # the defaults are what `charrnn train` trains: the measured best for a 5-minute budget on
-    # 2 cores (bench/README.md, "How the defaults were chosen")
+    # 2 cores (docs/en/explanation/findings.md, "The language model's defaults")
     cell: str = "gru"
     hidden: int = 384
     layers: int = 1

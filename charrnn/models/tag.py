@@ -45,7 +45,8 @@ class Config(B.DictConfig):
 
     vocab_size: int = 0
     tags: int = 0
-    # the defaults: word segmentation of tiny Shakespeare, F1 0.977 in 5 minutes (bench/README.md)
+    # the defaults: word segmentation of tiny Shakespeare, F1 0.977 in 5 minutes (docs/en/guides/
+    # labelled-data.md)
     cell: str = "gru"
     hidden: int = 256
     layers: int = 1

@@ -33,7 +33,7 @@ Weight layouts (hard to change later: checkpoints store them):
 
 Comments in the kernels name the term each in-place operation computes: a_t is a pre-activation
 (xp_t + h_{t-1} Wh), dX is dL/dX, and a suffix names gate columns (a_i, Wh_n, ...). Figures
-behind the speed choices are in bench/README.md, "Measurements behind the cell kernels".
+behind the speed choices are in docs/en/explanation/findings.md, "The cell kernels".
 """
 
 from __future__ import annotations
@@ -98,8 +98,9 @@ def _sigmoid_(a: np.ndarray, negated: bool = False) -> np.ndarray:
       not pre-scaled (gru_step; lstm_step inlines the same formula so that a single np.tanh call
       also covers its tanh gate).
     - negated=True: `a` holds u = -x (pre-scaled by _gate_scale) -> 1 / (1 + exp(u)). For the
-      forward time loops, where np.exp is cheaper than np.tanh (see bench/README.md). exp may
-      overflow to inf, harmlessly (1 / inf = 0): callers run it under np.errstate(over="ignore").
+      forward time loops, where np.exp is cheaper than np.tanh (docs/en/explanation/
+      findings.md). exp may overflow to inf, harmlessly (1 / inf = 0): callers run it under
+      np.errstate(over="ignore").
     """
     if negated:
         np.exp(a, out=a)  # exp(-x)
@@ -120,9 +121,9 @@ def _gate_scale(G: int, n_sigmoid: int, dtype) -> np.ndarray:
     loop gets u = -a for sigmoid gates and u = -2a for tanh gates, and then ONE pass of
     s = 1 / (1 + exp(u)) (_sigmoid_(u, negated=True)) serves every gate: sigmoid(a) = s,
     tanh(a) = 2 s - 1 (two cheap passes over the tanh columns). np.exp is the costliest
-    elementwise operation in the loop, yet cheaper than np.tanh in float32 NumPy (see
-    bench/README.md), and it never runs twice over the same data. The scale factors are powers of
-    two, so scaling is exact; exp overflows harmlessly to inf (1 / inf = 0)."""
+    elementwise operation in the loop, yet cheaper than np.tanh in float32 NumPy (docs/en/
+    explanation/findings.md), and it never runs twice over the same data. The scale factors are
+    powers of two, so scaling is exact; exp overflows harmlessly to inf (1 / inf = 0)."""
     scale = np.full(G, -2.0, dtype=dtype)
     scale[:n_sigmoid] = -1.0
     return scale
@@ -139,8 +140,8 @@ def _loop_copy(W: np.ndarray, scale: np.ndarray | None = None) -> np.ndarray:
     Why: at the widths the cells use (4H, 3H, H with H a power of two) a row is a multiple of
     4 KiB, so every row of W maps to the same few cache sets and OpenBLAS's reads of its column
     panels evict each other: on AVX-512 kernels the LSTM's (16 x 256)(256 x 1024) multiply ran at
-    44 GFLOP/s against 65 with padded rows (bench/README.md). BLAS takes the row stride as its
-    leading dimension, so the products are the same, bit for bit."""
+    44 GFLOP/s against 65 with padded rows (docs/en/explanation/findings.md). BLAS takes the row
+    stride as its leading dimension, so the products are the same, bit for bit."""
     R, C = W.shape
     out = np.empty((R, C + LOOP_PAD), dtype=W.dtype)[:, :C]
     if scale is None:

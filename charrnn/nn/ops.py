@@ -37,7 +37,7 @@ ONE_HOT_MAX_V = 1024  # up to this vocabulary, scatter_rows is a one-hot matmul 
 def scatter_rows(ids: np.ndarray, d: np.ndarray, V: int) -> np.ndarray:
     """(V, G): row v is the sum of the rows d[j] with ids[j] == v; the transpose of the gather
     Wx[ids], so the gradient of a one-hot input layer. As a one-hot (V, M) matmul it runs at BLAS
-    speed (np.add.at is unbuffered and much slower at the training sizes, see bench/README.md),
+    speed (np.add.at is unbuffered and much slower at the training sizes),
     so np.add.at is kept only for very large vocabularies, where the one-hot matrix is too big."""
     if V > ONE_HOT_MAX_V:
         out = np.zeros((V, d.shape[1]), dtype=d.dtype)

@@ -9,7 +9,7 @@ gradients) on all cores at once, with one hand-off per batch. Threads cannot do 
 call takes Python's GIL, and two threads making ~20 short calls per time step spent much of their
 time waiting for it. So the calling process computes the first slice itself and each other slice
 goes to a worker process (charrnn.parallel._worker), every one of them running single-threaded
-BLAS. The speed-ups measured are in bench/README.md.
+BLAS. The speed-ups measured are in docs/en/explanation/findings.md.
 
 How (hard to change later, keep it): the parameters and the workers' gradients live in one block
 of shared memory, a temporary file unlinked at once (so nothing is left behind, however the
@@ -54,7 +54,7 @@ from .blas import default_threads, openblas
 # A slice needs at least this many hidden values per step (rows x F.width) to be worth a
 # process: a split costs a fixed time per batch (copying the parameters in, two pipe messages,
 # adding the gradients), and even LSTM 16x1 (16 x 16 = 256 values a slice) gains from it
-# (bench/README.md).
+# (docs/en/explanation/findings.md).
 MIN_SLICE = 256
 MAX_HEADER = 1 << 20  # bytes of a message's JSON header: more means the stream is not ours
 
@@ -65,9 +65,10 @@ def keep_freed_memory() -> bool:
 
     Every chunk allocates and frees the same large arrays (activations, gate derivatives); by
     default glibc returns such blocks to the system and the next chunk faults every page in again
-    (a tenth of the time; bench/README.md has the figures), and after this it does not. The price is that
-    the process keeps its peak working set, which training reaches on every chunk anyway. Returns
-    False where the C library is not glibc. Called once per process by Workers and the workers."""
+    (a tenth of the time; docs/en/explanation/findings.md has the figures), and after this it
+    does not. The price is that the process keeps its peak working set, which training reaches
+    on every chunk anyway. Returns False where the C library is not glibc. Called once per
+    process by Workers and the workers."""
     try:
         import ctypes
 

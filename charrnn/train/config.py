@@ -40,7 +40,8 @@ class TrainConfig:
 
     The defaults (those here and the family's DEFAULT model: for the language model GRU 384x1,
     dropout 0.2) are the measured best for a 5-minute budget on a 2-core CPU on tiny
-    Shakespeare (validation = its last 10%); the runs behind them are in bench/README.md.
+    Shakespeare (validation = its last 10%); the runs behind them are in docs/en/explanation/
+    findings.md, "The language model's defaults".
     """
 
     corpus: str = str(BUNDLED)
