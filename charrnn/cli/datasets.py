@@ -43,8 +43,9 @@ def segmentation(text, part, encoding):
               help="A TSV file whose sources (first column) are left out, e.g. the training "
                    "set, for a held-out set disjoint from it.")
 def synthetic(kind, count, seed, exclude):
-    """Write synthetic source<TAB>target pairs for sequence to sequence: addition ("535+61" ->
-    "596") or dates (a date written one of a dozen ways -> ISO 8601), every source different.
+    """Write synthetic pairs for sequence to sequence, a source, a TAB and its target per line:
+    addition ("535+61" -> "596") or dates (a date written one of a dozen ways -> ISO 8601),
+    every source different.
 
     \b
     Examples:
