@@ -11,7 +11,7 @@ from rich.table import Table
 from rich.text import Text
 
 from .. import checkpoint as C
-from ..models import FAMILIES, family
+from ..models import FAMILIES
 from ..models.lm import DTYPES
 from ..nn.cells import KERNELS
 from ..nn.optim import OPTIMIZERS, SCHEDULES
@@ -307,9 +307,7 @@ def train(corpus, resume, quiet, processes, task, **opts):
                                + (" or a folder of <label>.txt files" if task == "classify"
                                   else ""))
     else:  # another task: its own defaults, and the options given
-        F = family(task)
-        cfg = T.TrainConfig.from_dict({**getattr(F, "TRAIN_DEFAULTS", {}), **given,
-                                       "task": task, "corpus": corpus})
+        cfg = T.TrainConfig.for_task(task, **given, corpus=corpus)
     display = _TrainDisplay(live=err.is_terminal, quiet=quiet, warmup=cfg.warmup)
     try:
         try:

@@ -29,11 +29,7 @@ from ..nn.metrics import figures
 from . import encoded as B
 from .encoded import (  # noqa: F401 (the family contract)
     batch_chars,
-    init_state,
     inside,
-    slice_masks,
-    state_names,
-    train_figures,
     width,
 )
 
@@ -72,7 +68,6 @@ class Config(B.DictConfig):
             raise ConfigError(f"class_weights must be a number in [0, 1], not {w!r}")
 
 
-DEFAULT = Config()
 # `charrnn train --task classify`'s training settings where they differ from TrainConfig's
 TRAIN_DEFAULTS = {"batch": 64, "lr": 5e-3, "warmup": 50, "eval_every": 200}
 
@@ -80,10 +75,6 @@ TRAIN_DEFAULTS = {"batch": 64, "lr": 5e-3, "warmup": 50, "eval_every": 200}
 def param_shapes(cfg: Config) -> dict[str, tuple[int, ...]]:
     D = B.directions(cfg) * cfg.hidden
     return {**B.encoder_shapes(cfg), "Wy": (D, cfg.classes), "by": (cfg.classes,)}
-
-
-def count_params(cfg: Config) -> int:
-    return sum(int(np.prod(s)) for s in param_shapes(cfg).values())
 
 
 def init_params(cfg: Config, rng: np.random.Generator) -> dict:
@@ -164,9 +155,6 @@ def gradients(params, cfg: Config, batch, state=(), masks=None, dfinal=None, sca
     return loss, {k: grads[k] for k in params}, (), ()
 
 
-loss_and_grads = B.loss_and_grads_of(draw_masks, gradients)
-
-
 def loss(params, cfg: Config, batch, state=(), masks=None):
     ids, lengths, labels, weights = batch
     logits, _ = forward(params, cfg, ids, lengths, masks)
@@ -200,7 +188,7 @@ def describe(cfg: Config) -> str:
 
 
 def memory_needed(cfg: Config, batch: int, seq: int, processes: int = 1) -> int:
-    return B.memory_needed(cfg, count_params(cfg), batch, seq, processes, cfg.classes)
+    return B.memory_needed(cfg, param_shapes(cfg), batch, seq, processes, cfg.classes)
 
 
 def load_data(tcfg, saved=None) -> B.Data:

@@ -42,12 +42,7 @@ from ..nn import encoder as E
 from ..nn.cells import CELLS
 from ..nn.ops import dropout_mask, scatter_rows
 from . import encoded as B
-from .encoded import (  # noqa: F401 (the family contract)
-    init_state,
-    inside,  # the encoder's inside: the decoder needs a target to read
-    state_names,
-    train_figures,
-)
+from .encoded import inside  # noqa: F401 (the encoder's: the decoder needs a target to read)
 
 NAME = "seq2seq"
 METRIC = "val_loss"
@@ -75,7 +70,6 @@ class Config(B.DictConfig):
                               f"{self.attention!r}")
 
 
-DEFAULT = Config()
 # `charrnn train --task seq2seq`'s training settings where they differ from TrainConfig's
 TRAIN_DEFAULTS = {"batch": 32, "lr": 5e-3, "warmup": 50, "eval_every": 200}
 
@@ -97,10 +91,6 @@ def param_shapes(cfg: Config) -> dict[str, tuple[int, ...]]:
         shapes["Wc"], shapes["bc"] = (H + Ed, H), (H,)
     shapes["Wo"], shapes["bo"] = (H, K), (K,)
     return shapes
-
-
-def count_params(cfg: Config) -> int:
-    return sum(int(np.prod(s)) for s in param_shapes(cfg).values())
 
 
 def init_params(cfg: Config, rng: np.random.Generator) -> dict:
@@ -138,9 +128,6 @@ def draw_masks(cfg: Config, rng, batch):
     masks += [dropout_mask(rng, cfg.dropout, (T, N, cfg.hidden), dt)
               for _ in range(cfg.layers)]
     return masks
-
-
-slice_masks = B.slice_masks
 
 
 def _split_masks(cfg: Config, masks):
@@ -300,9 +287,6 @@ def gradients(params, cfg: Config, batch, state=(), masks=None, dfinal=None, sca
     return loss, {k: grads[k] for k in params}, (), ()
 
 
-loss_and_grads = B.loss_and_grads_of(draw_masks, gradients)
-
-
 def loss(params, cfg: Config, batch, state=(), masks=None):
     _, nll, _, _ = _nll(params, cfg, batch, masks)
     return B.weighted_loss(nll, batch[4]), ()
@@ -434,7 +418,7 @@ def memory_needed(cfg: Config, batch: int, seq: int, processes: int = 1) -> int:
     R, H, K = B.directions(cfg), cfg.hidden, cfg.target_size
     att = 3 * batch * seq * seq * (H if cfg.attention == "additive" else 1)
     return item * (16 * batch * seq * H * (R + 1) * cfg.layers + att + 3 * batch * seq * K
-                   + (4 + 2 * (processes > 1)) * count_params(cfg))
+                   + (4 + 2 * (processes > 1)) * B.n_params(param_shapes(cfg)))
 
 
 def load_data(tcfg, saved=None) -> P.Data:
