@@ -22,6 +22,9 @@ Essential: every family writes these.
     draw_masks(cfg, rng, batch)   the batch's randomness (dropout) for all rows at once, before
                           they are split across processes (None: none); time-major (T, N, ...)
     example_batch(cfg, rng, rows, steps)   a random batch, for gradcheck and the contract test
+    check_configs(cell, layers, hidden, vocab, classes) -> [(label, Config)]   the small
+                          float64 models `charrnn gradcheck` checks (every variant: poolings,
+                          attention kinds, ways in), sizes from its options
     width(cfg)            values per row and step: splitting rows across processes pays only
                           when each slice keeps enough of them (charrnn.parallel.MIN_SLICE)
     score_rows(params, cfg, *arrays, **opts) -> [arrays]   one slice of the evaluation work
@@ -81,7 +84,7 @@ from ..errors import ConfigError
 from . import classify, generate, lm, seq2seq, tag
 
 ESSENTIAL = ("NAME", "Config", "METRIC", "param_shapes", "init_params", "gradients",
-             "draw_masks", "example_batch", "width", "score_rows", "load_data", "complete",
+             "draw_masks", "example_batch", "check_configs", "width", "score_rows", "load_data", "complete",
              "evaluate", "batch_chars", "memory_needed", "describe", "describe_metric", "inside")
 
 

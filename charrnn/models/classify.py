@@ -162,6 +162,15 @@ def loss(params, cfg: Config, batch, state=(), masks=None):
     return float(np.dot(np.asarray(weights, dtype=np.float64), nll) / len(nll)), ()
 
 
+POOLING_BY_CELL = {"rnn": "last", "gru": "mean", "lstm": "max"}  # every cell: every pooling
+
+
+def check_configs(cell: str, layers: int, hidden: int, vocab: int, classes: int) -> list:
+    """[(label, Config)] for gradcheck: pooling as POOLING_BY_CELL says."""
+    return [(f"{NAME} {cell}", B.small_config(Config, cell, layers, hidden, vocab,
+                                              classes=classes, pooling=POOLING_BY_CELL[cell]))]
+
+
 def example_batch(cfg: Config, rng, rows: int, steps: int):
     return B.example_batch(rng, rows, steps, cfg.vocab_size, cfg.classes, per_step=False)
 

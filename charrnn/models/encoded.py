@@ -69,6 +69,13 @@ class DictConfig:
         return cls(**d)
 
 
+def small_config(Config, cell: str, layers: int, hidden: int, vocab: int, **sizes):
+    """A family's small float64 model for gradient checks: bidirectional, dropout on from 2
+    layers."""
+    return Config(vocab_size=vocab, cell=cell, hidden=hidden, layers=layers, bidirectional=True,
+                  dropout=0.3 if layers > 1 else 0.0, dtype="float64", **sizes)
+
+
 def directions(cfg) -> int:
     return 2 if cfg.bidirectional else 1
 

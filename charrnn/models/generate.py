@@ -181,6 +181,16 @@ def loss(params, cfg: Config, batch, state=(), masks=None):
     return B.weighted_loss(nll, batch[2]), ()
 
 
+def check_configs(cell: str, layers: int, hidden: int, vocab: int, classes: int) -> list:
+    """[(label, Config)] for gradcheck: the condition entering both ways (the initial state,
+    every step's input), `classes` values in it, `vocab` characters besides the markers."""
+    return [(f"{NAME}/{way} {cell}",
+             Config(vocab_size=vocab + 3, cond_size=classes, cell=cell, hidden=hidden,
+                    layers=layers, condition=way, dropout=0.3 if layers > 1 else 0.0,
+                    dtype="float64"))
+            for way in ("init", "input")]
+
+
 def example_batch(cfg: Config, rng, rows: int, steps: int):
     """A random batch: lengths all different where possible (the longest `steps`), garbage ids
     at every padding, weights summing to N, conditions standard normal (any vector will do)."""

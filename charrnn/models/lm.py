@@ -117,12 +117,12 @@ def init_params(cfg: ModelConfig, rng: np.random.Generator) -> dict[str, np.ndar
     return params
 
 
-def init_state(cfg: ModelConfig, batch: int) -> State:
-    """The zero state for `batch` streams: per layer, (h,) or (h, c), each (N, H)."""
+def init_state(cfg: ModelConfig, rows: int) -> State:
+    """The zero state for `rows` streams: per layer, (h,) or (h, c), each (N, H)."""
     dtype = np.dtype(cfg.dtype)
     n = CELLS[cfg.cell].n_states
     return tuple(
-        tuple(np.zeros((batch, cfg.hidden), dtype=dtype) for _ in range(n))
+        tuple(np.zeros((rows, cfg.hidden), dtype=dtype) for _ in range(n))
         for _ in range(cfg.layers)
     )
 
@@ -427,6 +427,13 @@ def draw_masks(cfg: ModelConfig, rng, batch):
     dropout_masks), or None."""
     N, T = np.shape(batch[0])
     return dropout_masks(cfg, rng, T, N)
+
+
+def check_configs(cell: str, layers: int, hidden: int, vocab: int, classes: int) -> list:
+    """[(label, Config)]: the small float64 models gradcheck and the contract test check for
+    `cell` and `layers`, dropout on from 2 layers (`classes` is for the labelled families)."""
+    return [(cell, ModelConfig(vocab, cell, hidden, layers, 0.3 if layers > 1 else 0.0,
+                               "float64"))]
 
 
 def example_batch(cfg: ModelConfig, rng: np.random.Generator, rows: int, steps: int):

@@ -292,6 +292,17 @@ def loss(params, cfg: Config, batch, state=(), masks=None):
     return B.weighted_loss(nll, batch[4]), ()
 
 
+ATTENTION_BY_CELL = {"rnn": "none", "gru": "additive", "lstm": "dot"}  # every kind checked
+
+
+def check_configs(cell: str, layers: int, hidden: int, vocab: int, classes: int) -> list:
+    """[(label, Config)] for gradcheck: attention as ATTENTION_BY_CELL says, `classes` target
+    characters besides the three markers."""
+    return [(f"{NAME} {cell}", B.small_config(Config, cell, layers, hidden, vocab,
+                                              target_size=classes + 3,
+                                              attention=ATTENTION_BY_CELL[cell]))]
+
+
 def example_batch(cfg: Config, rng, rows: int, steps: int):
     """A random batch: source lengths all different where possible (the longest `steps`),
     target lengths too (the longest max(2, steps - 2)), garbage ids at every padding."""

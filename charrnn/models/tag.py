@@ -112,6 +112,12 @@ def loss(params, cfg: Config, batch, state=(), masks=None):
     return B.weighted_loss(nll, weights), ()
 
 
+def check_configs(cell: str, layers: int, hidden: int, vocab: int, classes: int) -> list:
+    """[(label, Config)] for gradcheck."""
+    return [(f"{NAME} {cell}", B.small_config(Config, cell, layers, hidden, vocab,
+                                              tags=classes))]
+
+
 def example_batch(cfg: Config, rng, rows: int, steps: int):
     return B.example_batch(rng, rows, steps, cfg.vocab_size, cfg.tags, per_step=True)
 
