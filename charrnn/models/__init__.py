@@ -68,12 +68,25 @@ Derived with a default: written by the registry unless the family writes its own
                           a family writes a forward-only one when it is cheaper
     train_figures(mean_loss) {"train_loss": mean_loss}: how a training step's loss is recorded
     data_meta(data)       {} : what a checkpoint keeps of the data besides the vocabulary
+    OUT_OF_VOCABULARY     "read as the unknown symbol": what becomes of characters outside the
+                          vocabulary when the model reads a text (lm, generate: "skipped")
 
-Optional: capabilities a family has or not; the commands ask for the hook, never the name.
+Optional: what a trained model is used for. A command asks for the hook or attribute, never for
+a family by name, so a new family with one of them is served at once.
 
-    conditioned_lm(params, cfg, cond) -> (lm params, initial state)   a family that generates
-                          from a condition (generate): the plain language model that generates
-                          under one condition vector, for the sampler and `charrnn eval`
+    stepper(params, cfg) -> step(ids, state) -> (logits, state)   the family is a plain language
+                          model (lm): `charrnn sample` continues a prime with it one character
+                          at a time, `charrnn eval` scores plain text, `gradflow` measures it
+    conditioned_lm(params, cfg, cond) -> (lm params, initial state)   the family generates from
+                          a condition (generate): the plain language model that generates under
+                          one condition vector, for `charrnn sample --label` and `charrnn eval`
+    ANSWERS               what `charrnn predict` answers each text with, which also says how
+                          `charrnn eval` scores a file of examples: "label" (one per text, a
+                          classifier), "tags" (one per character, a tagger) or "text" (an output
+                          text decoded step by step, seq2seq: see its decoding section)
+
+Every command reads a checkpoint through charrnn.checkpoint, whose "family" key holds NAME (the
+on-disk name since format 1; everything a person reads calls it the task, as --task does).
 """
 
 from __future__ import annotations
@@ -124,7 +137,8 @@ def _derive(F):
     def data_meta(data) -> dict:
         return {}
 
-    derived = {"DEFAULT": F.Config(), "TRAIN_DEFAULTS": {}, "count_params": count_params,
+    derived = {"DEFAULT": F.Config(), "TRAIN_DEFAULTS": {},
+               "OUT_OF_VOCABULARY": "read as the unknown symbol", "count_params": count_params,
                "init_state": init_state, "state_names": state_names, "slice_masks": slice_masks,
                "loss_and_grads": loss_and_grads, "loss": loss, "train_figures": train_figures,
                "data_meta": data_meta}

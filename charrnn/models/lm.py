@@ -409,6 +409,7 @@ def inside(params, cfg: ModelConfig, vocab, text: str, keep=None, meta=None, sta
 NAME = "lm"
 Config = ModelConfig
 METRIC = "val_bpc"  # the validation figure the trainer keeps the best (lowest) of
+OUT_OF_VOCABULARY = "skipped"  # by scoring and inside; sampling refuses them in a prime
 
 
 def state_names(cfg: ModelConfig) -> list[str]:

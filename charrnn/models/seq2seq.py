@@ -47,6 +47,7 @@ from .encoded import inside  # noqa: F401 (the encoder's: the decoder needs a ta
 NAME = "seq2seq"
 METRIC = "val_loss"
 ATTENTION = ("additive", "dot", "none")
+ANSWERS = "text"  # `charrnn predict` answers a source with its decoded output
 
 
 @dataclass(frozen=True)

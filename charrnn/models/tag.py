@@ -33,6 +33,7 @@ from .encoded import (  # noqa: F401 (the family contract)
 
 NAME = "tag"
 METRIC = "val_loss"
+ANSWERS = "tags"  # `charrnn predict` answers a text with a tag per character
 
 
 @dataclass(frozen=True)

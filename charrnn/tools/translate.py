@@ -14,12 +14,14 @@ from ..data import labelled as L
 from ..data import pairs as P
 from ..data.vocab import Vocab
 from ..errors import CheckpointError, ConfigError, CorpusError
+from ..models import family
 from . import decode as D
 
 
 def _setup(ckpt) -> Vocab:
-    if ckpt.family != "seq2seq":
-        raise CheckpointError(f"this checkpoint holds a {ckpt.family} model, not a seq2seq one")
+    if getattr(family(ckpt.family), "ANSWERS", None) != "text":
+        raise CheckpointError(f"this checkpoint holds a {ckpt.family} model, not one that "
+                              f"translates (--task seq2seq)")
     chars = ckpt.meta.get("target_vocab")
     if not isinstance(chars, list) or len(chars) != ckpt.model.target_size \
             or tuple(chars[:3]) != P.RESERVED:
