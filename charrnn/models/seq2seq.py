@@ -321,7 +321,8 @@ def example_batch(cfg: Config, rng, rows: int, steps: int):
 
 
 # --------------------------------------------------------------------------------------------
-# Step-by-step decoding: the source encoded once, then one character at a time
+# Decoding, all of it: the source encoded once (its attention keys precomputed), then one
+# character at a time with the decoder state carried: greedy, sampled, beam search
 
 
 class Memory(NamedTuple):
@@ -371,9 +372,11 @@ def step(params, cfg: Config, memory: Memory, state, prev):
     return o @ params["Wo"] + params["bo"], w, tuple(new)
 
 
-def greedy(params, cfg: Config, src, src_len, max_length: int):
-    """Greedy decoding of a padded batch: (ids (N, M) ending in END_ID where it was reached,
-    lengths (N,) counting END, attention (N, M, S)), M <= max_length."""
+def greedy(params, cfg: Config, src, src_len, max_length: int, temperature=None, rng=None):
+    """Decoding of a padded batch, all rows together: (ids (N, M) ending in END_ID where it was
+    reached, lengths (N,) counting END, attention (N, M, S)), M <= max_length. Each next
+    character is the most likely one, or with a `temperature` drawn from softmax(logits /
+    temperature) by `rng`."""
     memory, state = start(params, cfg, src, src_len)
     N = len(src_len)
     prev = np.full(N, P.START_ID)
@@ -382,7 +385,14 @@ def greedy(params, cfg: Config, src, src_len, max_length: int):
     out, att = [], []
     for t in range(max_length):
         logits, w, state = step(params, cfg, memory, state, prev)
-        prev = logits.argmax(axis=-1)
+        if temperature is None:
+            prev = logits.argmax(axis=-1)
+        else:
+            z = logits / temperature
+            p = np.exp(z - z.max(axis=-1, keepdims=True))
+            p /= p.sum(axis=-1, keepdims=True)
+            u = rng.random(N)[:, None]
+            prev = np.minimum((np.cumsum(p, axis=-1) < u).sum(axis=-1), p.shape[1] - 1)
         out.append(prev)
         att.append(w)
         ended = (prev == P.END_ID) & ~done
@@ -391,6 +401,60 @@ def greedy(params, cfg: Config, src, src_len, max_length: int):
         if done.all():
             break
     return np.stack(out, axis=1), lengths, np.stack(att, axis=1)
+
+
+def decode(params, cfg: Config, sources: list, max_length: int, temperature=None,
+           rng=None) -> list:
+    """[(ids, attention (M, L))] per source id array, decoded together by `greedy` (sampled
+    with a `temperature`): the output ids with END dropped, and where each output step looked,
+    M the steps (END's included when it was reached), L the source's own length."""
+    src, src_len = P.L.pad(sources)
+    ids, lengths, att = greedy(params, cfg, src, src_len, max_length, temperature, rng)
+    out = []
+    for n, (m, ln) in enumerate(zip(lengths, src_len)):
+        row = ids[n, :m].tolist()
+        out.append((row[:-1] if row and row[-1] == P.END_ID else row, att[n, :m, :ln]))
+    return out
+
+
+def _log_softmax(z: np.ndarray) -> np.ndarray:
+    z = z - z.max(axis=-1, keepdims=True)
+    return z - np.log(np.exp(z).sum(axis=-1, keepdims=True))
+
+
+def beam_search(params, cfg: Config, source, beam: int, max_length: int):
+    """(ids, attention (M, L), normalised log-probability) of the best hypothesis for one source
+    (an id array). The `beam` best unfinished hypotheses are kept by total log-probability; a
+    hypothesis ends at END (or at max_length), and the finished ones are compared by
+    length-normalised score, log p / (output steps, END included). Beam 1 is greedy decoding."""
+    src, src_len = P.L.pad([source])
+    memory, state = start(params, cfg, src, src_len)  # row b: live hypothesis b
+    toks, atts = [[]], [[]]  # live hypotheses: tokens, attention rows, total log p
+    scores = np.zeros(1)
+    prev = np.array([P.START_ID])
+    finished = []
+    for t in range(max_length):
+        logits, w, state = step(params, cfg, memory, state, prev)
+        total = scores[:, None] + _log_softmax(logits)  # (B, K)
+        keep = []
+        for f in np.argsort(-total, axis=None, kind="stable")[:beam]:
+            b, k = divmod(int(f), total.shape[1])
+            hyp = (toks[b] + [k], atts[b] + [w[b]], float(total[b, k]))
+            if k == P.END_ID or t == max_length - 1:
+                finished.append((hyp[2] / (t + 1), hyp))
+            else:
+                keep.append((b, hyp))
+        if not keep or len(finished) >= beam:
+            break
+        # every row holds the same source, so the memory's rows are selected like the state's
+        memory, state = select(memory, state, np.array([b for b, _ in keep]))
+        toks, atts = [h[0] for _, h in keep], [h[1] for _, h in keep]
+        scores = np.array([h[2] for _, h in keep])
+        prev = np.array([h[0][-1] for _, h in keep])
+    score, (ids, att, _) = max(finished, key=lambda x: x[0])
+    if ids and ids[-1] == P.END_ID:
+        ids = ids[:-1]
+    return ids, np.array(att)[:, : int(src_len[0])], score
 
 
 # --------------------------------------------------------------------------------------------

@@ -15,7 +15,7 @@ from ..data import pairs as P
 from ..data.vocab import Vocab
 from ..errors import CheckpointError, ConfigError, CorpusError
 from ..models import family
-from . import decode as D
+from ..models import seq2seq as S
 
 
 def _setup(ckpt) -> Vocab:
@@ -54,7 +54,7 @@ def translate(ckpt, sources: list[str], beam: int = 1, temperature: float | None
     results = [None] * len(ids)
     if temperature is None and beam > 1:
         for i, src in enumerate(ids):
-            out, att, _ = D.beam_search(params, cfg, src, beam, limit(src))
+            out, att, _ = S.beam_search(params, cfg, src, beam, limit(src))
             results[i] = (out, att)
     else:
         rng = np.random.default_rng(seed)
@@ -63,8 +63,7 @@ def translate(ckpt, sources: list[str], beam: int = 1, temperature: float | None
             idx = order[lo : lo + 256]
             batch = [ids[i] for i in idx]
             m = max(limit(s) for s in batch)
-            got = D.greedy(params, cfg, batch, m) if temperature is None else \
-                D.sample(params, cfg, batch, m, temperature, rng)
+            got = S.decode(params, cfg, batch, m, temperature, rng)
             for i, r in zip(idx, got):
                 results[i] = r
     return [tv.decode(o) for o, _ in results], [a for _, a in results], unknown
