@@ -190,7 +190,7 @@ def _saturation_table(rec, sat):
 def _json(rec, path, units, found, sat, width, seconds) -> dict:
     from ..tools import inside as I
 
-    o = {"checkpoint": str(path), "family": rec.family, "cell": rec.cell,
+    o = {"checkpoint": str(path), "task": rec.family, "cell": rec.cell,
          "chars": len(rec.text), "skipped": rec.skipped, "series": list(rec.arrays),
          "units_per_series": rec.units_per_series, "seconds": seconds}
     if units:

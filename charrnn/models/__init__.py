@@ -156,5 +156,5 @@ def family(name: str):
     try:
         return FAMILIES[name]
     except (KeyError, TypeError):
-        raise ConfigError(f"unknown model family {name!r}; choose one of "
+        raise ConfigError(f"unknown task (model family) {name!r}; choose one of "
                           f"{', '.join(FAMILIES)}") from None

@@ -234,3 +234,55 @@ def test_a_family_may_write_a_derived_name_itself():
     assert lm.init_state.__module__ == "charrnn.models.lm"
     assert FAMILIES["tag"].init_state.__module__ == "charrnn.models"
     assert math.isclose(FAMILIES["lm"].train_figures(math.log(2))["train_bpc"], 1.0)
+
+
+# --- inference: the optional hooks the commands ask for instead of a family's name --------------
+
+@pytest.mark.parametrize("name", FAMILIES)
+def test_the_inference_hooks_run_on_a_small_model(name):
+    """A family has a way to be used (a plain language model, a generator, or ANSWERS for
+    `predict`), each hook runs, and says what becomes of unknown characters."""
+    from charrnn.models import lm
+
+    F = FAMILIES[name]
+    ways = [h for h in ("stepper", "conditioned_lm", "ANSWERS") if hasattr(F, h)]
+    assert len(ways) == 1, f"{name}: {ways or 'no way to use a trained model'}"
+    assert F.OUT_OF_VOCABULARY in ("skipped", "read as the unknown symbol")
+    cfg = configs(F)[-1]
+    params = F.init_params(cfg, np.random.default_rng(0))
+    if hasattr(F, "stepper"):  # one step of the sampler against the chunk forward
+        state = F.init_state(cfg, 2)
+        logits, _ = F.stepper(params, cfg)(np.array([1, 2]), state)
+        chunk, _, _ = F.forward(params, cfg, np.array([[1], [2]]), state)
+        assert_close(logits, chunk[0], what="step vs forward")
+    if hasattr(F, "conditioned_lm"):  # a plain language model of lm's shapes and state
+        p, state = F.conditioned_lm(params, cfg, np.eye(cfg.cond_size)[0])
+        shapes = lm.param_shapes(lm.ModelConfig(cfg.vocab_size, cfg.cell, cfg.hidden,
+                                                cfg.layers, cfg.dropout, cfg.dtype))
+        assert {k: p[k].shape for k in shapes} == shapes
+        assert [a.shape for a in flat_state(state)] == \
+            [(1, cfg.hidden)] * len(flat_state(lm.init_state(cfg, 1)))
+    if hasattr(F, "ANSWERS"):
+        assert F.ANSWERS in ("label", "tags", "text")
+
+
+def test_predict_answers_each_kind_with_its_own_options():
+    """cli.predict's table of options per ANSWERS covers every kind a family answers with."""
+    from charrnn.cli.predict import OPTIONS
+
+    kinds = {F.ANSWERS for F in FAMILIES.values() if hasattr(F, "ANSWERS")}
+    assert kinds == set(OPTIONS)
+
+
+def test_for_task_puts_the_settings_given_over_the_tasks_own_defaults():
+    from charrnn.train.config import TrainConfig
+
+    for name, F in FAMILIES.items():
+        cfg = TrainConfig.for_task(name, corpus="x.tsv", hidden=7, seed=4)
+        assert cfg.task == name and cfg.model.hidden == 7 and cfg.seed == 4
+        plain = TrainConfig(task=name, corpus="x.tsv")
+        for k in ("batch", "lr", "warmup", "eval_every", "seq"):
+            want = F.TRAIN_DEFAULTS.get(k, getattr(plain, k))
+            assert getattr(cfg, k) == want, (name, k)
+    assert TrainConfig.for_task("tag", corpus="x", batch=5).batch == 5  # given beats default
+    assert FAMILIES["tag"].TRAIN_DEFAULTS["batch"] == 32
