@@ -115,7 +115,7 @@ def eval_(file, checkpoint, strict, show, encoding, as_json, novelty, judge, per
     if as_json:
         finite = lambda v: v if math.isfinite(v) else None
         click.echo(json.dumps({
-            "task": "lm", "file": file, "checkpoint": str(path), "bpc": finite(s.bpc), "nats": finite(s.nats),
+            "task": ckpt.family, "file": file, "checkpoint": str(path), "bpc": finite(s.bpc), "nats": finite(s.nats),
             "perplexity": finite(s.perplexity), "chars_scored": s.chars,
             "chars_read": len(text), "unknown_chars": result.oov, "unknown": result.unknown,
             "seconds": elapsed}, ensure_ascii=False))

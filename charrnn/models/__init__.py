@@ -70,6 +70,9 @@ Derived with a default: written by the registry unless the family writes its own
     data_meta(data)       {} : what a checkpoint keeps of the data besides the vocabulary
     OUT_OF_VOCABULARY     "read as the unknown symbol": what becomes of characters outside the
                           vocabulary when the model reads a text (lm, generate: "skipped")
+    IGNORES               () : the TrainConfig settings the family does not read, which
+                          `charrnn train --task NAME` refuses (lm: "val"; the others: "seq");
+                          a Config field applies to the families whose Config has it
 
 Optional: what a trained model is used for. A command asks for the hook or attribute, never for
 a family by name, so a new family with one of them is served at once.
@@ -138,7 +141,8 @@ def _derive(F):
         return {}
 
     derived = {"DEFAULT": F.Config(), "TRAIN_DEFAULTS": {},
-               "OUT_OF_VOCABULARY": "read as the unknown symbol", "count_params": count_params,
+               "OUT_OF_VOCABULARY": "read as the unknown symbol", "IGNORES": (),
+               "count_params": count_params,
                "init_state": init_state, "state_names": state_names, "slice_masks": slice_masks,
                "loss_and_grads": loss_and_grads, "loss": loss, "train_figures": train_figures,
                "data_meta": data_meta}

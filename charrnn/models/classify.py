@@ -28,6 +28,7 @@ from ..nn import encoder as E
 from ..nn.metrics import figures
 from . import encoded as B
 from .encoded import (  # noqa: F401 (the family contract)
+    IGNORES,
     batch_chars,
     inside,
     width,

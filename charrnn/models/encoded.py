@@ -34,6 +34,8 @@ from ..nn.cells import CELLS
 from ..nn.ops import dropout_mask
 
 DTYPES = ("float32", "float64")
+# the training setting the families of whole sequences do not read: they batch whole texts
+IGNORES = ("seq",)
 
 
 def check_config(cfg, sizes: tuple[str, ...]) -> None:

@@ -54,6 +54,7 @@ NAME = "generate"
 METRIC = "val_bpc"
 CONDITIONS = ("init", "input", "none")
 OUT_OF_VOCABULARY = "skipped"  # by inside: the texts are read as generated
+IGNORES = B.IGNORES  # whole texts, batched by length
 LN2 = math.log(2.0)
 
 

@@ -410,6 +410,7 @@ NAME = "lm"
 Config = ModelConfig
 METRIC = "val_bpc"  # the validation figure the trainer keeps the best (lowest) of
 OUT_OF_VOCABULARY = "skipped"  # by scoring and inside; sampling refuses them in a prime
+IGNORES = ("val",)  # it validates on the last val_frac of its text
 
 
 def state_names(cfg: ModelConfig) -> list[str]:

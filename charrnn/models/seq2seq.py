@@ -42,7 +42,10 @@ from ..nn import encoder as E
 from ..nn.cells import CELLS
 from ..nn.ops import dropout_mask, scatter_rows
 from . import encoded as B
-from .encoded import inside  # noqa: F401 (the encoder's: the decoder needs a target to read)
+from .encoded import (
+    IGNORES,  # noqa: F401 (the family contract)
+    inside,  # noqa: F401 (the encoder's: the decoder needs a target to read)
+)
 
 NAME = "seq2seq"
 METRIC = "val_loss"

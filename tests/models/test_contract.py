@@ -286,3 +286,16 @@ def test_for_task_puts_the_settings_given_over_the_tasks_own_defaults():
             assert getattr(cfg, k) == want, (name, k)
     assert TrainConfig.for_task("tag", corpus="x", batch=5).batch == 5  # given beats default
     assert FAMILIES["tag"].TRAIN_DEFAULTS["batch"] == 32
+
+
+def test_the_train_options_each_task_takes_follow_from_its_config_and_ignores():
+    """`charrnn train` refuses an option the task does not read: what applies is read off each
+    family's Config fields and IGNORES, and comes out as this table written by hand."""
+    from charrnn.cli.train import _applies, train
+
+    only = {"bidirectional": ("classify", "tag", "seq2seq"), "pooling": ("classify",),
+            "class_weights": ("classify",), "val": ("classify", "tag", "seq2seq", "generate"),
+            "attention": ("seq2seq",), "seq": ("lm",), "condition": ("generate",)}
+    for option in (p.name for p in train.params):
+        got = tuple(t for t, F in FAMILIES.items() if _applies(F, option))
+        assert got == only.get(option, tuple(FAMILIES)), option
