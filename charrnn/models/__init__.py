@@ -88,8 +88,9 @@ a family by name, so a new family with one of them is served at once.
                           classifier), "tags" (one per character, a tagger) or "text" (an output
                           text decoded step by step, seq2seq: see its decoding section)
 
-Every command reads a checkpoint through charrnn.checkpoint, whose "family" key holds NAME (the
-on-disk name since format 1; everything a person reads calls it the task, as --task does).
+Checkpoints keep NAME under the key "family" (its name since checkpoint format version 2, kept so
+that files written before and the readers of them stay as they are); everything a person reads,
+--task first, calls it the task.
 """
 
 from __future__ import annotations
@@ -100,8 +101,9 @@ from ..errors import ConfigError
 from . import classify, generate, lm, seq2seq, tag
 
 ESSENTIAL = ("NAME", "Config", "METRIC", "param_shapes", "init_params", "gradients",
-             "draw_masks", "example_batch", "check_configs", "width", "score_rows", "load_data", "complete",
-             "evaluate", "batch_chars", "memory_needed", "describe", "describe_metric", "inside")
+             "draw_masks", "example_batch", "check_configs", "width", "score_rows", "load_data",
+             "complete", "evaluate", "batch_chars", "memory_needed", "describe",
+             "describe_metric", "inside")
 
 
 def slice_masks(masks, rows: slice):
