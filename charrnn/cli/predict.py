@@ -68,9 +68,10 @@ def predict(texts, checkpoint, top, segment, beam, temperature, max_length, seed
     ckpt = C.load(path)
     answers = getattr(family(ckpt.family), "ANSWERS", None)
     if answers is None:
-        raise click.UsageError(f"{path} holds a {ckpt.family} model: use `charrnn sample` to "
-                               f"generate text from it (or `charrnn eval` to score a file); "
-                               f"predict is for {', '.join(usable)} models")
+        raise click.UsageError(f"{path} holds a model that generates text (--task "
+                               f"{ckpt.family}): use `charrnn sample` to generate from it (or "
+                               f"`charrnn eval` to score a file); predict is for "
+                               f"{', '.join(usable)} models")
     if not texts:
         texts = tuple(line.rstrip("\r\n") for line in sys.stdin)
     if not texts:
