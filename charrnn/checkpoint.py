@@ -5,7 +5,10 @@ Format (version 2; bump FORMAT_VERSION on any change an older reader would misre
     meta              uint8 array: UTF-8 JSON object with
                         format      "charrnn-checkpoint"
                         version     2
-                        family      the model family's name (charrnn.models.FAMILIES: "lm")
+                        family      the model family's name, the task (charrnn.models.FAMILIES:
+                                    "lm"); everything a person reads, `--task` first, calls it
+                                    the task, and this key keeps its name so that files written
+                                    before, and the readers of them, stay as they are
                         model       the family's Config as a dict (for "lm": cell, vocab_size,
                                     hidden, layers, dropout, dtype)
                         vocab       the input vocabulary as an ordered list of characters

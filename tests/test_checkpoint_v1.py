@@ -62,5 +62,5 @@ def test_an_unknown_family_is_a_one_line_checkpoint_error(v1, tmp_path):
     ck = C.load(v1 / "best.npz")
     ck.family = "telepathy"
     C.save(tmp_path / "odd.npz", ck)
-    with pytest.raises(C.CheckpointError, match="unknown model family 'telepathy'"):
+    with pytest.raises(C.CheckpointError, match="unknown task \\(model family\\) 'telepathy'"):
         C.load(tmp_path / "odd.npz")

@@ -15,7 +15,7 @@ from .console import CONTEXT, _finite, err
 
 @click.command(context_settings=CONTEXT)
 @click.option("--task", type=click.Choice(["all", *TASKS]), default="all", show_default=True,
-              help="Model family to check: the language model (lm), the classifier, the tagger "
+              help="Task (model family) to check: the language model (lm), the classifier, the tagger "
               "or the encoder-decoder (a bidirectional encoder over padded sequences of "
               "different lengths), the conditioned generator (both ways in), or all of them.")
 @click.option("--cell", type=click.Choice(["all", *CELLS], case_sensitive=False), default="all",

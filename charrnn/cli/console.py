@@ -152,13 +152,18 @@ def is_generator(ckpt) -> bool:
     return hasattr(family(ckpt.family), "conditioned_lm")
 
 
+def tasks_with(*hooks: str) -> tuple[str, ...]:
+    """The tasks (charrnn.models.FAMILIES) whose family has any of the contract's optional
+    `hooks` ("stepper", "conditioned_lm", "ANSWERS"): those a command can use."""
+    from ..models import FAMILIES
+
+    return tuple(name for name, F in FAMILIES.items() if any(hasattr(F, h) for h in hooks))
+
+
 def open_lm(path, command: str, generators: bool = False):
     """open_checkpoint for the commands that need a language model (or, with `generators`, a
     family that generates from a condition, as well); without a path, the newest such run."""
-    from ..models import FAMILIES
-
-    usable = [name for name, F in FAMILIES.items()
-              if name == "lm" or (generators and hasattr(F, "conditioned_lm"))]
+    usable = tasks_with("stepper", *(("conditioned_lm",) if generators else ()))
     file, ckpt = open_checkpoint(path, families=usable)
     if ckpt.family not in usable:
         raise click.UsageError(f"{file} holds a {ckpt.family} model; {command} needs a language "

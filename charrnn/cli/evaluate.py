@@ -67,6 +67,7 @@ def eval_(file, checkpoint, strict, show, encoding, as_json, novelty, judge, per
     import os
 
     from ..data.text import read_corpus
+    from ..models import family
     from ..tools.scoring import digit_map, heat_map, legend, perplexity_text, score_text
 
     if show and as_json:
@@ -93,7 +94,7 @@ def eval_(file, checkpoint, strict, show, encoding, as_json, novelty, judge, per
     if text is None:
         text = read_corpus(file, encoding)  # a directory: the reader's own message
     err.print(f"scoring {file} with {path}", markup=False)
-    if ckpt.family != "lm":  # a classifier or a tagger: FILE is labelled examples
+    if not hasattr(family(ckpt.family), "stepper"):  # not a plain language model: examples
         return eval_labelled(path, ckpt, file, encoding, as_json=as_json)
     start = time.perf_counter()
     result = score_text(ckpt.params, ckpt.model, ckpt.vocab, text, strict=strict)
@@ -114,7 +115,7 @@ def eval_(file, checkpoint, strict, show, encoding, as_json, novelty, judge, per
     if as_json:
         finite = lambda v: v if math.isfinite(v) else None
         click.echo(json.dumps({
-            "task": "lm", "file": file, "checkpoint": str(path), "bpc": finite(s.bpc), "nats": finite(s.nats),
+            "task": ckpt.family, "file": file, "checkpoint": str(path), "bpc": finite(s.bpc), "nats": finite(s.nats),
             "perplexity": finite(s.perplexity), "chars_scored": s.chars,
             "chars_read": len(text), "unknown_chars": result.oov, "unknown": result.unknown,
             "seconds": elapsed}, ensure_ascii=False))
@@ -130,14 +131,16 @@ def eval_(file, checkpoint, strict, show, encoding, as_json, novelty, judge, per
 def eval_labelled(path, ckpt, file: str, encoding: str, as_json: bool, **generated) -> None:
     """`charrnn eval` of a classifier, a tagger, an encoder-decoder or a generator on a labelled
     file: a table on stderr, the figures on stdout (one JSON object with --json)."""
+    from ..models import family
+
     if is_generator(ckpt):
         return _eval_generated(path, ckpt, file, encoding, as_json, **generated)
-    if ckpt.family == "seq2seq":
+    if getattr(family(ckpt.family), "ANSWERS", None) == "text":
         from ..tools.translate import evaluate_file as translate_file
 
         r = translate_file(ckpt, file, encoding)
         if as_json:
-            click.echo(json.dumps({"task": "seq2seq", **r}))
+            click.echo(json.dumps({"task": ckpt.family, **r}))
         else:
             click.echo(f"exact match {r['exact_match']:.4f}  character error rate "
                        f"{r['char_error_rate']:.4f}  ({r['examples']:,} sources, {r['pairs']:,} "
@@ -154,7 +157,7 @@ def eval_labelled(path, ckpt, file: str, encoding: str, as_json: bool, **generat
         return
     from ..data import summary as S
 
-    if r["task"] == "classify":
+    if "confusion" in r:  # a label per text
         labels, none = r["labels"], set(r["classes_without_own_text"])
         table = Table(title=f"{file}: true label (rows) against predicted (columns)",
                       caption="* no text of its own: each of its texts carries another label as "

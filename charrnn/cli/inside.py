@@ -78,6 +78,7 @@ def inside(text, checkpoint, file, encoding, units, find_, regexes, saturation, 
       charrnn inside -c runs/names -u l0.bw.h.3 Nakamura
     """
     from ..data.text import read_corpus
+    from ..models import family
     from ..nn import cells
     from ..tools import inside as I
 
@@ -108,9 +109,9 @@ def inside(text, checkpoint, file, encoding, units, find_, regexes, saturation, 
     H = rec.units_per_series
     err.print(f"recorded {len(rec.text):,} characters with {path} ({ckpt.model.cell}: "
               f"{len(rec.arrays)} series of {H} units) in {seconds:.2f} s"
-              + (f"; {rec.skipped:,} characters " + ("skipped (not in the vocabulary)"
-                 if ckpt.family == "lm" else "read as the unknown symbol") if rec.skipped
-                 else ""), markup=False, soft_wrap=True)
+              + (f"; {rec.skipped:,} characters outside the vocabulary "
+                 f"{family(ckpt.family).OUT_OF_VOCABULARY}" if rec.skipped else ""),
+              markup=False, soft_wrap=True)
     found = I.find(rec, None if find_ or not regexes else [], regexes, top,
                    list(series) or None) if show_find else []
     sat = I.saturation(rec) if saturation else []
@@ -189,7 +190,7 @@ def _saturation_table(rec, sat):
 def _json(rec, path, units, found, sat, width, seconds) -> dict:
     from ..tools import inside as I
 
-    o = {"checkpoint": str(path), "family": rec.family, "cell": rec.cell,
+    o = {"checkpoint": str(path), "task": rec.family, "cell": rec.cell,
          "chars": len(rec.text), "skipped": rec.skipped, "series": list(rec.arrays),
          "units_per_series": rec.units_per_series, "seconds": seconds}
     if units:

@@ -77,12 +77,12 @@ def import_(source, run_dir):
       charrnn import shakespeare.safetensors runs/from-torch
       charrnn sample -c runs/from-torch --prime "ROMEO:"
     """
+    from .. import checkpoint as C
+    from ..models import family
     from ..tools import interop as I
 
     target = I.import_run(source, run_dir)
-    from .. import checkpoint as C
-
-    use = "sample" if C.load(target).family == "lm" else "predict"
+    use = "predict" if hasattr(family(C.load(target).family), "ANSWERS") else "sample"
     err.print(f"imported {source} into {target}; try: charrnn {use} -c {run_dir}",
               markup=False, soft_wrap=True)
     click.echo(os.fsencode(target))

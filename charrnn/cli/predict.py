@@ -7,7 +7,11 @@ import sys
 
 import click
 
-from .console import CONTEXT, PATH, err
+from .console import CONTEXT, PATH, err, tasks_with
+
+# the options of each kind of answer (the contract's ANSWERS); the others apply to all
+OPTIONS = {"label": ("--top",), "tags": ("--segment",),
+           "text": ("--beam", "--temperature", "--max-length", "--show-attention")}
 
 
 @click.command(context_settings=CONTEXT)
@@ -55,31 +59,36 @@ def predict(texts, checkpoint, top, segment, beam, temperature, max_length, seed
       charrnn predict -c runs/segment --segment "tobeornottobe"
     """
     from .. import checkpoint as C
+    from ..models import FAMILIES, family
     from ..tools import predict as P
     from ..tools.info import find_checkpoint
 
-    path = find_checkpoint(checkpoint, families=("classify", "tag", "seq2seq"))
+    usable = tasks_with("ANSWERS")
+    path = find_checkpoint(checkpoint, families=usable)
     ckpt = C.load(path)
-    if ckpt.family == "lm":
-        raise click.UsageError(f"{path} holds a language model: use `charrnn sample` to "
-                               f"generate text from it (or `charrnn eval` to score a file); "
-                               f"predict is for classify, tag and seq2seq models")
+    answers = getattr(family(ckpt.family), "ANSWERS", None)
+    if answers is None:
+        raise click.UsageError(f"{path} holds a model that generates text (--task "
+                               f"{ckpt.family}): use `charrnn sample` to generate from it (or "
+                               f"`charrnn eval` to score a file); predict is for "
+                               f"{', '.join(usable)} models")
     if not texts:
         texts = tuple(line.rstrip("\r\n") for line in sys.stdin)
     if not texts:
         raise click.UsageError("no TEXT given and nothing on stdin")
     # an empty text gets an empty line, so output line i always answers input line i
     given = [t for t in texts if t]
-    seq_only = {"--beam": beam != 1, "--temperature": temperature is not None,
-                "--max-length": max_length is not None, "--show-attention": show_attention}
-    if ckpt.family != "seq2seq" and any(seq_only.values()):
-        flag = next(k for k, v in seq_only.items() if v)
-        raise click.UsageError(f"{flag} is for seq2seq models; this is a {ckpt.family} model")
-    if ckpt.family == "seq2seq":
+    used = {"--top": top != 1, "--segment": segment, "--beam": beam != 1,
+            "--temperature": temperature is not None, "--max-length": max_length is not None,
+            "--show-attention": show_attention}
+    for flag in (f for f, on in used.items() if on and f not in OPTIONS[answers]):
+        kinds = [n for n, F in FAMILIES.items() if flag in OPTIONS.get(getattr(F, "ANSWERS",
+                                                                                None), ())]
+        raise click.UsageError(f"{flag} is for {' and '.join(kinds)} models; this is a "
+                               f"{ckpt.family} model")
+    if answers == "text":
         from ..tools.translate import translate
 
-        if top != 1 or segment:
-            raise click.UsageError("--top and --segment are for classifiers and taggers")
         if beam != 1 and temperature is not None:
             raise click.UsageError("give --beam or --temperature, not both: beam search keeps "
                                    "the most likely outputs, --temperature samples one")
@@ -99,14 +108,10 @@ def predict(texts, checkpoint, top, segment, beam, temperature, max_length, seed
             err.print(f"note: {unknown:,} source character{'s' if unknown != 1 else ''} "
                       f"outside the model's vocabulary, read as the unknown symbol", markup=False)
         return
-    if ckpt.family == "classify":
-        if segment:
-            raise click.UsageError("--segment is for taggers; this is a classifier")
+    if answers == "label":
         results, unknown = P.classify(ckpt, given, top) if given else ([], 0)
         lines = ["\t".join(f"{label}\t{p:.4f}" for label, p in r) for r in results]
     else:
-        if top != 1:
-            raise click.UsageError("--top is for classifiers; this is a tagger")
         tags, unknown = P.tag(ckpt, given) if given else ([], 0)
         lines = [P.segment(t, g) if segment else g for t, g in zip(given, tags)]
     done = iter(lines)

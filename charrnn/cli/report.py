@@ -97,6 +97,7 @@ def plot(runs, what, output, x, dpi, examples):
       charrnn plot runs/dates --what attention -o attention.png
       charrnn plot runs/names --what confusion -o confusion.pdf
     """
+    from ..models import FAMILIES
     from ..report import figures as G
     from ..report import runs as R
     from ..report import views as V
@@ -111,10 +112,11 @@ def plot(runs, what, output, x, dpi, examples):
         if len(found) > 1:
             raise click.UsageError(f"--what {what} draws one run; give one RUN")
         run = found[0]
-        need = {"attention": ("seq2seq",), "confusion": ("classify", "tag"),
-                "scores": ("tag",)}[what]
-        if run.family not in need:
-            raise click.UsageError(f"--what {what} is for {' and '.join(need)} runs; "
+        need = {"attention": ("text",), "confusion": ("label", "tags"),
+                "scores": ("tags",)}[what]  # the contract's ANSWERS each draws from
+        if run.answers not in need:
+            kinds = [n for n, F in FAMILIES.items() if getattr(F, "ANSWERS", None) in need]
+            raise click.UsageError(f"--what {what} is for {' and '.join(kinds)} runs; "
                                    f"{run.name} is {run.family or 'of an unknown kind'}")
         if run.ckpt is None:
             raise click.ClickException(f"{run.name} has no checkpoint yet")

@@ -11,7 +11,7 @@ from rich.table import Table
 from rich.text import Text
 
 from .. import checkpoint as C
-from ..models import FAMILIES, family
+from ..models import FAMILIES
 from ..models.lm import DTYPES
 from ..nn.cells import KERNELS
 from ..nn.optim import OPTIMIZERS, SCHEDULES
@@ -30,17 +30,21 @@ _POS = click.IntRange(1)
 
 TASKS = tuple(FAMILIES)
 POOLING = ("last", "mean", "max")
-# the options that apply to some tasks only (the rest apply to all)
-ONLY = {"bidirectional": ("classify", "tag", "seq2seq"), "pooling": ("classify",),
-        "class_weights": ("classify",), "val": ("classify", "tag", "seq2seq", "generate"),
-        "attention": ("seq2seq",), "seq": ("lm",), "condition": ("generate",)}
+
+
+def _applies(F, name: str) -> bool:
+    """Whether option `name` means anything to family F: a setting of its Config, or a training
+    setting it does not ignore (the contract's IGNORES)."""
+    model = {n for G in FAMILIES.values() for n in G.Config.__dataclass_fields__}
+    return name not in F.IGNORES and (name not in model or name in F.Config.__dataclass_fields__)
 
 
 def _check_applies(task: str, given: dict) -> None:
     for name in given:
-        if name in ONLY and task not in ONLY[name]:
+        if not _applies(FAMILIES[task], name):
             flag = "--" + name.replace("_", "-")
-            raise click.UsageError(f"{flag} applies to --task {' and '.join(ONLY[name])} only")
+            tasks = [t for t, F in FAMILIES.items() if _applies(F, name)]
+            raise click.UsageError(f"{flag} applies to --task {' and '.join(tasks)} only")
 
 
 def _duration(seconds):
@@ -307,9 +311,7 @@ def train(corpus, resume, quiet, processes, task, **opts):
                                + (" or a folder of <label>.txt files" if task == "classify"
                                   else ""))
     else:  # another task: its own defaults, and the options given
-        F = family(task)
-        cfg = T.TrainConfig.from_dict({**getattr(F, "TRAIN_DEFAULTS", {}), **given,
-                                       "task": task, "corpus": corpus})
+        cfg = T.TrainConfig.for_task(task, **given, corpus=corpus)
     display = _TrainDisplay(live=err.is_terminal, quiet=quiet, warmup=cfg.warmup)
     try:
         try:

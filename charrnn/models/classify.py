@@ -28,12 +28,9 @@ from ..nn import encoder as E
 from ..nn.metrics import figures
 from . import encoded as B
 from .encoded import (  # noqa: F401 (the family contract)
+    IGNORES,
     batch_chars,
-    init_state,
     inside,
-    slice_masks,
-    state_names,
-    train_figures,
     width,
 )
 
@@ -42,6 +39,7 @@ NAME = "classify"
 # 1 - accuracy
 METRIC = "val_error"
 POOLING = ("last", "mean", "max")
+ANSWERS = "label"  # `charrnn predict` answers a text with its label (charrnn.tools.predict)
 
 
 @dataclass(frozen=True)
@@ -72,7 +70,6 @@ class Config(B.DictConfig):
             raise ConfigError(f"class_weights must be a number in [0, 1], not {w!r}")
 
 
-DEFAULT = Config()
 # `charrnn train --task classify`'s training settings where they differ from TrainConfig's
 TRAIN_DEFAULTS = {"batch": 64, "lr": 5e-3, "warmup": 50, "eval_every": 200}
 
@@ -80,10 +77,6 @@ TRAIN_DEFAULTS = {"batch": 64, "lr": 5e-3, "warmup": 50, "eval_every": 200}
 def param_shapes(cfg: Config) -> dict[str, tuple[int, ...]]:
     D = B.directions(cfg) * cfg.hidden
     return {**B.encoder_shapes(cfg), "Wy": (D, cfg.classes), "by": (cfg.classes,)}
-
-
-def count_params(cfg: Config) -> int:
-    return sum(int(np.prod(s)) for s in param_shapes(cfg).values())
 
 
 def init_params(cfg: Config, rng: np.random.Generator) -> dict:
@@ -164,14 +157,20 @@ def gradients(params, cfg: Config, batch, state=(), masks=None, dfinal=None, sca
     return loss, {k: grads[k] for k in params}, (), ()
 
 
-loss_and_grads = B.loss_and_grads_of(draw_masks, gradients)
-
-
 def loss(params, cfg: Config, batch, state=(), masks=None):
     ids, lengths, labels, weights = batch
     logits, _ = forward(params, cfg, ids, lengths, masks)
     _, nll = B.softmax_nll(logits, labels)
     return float(np.dot(np.asarray(weights, dtype=np.float64), nll) / len(nll)), ()
+
+
+POOLING_BY_CELL = {"rnn": "last", "gru": "mean", "lstm": "max"}  # every cell: every pooling
+
+
+def check_configs(cell: str, layers: int, hidden: int, vocab: int, classes: int) -> list:
+    """[(label, Config)] for gradcheck: pooling as POOLING_BY_CELL says."""
+    return [(f"{NAME} {cell}", B.small_config(Config, cell, layers, hidden, vocab,
+                                              classes=classes, pooling=POOLING_BY_CELL[cell]))]
 
 
 def example_batch(cfg: Config, rng, rows: int, steps: int):
@@ -200,7 +199,7 @@ def describe(cfg: Config) -> str:
 
 
 def memory_needed(cfg: Config, batch: int, seq: int, processes: int = 1) -> int:
-    return B.memory_needed(cfg, count_params(cfg), batch, seq, processes, cfg.classes)
+    return B.memory_needed(cfg, param_shapes(cfg), batch, seq, processes, cfg.classes)
 
 
 def load_data(tcfg, saved=None) -> B.Data:

@@ -34,6 +34,8 @@ from ..nn.cells import CELLS
 from ..nn.ops import dropout_mask
 
 DTYPES = ("float32", "float64")
+# the training setting the families of whole sequences do not read: they batch whole texts
+IGNORES = ("seq",)
 
 
 def check_config(cfg, sizes: tuple[str, ...]) -> None:
@@ -69,15 +71,11 @@ class DictConfig:
         return cls(**d)
 
 
-def loss_and_grads_of(draw_masks, gradients):
-    """A family's contract `loss_and_grads`, made from its `draw_masks` and `gradients`: the
-    masks drawn from `rng` unless given, and the initial state's gradient left out."""
-    def loss_and_grads(params, cfg, batch, state=(), rng=None, masks=None, scale=1.0):
-        if masks is None:
-            masks = draw_masks(cfg, rng, batch)
-        loss, grads, final, _ = gradients(params, cfg, batch, state, masks, None, scale)
-        return loss, grads, final
-    return loss_and_grads
+def small_config(Config, cell: str, layers: int, hidden: int, vocab: int, **sizes):
+    """A family's small float64 model for gradient checks: bidirectional, dropout on from 2
+    layers."""
+    return Config(vocab_size=vocab, cell=cell, hidden=hidden, layers=layers, bidirectional=True,
+                  dropout=0.3 if layers > 1 else 0.0, dtype="float64", **sizes)
 
 
 def directions(cfg) -> int:
@@ -116,10 +114,6 @@ def draw_masks(cfg, rng, batch, head_steps: bool):
     masks.append(dropout_mask(rng, cfg.dropout, (T if head_steps else 1, N, D),
                               np.dtype(cfg.dtype)))
     return masks
-
-
-def slice_masks(masks, rows: slice):
-    return None if masks is None else [m[:, rows] for m in masks]
 
 
 def encode(params, cfg, ids, lengths, masks):
@@ -209,14 +203,6 @@ def inside(params, cfg, vocab, text: str, keep=None, meta=None):
     return "".join(lines), spans, arrays, unknown
 
 
-def state_names(cfg) -> list[str]:
-    return []  # nothing is carried from batch to batch
-
-
-def init_state(cfg, rows: int) -> tuple:
-    return ()
-
-
 def width(cfg) -> int:
     return directions(cfg) * cfg.hidden
 
@@ -225,22 +211,23 @@ def batch_chars(batch) -> int:
     return int(np.sum(batch[1]))
 
 
-def train_figures(mean_loss: float) -> dict:
-    return {"train_loss": mean_loss}
-
-
 def describe_metric(value: float) -> str:
     return f"{value:.4f} nats per character (loss)"
 
 
-def memory_needed(cfg, n_params: int, batch: int, seq: int, processes: int, K: int) -> int:
+def n_params(shapes: dict) -> int:
+    """How many numbers arrays of these shapes ({name: shape}) hold."""
+    return sum(int(np.prod(s)) for s in shapes.values())
+
+
+def memory_needed(cfg, shapes: dict, batch: int, seq: int, processes: int, K: int) -> int:
     """Bytes a step needs, about: the encoder's caches (per layer and direction ~16 arrays of
-    N*T*H), the head's N*T*K (tagger) or N*K, and the parameters with gradients and two
-    optimizer moments; `seq` is the longest sequence a batch may hold."""
+    N*T*H), the head's N*T*K (tagger) or N*K, and the parameters (`shapes`) with gradients and
+    two optimizer moments; `seq` is the longest sequence a batch may hold."""
     item = np.dtype(cfg.dtype).itemsize
     R = directions(cfg)
     return item * (16 * batch * seq * cfg.hidden * R * cfg.layers + 3 * batch * seq * K
-                   + (4 + 2 * (processes > 1)) * n_params)
+                   + (4 + 2 * (processes > 1)) * n_params(shapes))
 
 
 # --------------------------------------------------------------------------------------------

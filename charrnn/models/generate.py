@@ -48,12 +48,13 @@ from ..errors import ConfigError, CorpusError
 from ..nn.cells import CELLS
 from . import encoded as B
 from . import lm
-from .encoded import init_state, state_names  # noqa: F401 (the family contract)
 from .seq2seq import _sanitize
 
 NAME = "generate"
 METRIC = "val_bpc"
 CONDITIONS = ("init", "input", "none")
+OUT_OF_VOCABULARY = "skipped"  # by inside: the texts are read as generated
+IGNORES = B.IGNORES  # whole texts, batched by length
 LN2 = math.log(2.0)
 
 
@@ -83,7 +84,6 @@ class Config(B.DictConfig):
                               f"{self.condition!r}")
 
 
-DEFAULT = Config()
 # `charrnn train --task generate`'s training settings where they differ from TrainConfig's
 TRAIN_DEFAULTS = {"batch": 64, "lr": 5e-3, "warmup": 50, "eval_every": 200}
 
@@ -97,10 +97,6 @@ def param_shapes(cfg: Config) -> dict[str, tuple[int, ...]]:
     elif cfg.condition == "input":
         shapes["cond.W"] = (C, CELLS[cfg.cell].gates * H)
     return shapes
-
-
-def count_params(cfg: Config) -> int:
-    return sum(math.prod(s) for s in param_shapes(cfg).values())
 
 
 def init_params(cfg: Config, rng: np.random.Generator) -> dict:
@@ -122,9 +118,6 @@ def draw_masks(cfg: Config, rng, batch):
     """lm's dropout masks: per layer (T, N, H), or None."""
     N, T = np.shape(batch[0])
     return lm.dropout_masks(cfg, rng, T, N)
-
-
-slice_masks = lm.slice_masks
 
 
 # --------------------------------------------------------------------------------------------
@@ -185,12 +178,19 @@ def gradients(params, cfg: Config, batch, state=(), masks=None, dfinal=None, sca
     return loss, {k: grads[k] for k in params}, (), ()
 
 
-loss_and_grads = B.loss_and_grads_of(draw_masks, gradients)
-
-
 def loss(params, cfg: Config, batch, state=(), masks=None):
     _, nll, _, _ = _nll(params, cfg, batch, masks)
     return B.weighted_loss(nll, batch[2]), ()
+
+
+def check_configs(cell: str, layers: int, hidden: int, vocab: int, classes: int) -> list:
+    """[(label, Config)] for gradcheck: the condition entering both ways (the initial state,
+    every step's input), `classes` values in it, `vocab` characters besides the markers."""
+    return [(f"{NAME}/{way} {cell}",
+             Config(vocab_size=vocab + 3, cond_size=classes, cell=cell, hidden=hidden,
+                    layers=layers, condition=way, dropout=0.3 if layers > 1 else 0.0,
+                    dtype="float64"))
+            for way in ("init", "input")]
 
 
 def example_batch(cfg: Config, rng, rows: int, steps: int):
@@ -393,4 +393,4 @@ def memory_needed(cfg: Config, batch: int, seq: int, processes: int = 1) -> int:
     gradients and two optimizer moments."""
     item = np.dtype(cfg.dtype).itemsize
     return item * (16 * batch * seq * cfg.hidden * cfg.layers + 3 * batch * seq * cfg.vocab_size
-                   + (4 + 2 * (processes > 1)) * count_params(cfg))
+                   + (4 + 2 * (processes > 1)) * B.n_params(param_shapes(cfg)))

@@ -95,10 +95,6 @@ def param_shapes(cfg: ModelConfig) -> dict[str, tuple[int, ...]]:
     return shapes
 
 
-def count_params(cfg: ModelConfig) -> int:
-    return sum(math.prod(s) for s in param_shapes(cfg).values())
-
-
 def init_params(cfg: ModelConfig, rng: np.random.Generator) -> dict[str, np.ndarray]:
     """Input and output weights uniform in +-1/sqrt(H) (PyTorch's default); recurrent weights
     orthogonal per gate block, so a vanilla RNN starts neither vanishing nor exploding; biases
@@ -121,12 +117,12 @@ def init_params(cfg: ModelConfig, rng: np.random.Generator) -> dict[str, np.ndar
     return params
 
 
-def init_state(cfg: ModelConfig, batch: int) -> State:
-    """The zero state for `batch` streams: per layer, (h,) or (h, c), each (N, H)."""
+def init_state(cfg: ModelConfig, rows: int) -> State:
+    """The zero state for `rows` streams: per layer, (h,) or (h, c), each (N, H)."""
     dtype = np.dtype(cfg.dtype)
     n = CELLS[cfg.cell].n_states
     return tuple(
-        tuple(np.zeros((batch, cfg.hidden), dtype=dtype) for _ in range(n))
+        tuple(np.zeros((rows, cfg.hidden), dtype=dtype) for _ in range(n))
         for _ in range(cfg.layers)
     )
 
@@ -246,21 +242,6 @@ def gradients(params, cfg: ModelConfig, batch, state: State, masks=None, dfinal=
         dlogits *= scale
     grads, dstate0 = backward(dlogits, dfinal, cache)
     return loss * scale, grads, final, dstate0
-
-
-def loss_and_grads(params, cfg: ModelConfig, batch, state: State, rng=None, masks=None,
-                   scale: float = 1.0):
-    """One training chunk, batch = (ids, targets) each (N, T): (mean loss in nats, grads, final
-    state). The final state is what the trainer carries into the next chunk; no gradient flows
-    across chunks (truncated BPTT).
-
-    Dropout masks are drawn from `rng`, or given as `masks` (see draw_masks). `scale`
-    multiplies the loss and the gradients: a slice of a bigger batch weighted by its share of
-    the streams, so that the slices add up (charrnn.parallel)."""
-    if masks is None:
-        masks = draw_masks(cfg, rng, batch)
-    loss, grads, final, _ = gradients(params, cfg, batch, state, masks, None, scale)
-    return loss, grads, final
 
 
 def loss(params, cfg: ModelConfig, batch, state: State, masks=None):
@@ -427,8 +408,9 @@ def inside(params, cfg: ModelConfig, vocab, text: str, keep=None, meta=None, sta
 
 NAME = "lm"
 Config = ModelConfig
-DEFAULT = ModelConfig()  # what `charrnn train` trains unless told otherwise
 METRIC = "val_bpc"  # the validation figure the trainer keeps the best (lowest) of
+OUT_OF_VOCABULARY = "skipped"  # by scoring and inside; sampling refuses them in a prime
+IGNORES = ("val",)  # it validates on the last val_frac of its text
 
 
 def state_names(cfg: ModelConfig) -> list[str]:
@@ -449,9 +431,11 @@ def draw_masks(cfg: ModelConfig, rng, batch):
     return dropout_masks(cfg, rng, T, N)
 
 
-def slice_masks(masks, rows: slice):
-    """The masks of the streams `rows`: views of the (T, N, H) masks."""
-    return None if masks is None else [m[:, rows] for m in masks]
+def check_configs(cell: str, layers: int, hidden: int, vocab: int, classes: int) -> list:
+    """[(label, Config)]: the small float64 models gradcheck and the contract test check for
+    `cell` and `layers`, dropout on from 2 layers (`classes` is for the labelled families)."""
+    return [(cell, ModelConfig(vocab, cell, hidden, layers, 0.3 if layers > 1 else 0.0,
+                               "float64"))]
 
 
 def example_batch(cfg: ModelConfig, rng: np.random.Generator, rows: int, steps: int):
@@ -524,11 +508,6 @@ def complete(cfg: ModelConfig, data: Data) -> ModelConfig:
     return replace(cfg, vocab_size=len(data.vocab))
 
 
-def data_meta(data: Data) -> dict:
-    """What a checkpoint needs of the data besides the vocabulary: nothing, for text."""
-    return {}
-
-
 def evaluate(params, cfg: ModelConfig, data: Data, tcfg, workers=None) -> dict:
     """The validation figures: bits (and nats) per character over the whole validation text,
     scored as tcfg.batch streams with the state carried in chunks of tcfg.seq."""
@@ -548,7 +527,7 @@ def memory_needed(cfg: ModelConfig, batch: int, seq: int, processes: int = 1) ->
     own copy of the transposed weights."""
     N, T, item = batch, seq, np.dtype(cfg.dtype).itemsize
     H, G = cfg.hidden, CELLS[cfg.cell].gates * cfg.hidden
-    n_params = count_params(cfg)
+    n_params = sum(math.prod(s) for s in param_shapes(cfg).values())
     split = (processes > 1) * n_params + (processes - 1) * (2 * n_params + H * G)
     return item * (3 * N * T * cfg.vocab_size + 16 * N * T * H * cfg.layers
                    + 4 * n_params + H * G + split)

@@ -42,16 +42,15 @@ from ..nn import encoder as E
 from ..nn.cells import CELLS
 from ..nn.ops import dropout_mask, scatter_rows
 from . import encoded as B
-from .encoded import (  # noqa: F401 (the family contract)
-    init_state,
-    inside,  # the encoder's inside: the decoder needs a target to read
-    state_names,
-    train_figures,
+from .encoded import (
+    IGNORES,  # noqa: F401 (the family contract)
+    inside,  # noqa: F401 (the encoder's: the decoder needs a target to read)
 )
 
 NAME = "seq2seq"
 METRIC = "val_loss"
 ATTENTION = ("additive", "dot", "none")
+ANSWERS = "text"  # `charrnn predict` answers a source with its decoded output
 
 
 @dataclass(frozen=True)
@@ -75,7 +74,6 @@ class Config(B.DictConfig):
                               f"{self.attention!r}")
 
 
-DEFAULT = Config()
 # `charrnn train --task seq2seq`'s training settings where they differ from TrainConfig's
 TRAIN_DEFAULTS = {"batch": 32, "lr": 5e-3, "warmup": 50, "eval_every": 200}
 
@@ -97,10 +95,6 @@ def param_shapes(cfg: Config) -> dict[str, tuple[int, ...]]:
         shapes["Wc"], shapes["bc"] = (H + Ed, H), (H,)
     shapes["Wo"], shapes["bo"] = (H, K), (K,)
     return shapes
-
-
-def count_params(cfg: Config) -> int:
-    return sum(int(np.prod(s)) for s in param_shapes(cfg).values())
 
 
 def init_params(cfg: Config, rng: np.random.Generator) -> dict:
@@ -138,9 +132,6 @@ def draw_masks(cfg: Config, rng, batch):
     masks += [dropout_mask(rng, cfg.dropout, (T, N, cfg.hidden), dt)
               for _ in range(cfg.layers)]
     return masks
-
-
-slice_masks = B.slice_masks
 
 
 def _split_masks(cfg: Config, masks):
@@ -300,12 +291,20 @@ def gradients(params, cfg: Config, batch, state=(), masks=None, dfinal=None, sca
     return loss, {k: grads[k] for k in params}, (), ()
 
 
-loss_and_grads = B.loss_and_grads_of(draw_masks, gradients)
-
-
 def loss(params, cfg: Config, batch, state=(), masks=None):
     _, nll, _, _ = _nll(params, cfg, batch, masks)
     return B.weighted_loss(nll, batch[4]), ()
+
+
+ATTENTION_BY_CELL = {"rnn": "none", "gru": "additive", "lstm": "dot"}  # every kind checked
+
+
+def check_configs(cell: str, layers: int, hidden: int, vocab: int, classes: int) -> list:
+    """[(label, Config)] for gradcheck: attention as ATTENTION_BY_CELL says, `classes` target
+    characters besides the three markers."""
+    return [(f"{NAME} {cell}", B.small_config(Config, cell, layers, hidden, vocab,
+                                              target_size=classes + 3,
+                                              attention=ATTENTION_BY_CELL[cell]))]
 
 
 def example_batch(cfg: Config, rng, rows: int, steps: int):
@@ -325,7 +324,8 @@ def example_batch(cfg: Config, rng, rows: int, steps: int):
 
 
 # --------------------------------------------------------------------------------------------
-# Step-by-step decoding: the source encoded once, then one character at a time
+# Decoding, all of it: the source encoded once (its attention keys precomputed), then one
+# character at a time with the decoder state carried: greedy, sampled, beam search
 
 
 class Memory(NamedTuple):
@@ -375,9 +375,11 @@ def step(params, cfg: Config, memory: Memory, state, prev):
     return o @ params["Wo"] + params["bo"], w, tuple(new)
 
 
-def greedy(params, cfg: Config, src, src_len, max_length: int):
-    """Greedy decoding of a padded batch: (ids (N, M) ending in END_ID where it was reached,
-    lengths (N,) counting END, attention (N, M, S)), M <= max_length."""
+def greedy(params, cfg: Config, src, src_len, max_length: int, temperature=None, rng=None):
+    """Decoding of a padded batch, all rows together: (ids (N, M) ending in END_ID where it was
+    reached, lengths (N,) counting END, attention (N, M, S)), M <= max_length. Each next
+    character is the most likely one, or with a `temperature` drawn from softmax(logits /
+    temperature) by `rng`."""
     memory, state = start(params, cfg, src, src_len)
     N = len(src_len)
     prev = np.full(N, P.START_ID)
@@ -386,7 +388,14 @@ def greedy(params, cfg: Config, src, src_len, max_length: int):
     out, att = [], []
     for t in range(max_length):
         logits, w, state = step(params, cfg, memory, state, prev)
-        prev = logits.argmax(axis=-1)
+        if temperature is None:
+            prev = logits.argmax(axis=-1)
+        else:
+            z = logits / temperature
+            p = np.exp(z - z.max(axis=-1, keepdims=True))
+            p /= p.sum(axis=-1, keepdims=True)
+            u = rng.random(N)[:, None]
+            prev = np.minimum((np.cumsum(p, axis=-1) < u).sum(axis=-1), p.shape[1] - 1)
         out.append(prev)
         att.append(w)
         ended = (prev == P.END_ID) & ~done
@@ -395,6 +404,60 @@ def greedy(params, cfg: Config, src, src_len, max_length: int):
         if done.all():
             break
     return np.stack(out, axis=1), lengths, np.stack(att, axis=1)
+
+
+def decode(params, cfg: Config, sources: list, max_length: int, temperature=None,
+           rng=None) -> list:
+    """[(ids, attention (M, L))] per source id array, decoded together by `greedy` (sampled
+    with a `temperature`): the output ids with END dropped, and where each output step looked,
+    M the steps (END's included when it was reached), L the source's own length."""
+    src, src_len = P.L.pad(sources)
+    ids, lengths, att = greedy(params, cfg, src, src_len, max_length, temperature, rng)
+    out = []
+    for n, (m, ln) in enumerate(zip(lengths, src_len)):
+        row = ids[n, :m].tolist()
+        out.append((row[:-1] if row and row[-1] == P.END_ID else row, att[n, :m, :ln]))
+    return out
+
+
+def _log_softmax(z: np.ndarray) -> np.ndarray:
+    z = z - z.max(axis=-1, keepdims=True)
+    return z - np.log(np.exp(z).sum(axis=-1, keepdims=True))
+
+
+def beam_search(params, cfg: Config, source, beam: int, max_length: int):
+    """(ids, attention (M, L), normalised log-probability) of the best hypothesis for one source
+    (an id array). The `beam` best unfinished hypotheses are kept by total log-probability; a
+    hypothesis ends at END (or at max_length), and the finished ones are compared by
+    length-normalised score, log p / (output steps, END included). Beam 1 is greedy decoding."""
+    src, src_len = P.L.pad([source])
+    memory, state = start(params, cfg, src, src_len)  # row b: live hypothesis b
+    toks, atts = [[]], [[]]  # live hypotheses: tokens, attention rows, total log p
+    scores = np.zeros(1)
+    prev = np.array([P.START_ID])
+    finished = []
+    for t in range(max_length):
+        logits, w, state = step(params, cfg, memory, state, prev)
+        total = scores[:, None] + _log_softmax(logits)  # (B, K)
+        keep = []
+        for f in np.argsort(-total, axis=None, kind="stable")[:beam]:
+            b, k = divmod(int(f), total.shape[1])
+            hyp = (toks[b] + [k], atts[b] + [w[b]], float(total[b, k]))
+            if k == P.END_ID or t == max_length - 1:
+                finished.append((hyp[2] / (t + 1), hyp))
+            else:
+                keep.append((b, hyp))
+        if not keep or len(finished) >= beam:
+            break
+        # every row holds the same source, so the memory's rows are selected like the state's
+        memory, state = select(memory, state, np.array([b for b, _ in keep]))
+        toks, atts = [h[0] for _, h in keep], [h[1] for _, h in keep]
+        scores = np.array([h[2] for _, h in keep])
+        prev = np.array([h[0][-1] for _, h in keep])
+    score, (ids, att, _) = max(finished, key=lambda x: x[0])
+    if ids and ids[-1] == P.END_ID:
+        ids = ids[:-1]
+    return ids, np.array(att)[:, : int(src_len[0])], score
 
 
 # --------------------------------------------------------------------------------------------
@@ -434,7 +497,7 @@ def memory_needed(cfg: Config, batch: int, seq: int, processes: int = 1) -> int:
     R, H, K = B.directions(cfg), cfg.hidden, cfg.target_size
     att = 3 * batch * seq * seq * (H if cfg.attention == "additive" else 1)
     return item * (16 * batch * seq * H * (R + 1) * cfg.layers + att + 3 * batch * seq * K
-                   + (4 + 2 * (processes > 1)) * count_params(cfg))
+                   + (4 + 2 * (processes > 1)) * B.n_params(param_shapes(cfg)))
 
 
 def load_data(tcfg, saved=None) -> P.Data:

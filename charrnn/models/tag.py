@@ -25,18 +25,16 @@ from ..nn import encoder as E
 from ..nn.metrics import figures
 from . import encoded as B
 from .encoded import (  # noqa: F401 (the family contract)
+    IGNORES,
     batch_chars,
     describe_metric,
-    init_state,
     inside,
-    slice_masks,
-    state_names,
-    train_figures,
     width,
 )
 
 NAME = "tag"
 METRIC = "val_loss"
+ANSWERS = "tags"  # `charrnn predict` answers a text with a tag per character
 
 
 @dataclass(frozen=True)
@@ -58,7 +56,6 @@ class Config(B.DictConfig):
         B.check_config(self, ("vocab_size", "tags"))
 
 
-DEFAULT = Config()
 # `charrnn train --task tag`'s training settings where they differ from TrainConfig's
 TRAIN_DEFAULTS = {"batch": 32, "lr": 5e-3, "warmup": 50, "eval_every": 200}
 
@@ -66,10 +63,6 @@ TRAIN_DEFAULTS = {"batch": 32, "lr": 5e-3, "warmup": 50, "eval_every": 200}
 def param_shapes(cfg: Config) -> dict[str, tuple[int, ...]]:
     D = B.directions(cfg) * cfg.hidden
     return {**B.encoder_shapes(cfg), "Wy": (D, cfg.tags), "by": (cfg.tags,)}
-
-
-def count_params(cfg: Config) -> int:
-    return sum(int(np.prod(s)) for s in param_shapes(cfg).values())
 
 
 def init_params(cfg: Config, rng: np.random.Generator) -> dict:
@@ -115,14 +108,17 @@ def gradients(params, cfg: Config, batch, state=(), masks=None, dfinal=None, sca
     return loss, {k: grads[k] for k in params}, (), ()
 
 
-loss_and_grads = B.loss_and_grads_of(draw_masks, gradients)
-
-
 def loss(params, cfg: Config, batch, state=(), masks=None):
     ids, lengths, tags, weights = batch
     logits, _ = forward(params, cfg, ids, lengths, masks)
     _, nll = B.softmax_nll(logits, np.asarray(tags).T)
     return B.weighted_loss(nll, weights), ()
+
+
+def check_configs(cell: str, layers: int, hidden: int, vocab: int, classes: int) -> list:
+    """[(label, Config)] for gradcheck."""
+    return [(f"{NAME} {cell}", B.small_config(Config, cell, layers, hidden, vocab,
+                                              tags=classes))]
 
 
 def example_batch(cfg: Config, rng, rows: int, steps: int):
@@ -148,7 +144,7 @@ def describe(cfg: Config) -> str:
 
 
 def memory_needed(cfg: Config, batch: int, seq: int, processes: int = 1) -> int:
-    return B.memory_needed(cfg, count_params(cfg), batch, seq, processes, cfg.tags)
+    return B.memory_needed(cfg, param_shapes(cfg), batch, seq, processes, cfg.tags)
 
 
 def load_data(tcfg, saved=None) -> B.Data:

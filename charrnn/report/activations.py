@@ -34,12 +34,12 @@ def validation_text(run: Run, data, chars: int = CHARS) -> str:
     """About `chars` characters of the run's validation data: a language model's held-out text
     from its first line break on; an encoder's validation texts, a line each."""
     vocab = run.ckpt.vocab.chars
-    if run.family == "lm":
+    if run.has("stepper"):  # one long text
         ids = data.val[: chars * 4]
         text = "".join(vocab[i] for i in ids)
         start = text.find("\n") + 1 if "\n" in text[: chars // 2] else 0
         return text[start : start + chars]
-    sources = [ids for ids, _ in data.val_groups] if run.family == "seq2seq" else data.val[0]
+    sources = [ids for ids, _ in data.val_groups] if run.answers == "text" else data.val[0]
     lines, total = [], 0
     for ids in sources:
         if total >= chars:

@@ -195,7 +195,7 @@ def _run_section(p: _Page, i: int, run: Run, options: Options) -> None:
     if data is not None and options.inside_chars:
         try:
             rec = A.record(run, data, options.inside_chars)
-            where = "held-out text" if run.family == "lm" else "validation texts, side by side"
+            where = "held-out text" if run.has("stepper") else "validation texts, side by side"
             p.add(f"<h3>Inside the model</h3><p class=\"meta\">{len(rec.text):,} characters of "
                   f"its {where}, each coloured by what the chosen unit computed on reading it "
                   f"(hover a character for the value; hover or click a square to pick a unit)</p>")
@@ -213,7 +213,7 @@ def _table(p: _Page, title: str, rows) -> None:
 
 
 def _family_part(p: _Page, run: Run, data, options: Options) -> None:
-    if run.family == "lm":
+    if run.has("stepper"):
         if options.sample_length:
             text = V.sample(run, options.sample_length, options.seed)
             p.add(f'<h3>A sample</h3><p class="meta">{options.sample_length} characters, '
@@ -222,10 +222,10 @@ def _family_part(p: _Page, run: Run, data, options: Options) -> None:
         return
     if data is None:
         return
-    if run.family in ("classify", "tag"):
+    if run.answers in ("label", "tags"):
         scores = V.class_scores(run, data)
         n = int(scores.support.sum())
-        if run.family == "classify":
+        if run.answers == "label":
             p.add("<h3>Confusion matrix and recall per class</h3>")
             p.figure(G.confusion(scores, _confusion_size(scores)),
                      f"validation: {n:,} examples the model did not train on", "confusion")
@@ -235,7 +235,7 @@ def _family_part(p: _Page, run: Run, data, options: Options) -> None:
                      "tags")
             p.figure(G.confusion(scores, _confusion_size(scores)),
                      "which tag each character was given", "confusion")
-    elif run.family == "seq2seq":
+    elif run.answers == "text":
         examples = V.attention_examples(run, data, options.examples)
         if not examples:
             p.note(run.name, f"{run.name}: no validation examples to show")

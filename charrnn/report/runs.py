@@ -64,6 +64,20 @@ class Run:
     training: bool  # train.lock exists: a trainer is running (or was killed)
     problem: str | None = None  # why the checkpoint could not be read, if it could not
 
+    def has(self, hook: str) -> bool:
+        """Whether the run's family has the contract's optional `hook` (charrnn.models:
+        "stepper", "conditioned_lm", "ANSWERS"); False when the family is unknown."""
+        from ..models import FAMILIES
+
+        return hasattr(FAMILIES.get(self.family), hook)
+
+    @property
+    def answers(self) -> str | None:
+        """The family's ANSWERS ("label", "tags", "text"), None when it has none."""
+        from ..models import FAMILIES
+
+        return getattr(FAMILIES.get(self.family), "ANSWERS", None)
+
     def series(self, key: str, x: str = "step") -> tuple[np.ndarray, np.ndarray]:
         """(xs, ys) of every record with a finite `key`; x is "step" or "minutes" (elapsed)."""
         xs, ys = [], []

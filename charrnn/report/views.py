@@ -98,13 +98,13 @@ def class_scores(run: Run, data) -> Scores:
     from ..models.encoded import predict_rows
     from ..nn.metrics import figures
 
-    if run.family not in ("classify", "tag"):
+    if run.answers not in ("label", "tags"):
         raise ConfigError(f"{run.name} is a {run.family} model; scores per class are for "
                           f"classifiers and taggers")
     ck = run.ckpt
     ids, truth = data.val
     probs = predict_rows(family(run.family), ck.params, ck.model, ids)
-    if run.family == "classify":
+    if run.answers == "label":
         pred = np.array([int(p.argmax()) for p in probs])
         truth = np.asarray(truth)
     else:
@@ -113,7 +113,7 @@ def class_scores(run: Run, data) -> Scores:
     f = figures(truth, pred, len(data.labels))
     return Scores(list(data.labels), f["confusion"], f["precision"], f["recall"], f["f1"],
                   f["support"], f["accuracy"],
-                  "examples" if run.family == "classify" else "characters")
+                  "examples" if run.answers == "label" else "characters")
 
 
 class Attention(NamedTuple):
@@ -128,7 +128,7 @@ def attention_examples(run: Run, data, n: int = ATTENTION_EXAMPLES) -> list[Atte
     shortest), greedily decoded, with where each output character looked."""
     from ..tools.translate import translate
 
-    if run.family != "seq2seq":
+    if run.answers != "text":
         raise ConfigError(f"{run.name} is a {run.family} model; attention maps are for seq2seq "
                           f"models")
     chars = run.ckpt.vocab.chars
@@ -148,7 +148,7 @@ def gradient_flow(runs: list[Run], length: int = 100, samples: int = 16, seed: i
 
     flows = []
     for run in runs:
-        if run.family == "lm" and run.checkpoint is not None:
+        if run.has("stepper") and run.checkpoint is not None:
             flow = from_checkpoint(run.checkpoint, length=length, samples=samples, seed=seed)
             flows.append(flow._replace(label=run.name))
     return flows

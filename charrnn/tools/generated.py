@@ -21,6 +21,7 @@ import numpy as np
 from ..data import labelled as L
 from ..data import pairs as P
 from ..errors import CheckpointError, ConfigError
+from ..models import family
 from ..models import generate as G
 from .sample import SampleConfig, generate_conditioned, label_condition
 
@@ -30,7 +31,7 @@ MAX_LENGTH = 50  # characters at most per generated text, unless told
 
 def labels_of(ckpt) -> list:
     """The run's labels (CheckpointError when it is not a generator or they are missing)."""
-    if ckpt.family != G.NAME:
+    if not hasattr(family(ckpt.family), "conditioned_lm"):
         raise CheckpointError(f"this checkpoint holds a {ckpt.family} model, not a generator "
                               f"(--task generate)")
     labels = ckpt.meta.get("labels")
@@ -103,7 +104,7 @@ def judge(ckpt, classifier, which=None, n: int = 100, seed: int = 0,
     as a disagreement (there is nothing to classify)."""
     from .predict import classify
 
-    if classifier.family != "classify":
+    if getattr(family(classifier.family), "ANSWERS", None) != "label":
         raise CheckpointError(f"the judge holds a {classifier.family} model; it must be a "
                               f"classifier (--task classify)")
     known = set(classifier.meta.get("labels") or [])

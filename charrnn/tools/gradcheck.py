@@ -27,7 +27,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from ..models import lm
+from ..models import FAMILIES, family, lm
 from ..nn.cells import CELLS
 from ..nn.state import flat_state
 
@@ -149,47 +149,7 @@ def check_cell(cell: str, batch: int = 2, seq: int = 3, hidden: int = 5, seed: i
     return _check_all(cell, 1, arrays, analytic, objective, tol)
 
 
-TASKS = ("lm", "classify", "tag", "seq2seq", "generate")
-# with every cell checked, every pooling and every attention kind is too
-POOLING_BY_CELL = {"rnn": "last", "gru": "mean", "lstm": "max"}
-ATTENTION_BY_CELL = {"rnn": "none", "gru": "additive", "lstm": "dot"}
-
-
-def check_encoded(task: str, cell: str, layers: int = 1, hidden: int = 5, seq: int = 7,
-                  batch: int = 2, vocab: int = 4, seed: int = 0, classes: int = 3,
-                  tol: float = DEFAULT_TOL) -> list[Result]:
-    """Check a classifier's, tagger's or encoder-decoder's gradients (check_family): a
-    bidirectional encoder over sequences of different lengths (padded, with garbage ids at the
-    padding), dropout masks from 2 layers, the classifier pooling as POOLING_BY_CELL and the
-    encoder-decoder attending as ATTENTION_BY_CELL says."""
-    from ..models import classify, seq2seq, tag
-
-    F = {"classify": classify, "tag": tag, "seq2seq": seq2seq}[task]
-    extra = {"classify": {"classes": classes, "pooling": POOLING_BY_CELL[cell]},
-             "tag": {"tags": classes},
-             "seq2seq": {"target_size": classes + 3, "attention": ATTENTION_BY_CELL[cell]}}[task]
-    cfg = F.Config(vocab_size=vocab, cell=cell, hidden=hidden, layers=layers,
-                   bidirectional=True, dropout=0.3 if layers > 1 else 0.0, dtype="float64",
-                   **extra)
-    return check_family(F, cfg, f"{task} {cell}", layers, max(batch, 3), seq, seed, tol)
-
-
-def check_generate(cell: str, layers: int = 1, hidden: int = 5, seq: int = 7, batch: int = 2,
-                   vocab: int = 4, seed: int = 0, classes: int = 3,
-                   tol: float = DEFAULT_TOL) -> list[Result]:
-    """Check the conditioned generator's gradients (check_family) with the condition entering
-    both ways (the initial state, every step's input), condition vectors of `classes` random
-    values, texts of different lengths with garbage at the padding, dropout from 2 layers."""
-    from ..models import generate
-
-    out = []
-    for way in ("init", "input"):
-        cfg = generate.Config(vocab_size=vocab + 3, cond_size=classes, cell=cell, hidden=hidden,
-                              layers=layers, condition=way, dropout=0.3 if layers > 1 else 0.0,
-                              dtype="float64")
-        out += check_family(generate, cfg, f"generate/{way} {cell}", layers, max(batch, 3), seq,
-                            seed, tol)
-    return out
+TASKS = tuple(FAMILIES)
 
 
 def plan(cells=tuple(CELLS), layers=(1, 2), tasks=("lm",)) -> list[tuple[str, str, int]]:
@@ -198,15 +158,18 @@ def plan(cells=tuple(CELLS), layers=(1, 2), tasks=("lm",)) -> list[tuple[str, st
     return [(task, cell, n) for task in tasks for cell in cells for n in layers]
 
 
-def check(task: str, cell: str, layers: int, tol: float = DEFAULT_TOL,
-          **sizes) -> list[Result]:
-    """One check of `plan`: the language model with check_model, the generator with
-    check_generate, the others with check_encoded."""
-    if task == "lm":
-        return check_model(cell, layers=layers, tol=tol, **sizes)
-    if task == "generate":
-        return check_generate(cell, layers=layers, tol=tol, **sizes)
-    return check_encoded(task, cell, layers=layers, tol=tol, **sizes)
+def check(task: str, cell: str, layers: int, tol: float = DEFAULT_TOL, hidden: int = 5,
+          seq: int = 7, batch: int = 2, vocab: int = 4, seed: int = 0, classes: int = 3,
+          ) -> list[Result]:
+    """One check of `plan`: check_family on each of the family's check_configs (the language
+    model with `batch` streams, the families of independent sequences of different lengths, with
+    garbage at the padding, with at least 3)."""
+    F = family(task)
+    configs = F.check_configs(cell, layers, hidden, vocab, classes)
+    # `batch` streams of a carried state; sequences of 3 or more different lengths otherwise
+    rows = batch if F.init_state(configs[0][1], 1) else max(batch, 3)
+    return [r for label, cfg in configs
+            for r in check_family(F, cfg, label, layers, rows, seq, seed, tol)]
 
 
 def run(cells=tuple(CELLS), layers=(1, 2), tol: float = DEFAULT_TOL, tasks=("lm",),

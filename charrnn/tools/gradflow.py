@@ -40,6 +40,7 @@ import numpy as np
 from .. import checkpoint as C
 from ..data.text import read_corpus, vocab_of
 from ..errors import ConfigError, CorpusError, VocabularyError
+from ..models import family
 from ..models import lm as M
 from ..nn.cells import CELLS
 
@@ -164,9 +165,9 @@ def from_checkpoint(path: str | os.PathLike, corpus: str | os.PathLike | None = 
     check_settings(length, samples, warmup, scale)
     file = C.resolve(path)
     ckpt = C.load(file)
-    if ckpt.family != "lm":
+    if not hasattr(family(ckpt.family), "stepper"):
         raise ConfigError(f"{file} holds a {ckpt.family} model; gradflow measures language "
-                          f"models")
+                          f"models (--task lm)")
     if corpus is not None:
         text = read_corpus(corpus, encoding or "utf-8")
     else:

@@ -17,16 +17,19 @@ from ..models import family
 from ..models.encoded import predict_rows
 from ..nn.metrics import figures
 
-TASKS = ("classify", "tag")
+# the contract's ANSWERS these read (a label per text, a tag per character), and the kind of
+# labelled file each reads (charrnn.data.labelled.read, charrnn.data.summary)
+KINDS = {"label": "classify", "tags": "tag"}
 
 
 def _setup(ckpt):
-    if ckpt.family not in TASKS:
-        raise CheckpointError(f"this checkpoint holds a {ckpt.family} model; predict and this "
-                              f"eval are for classify and tag models")
-    labels = ckpt.meta.get("labels")
     F = family(ckpt.family)
-    K = ckpt.model.classes if ckpt.family == "classify" else ckpt.model.tags
+    if getattr(F, "ANSWERS", None) not in ("label", "tags"):
+        raise CheckpointError(f"this checkpoint holds a {ckpt.family} model; predict and this "
+                              f"eval are for models that label texts or characters (--task "
+                              f"classify, tag)")
+    labels = ckpt.meta.get("labels")
+    K = F.param_shapes(ckpt.model)["by"][0]  # the head's outputs: one per label
     if not isinstance(labels, list) or len(labels) != K:
         raise CheckpointError(f"the checkpoint's labels are missing or not {K} of them")
     return F, labels
@@ -74,19 +77,20 @@ def evaluate_file(ckpt, path, encoding: str = "utf-8") -> dict:
     (charrnn.data.summary: examples, distinct, duplicated and conflicting texts, and for a
     classifier accuracy_ceiling and classes_without_own_text), how many characters, and how
     many were outside the vocabulary."""
-    _, labels = _setup(ckpt)
-    ex = L.read(path, ckpt.family, encoding)
+    F, labels = _setup(ckpt)
+    per_char = F.ANSWERS == "tags"
+    kind = KINDS[F.ANSWERS]
+    ex = L.read(path, kind, encoding)
     index = {y: i for i, y in enumerate(labels)}
     for y, at in zip(ex.targets, ex.where):
-        bad = [c for c in y if c not in index] if ckpt.family == "tag" else \
-            ([] if y in index else [y])
+        bad = [c for c in y if c not in index] if per_char else ([] if y in index else [y])
         if bad:
-            raise CorpusError(f"{at}: {'tag' if ckpt.family == 'tag' else 'label'} {bad[0]!r} "
+            raise CorpusError(f"{at}: {'tag' if per_char else 'label'} {bad[0]!r} "
                               f"is not one the model knows ({', '.join(map(repr, labels))})")
     probs, unknown = probabilities(ckpt, ex.texts)
-    result = {"task": ckpt.family, **summarize(ex.texts, ex.targets, ckpt.family),
+    result = {"task": ckpt.family, **summarize(ex.texts, ex.targets, kind),
               "characters": sum(len(t) for t in ex.texts), "unknown_characters": unknown}
-    if ckpt.family == "classify":
+    if not per_char:
         truth = np.array([index[y] for y in ex.targets])
         pred = np.array([int(p.argmax()) for p in probs])
         f = figures(truth, pred, len(labels))

@@ -14,12 +14,14 @@ from ..data import labelled as L
 from ..data import pairs as P
 from ..data.vocab import Vocab
 from ..errors import CheckpointError, ConfigError, CorpusError
-from . import decode as D
+from ..models import family
+from ..models import seq2seq as S
 
 
 def _setup(ckpt) -> Vocab:
-    if ckpt.family != "seq2seq":
-        raise CheckpointError(f"this checkpoint holds a {ckpt.family} model, not a seq2seq one")
+    if getattr(family(ckpt.family), "ANSWERS", None) != "text":
+        raise CheckpointError(f"this checkpoint holds a {ckpt.family} model, not one that "
+                              f"translates (--task seq2seq)")
     chars = ckpt.meta.get("target_vocab")
     if not isinstance(chars, list) or len(chars) != ckpt.model.target_size \
             or tuple(chars[:3]) != P.RESERVED:
@@ -52,7 +54,7 @@ def translate(ckpt, sources: list[str], beam: int = 1, temperature: float | None
     results = [None] * len(ids)
     if temperature is None and beam > 1:
         for i, src in enumerate(ids):
-            out, att, _ = D.beam_search(params, cfg, src, beam, limit(src))
+            out, att, _ = S.beam_search(params, cfg, src, beam, limit(src))
             results[i] = (out, att)
     else:
         rng = np.random.default_rng(seed)
@@ -61,8 +63,7 @@ def translate(ckpt, sources: list[str], beam: int = 1, temperature: float | None
             idx = order[lo : lo + 256]
             batch = [ids[i] for i in idx]
             m = max(limit(s) for s in batch)
-            got = D.greedy(params, cfg, batch, m) if temperature is None else \
-                D.sample(params, cfg, batch, m, temperature, rng)
+            got = S.decode(params, cfg, batch, m, temperature, rng)
             for i, r in zip(idx, got):
                 results[i] = r
     return [tv.decode(o) for o, _ in results], [a for _, a in results], unknown

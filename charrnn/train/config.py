@@ -136,6 +136,13 @@ class TrainConfig:
         model["vocab_size"] = 0
         return cls(model=F.Config.from_dict(model), **{k: v for k, v in d.items() if k in mine})
 
+    @classmethod
+    def for_task(cls, task: str = "lm", **settings) -> TrainConfig:
+        """What `charrnn train --task TASK` trains with `settings` (training and model settings
+        by name, as from_dict takes them): the family's TRAIN_DEFAULTS, the settings given over
+        them, and TrainConfig's defaults for the rest."""
+        return cls.from_dict({**family(task).TRAIN_DEFAULTS, **settings, "task": task})
+
     def replace(self, **changes) -> TrainConfig:
         """A copy with `changes`, model settings (cell=..., hidden=...) included."""
         return TrainConfig.from_dict({**self.to_dict(), **changes})

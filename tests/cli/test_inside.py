@@ -106,7 +106,7 @@ def test_find_regex_and_json(run):
     assert ex["text"] == TEXT[ex["start"] : ex["stop"]] and len(ex["values"]) == len(ex["text"])
     r = invoke("--file", "text.txt", "--unit", "l0.h.2", "--saturation", "--json")
     o = json.loads(r.stdout)
-    assert o["text"] == TEXT and o["family"] == "lm" and o["cell"] == "gru"
+    assert o["text"] == TEXT and o["task"] == "lm" and o["cell"] == "gru"
     np.testing.assert_allclose(o["units"]["l0.h.2"]["values"], expected_values(run, "l0.h.2"),
                                atol=1e-12)
     assert [s["gate"] for s in o["saturation"]] == ["l0.r", "l0.z"]

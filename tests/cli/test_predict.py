@@ -138,7 +138,7 @@ def test_language_model_commands_refuse_a_classifier(data):
     r = run("sample", "-c", data / "cls", "--length", 5)
     assert r.exit_code == 2 and "classify model" in r.stderr
     r = run("predict", "-c", data / "cls", "--segment", "abc")
-    assert r.exit_code == 2 and "--segment is for taggers" in r.stderr
+    assert r.exit_code == 2 and "--segment is for tag models" in r.stderr
 
 
 def test_info_describes_a_classifier(data):

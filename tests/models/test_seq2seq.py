@@ -12,7 +12,6 @@ from charrnn.data import pairs as P
 from charrnn.errors import ConfigError, CorpusError
 from charrnn.models import FAMILIES
 from charrnn.models import seq2seq as S
-from charrnn.tools import decode as D
 from charrnn.tools import translate as TR
 from charrnn.tools.gradcheck import check_family
 from charrnn.train.trainer import TrainConfig, resume_config, train
@@ -129,25 +128,25 @@ def test_beam_search_of_width_one_is_greedy(attention, rng):
     for p in params.values():
         p *= 3  # peaked distributions, so outputs vary and END is met
     sources = [rng.integers(0, V, n) for n in (1, 4, 7, 3)]
-    greedy = D.greedy(params, cfg, sources, max_length=9)
+    greedy = S.decode(params, cfg, sources, max_length=9)
     for src, (ids, att) in zip(sources, greedy):
-        b_ids, b_att, _ = D.beam_search(params, cfg, src, 1, max_length=9)
+        b_ids, b_att, _ = S.beam_search(params, cfg, src, 1, max_length=9)
         assert b_ids == ids
         np.testing.assert_allclose(b_att, att, rtol=1e-12, atol=1e-15)
         assert att.shape[1] == (len(src) if attention != "none" else 0)
-    wide = D.beam_search(params, cfg, sources[1], 4, max_length=9)  # finds one at least as good
-    assert wide[2] >= D.beam_search(params, cfg, sources[1], 1, max_length=9)[2] - 1e-12
+    wide = S.beam_search(params, cfg, sources[1], 4, max_length=9)  # finds one at least as good
+    assert wide[2] >= S.beam_search(params, cfg, sources[1], 1, max_length=9)[2] - 1e-12
 
 
 def test_sampling_is_seeded_and_cold_sampling_is_greedy(rng):
     cfg = config("gru", 1, True, "additive")
     params = S.init_params(cfg, rng)
     sources = [rng.integers(0, V, n) for n in (2, 5)]
-    a = D.sample(params, cfg, sources, 8, 1.0, np.random.default_rng(5))
-    b = D.sample(params, cfg, sources, 8, 1.0, np.random.default_rng(5))
+    a = S.decode(params, cfg, sources, 8, 1.0, np.random.default_rng(5))
+    b = S.decode(params, cfg, sources, 8, 1.0, np.random.default_rng(5))
     assert [x[0] for x in a] == [x[0] for x in b]
-    cold = D.sample(params, cfg, sources, 8, 1e-6, np.random.default_rng(5))
-    assert [x[0] for x in cold] == [x[0] for x in D.greedy(params, cfg, sources, 8)]
+    cold = S.decode(params, cfg, sources, 8, 1e-6, np.random.default_rng(5))
+    assert [x[0] for x in cold] == [x[0] for x in S.decode(params, cfg, sources, 8)]
 
 
 def copy_corpus(path, n=600, seed=0):
