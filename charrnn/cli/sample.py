@@ -111,7 +111,8 @@ def sample(checkpoint, prime, prime_file, length, n, label, temperature, greedy,
 
     For a generator (--task generate) each text starts from the label's condition (and
     --prime, its first letters, printed as part of it) and ends at the end marker the model
-    draws, or after --length characters: one text a line.
+    draws, or after --length characters: one text a line. Unless told otherwise a generator
+    draws from the top-p 0.9 nucleus (--top-p 1 draws from every character).
     """
     import numpy as np
 
