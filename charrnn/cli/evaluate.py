@@ -47,8 +47,12 @@ from .console import CONTEXT, PATH, FiniteFloat, err, is_generator, open_checkpo
 @click.option("--temperature", "-t", type=FiniteFloat(1e-100), default=1.0, show_default=True,
               help="A generator: the sampling temperature of the texts generated for --novelty "
               "and --judge (below 1: more typical texts).")
+@click.option("--top-p", type=FiniteFloat(0, 1, min_open=True), default=None, metavar="P",
+              help="A generator: draw the texts for --novelty and --judge from the smallest set "
+              "of most likely characters whose probability reaches P (1: from all), as `charrnn "
+              "sample` does.  [default: 0.9]")
 def eval_(file, checkpoint, strict, show, encoding, as_json, novelty, judge, per_label, labels,
-          seed, temperature):
+          seed, temperature, top_p):
     """Score a text file: bits and nats per character, and perplexity, over the whole file.
 
     The state is carried from the first character to the last; every character after the first
@@ -77,10 +81,11 @@ def eval_(file, checkpoint, strict, show, encoding, as_json, novelty, judge, per
             raise click.ClickException(f"file not found: {file}")
         text = None if os.path.isdir(file) else read_corpus(file, encoding)
     path, ckpt = open_checkpoint(checkpoint)
-    gen = {"novelty": novelty, "judge": judge, "labels": labels, "temperature": temperature}
-    if not is_generator(ckpt) and (novelty or judge or labels):
-        raise click.UsageError(f"--novelty, --judge and --label are for a generator (--task "
-                               f"generate); {path} holds a {ckpt.family} model")
+    gen = {"novelty": novelty, "judge": judge, "labels": labels, "temperature": temperature,
+           "top_p": top_p}
+    if not is_generator(ckpt) and (novelty or judge or labels or top_p is not None):
+        raise click.UsageError(f"--novelty, --judge, --label and --top-p are for a generator "
+                               f"(--task generate); {path} holds a {ckpt.family} model")
     if is_generator(ckpt):
         if strict or show:
             raise click.UsageError("--strict and --show are for language models; a generator "
@@ -201,17 +206,17 @@ def _eval_generated(path, ckpt, file, encoding, as_json, generated, per_label, s
     from ..data import labelled as L
     from ..errors import CheckpointError
     from ..tools import generated as G
-    from ..tools.sample import SampleConfig
 
     labels = G.labels_of(ckpt)
     which = list(generated["labels"]) or None
-    config = SampleConfig(length=G.MAX_LENGTH, temperature=generated["temperature"])
+    config = G.sample_config(generated["temperature"], top_p=generated["top_p"])
     if which:
         for y in which:
             G.label_condition(labels, y)  # a one-line error listing the labels
     r = {"task": ckpt.family, "checkpoint": str(path)}
     if generated["novelty"] or generated["judge"]:
-        r.update(per_label_generated=per_label, seed=seed, temperature=config.temperature)
+        r.update(per_label_generated=per_label, seed=seed, temperature=config.temperature,
+                 top_p=config.top_p)
     if file is not None:
         err.print(f"scoring {file} with {path}", markup=False)
         r.update(G.evaluate_file(ckpt, file, encoding))

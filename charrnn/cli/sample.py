@@ -59,7 +59,8 @@ def _read_prime(path: str) -> str:
               help="Draw only from the K most likely characters.")
 @click.option("--top-p", type=FiniteFloat(0, 1, min_open=True), default=None, metavar="P",
               help="Draw only from the smallest set of most likely characters whose probability "
-              "reaches P, in (0, 1].")
+              "reaches P, in (0, 1]; 1 draws from all.  [default: 1; a generator (--task "
+              "generate): 0.9]")
 @click.option("--seed", type=click.IntRange(0), default=None,
               help="Random seed; the same seed gives the same text. Default: a fresh one, shown "
               "on stderr.")
@@ -110,7 +111,8 @@ def sample(checkpoint, prime, prime_file, length, n, label, temperature, greedy,
 
     For a generator (--task generate) each text starts from the label's condition (and
     --prime, its first letters, printed as part of it) and ends at the end marker the model
-    draws, or after --length characters: one text a line.
+    draws, or after --length characters: one text a line. Unless told otherwise a generator
+    draws from the top-p 0.9 nucleus (--top-p 1 draws from every character).
     """
     import numpy as np
 
@@ -141,6 +143,10 @@ def sample(checkpoint, prime, prime_file, length, n, label, temperature, greedy,
         from ..tools.generated import MAX_LENGTH
 
         length = MAX_LENGTH if generator else 500
+    if generator and top_p is None and not greedy:
+        from ..tools.generated import TOP_P
+
+        top_p = TOP_P  # a generator draws from the nucleus unless told (tools.generated says why)
     config = S.SampleConfig(length=length, temperature=1.0 if temperature is None else temperature,
                             greedy=greedy, top_k=top_k, top_p=top_p, stop=tuple(stop) or None)
     if generator:

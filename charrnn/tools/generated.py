@@ -9,7 +9,8 @@ of ours assigns a generated text to the label it was generated for.
 
 Texts for a label are drawn from a generator seeded with (seed, the label's index), so a label's
 texts do not depend on which other labels are asked for, and novelty and judge of one seed look
-at the very same texts.
+at the very same texts. Unless told otherwise they are drawn at temperature 1 from each step's
+nucleus of probability TOP_P (`sample_config`), as `charrnn sample --label` draws them.
 """
 
 from __future__ import annotations
@@ -27,6 +28,25 @@ from .sample import SampleConfig, generate_conditioned, label_condition
 
 LN2 = math.log(2.0)
 MAX_LENGTH = 50  # characters at most per generated text, unless told
+# A generator draws each character from the smallest set of most likely characters whose
+# probability reaches TOP_P, unless told otherwise (--top-p; 1 draws from all): nucleus sampling's
+# usual setting (Holtzman et al., 2020), the model's own probabilities within the nucleus. A
+# model's rarest choices are where it is least right: on the names, texts drawn from every
+# character were further from their language, both for our classifier and for an n-gram one,
+# than the real names it had not seen (docs/en/guides/generate.md: agreement and novelty over
+# temperature and top-p).
+TOP_P = 0.9
+
+
+def sample_config(temperature: float = 1.0, top_k: int | None = None,
+                  top_p: float | None = None, greedy: bool = False,
+                  length: int = MAX_LENGTH) -> SampleConfig:
+    """A generator's sampling settings: SampleConfig's, with top_p TOP_P unless given or
+    greedy (which takes the most likely character, no nucleus)."""
+    if top_p is None and not greedy:
+        top_p = TOP_P
+    return SampleConfig(length=length, temperature=temperature, greedy=greedy, top_k=top_k,
+                        top_p=top_p)
 
 
 def labels_of(ckpt) -> list:
@@ -65,10 +85,10 @@ def evaluate_file(ckpt, path, encoding: str = "utf-8", workers=None) -> dict:
 def names(ckpt, label: str, n: int, seed: int = 0, config: SampleConfig | None = None,
           prime: str = "") -> list[str]:
     """n texts generated for `label` (the prime included), from a generator seeded with (seed,
-    the label's index)."""
+    the label's index); config None: `sample_config()`."""
     labels = labels_of(ckpt)
     cond = label_condition(labels, label, ckpt.model.dtype)
-    config = config or SampleConfig(length=MAX_LENGTH)
+    config = config or sample_config()
     rng = np.random.default_rng([seed, labels.index(label)])
     return ["".join(generate_conditioned(ckpt.params, ckpt.model, ckpt.vocab, cond, prime,
                                          config, rng)) for _ in range(n)]

@@ -88,6 +88,35 @@ def test_eval_judge_reports_the_classifiers_agreement(runs):
     assert out["temperature"] == 0.2 and out["judge"]["agreement"] == 1.0
 
 
+def test_a_generator_samples_from_the_nucleus_unless_told(runs, tmp_path):
+    """sample and eval draw a generator's texts at top-p 0.9 unless told: the default gives what
+    an explicit --top-p 0.9 gives, and not what --top-p 1 (every character) gives, on a barely
+    trained model whose every character is likely."""
+    data, _, clf = runs
+    r = invoke("train", data, "--task", "generate", "--steps", "1", "--val", data, "--out",
+               tmp_path / "raw", *FAST)
+    assert r.exit_code == 0, r.stderr
+
+    def made(*given):
+        r = invoke("sample", "-c", tmp_path / "raw", "-l", "Alpha", "-n", "30", "--seed", "3",
+                   *given)
+        assert r.exit_code == 0, r.stderr
+        return r.stdout
+
+    assert made() == made("--top-p", "0.9") != made("--top-p", "1")
+    assert len(made("--greedy").splitlines()) == 30  # greedy takes no nucleus (and no error)
+
+    def judged(*given):
+        r = invoke("eval", "-c", tmp_path / "raw", "--judge", clf, "--novelty", "-n", "30",
+                   "--json", *given)
+        assert r.exit_code == 0, r.stderr
+        return json.loads(r.stdout)
+
+    default, told = judged(), judged("--top-p", "0.9")
+    assert default["top_p"] == 0.9 and judged("--top-p", "1")["top_p"] == 1.0
+    assert default["judge"] == told["judge"] and default["novelty"] == told["novelty"]
+
+
 def test_eval_errors(runs, trained, tmp_path):
     data, gen, clf = runs
     one_line_error(invoke("eval", "-c", gen), "give FILE", code=2)
@@ -96,6 +125,8 @@ def test_eval_errors(runs, trained, tmp_path):
     one_line_error(invoke("eval", "-c", gen, "--judge", clf, "-l", "Gamma"),
                    "unknown label 'Gamma'; the labels are: Alpha, Beta")
     one_line_error(invoke("eval", "-c", trained / "run", data, "--novelty"), "for a generator", code=2)
+    one_line_error(invoke("eval", "-c", trained / "run", data, "--top-p", "0.5"),
+                   "--top-p are for a generator", code=2)
     bad = tmp_path / "bad.tsv"
     bad.write_text("bonito\tAlpha\nkurama\tGamma\n")
     one_line_error(invoke("eval", "-c", gen, bad), "bad.tsv:2: label 'Gamma' does not occur")

@@ -218,6 +218,16 @@ def test_generation_stops_at_length_and_checks_labels(tmp_path):
         label_condition(["x", "y", "z"], None)
 
 
+def test_a_generators_sampling_defaults_to_the_nucleus():
+    """tools.generated's texts (and charrnn sample's for a generator) are drawn at temperature 1
+    from the top-p 0.9 nucleus unless told; greedy takes none; top-p 1 draws from all."""
+    c = GT.sample_config()
+    assert (c.temperature, c.top_p, c.top_k, c.greedy, c.length) == (1.0, 0.9, None, False, 50)
+    assert GT.sample_config(greedy=True).top_p is None
+    assert GT.sample_config(0.5, top_p=1.0).top_p == 1.0
+    assert GT.sample_config(top_k=3).top_p == 0.9
+
+
 def test_data_reads_the_classifier_files_and_names_bad_lines(tmp_path):
     bad = tmp_path / "bad.tsv"
     bad.write_text("anna\tA\nbob\n")
