@@ -1,9 +1,18 @@
-"""Optional compiled kernels: the LSTM and GRU loops' elementwise work in one C pass per step.
+"""Optional compiled kernels: each recurrent step's elementwise work in one C pass.
 
 NumPy makes a dozen calls per LSTM or GRU time step besides the recurrent multiply (gates, cell
 state, tanh, output), each a pass over memory; at the sizes charrnn trains, that is a quarter to
 a third of a training chunk (bench/multiply_floor.py measures it; docs/en/explanation/kernels.md). `fused.c`,
 beside this file, does one step's elementwise work in one call. The multiplies stay NumPy's.
+
+What it covers: the time loops of all three cells (`*_forward_loop`, `*_backward_loop`: training,
+eval, and every family's encoders), and the LSTM's and GRU's single steps (`lstm_step`,
+`gru_step`: sampling, predict, beam search, one call per layer and character). A single step is
+bound by per-call overhead rather than by memory, and the slowest part of a ctypes call is
+NumPy's `a.ctypes.data` (about a microsecond per array), so the single steps hand C the arrays
+themselves and C reads each one's data pointer from NumPy's array struct (fused.c, array_data;
+checked at load against `a.ctypes.data`, and the library refused where they differ). The RNN's
+single step stays NumPy's: its add and tanh cost no more than one ctypes call (bench/kernels.py).
 
 It is never required and never the default: `charrnn train --kernels fused` (or
 `cells.use_kernels("fused")` in Python) asks for it, and it is built at first use with the
