@@ -472,9 +472,11 @@ def table(res) -> str:
              (f"NumPy float32 matmul {'x'.join(map(str, mm['shape']))}: {mm['gflops']:.1f} GFLOP/s"
               f" (numpy {res['machine']['numpy']}, torch {res['machine']['torch']},"
               f" {res['machine']['threads']} threads each; charrnn's kernels: "
-              f"{res['settings'].get('kernels', 'numpy')})"), "",
-             (f"{'training':<13}{'charrnn c/s':>12}{'torch c/s':>11}{'ratio':>7}{'median':>7}"
-              f"{'GFLOP/s':>9}{'of matmul':>10}{'step-shape':>11}{'of that':>8}")]
+              f"{res['settings'].get('kernels', 'numpy')})")]
+    if res["train"]:
+        lines += ["", (f"{'training':<13}{'charrnn c/s':>12}{'torch c/s':>11}{'ratio':>7}"
+                       f"{'median':>7}{'GFLOP/s':>9}{'of matmul':>10}{'step-shape':>11}"
+                       f"{'of that':>8}")]
     for r in res["train"]:
         lines.append(f"{r['config']:<13}{r['charrnn_chars_per_sec']:>12.0f}"
                      f"{f(r['torch_chars_per_sec'], '.0f'):>11}{f(r['ratio'], '.2f'):>7}"

@@ -9,7 +9,8 @@ per layer) and one single step of one stream (`cells.<cell>_step`, what sampling
 search run per layer and character), each with `--kernels numpy` and `fused` in alternating
 rounds, so both see the same load; the figure is the best round. The step's own multiply
 (h Wh, one row) is timed alone beside them: the step's floor. The fused results are checked
-against NumPy's first (to float32 rounding).
+against NumPy's first (to float32 rounding). The RNN's single step is NumPy's with either kernel
+(cells.rnn_step says why), so its two step columns time the same code.
 """
 
 from __future__ import annotations
