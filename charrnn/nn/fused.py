@@ -358,12 +358,16 @@ def rnn_backward_loop(hs, dhs, WhT, dh) -> np.ndarray:
 
 # The single steps (cells.*_step: sampling, predict, beam search): one matrix multiply in NumPy,
 # then one C call for the rest, which takes the arrays themselves (see fused.c). The caller
-# (cells._fused) has checked that the arrays are C-contiguous float32; Wh only needs float32.
+# (cells._fused) has checked that the arrays are C-contiguous float32; the shapes are checked
+# here, since C would read past an array that is too small where NumPy raises.
 
 
 def lstm_step(xp, h, c, Wh) -> tuple[np.ndarray, np.ndarray]:
     """cells.lstm_step: xp (N, 4H), h, c (N, H), Wh (H, 4H). Returns (h_t, c_t)."""
     a = np.matmul(h, Wh)  # h_{t-1} Wh
+    if xp.shape != a.shape or a.shape[1] != 4 * h.shape[1] or c.shape != h.shape:
+        raise ValueError(f"lstm step: xp {xp.shape}, h {h.shape}, c {c.shape} and Wh "
+                         f"{Wh.shape} do not fit")
     h_t, c_t = np.empty_like(h), np.empty_like(c)
     library().lstm_step(*h.shape, a, xp, c, h_t, c_t)
     return h_t, c_t
@@ -372,6 +376,9 @@ def lstm_step(xp, h, c, Wh) -> tuple[np.ndarray, np.ndarray]:
 def gru_step(xp, h, Wh, bhn) -> np.ndarray:
     """cells.gru_step: xp (N, 3H), h (N, H), Wh (H, 3H), bhn (H,). Returns h_t."""
     gh = np.matmul(h, Wh)  # h_{t-1} Wh
+    if xp.shape != gh.shape or gh.shape[1] != 3 * h.shape[1] or bhn.shape != h.shape[1:]:
+        raise ValueError(f"gru step: xp {xp.shape}, h {h.shape}, Wh {Wh.shape} and bhn "
+                         f"{bhn.shape} do not fit")
     h_t = np.empty_like(h)
     library().gru_step(*h.shape, gh, xp, bhn, h, h_t)
     return h_t

@@ -192,6 +192,19 @@ def test_the_single_steps_really_run_the_c_kernels(cell, monkeypatch):
 
 
 @needs_fused
+def test_a_single_step_given_arrays_that_do_not_fit_raises_instead_of_reading_past_them():
+    cells.use_kernels("fused")
+    xp, (h, c), p, _, _ = _chunk("lstm", 1, 2, 6)
+    for bad in [(xp[0][:, :-4].copy(), (h, c)), (xp[0], (h, c[:1].copy()))]:
+        with pytest.raises(ValueError, match="lstm step: .* do not fit"):
+            cells.lstm_step(*bad, p)
+    xp, (h,), p, _, _ = _chunk("gru", 1, 2, 6)
+    for bad in [{**p, "bhn": p["bhn"][:3].copy()}, {**p, "Wh": p["Wh"][:, :-3].copy()}]:
+        with pytest.raises(ValueError, match="gru step: .* do not fit"):
+            cells.gru_step(xp[0], (h,), bad)
+
+
+@needs_fused
 def test_float64_and_strided_arrays_take_the_numpy_path_bit_for_bit():
     for cell in ("lstm", "gru", "rnn"):
         args = _chunk(cell, 5, 3, 4, dtype=np.float64)
