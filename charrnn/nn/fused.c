@@ -192,13 +192,15 @@ void rnn_backward_step(long m, float *restrict da, const float *restrict dh,
 /* ---- Single steps: one call per layer and character ---------------------------------------
  * A sampler's step is a few matrix-vector products and a handful of tiny elementwise passes, so
  * its cost beyond the multiplies is per-call overhead, and through ctypes the costliest part of a
- * call is getting each array's address (numpy's `a.ctypes.data` takes about a microsecond, as
- * long as the whole NumPy step it replaces). These functions take the arrays themselves, as
+ * call is getting each array's address (numpy's `a.ctypes.data` takes about a microsecond, more
+ * than a small NumPy call). These functions take the arrays themselves, as
  * PyObject pointers (ctypes.py_object), and read the data pointer from NumPy's array struct,
  * PyArrayObject_fields { PyObject_HEAD; char *data; ... }: part of NumPy's C ABI (every compiled
  * extension's PyArray_DATA reads it there), right after the object header, whose size fused.py
  * sets with set_data_offset and checks against `a.ctypes.data` once, at load. The caller passes
- * C-contiguous float32 arrays (cells._fused checks) and keeps them alive during the call. */
+ * C-contiguous float32 arrays (cells._fused checks) and keeps them alive during the call. The
+ * work is done in static functions whose pointer parameters are restrict: with the pointers read
+ * in the loop's own function, GCC did not vectorise it. */
 
 static long data_offset = -1;
 
