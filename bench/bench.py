@@ -78,7 +78,7 @@ def workers() -> P.Workers:
 
 def parse_configs(text: str) -> list[tuple[str, int, int]]:
     out = []
-    for item in text.split(","):
+    for item in filter(None, text.split(",")):
         cell, size = item.strip().split(":")
         h, l = size.lower().split("x")
         if cell not in CELLS:
@@ -313,11 +313,11 @@ def worker(job: dict) -> float:
     ids = D.encode(text[: job["chars"]], vocab)
     V = len(vocab)
     cell, H, L = job["cell"], job["hidden"], job["layers"]
-    if kind == "train":
-        if not torch:
-            from charrnn.nn import cells
+    if not torch:
+        from charrnn.nn import cells
 
-            cells.use_kernels(job.get("kernels", "numpy"))
+        cells.use_kernels(job.get("kernels", "numpy"))
+    if kind == "train":
         N, T = job["batch"], job["seq"]
         fn = (torch_trainer(torch, cell, H, L, ids, N, T) if torch
               else charrnn_trainer(cell, H, L, ids, N, T))
@@ -350,7 +350,7 @@ def measure(job: dict, threads: int) -> float:
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--quick", action="store_true", help="tiny sizes and short timings")
-    ap.add_argument("--configs", help=f"cell:HxL list (default {CONFIGS})")
+    ap.add_argument("--configs", help=f"cell:HxL list (default {CONFIGS}; '' to skip training)")
     ap.add_argument("--batch", type=int, default=32)
     ap.add_argument("--seq", type=int, default=64)
     ap.add_argument("--seconds", type=float, default=2.0, help="timing per round")
@@ -359,7 +359,8 @@ def main(argv=None):
                     help="threads for both OpenBLAS (NumPy) and PyTorch (default: all cores)")
     ap.add_argument("--no-torch", action="store_true", help="skip PyTorch even if installed")
     ap.add_argument("--kernels", default="numpy", choices=("numpy", "fused"),
-                    help="charrnn's LSTM and GRU loop kernels for training (charrnn.nn.cells.KERNELS)")
+                    help="charrnn's kernels (charrnn.nn.cells.KERNELS) for training, sampling "
+                    "and eval; with fused, sampling is also timed with numpy's, rounds alternating")
     ap.add_argument("--sample", default="lstm:512x2", help="sampling/eval config ('' to skip)")
     ap.add_argument("--memory-mb", type=int, default=100, help="memory check corpus (0: skip)")
     ap.add_argument("--json", default=str(ROOT / "bench" / "results.json"))
@@ -373,7 +374,7 @@ def main(argv=None):
         a.seconds, a.repeats, a.batch, a.seq = 0.2, 1, 4, 8
         a.sample = "lstm:16x2" if a.sample == "lstm:512x2" else a.sample
         a.memory_mb = 0
-    configs = parse_configs(a.configs or CONFIGS)
+    configs = parse_configs(CONFIGS if a.configs is None else a.configs)
     torch_version = None
     if not a.no_torch and importlib.util.find_spec("torch") is not None:
         torch_version = importlib.metadata.version("torch")  # imported only in the workers
@@ -428,15 +429,18 @@ def main(argv=None):
 
     if a.sample:
         (cell, H, L), = parse_configs(a.sample)
-        job = {"cell": cell, "hidden": H, "layers": L}
+        job = {"cell": cell, "hidden": H, "layers": L, "kernels": a.kernels}
         s = {"config": f"{cell} {H}x{L}"}
-        ours, paths = [], {"onednn": [], "native": []}
+        ours, paths = {a.kernels: [], "numpy": []}, {"onednn": [], "native": []}
         for _ in range(a.repeats):
-            ours.append(run(kind="sample", impl="charrnn", **job))
+            for k, rounds in ours.items():
+                rounds.append(run(kind="sample", impl="charrnn", **{**job, "kernels": k}))
             if have_torch:
                 for path, rounds in paths.items():
                     rounds.append(run(kind="sample", impl="torch", onednn=path == "onednn", **job))
-        s["charrnn_chars_per_sec"] = max(ours)
+        s["charrnn_chars_per_sec"] = max(ours[a.kernels])
+        if a.kernels != "numpy":
+            s["numpy_kernels_chars_per_sec"] = max(ours["numpy"])
         s["matvec_chain_per_sec"] = best(kind="chain", **job)
         if have_torch:
             both = {k: max(v) for k, v in paths.items()}
@@ -467,10 +471,12 @@ def table(res) -> str:
     lines = [f"{m.get('cpu', '?')}, {m['cpus']} CPUs; NumPy's BLAS: {m.get('blas', '?')}",
              (f"NumPy float32 matmul {'x'.join(map(str, mm['shape']))}: {mm['gflops']:.1f} GFLOP/s"
               f" (numpy {res['machine']['numpy']}, torch {res['machine']['torch']},"
-              f" {res['machine']['threads']} threads each; charrnn's LSTM/GRU kernels: "
-              f"{res['settings'].get('kernels', 'numpy')})"), "",
-             (f"{'training':<13}{'charrnn c/s':>12}{'torch c/s':>11}{'ratio':>7}{'median':>7}"
-              f"{'GFLOP/s':>9}{'of matmul':>10}{'step-shape':>11}{'of that':>8}")]
+              f" {res['machine']['threads']} threads each; charrnn's kernels: "
+              f"{res['settings'].get('kernels', 'numpy')})")]
+    if res["train"]:
+        lines += ["", (f"{'training':<13}{'charrnn c/s':>12}{'torch c/s':>11}{'ratio':>7}"
+                       f"{'median':>7}{'GFLOP/s':>9}{'of matmul':>10}{'step-shape':>11}"
+                       f"{'of that':>8}")]
     for r in res["train"]:
         lines.append(f"{r['config']:<13}{r['charrnn_chars_per_sec']:>12.0f}"
                      f"{f(r['torch_chars_per_sec'], '.0f'):>11}{f(r['ratio'], '.2f'):>7}"
@@ -483,7 +489,9 @@ def table(res) -> str:
                   f" c/s, bare matvec chain {s['matvec_chain_per_sec']:.0f} c/s"
                   f" ({s['charrnn_chars_per_sec'] / s['matvec_chain_per_sec']:.0%} of it)"
                   + (f", torch {s['torch_chars_per_sec']:.0f} c/s ({s['torch_best_path']}),"
-                     f" ratio {s['ratio']:.2f}" if "ratio" in s else "")]
+                     f" ratio {s['ratio']:.2f}" if "ratio" in s else "")
+                  + (f"; with NumPy's kernels {s['numpy_kernels_chars_per_sec']:.0f} c/s"
+                     if "numpy_kernels_chars_per_sec" in s else "")]
     if res["eval"]:
         e = res["eval"]
         lines.append(f"eval {e['config']}, {e['streams']} streams: {e['chars_per_sec']:.0f} c/s")

@@ -1,6 +1,6 @@
 """Characters per second of `charrnn.sample.generate` and of `charrnn.models.lm.score`.
 
-Run by hand (never a timed test):  python bench/sample_speed.py [--chars 3000]
+Run by hand (never a timed test):  python bench/sample_speed.py [--chars 3000] [--kernels fused]
 Random float32 models with a 65-character vocabulary (GRU 384x1 is `charrnn train`'s default).
 The sampler's per-character overhead shows against the bare loop of the step function it calls
 (`model.stepper`), so it is clear where the time goes.
@@ -17,6 +17,7 @@ import numpy as np
 from charrnn.data.vocab import Vocab
 from charrnn.models import lm as M
 from charrnn.models.lm import score
+from charrnn.nn import cells
 from charrnn.tools.sample import SampleConfig, generate
 
 
@@ -34,7 +35,9 @@ def rate(fn, n, repeats=5):
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--chars", type=int, default=3000)
+    ap.add_argument("--kernels", default="numpy", choices=cells.KERNELS)
     args = ap.parse_args()
+    cells.use_kernels(args.kernels)
     chars = sorted(set(string.printable[:62] + "\n .,;:!?"))[:65]
     vocab = Vocab(chars)
     rng = np.random.default_rng(0)

@@ -57,7 +57,7 @@ from .console import CONTEXT, PATH, err, open_checkpoint, out
               "too).")
 @click.option("--kernels", type=click.Choice(["numpy", "fused"]), default="numpy",
               show_default=True,
-              help="The LSTM and GRU time loops: NumPy's, or the optional compiled fused kernels "
+              help="The cells' time loops: NumPy's, or the optional compiled fused kernels "
               "(float32 models; see `charrnn train --help`).")
 def inside(text, checkpoint, file, encoding, units, find_, regexes, saturation, series, top,
            width, plain, colour, as_json, kernels):

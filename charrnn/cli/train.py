@@ -217,10 +217,10 @@ class _TrainDisplay:
               "used]")
 @alias("--threads", "processes", type=_POS)
 @click.option("--kernels", type=click.Choice(KERNELS), default=_TD["kernels"], show_default=True,
-              help="The LSTM and GRU time loops' elementwise work: NumPy's, or fused, one "
-              "compiled C call per step (optional; built at first use with the system's C "
+              help="The time loops' elementwise work (LSTM, GRU and RNN): NumPy's, or fused, "
+              "one compiled C call per step (optional; built at first use with the system's C "
               "compiler; float32; agrees with NumPy to rounding; LSTM training measured 18-23% "
-              "faster, GRU 11-98%). --resume keeps the run's.")
+              "faster, GRU 11-98%, RNN 0-10%). --resume keeps the run's.")
 @click.option("--quiet", "-q", is_flag=True,
               help="Print only the checkpoint's path (on stdout); errors still go to stderr.")
 @click.option("--task", type=click.Choice(TASKS), default="lm", show_default=True,

@@ -45,17 +45,18 @@ import numpy as np
 
 from ..errors import ConfigError
 
-# Which kernels run the LSTM's and GRU's time loops (the RNN's always uses NumPy): "numpy", the
+# Which kernels run the cells' time loops and the LSTM's and GRU's single steps: "numpy", the
 # default, or "fused", the optional compiled elementwise kernels of charrnn.nn.fused (float32
 # only; they agree with NumPy to float32 rounding, not bit for bit). Process-wide; set with
 # use_kernels.
 KERNELS = ("numpy", "fused")
-FUSED_CELLS = ("lstm", "gru")  # the cells "fused" has kernels for
+FUSED_CELLS = ("lstm", "gru", "rnn")  # the cells whose time loops "fused" has kernels for
 _kernels = "numpy"
+_F32 = np.dtype(np.float32)
 
 
 def use_kernels(name: str) -> str:
-    """Run the LSTM and GRU time loops with `name`'s kernels from now on (this process); returns
+    """Run the cells' time loops with `name`'s kernels from now on (this process); returns
     the previous setting. "fused" is built at first use and raises ConfigError, saying why, where it
     cannot be (no C compiler, say)."""
     global _kernels
@@ -72,16 +73,18 @@ def use_kernels(name: str) -> str:
 
 
 def kernels() -> str:
-    """The kernels the LSTM and GRU time loops use now (see use_kernels)."""
+    """The kernels the cells' time loops use now (see use_kernels)."""
     return _kernels
 
 
 def _fused(*arrays: np.ndarray):
     """charrnn.nn.fused if it is selected and can take these arrays (and the chunk has a step),
     else None: the loops below then run NumPy's code."""
-    if _kernels != "fused" or not arrays[0].shape[0] or not all(
-            a.dtype == np.float32 and a.flags.c_contiguous for a in arrays):
+    if _kernels != "fused" or not arrays[0].shape[0]:
         return None
+    for a in arrays:  # a loop, not all(...): the single steps ask once per layer and character
+        if a.dtype != _F32 or not a.flags.c_contiguous:
+            return None
     from . import fused
 
     return fused
@@ -196,6 +199,9 @@ def rnn_forward(xp, state, p):
     (h,) = state
     Wh = _loop_copy(p["Wh"])  # padded rows: see _loop_copy
     hs = xp  # h_t overwrites xp_t
+    if fused := _fused(hs):  # the same loop, each step's add and tanh in one C call
+        fused.rnn_forward_loop(hs, Wh, h)
+        return hs, (hs[-1].copy(),), RNNCache(p["Wh"], state[0], hs)
     buf = np.empty_like(h)
     for t in range(xp.shape[0]):
         ht = hs[t]
@@ -213,6 +219,10 @@ def rnn_backward(dhs, dstate, cache):
     gradient at the final state; cache: RNNCache from rnn_forward. Returns dxp (T, N, H) = da_t,
     (dh_0,) (N, H), grads {'Wh': (H, H)}."""
     Wh, h0, hs = cache
+    if fused := _fused(hs, dhs, *dstate):  # the same loop, 1 - h_t^2 computed in it, in C
+        dh = dstate[0].copy()
+        dxp = fused.rnn_backward_loop(hs, dhs, _loop_copy_T(Wh), dh)
+        return dxp, (dh,), {"Wh": _weight_grad(h0, hs, dxp)}
     dxp = np.multiply(hs, hs)  # h_t^2, for all steps at once
     np.subtract(1, dxp, out=dxp)  # tanh'(a_t) = 1 - h_t^2
     dh = dstate[0].copy()  # dh_T
@@ -227,7 +237,10 @@ def rnn_backward(dhs, dstate, cache):
 
 def rnn_step(xp, state, p):
     """One time step. xp (N, H): input projection, not modified; state: (h,) (N, H);
-    p: {'Wh': (H, H)}. Returns (h_next,) (N, H)."""
+    p: {'Wh': (H, H)}. Returns (h_next,) (N, H).
+
+    NumPy's even with the fused kernels: its two elementwise calls cost no more than one call
+    into C through ctypes (bench/kernels.py), so there is nothing to fuse."""
     a = np.matmul(state[0], p["Wh"])  # h_{t-1} Wh
     a += xp  # a_t = xp_t + h_{t-1} Wh
     return (np.tanh(a, out=a),)  # h_t = tanh(a_t)
@@ -347,6 +360,8 @@ def lstm_step(xp, state, p):
     xp (N, 4H): input projection, not modified; state: (h, c), each (N, H); p: {'Wh': (H, 4H)}.
     Returns (h_next, c_next), each (N, H)."""
     h, c = state
+    if fused := _fused(xp, h, c, p["Wh"]):  # the gates and the state update in one C call
+        return fused.lstm_step(xp, h, c, p["Wh"])
     H = h.shape[-1]
     a = np.matmul(h, p["Wh"])  # h_{t-1} Wh
     a += xp  # a_t = xp_t + h_{t-1} Wh
@@ -489,6 +504,8 @@ def gru_step(xp, state, p):
     """One time step. xp (N, 3H): input projection, not modified; state: (h,) (N, H);
     p: {'Wh': (H, 3H), 'bhn': (H,)}. Returns (h_next,) (N, H)."""
     (h,) = state
+    if fused := _fused(xp, h, p["Wh"], p["bhn"]):  # the gates and the update in one C call
+        return (fused.gru_step(xp, h, p["Wh"], p["bhn"]),)
     H = h.shape[-1]
     gh = np.matmul(h, p["Wh"])  # h_{t-1} Wh
     rz = _sigmoid_(np.add(xp[:, : 2 * H], gh[:, : 2 * H]))  # [r z] = sigmoid(xp_rz + h Wh_rz)

@@ -1,9 +1,9 @@
-/* The LSTM and GRU time loops' elementwise work, fused: one pass per time step instead of a
- * dozen NumPy calls (charrnn/nn/fused.py compiles and loads this; charrnn/nn/cells.py calls it).
+/* The recurrent cells' elementwise work, fused: one pass per time step instead of a dozen
+ * NumPy calls (charrnn/nn/fused.py compiles and loads this; charrnn/nn/cells.py calls it).
  *
  * float32 only. The matrix multiplies stay in NumPy (OpenBLAS); each function here is what one
- * time step of cells.lstm_forward / cells.lstm_backward does between two multiplies, with the
- * same formulas, in the same layouts (time-major, gate columns i, f, o, g):
+ * time step of a cell does between two multiplies, with the same formulas, in the same layouts
+ * (time-major; LSTM gate columns i, f, o, g; GRU r, z, n). For the LSTM's loops:
  *
  *   forward:  u_t = b_t - [xp_ifo, 2 xp_g]   (b: h_{t-1} Wh scaled by cells._gate_scale, -1
  *                                             for i f o and -2 for g, so u = -a, -2 a_g)
@@ -12,6 +12,12 @@
  *   backward: dh = dh + dhs_t,  dc = dc + dh o (1 - tanh(c_t)^2),
  *             da_t = [dc K_i, dc K_f, dh K_o, dc K_g] (the factors K of cells.lstm_backward,
  *             computed here from the cached activations),  dc = f_t dc
+ *
+ * Three kinds of entry point: the time loops' steps (lstm_, gru_, rnn_forward_step and
+ * _backward_step), called once per step of a chunk with raw pointers that fused.py computes once
+ * per chunk; the single steps lstm_step and gru_step (cells.lstm_step and gru_step: what
+ * sampling, predict and beam search run, one call per layer and character), which take the
+ * NumPy arrays themselves (see array_data); and exp_array, tanh_array for the tests.
  *
  * exp is our own (below), so results agree with the NumPy path to float32 rounding, not bit for
  * bit. Every loop is written to be vectorised by the compiler (-O3 -march=native).
@@ -167,6 +173,88 @@ void gru_backward_step(long n, long H, float *restrict dgh, float *restrict dxn,
             dhr[j] = dht * zj;
         }
     }
+}
+
+/* One vanilla RNN forward step (cells.rnn_forward), over the m = n H values of a step:
+ * a (m): xp_t in, h_t = tanh(xp_t + b) out;  b (m): h_{t-1} Wh. */
+void rnn_forward_step(long m, float *restrict a, const float *restrict b) {
+    for (long j = 0; j < m; j++) a[j] = tanh_(a[j] + b[j]);
+}
+
+/* One vanilla RNN backward step (cells.rnn_backward), over the m = n H values of a step:
+ * da (m): da_t out;  dh (m): da_{t+1} Wh^T (dh_T at the last step) in;  dhs (m): dL/dh_t from
+ * above;  h (m): h_t.   da_t = (dh + dhs_t)(1 - h_t^2), tanh's derivative from its output. */
+void rnn_backward_step(long m, float *restrict da, const float *restrict dh,
+                       const float *restrict dhs, const float *restrict h) {
+    for (long j = 0; j < m; j++) da[j] = (dh[j] + dhs[j]) * (1.0f - h[j] * h[j]);
+}
+
+/* ---- Single steps: one call per layer and character ---------------------------------------
+ * A sampler's step is a few matrix-vector products and a handful of tiny elementwise passes, so
+ * its cost beyond the multiplies is per-call overhead, and through ctypes the costliest part of a
+ * call is getting each array's address (numpy's `a.ctypes.data` takes about a microsecond, more
+ * than a small NumPy call). These functions take the arrays themselves, as
+ * PyObject pointers (ctypes.py_object), and read the data pointer from NumPy's array struct,
+ * PyArrayObject_fields { PyObject_HEAD; char *data; ... }: part of NumPy's C ABI (every compiled
+ * extension's PyArray_DATA reads it there), right after the object header, whose size fused.py
+ * sets with set_data_offset and checks against `a.ctypes.data` once, at load. The caller passes
+ * C-contiguous float32 arrays (cells._fused checks) and keeps them alive during the call. The
+ * work is done in static functions whose pointer parameters are restrict: with the pointers read
+ * in the loop's own function, GCC did not vectorise it. */
+
+static long data_offset = -1;
+
+void set_data_offset(long offset) { data_offset = offset; }
+
+/* The data pointer of the NumPy array `array` (a PyObject *). */
+void *array_data(const char *array) { return *(void *const *)(array + data_offset); }
+
+#define DATA(array) ((float *)array_data(array))
+
+static inline float sigmoid_(float x) { return 1.0f / (1.0f + exp_(-x)); }
+
+/* cells.lstm_step for n streams of H units: a (n, 4H) h_{t-1} Wh;  xp (n, 4H) the input
+ * projection;  c_prev (n, H);  h, c (n, H) out: h_t, c_t.   [i f o g] = [sigmoid sigmoid
+ * sigmoid tanh](xp + a),  c_t = f c_{t-1} + i g,  h_t = o tanh(c_t). */
+static void lstm_step_(long n, long H, const float *restrict a, const float *restrict xp,
+                       const float *restrict c_prev, float *restrict h, float *restrict c) {
+    const long G = 4 * H;
+    for (long r = 0; r < n; r++, a += G, xp += G, c_prev += H, h += H, c += H)
+        for (long j = 0; j < H; j++) {
+            float i = sigmoid_(a[j] + xp[j]);
+            float f = sigmoid_(a[H + j] + xp[H + j]);
+            float o = sigmoid_(a[2 * H + j] + xp[2 * H + j]);
+            float g = tanh_(a[3 * H + j] + xp[3 * H + j]);
+            float cj = f * c_prev[j] + i * g;
+            c[j] = cj;
+            h[j] = o * tanh_(cj);
+        }
+}
+
+void lstm_step(long n, long H, const char *a, const char *xp, const char *c_prev,
+               const char *h, const char *c) {
+    lstm_step_(n, H, DATA(a), DATA(xp), DATA(c_prev), DATA(h), DATA(c));
+}
+
+/* cells.gru_step for n streams of H units: gh (n, 3H) h_{t-1} Wh;  xp (n, 3H);  bhn (H,);
+ * h_prev (n, H);  h (n, H) out.   r = sigmoid(xp_r + gh_r),  z = sigmoid(xp_z + gh_z),
+ * n = tanh(xp_n + r (gh_n + bhn)),  h_t = n + z (h_{t-1} - n). */
+static void gru_step_(long n, long H, const float *restrict gh, const float *restrict xp,
+                      const float *restrict bhn, const float *restrict h_prev,
+                      float *restrict h) {
+    const long G = 3 * H;
+    for (long r = 0; r < n; r++, gh += G, xp += G, h_prev += H, h += H)
+        for (long j = 0; j < H; j++) {
+            float rj = sigmoid_(xp[j] + gh[j]);
+            float zj = sigmoid_(xp[H + j] + gh[H + j]);
+            float nj = tanh_(xp[2 * H + j] + rj * (gh[2 * H + j] + bhn[j]));
+            h[j] = nj + zj * (h_prev[j] - nj);
+        }
+}
+
+void gru_step(long n, long H, const char *gh, const char *xp, const char *bhn,
+              const char *h_prev, const char *h) {
+    gru_step_(n, H, DATA(gh), DATA(xp), DATA(bhn), DATA(h_prev), DATA(h));
 }
 
 /* exp_ over an array, for the tests' check of its accuracy. */

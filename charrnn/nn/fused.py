@@ -1,9 +1,18 @@
-"""Optional compiled kernels: the LSTM and GRU loops' elementwise work in one C pass per step.
+"""Optional compiled kernels: each recurrent step's elementwise work in one C pass.
 
 NumPy makes a dozen calls per LSTM or GRU time step besides the recurrent multiply (gates, cell
 state, tanh, output), each a pass over memory; at the sizes charrnn trains, that is a quarter to
 a third of a training chunk (bench/multiply_floor.py measures it; docs/en/explanation/kernels.md). `fused.c`,
 beside this file, does one step's elementwise work in one call. The multiplies stay NumPy's.
+
+What it covers: the time loops of all three cells (`*_forward_loop`, `*_backward_loop`: training,
+eval, and every family's encoders), and the LSTM's and GRU's single steps (`lstm_step`,
+`gru_step`: sampling, predict, beam search, one call per layer and character). A single step is
+bound by per-call overhead rather than by memory, and the slowest part of a ctypes call is
+NumPy's `a.ctypes.data` (about a microsecond per array), so the single steps hand C the arrays
+themselves and C reads each one's data pointer from NumPy's array struct (fused.c, array_data;
+checked at load against `a.ctypes.data`, and the library refused where they differ). The RNN's
+single step stays NumPy's: its add and tanh cost no more than one ctypes call (bench/kernels.py).
 
 It is never required and never the default: `charrnn train --kernels fused` (or
 `cells.use_kernels("fused")` in Python) asks for it, and it is built at first use with the
@@ -39,14 +48,26 @@ SOURCE = Path(__file__).with_name("fused.c")
 FLAGS = ("-O3", "-march=native", "-fno-math-errno", "-fno-trapping-math", "-fPIC", "-shared")
 _P = ctypes.c_void_p
 _L = ctypes.c_long
+_A = ctypes.py_object  # a NumPy array itself: the single steps read its data pointer (fused.c)
 SIGNATURES = {
     "lstm_forward_step": (_L, _L, _P, _P, _P, _P, _P, _P),
     "lstm_backward_step": (_L, _L, _P, _P, _P, _P, _P, _P, _P),
     "gru_forward_step": (_L, _L, _P, _P, _P, _P, _P, _P),
     "gru_backward_step": (_L, _L, _P, _P, _P, _P, _P, _P, _P, _P),
+    "rnn_forward_step": (_L, _P, _P),
+    "rnn_backward_step": (_L, _P, _P, _P, _P),
+    "lstm_step": (_L, _L, _A, _A, _A, _A, _A),
+    "gru_step": (_L, _L, _A, _A, _A, _A, _A),
+    "set_data_offset": (_L,),
+    "array_data": (_A,),
     "exp_array": (_L, _P, _P),
     "tanh_array": (_L, _P, _P),
 }
+
+
+# Where NumPy's array struct keeps the data pointer, for the single steps (fused.c, array_data):
+# right after the object header. Checked against `a.ctypes.data` at load.
+DATA_OFFSET = object.__basicsize__
 
 
 class Unavailable(Exception):
@@ -147,6 +168,12 @@ def _open(path: Path) -> ctypes.CDLL:
             # not rebuilt here: the loader would hand this process the same open library again
             raise Unavailable(f"{path} has no {name}; delete it to rebuild") from None
         fn.argtypes, fn.restype = args, None
+    lib.array_data.restype = ctypes.c_void_p
+    lib.set_data_offset(DATA_OFFSET)
+    probe = np.empty(4, dtype=np.float32)[1:]  # a view: its data is not where its buffer starts
+    if lib.array_data(probe) != probe.ctypes.data:
+        raise Unavailable("cannot find NumPy arrays' data in memory on this Python "
+                          f"({platform.python_implementation()} {platform.python_version()})")
     return lib
 
 
@@ -296,3 +323,63 @@ def gru_backward_loop(acts, h0, hns, hs, dhs, WhT, dh) -> tuple[np.ndarray, np.n
         np.matmul(dgh[t], WhT, out=back)  # dgh_t Wh^T
     dh += back  # dh_0 = dh_1 z_1 + dgh_1 Wh^T (the first step's two paths)
     return dgh, dxn
+
+
+def rnn_forward_loop(hs, Wl, h) -> None:
+    """cells.rnn_forward's time loop, h_t = tanh(xp_t + h_{t-1} Wh) in one C call per step:
+    hs (T, N, H) holds xp and becomes h_1 .. h_T; Wl the loop copy of Wh; h (N, H) h_0."""
+    T, N, H = hs.shape
+    _check(hs)
+    h = np.ascontiguousarray(h, np.float32)
+    step = library().rnn_forward_step
+    buf = np.empty((N, H), dtype=np.float32)
+    ph, pb, sh = _ptr(hs), _ptr(buf), N * H * 4
+    for t in range(T):
+        np.matmul(h, Wl, out=buf)  # h_{t-1} Wh
+        step(N * H, ph + t * sh, pb)
+        h = hs[t]
+
+
+def rnn_backward_loop(hs, dhs, WhT, dh) -> np.ndarray:
+    """cells.rnn_backward's time loop, da_t = (dhs_t + da_{t+1} Wh^T)(1 - h_t^2) in one C call
+    per step (tanh's derivative taken from h_t there, not in passes before the loop). hs, dhs
+    (T, N, H): h_t and dL/dh_t from above; WhT the padded Wh^T; dh (N, H) the gradient at the
+    final state in, at the initial state out. Returns dxp (T, N, H) = da_t."""
+    T, N, H = hs.shape
+    _check(hs, dhs, dh)
+    dxp = np.empty_like(hs)
+    step = library().rnn_backward_step
+    pd, ps, ph, pdh, sh = _ptr(dxp), _ptr(dhs), _ptr(hs), _ptr(dh), N * H * 4
+    for t in range(T - 1, -1, -1):
+        step(N * H, pd + t * sh, pdh, ps + t * sh, ph + t * sh)
+        np.matmul(dxp[t], WhT, out=dh)  # dh_{t-1} = da_t Wh^T
+    return dxp
+
+
+# The single steps (cells.*_step: sampling, predict, beam search): one matrix multiply in NumPy,
+# then one C call for the rest, which takes the arrays themselves (see fused.c). The caller
+# (cells._fused) has checked that the arrays are C-contiguous float32; the shapes are checked
+# here, since C would read past an array that is too small where NumPy raises.
+
+
+def lstm_step(xp, h, c, Wh) -> tuple[np.ndarray, np.ndarray]:
+    """cells.lstm_step: xp (N, 4H), h, c (N, H), Wh (H, 4H). Returns (h_t, c_t)."""
+    a = np.matmul(h, Wh)  # h_{t-1} Wh
+    if xp.shape != a.shape or a.shape[1] != 4 * h.shape[1] or c.shape != h.shape:
+        raise ValueError(f"lstm step: xp {xp.shape}, h {h.shape}, c {c.shape} and Wh "
+                         f"{Wh.shape} do not fit")
+    h_t, c_t = np.empty_like(h), np.empty_like(c)
+    library().lstm_step(*h.shape, a, xp, c, h_t, c_t)
+    return h_t, c_t
+
+
+def gru_step(xp, h, Wh, bhn) -> np.ndarray:
+    """cells.gru_step: xp (N, 3H), h (N, H), Wh (H, 3H), bhn (H,). Returns h_t."""
+    gh = np.matmul(h, Wh)  # h_{t-1} Wh
+    if xp.shape != gh.shape or gh.shape[1] != 3 * h.shape[1] or bhn.shape != h.shape[1:]:
+        raise ValueError(f"gru step: xp {xp.shape}, h {h.shape}, Wh {Wh.shape} and bhn "
+                         f"{bhn.shape} do not fit")
+    h_t = np.empty_like(h)
+    library().gru_step(*h.shape, gh, xp, bhn, h, h_t)
+    return h_t
+

@@ -64,7 +64,7 @@ class TrainConfig:
     minutes: float | None = None  # with no budget at all, DEFAULT_MINUTES
     eval_every: int = 500
     patience: int = 0  # evaluations without improvement before stopping; 0: never
-    # the LSTM and GRU time loops' kernels (charrnn.nn.cells.KERNELS): NumPy, or the optional
+    # the cells' time loops' kernels (charrnn.nn.cells.KERNELS): NumPy, or the optional
     # compiled "fused" ones; kept by --resume, since the two agree only to float32 rounding
     kernels: str = "numpy"
 
@@ -101,10 +101,6 @@ class TrainConfig:
                               ("kernels", KERNELS)):
             need(getattr(self, name) in choices,
                  f"{name} must be one of {', '.join(choices)}, not {getattr(self, name)!r}")
-        cell = getattr(self.model, "cell", "lstm")
-        need(self.kernels == "numpy" or cell in FUSED_CELLS,
-             f"the fused kernels speed up LSTM and GRU cells only, and this model's cell is "
-             f"{cell}: leave kernels at numpy")
         try:
             codecs.lookup(self.encoding)
         except LookupError:

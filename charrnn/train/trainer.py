@@ -107,7 +107,7 @@ def _deferred_stop(stop: list, signals):
 
 @contextmanager
 def kernels(name: str):
-    """The LSTM and GRU loops run with `name`'s kernels (cells.use_kernels) inside, as before
+    """The cells' loops run with `name`'s kernels (cells.use_kernels) inside, as before
     after."""
     prev = cells.use_kernels(name)
     try:

@@ -1,4 +1,4 @@
-"""The optional compiled LSTM kernels (charrnn.nn.fused) against the NumPy path and float64.
+"""The optional compiled kernels (charrnn.nn.fused) against the NumPy path and float64.
 
 Skipped where they cannot be built (no C compiler); everything else runs without them."""
 
@@ -14,7 +14,7 @@ from charrnn.nn import cells, fused
 from charrnn.parallel import blas as B
 from charrnn.parallel import workers as P
 from charrnn.train.trainer import kernels, resume_config, train
-from tests.helpers import AUSTEN, TINY, assert_close, invoke, one_line_error, tiny
+from tests.helpers import AUSTEN, TINY, assert_close, invoke, tiny
 
 WHY = fused.available()
 needs_fused = pytest.mark.skipif(WHY is not None, reason=f"fused kernels unavailable: {WHY}")
@@ -26,14 +26,15 @@ def numpy_after():
     cells.use_kernels("numpy")
 
 
-def _chunk(cell, T, N, H, dtype=np.float32, seed=0):
-    """xp, state, params, dhs, dstate of one layer's chunk of `cell` ("lstm" or "gru")."""
+def _chunk(cell, T, N, H, dtype=np.float32, seed=0, scale=2.0):
+    """xp, state, params, dhs, dstate of one layer's chunk of `cell`; xp's values are about
+    `scale` in size (30: most gates saturated)."""
     rng = np.random.default_rng(seed)
     r = lambda *s, k=1.0: (rng.standard_normal(s) * k).astype(dtype)
     G = cells.CELLS[cell].gates * H
     n_state = 2 if cell == "lstm" else 1
     p = {"Wh": r(H, G, k=H ** -0.5), **({"bhn": r(H, k=0.5)} if cell == "gru" else {})}
-    return (r(T, N, G, k=2.0), tuple(r(N, H, k=0.5) for _ in range(n_state)), p, r(T, N, H),
+    return (r(T, N, G, k=scale), tuple(r(N, H, k=0.5) for _ in range(n_state)), p, r(T, N, H),
             tuple(r(N, H) for _ in range(n_state)))
 
 
@@ -69,10 +70,11 @@ def test_exp_and_tanh_are_accurate_in_float32():
 
 
 @needs_fused
-@pytest.mark.parametrize("cell", ["lstm", "gru"])
-@pytest.mark.parametrize("T,N,H", [(1, 1, 1), (7, 3, 5), (9, 2, 17), (16, 16, 64)])
-def test_the_fused_loops_agree_with_numpys_to_float32_rounding(cell, T, N, H):
-    args = _chunk(cell, T, N, H)
+@pytest.mark.parametrize("cell", ["lstm", "gru", "rnn"])
+@pytest.mark.parametrize("T,N,H,scale", [(1, 1, 1, 2.0), (7, 3, 5, 2.0), (9, 2, 17, 2.0),
+                                         (16, 16, 64, 2.0), (6, 1, 9, 30.0)])
+def test_the_fused_loops_agree_with_numpys_to_float32_rounding(cell, T, N, H, scale):
+    args = _chunk(cell, T, N, H, scale=scale)
     want, got = _run(cell, "numpy", *args), _run(cell, "fused", *args)
     # the caches have one layout: either pass of one kind, the other pass of the other
     mixed = [_run(cell, "fused", *args, backward_with="numpy"),
@@ -82,17 +84,139 @@ def test_the_fused_loops_agree_with_numpys_to_float32_rounding(cell, T, N, H):
         assert_close(got[name], want[name], rtol=0, atol=2e-6 * scale, what=name)
         for m in mixed:
             assert_close(m[name], want[name], rtol=0, atol=2e-6 * scale, what=f"mixed {name}")
-    assert not np.array_equal(got["dWh"], want["dWh"])  # a different computation really ran
+    if T * N * H > 1:  # a different computation really ran (one value may round the same)
+        assert not np.array_equal(got["dWh"], want["dWh"])
+
+
+@needs_fused
+@pytest.mark.parametrize("cell", ["rnn", "lstm", "gru"])
+def test_the_fused_backward_is_the_gradient_of_the_forward(cell):
+    # float32 kernels cannot be checked by finite differences in their own precision: the fused
+    # forward's cache goes into the fused backward, and the result is compared with central
+    # differences of the same loss computed in float64 (NumPy's float64 forward, at the very
+    # same float32 values), to float32 rounding
+    T, N, H = 4, 2, 3
+    xp, state, p, dhs, dstate = _chunk(cell, T, N, H)
+    cells.use_kernels("fused")
+    hs, _, cache = getattr(cells, f"{cell}_forward")(xp.copy(), state, p)
+    dxp, d0, grads = getattr(cells, f"{cell}_backward")(dhs, dstate, cache)
+    cells.use_kernels("numpy")
+    f64 = lambda a: a.astype(np.float64)
+    x = {"xp": f64(xp), **{f"s{k}": f64(s) for k, s in enumerate(state)},
+         **{k: f64(v) for k, v in p.items()}}
+
+    def forward64():  # hs and the final state, in float64, with NumPy's kernels
+        s = tuple(x[f"s{k}"] for k in range(len(state)))
+        hs, final, _ = getattr(cells, f"{cell}_forward")(x["xp"].copy(), s, {k: x[k] for k in p})
+        return hs, final
+
+    def loss():
+        hs, final = forward64()
+        return np.sum(hs * dhs) + sum(np.sum(f * d) for f, d in zip(final, dstate))
+
+    assert_close(hs, forward64()[0], rtol=0, atol=1e-6, what="hs")
+    got = {"xp": dxp, **{f"s{k}": d for k, d in enumerate(d0)}, **grads}
+    assert sorted(got) == sorted(x)
+    for name, a in x.items():
+        num = np.zeros_like(a)
+        for i in np.ndindex(a.shape):
+            keep = a[i]
+            a[i] = keep + 1e-6
+            up = loss()
+            a[i] = keep - 1e-6
+            num[i] = (up - loss()) / 2e-6
+            a[i] = keep
+        assert_close(got[name], num, rtol=1e-4, atol=1e-5 * np.max(np.abs(num)), what=name)
+
+
+def _sigmoid64(a):
+    return 1 / (1 + np.exp(-a))
+
+
+def _naive_step(cell, xp, state, p):
+    """One step of `cell` in float64, gate by gate, written out here."""
+    xp, state, p = xp.astype(np.float64), [s.astype(np.float64) for s in state], \
+        {k: v.astype(np.float64) for k, v in p.items()}
+    h = state[0]
+    H = h.shape[1]
+    a = h @ p["Wh"]
+    if cell == "lstm":
+        a += xp
+        i, f, o = (_sigmoid64(a[:, k * H:(k + 1) * H]) for k in range(3))
+        c = f * state[1] + i * np.tanh(a[:, 3 * H:])
+        return o * np.tanh(c), c
+    if cell == "gru":
+        r = _sigmoid64(xp[:, :H] + a[:, :H])
+        z = _sigmoid64(xp[:, H:2 * H] + a[:, H:2 * H])
+        n = np.tanh(xp[:, 2 * H:] + r * (a[:, 2 * H:] + p["bhn"]))
+        return ((1 - z) * n + z * h,)
+    return (np.tanh(xp + a),)
+
+
+@needs_fused
+@pytest.mark.parametrize("cell", ["lstm", "gru", "rnn"])
+@pytest.mark.parametrize("N,H,scale", [(1, 1, 2.0), (1, 5, 2.0), (3, 17, 2.0), (1, 64, 2.0),
+                                       (2, 9, 30.0), (1, 33, 100.0)])
+def test_the_fused_single_steps_agree_with_numpy_and_float64(cell, N, H, scale):
+    xp, state, p, _, _ = _chunk(cell, 1, N, H, scale=scale, seed=N * H)
+    xp = xp[0]
+    before = [a.copy() for a in (xp, *state, *p.values())]
+    want = _naive_step(cell, xp, state, p)
+    step = cells.CELLS[cell].step
+    cells.use_kernels("numpy")
+    numpy_ = step(xp, state, p)
+    cells.use_kernels("fused")
+    got = step(xp, state, p)
+    for k, (g, n, w) in enumerate(zip(got, numpy_, want)):
+        assert g.dtype == np.float32 and g.shape == (N, H)
+        scale_k = max(1.0, np.max(np.abs(w)))
+        assert_close(g, w, rtol=0, atol=1e-6 * scale_k, what=f"{cell} state {k} vs float64")
+        assert_close(g, n, rtol=0, atol=1e-6 * scale_k, what=f"{cell} state {k} vs NumPy")
+    for a, b in zip(before, (xp, *state, *p.values())):
+        assert np.array_equal(a, b)  # the inputs are not modified
+
+
+@needs_fused
+@pytest.mark.parametrize("cell", ["lstm", "gru"])
+def test_the_single_steps_really_run_the_c_kernels(cell, monkeypatch):
+    xp, state, p, _, _ = _chunk(cell, 1, 3, 40)
+    cells.use_kernels("fused")
+    calls = []
+    real = fused.library()
+    monkeypatch.setattr(fused, "library", lambda: calls.append(1) or real)
+    got = cells.CELLS[cell].step(xp[0], state, p)
+    assert calls == [1]
+    cells.use_kernels("numpy")
+    want = cells.CELLS[cell].step(xp[0], state, p)
+    assert not all(np.array_equal(g, w) for g, w in zip(got, want))  # its own exp: other bits
+
+
+@needs_fused
+def test_a_single_step_given_arrays_that_do_not_fit_raises_instead_of_reading_past_them():
+    cells.use_kernels("fused")
+    xp, (h, c), p, _, _ = _chunk("lstm", 1, 2, 6)
+    for bad in [(xp[0][:, :-4].copy(), (h, c)), (xp[0], (h, c[:1].copy()))]:
+        with pytest.raises(ValueError, match="lstm step: .* do not fit"):
+            cells.lstm_step(*bad, p)
+    xp, (h,), p, _, _ = _chunk("gru", 1, 2, 6)
+    for bad in [{**p, "bhn": p["bhn"][:3].copy()}, {**p, "Wh": p["Wh"][:, :-3].copy()}]:
+        with pytest.raises(ValueError, match="gru step: .* do not fit"):
+            cells.gru_step(xp[0], (h,), bad)
 
 
 @needs_fused
 def test_float64_and_strided_arrays_take_the_numpy_path_bit_for_bit():
-    for cell in ("lstm", "gru"):
+    for cell in ("lstm", "gru", "rnn"):
         args = _chunk(cell, 5, 3, 4, dtype=np.float64)
         want, got = _run(cell, "numpy", *args), _run(cell, "fused", *args)
         for name in want:
             assert np.array_equal(got[name], want[name]), f"{cell} {name}"
-    for cell in ("lstm", "gru"):
+        xp, state, p = args[0][0], args[1], args[2]
+        cells.use_kernels("fused")
+        got = cells.CELLS[cell].step(xp, state, p)
+        cells.use_kernels("numpy")
+        assert all(map(np.array_equal, got, cells.CELLS[cell].step(xp, state, p))), cell
+    for cell in ("lstm", "gru", "rnn"):
         xp, state, p, dhs, dstate = _chunk(cell, 5, 3, 4)
         strided = np.zeros((5, 3, 8), np.float32)[..., ::2]
         strided[...] = dhs  # the same values, not contiguous: the backward loop falls back
@@ -102,11 +226,27 @@ def test_float64_and_strided_arrays_take_the_numpy_path_bit_for_bit():
         cells.use_kernels("numpy")
         b = getattr(cells, f"{cell}_backward")(strided, dstate, cache)
         assert np.array_equal(a[0], b[0]), cell
+        views = tuple(np.zeros((3, 8), np.float32)[:, ::2] for _ in state)
+        for v, s in zip(views, state):
+            v[...] = s  # a state that is a strided view: the single step falls back
+        cells.use_kernels("fused")
+        a = cells.CELLS[cell].step(xp[0], views, p)
+        cells.use_kernels("numpy")
+        assert all(map(np.array_equal, a, cells.CELLS[cell].step(xp[0], views, p))), cell
+
+
+def _every_kernel(cell):
+    """Everything a chunk's forward and backward and a single step of `cell` return, float32."""
+    args = _chunk(cell, 6, 2, 5)
+    return {**_run(cell, cells.kernels(), *args),
+            **{f"step{k}": v for k, v in enumerate(cells.CELLS[cell].step(args[0][0], args[1],
+                                                                           args[2]))}}
 
 
 def test_unknown_or_unbuildable_kernels_are_config_errors(monkeypatch, tmp_path):
     with pytest.raises(ConfigError, match="kernels must be one of numpy, fused"):
         cells.use_kernels("cuda")
+    want = {cell: _every_kernel(cell) for cell in cells.CELLS}
     monkeypatch.setenv("CC", str(tmp_path / "no-such-compiler"))
     monkeypatch.setenv("CHARRNN_CACHE", str(tmp_path / "cache"))
     fused.reset()
@@ -114,9 +254,30 @@ def test_unknown_or_unbuildable_kernels_are_config_errors(monkeypatch, tmp_path)
         with pytest.raises(ConfigError, match="fused kernels are not available: no working C "
                                               "compiler"):
             cells.use_kernels("fused")
+        assert cells.kernels() == "numpy"
+        for cell in cells.CELLS:  # and every cell computes what NumPy does, bit for bit
+            got = _every_kernel(cell)
+            for name in want[cell]:
+                assert np.array_equal(got[name], want[cell][name]), f"{cell} {name}"
     finally:
         fused.reset()
-    assert cells.kernels() == "numpy"
+
+
+@needs_fused
+def test_a_python_whose_arrays_the_steps_cannot_read_gets_no_kernels(monkeypatch):
+    # the single steps read each array's data pointer at fused.DATA_OFFSET; where that is not
+    # where NumPy keeps it, the library is refused at load, so nothing reads the wrong memory
+    monkeypatch.setattr(fused, "DATA_OFFSET", fused.DATA_OFFSET - 8)
+    fused.reset()
+    try:
+        assert fused.available().startswith("cannot find NumPy arrays' data in memory")
+        with pytest.raises(ConfigError, match="cannot find NumPy arrays' data"):
+            cells.use_kernels("fused")
+        assert cells.kernels() == "numpy"
+    finally:
+        monkeypatch.undo()
+        fused.reset()
+    assert fused.available() is None
 
 
 @needs_fused
@@ -161,7 +322,7 @@ def test_worker_processes_run_the_callers_kernels(monkeypatch):
 
 
 @needs_fused
-@pytest.mark.parametrize("cell", ["lstm", "gru"])
+@pytest.mark.parametrize("cell", ["lstm", "gru", "rnn"])
 def test_a_fused_run_saves_its_kernels_and_resumes_exactly(tmp_path, cell):
     corpus = tmp_path / "austen.txt"
     corpus.write_text(AUSTEN)
@@ -171,6 +332,8 @@ def test_a_fused_run_saves_its_kernels_and_resumes_exactly(tmp_path, cell):
     train(tiny(corpus, tmp_path / "part", **{**kw, "steps": 7}), threads=1)
     saved = resume_config(tmp_path / "part", steps=12)
     assert saved.kernels == "fused"
+    assert C.load(tmp_path / "part" / "last.npz").meta["train"]["fused_cells"] == \
+        ["lstm", "gru", "rnn"]
     train(saved, resume=True, threads=1)
     full, part = C.load(tmp_path / "full" / "last.npz"), C.load(tmp_path / "part" / "last.npz")
     for k in full.params:
@@ -238,7 +401,7 @@ def test_a_failed_build_is_tried_once_per_process(monkeypatch, tmp_path):
 def test_the_cli_option_trains_with_the_fused_kernels(tmp_path):
     corpus = tmp_path / "austen.txt"
     corpus.write_text(AUSTEN)
-    for cell in ("lstm", "gru"):
+    for cell in ("lstm", "gru", "rnn"):
         runs = {}
         for k in ("fused", "numpy"):
             r = invoke("train", corpus, "--out", tmp_path / cell / k, "--steps", 3, *TINY,
@@ -252,18 +415,13 @@ def test_the_cli_option_trains_with_the_fused_kernels(tmp_path):
                                    rtol=1e-4, atol=1e-5)
 
 
-def test_fused_kernels_for_a_cell_they_do_not_cover_is_a_one_line_error(tmp_path):
-    corpus = tmp_path / "austen.txt"
-    corpus.write_text(AUSTEN)
-    one_line_error(invoke("train", corpus, "--out", tmp_path / "r", "--steps", 3, *TINY,
-                          "--cell", "rnn", "--kernels", "fused"), "LSTM and GRU cells only", "rnn")
-    assert not (tmp_path / "r").exists()
-
-
-@pytest.mark.parametrize("cell", ["gru", "rnn"])
-def test_a_run_saved_when_fused_did_not_cover_its_cell_resumes_exactly_on_numpy(tmp_path, cell):
-    # before the GRU kernels, "fused" was accepted for any cell and recorded, but GRU and RNN ran
-    # NumPy's loops: such a run must resume on NumPy's loops, bit for bit
+@pytest.mark.parametrize("cell,recorded", [("gru", None), ("rnn", None),
+                                           ("rnn", ["lstm", "gru"])])
+def test_a_run_saved_when_fused_did_not_cover_its_cell_resumes_exactly_on_numpy(tmp_path, cell,
+                                                                               recorded):
+    # "fused" was once accepted for any cell and recorded, but the cells it had no kernels for
+    # then (recorded in "fused_cells"; before that was recorded, all but the LSTM) ran NumPy's
+    # loops: such a run must resume on NumPy's loops, bit for bit
     corpus = tmp_path / "austen.txt"
     corpus.write_text(AUSTEN)
     kw = {"dtype": "float32", "dropout": 0.2, "steps": 12, "eval_every": 4, "cell": cell}
@@ -271,7 +429,9 @@ def test_a_run_saved_when_fused_did_not_cover_its_cell_resumes_exactly_on_numpy(
     train(tiny(corpus, tmp_path / "part", **{**kw, "steps": 7}), threads=1)
     last = tmp_path / "part" / "last.npz"
     ck = C.load(last)
-    assert ck.meta["train"].pop("fused_cells") == ["lstm", "gru"]  # what this version records
+    assert ck.meta["train"].pop("fused_cells") == ["lstm", "gru", "rnn"]  # what this version
+    if recorded is not None:                                             # records
+        ck.meta["train"]["fused_cells"] = recorded  # what the version before the RNN's recorded
     ck.meta["train"]["kernels"] = "fused"  # what the older version recorded
     C.save(last, ck)
     saved = resume_config(tmp_path / "part", steps=12)
