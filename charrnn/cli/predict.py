@@ -59,7 +59,7 @@ def predict(texts, checkpoint, top, segment, beam, temperature, max_length, seed
     from ..tools.info import find_checkpoint
 
     path = find_checkpoint(checkpoint, families=("classify", "tag", "seq2seq"))
-    ckpt = C.load(path)
+    ckpt = C.load(path).running()  # the default kernels (charrnn.nn.cells.DEFAULT_KERNELS)
     if ckpt.family == "lm":
         raise click.UsageError(f"{path} holds a language model: use `charrnn sample` to "
                                f"generate text from it (or `charrnn eval` to score a file); "

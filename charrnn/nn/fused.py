@@ -5,8 +5,8 @@ state, tanh, output), each a pass over memory; at the sizes charrnn trains, that
 a third of a training chunk (bench/multiply_floor.py measures it; docs/en/explanation/kernels.md). `fused.c`,
 beside this file, does one step's elementwise work in one call. The multiplies stay NumPy's.
 
-It is never required and never the default: `charrnn train --kernels fused` (or
-`cells.use_kernels("fused")` in Python) asks for it, and it is built at first use with the
+It is never required and never the default: `charrnn train --kernels fused` (or a model Config
+with kernels="fused" in Python, see charrnn.nn.cells) asks for it, and it is built at first use with the
 system's C compiler (`$CC`, else `cc`): `cc -O3 -march=native -fno-math-errno -fno-trapping-math
 -shared` (the compiler may contract multiply-adds into FMAs, so the last bits depend on the
 CPU), into `$CHARRNN_CACHE` (default `~/.cache/charrnn`), named by a hash of the source, the

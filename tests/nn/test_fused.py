@@ -13,17 +13,11 @@ from charrnn.models import lm as M
 from charrnn.nn import cells, fused
 from charrnn.parallel import blas as B
 from charrnn.parallel import workers as P
-from charrnn.train.trainer import kernels, resume_config, train
+from charrnn.train.trainer import resume_config, train
 from tests.helpers import AUSTEN, TINY, assert_close, invoke, one_line_error, tiny
 
 WHY = fused.available()
 needs_fused = pytest.mark.skipif(WHY is not None, reason=f"fused kernels unavailable: {WHY}")
-
-
-@pytest.fixture(autouse=True)
-def numpy_after():
-    yield
-    cells.use_kernels("numpy")
 
 
 def _chunk(cell, T, N, H, dtype=np.float32, seed=0):
@@ -40,10 +34,8 @@ def _chunk(cell, T, N, H, dtype=np.float32, seed=0):
 def _run(cell, name, xp, state, p, dhs, dstate, backward_with=None):
     """Everything one forward and backward pass of `cell` returns and caches (but the inputs
     it keeps), by name, with `name`'s kernels (the backward pass with `backward_with`'s)."""
-    cells.use_kernels(name)
-    hs, final, cache = getattr(cells, f"{cell}_forward")(xp.copy(), state, p)
-    cells.use_kernels(backward_with or name)
-    dxp, d0, g = getattr(cells, f"{cell}_backward")(dhs, dstate, cache)
+    hs, final, cache = cells.cell(cell, name).forward(xp.copy(), state, p)
+    dxp, d0, g = cells.cell(cell, backward_with or name).backward(dhs, dstate, cache)
     return {"hs": hs, "dxp": dxp, **{f"final{k}": v for k, v in enumerate(final)},
             **{f"d0_{k}": v for k, v in enumerate(d0)}, **{f"d{k}": v for k, v in g.items()},
             **{f"cache.{k}": v for k, v in cache._asdict().items()
@@ -96,27 +88,47 @@ def test_float64_and_strided_arrays_take_the_numpy_path_bit_for_bit():
         xp, state, p, dhs, dstate = _chunk(cell, 5, 3, 4)
         strided = np.zeros((5, 3, 8), np.float32)[..., ::2]
         strided[...] = dhs  # the same values, not contiguous: the backward loop falls back
-        cells.use_kernels("fused")
-        _, _, cache = getattr(cells, f"{cell}_forward")(xp.copy(), state, p)
-        a = getattr(cells, f"{cell}_backward")(strided, dstate, cache)
-        cells.use_kernels("numpy")
-        b = getattr(cells, f"{cell}_backward")(strided, dstate, cache)
+        _, _, cache = cells.cell(cell, "fused").forward(xp.copy(), state, p)
+        a = cells.cell(cell, "fused").backward(strided, dstate, cache)
+        b = cells.cell(cell, "numpy").backward(strided, dstate, cache)
         assert np.array_equal(a[0], b[0]), cell
 
 
 def test_unknown_or_unbuildable_kernels_are_config_errors(monkeypatch, tmp_path):
-    with pytest.raises(ConfigError, match="kernels must be one of numpy, fused"):
-        cells.use_kernels("cuda")
+    with pytest.raises(ConfigError, match="kernels must be one of auto, numpy, fused"):
+        cells.cell("lstm", "cuda")
+    with pytest.raises(ConfigError, match="kernels must be one of numpy, fused, not 'auto'"):
+        M.ModelConfig(kernels="auto")  # a model runs concrete kernels; "auto" is chosen before
     monkeypatch.setenv("CC", str(tmp_path / "no-such-compiler"))
     monkeypatch.setenv("CHARRNN_CACHE", str(tmp_path / "cache"))
     fused.reset()
     try:
         with pytest.raises(ConfigError, match="fused kernels are not available: no working C "
                                               "compiler"):
-            cells.use_kernels("fused")
+            cells.cell("lstm", "fused")
+        assert cells.cell("lstm", "numpy") is cells.CELLS["lstm"]  # NumPy's need nothing built
     finally:
         fused.reset()
-    assert cells.kernels() == "numpy"
+
+
+def test_the_kernels_are_a_setting_of_the_config_not_of_the_process():
+    """Two configs, each with its kernels, in one process and in any order: each runs its own
+    (the process-wide switch this replaced would make the second undo the first); the choice
+    goes to the workers in to_dict, which says nothing of NumPy's, so older configs still read."""
+    base = M.ModelConfig(9, "lstm", 6, 1, 0.0, "float32")
+    assert "kernels" not in base.to_dict()
+    assert M.ModelConfig.from_dict(base.to_dict()) == base
+    f = M.ModelConfig(9, "lstm", 6, 1, 0.0, "float32", "fused")
+    assert f.to_dict()["kernels"] == "fused" and M.ModelConfig.from_dict(f.to_dict()) == f
+    if WHY is not None:
+        pytest.skip(f"fused kernels unavailable: {WHY}")
+    params = M.init_params(base, np.random.default_rng(0))
+    ids = np.random.default_rng(1).integers(0, 9, (3, 12))
+    batch, state = (ids[:, :-1], ids[:, 1:]), M.init_state(base, 3)
+    a = [M.loss_and_grads(params, c, batch, state)[1]["l0.Wh"] for c in (base, f, base, f)]
+    assert np.array_equal(a[0], a[2]) and np.array_equal(a[1], a[3])
+    assert not np.array_equal(a[0], a[1])
+    assert_close(a[1], a[0], rtol=1e-4, atol=1e-6, what="fused against numpy")
 
 
 @needs_fused
@@ -143,18 +155,17 @@ def test_the_library_is_built_once_per_source_and_cpu(monkeypatch, tmp_path):
 @pytest.mark.skipif(B.openblas() is None, reason="BLAS threads not controllable")
 def test_worker_processes_run_the_callers_kernels(monkeypatch):
     monkeypatch.setattr(P, "MIN_SLICE", 1)
-    cfg = M.ModelConfig(9, "lstm", 6, 2, 0.0, "float32")
     rng = np.random.default_rng(0)
-    params = M.init_params(cfg, rng)
+    params = M.init_params(M.ModelConfig(9, "lstm", 6, 2, 0.0, "float32"), rng)
     ids = rng.integers(0, 9, (4, 11))
-    batch, state = (ids[:, :-1], ids[:, 1:]), M.init_state(cfg, 4)
     out = {}
     for name in ("numpy", "fused"):
-        with kernels(name), P.Workers(2) as w:
+        cfg = M.ModelConfig(9, "lstm", 6, 2, 0.0, "float32", name)
+        batch, state = (ids[:, :-1], ids[:, 1:]), M.init_state(cfg, 4)
+        with P.Workers(2) as w:
             out[name] = P.loss_and_grads(M, params, cfg, batch, state, None, w)[1]
-            assert w._cfg[2] == name  # and the workers said so when they started
-        with kernels(name):
-            alone = M.loss_and_grads(params, cfg, batch, state)[1]
+            assert len(w._procs) == 1  # the work really was split
+        alone = M.loss_and_grads(params, cfg, batch, state)[1]
         for k in params:
             assert_close(out[name][k], alone[k], rtol=1e-5, atol=1e-6, what=f"{name} {k}")
     assert any(not np.array_equal(out["numpy"][k], out["fused"][k]) for k in params)
@@ -175,7 +186,7 @@ def test_a_fused_run_saves_its_kernels_and_resumes_exactly(tmp_path, cell):
     full, part = C.load(tmp_path / "full" / "last.npz"), C.load(tmp_path / "part" / "last.npz")
     for k in full.params:
         assert np.array_equal(part.params[k], full.params[k]), k
-    assert cells.kernels() == "numpy"  # train() puts the setting back
+    assert part.model.kernels == "numpy"  # not saved with the parameters: "train" has it
     numpy_run = train(tiny(corpus, tmp_path / "np", **{**kw, "kernels": "numpy"}), threads=1)
     assert C.load(numpy_run.run_dir / "last.npz").meta["train"]["kernels"] == "numpy"
     assert not np.array_equal(C.load(tmp_path / "np" / "last.npz").params["l0.Wh"],
@@ -228,7 +239,7 @@ def test_a_failed_build_is_tried_once_per_process(monkeypatch, tmp_path):
         first = fused.available()
         assert first.startswith("no working C compiler") and fused.available() == first
         with pytest.raises(ConfigError, match="no working C compiler"):
-            cells.use_kernels("fused")
+            cells.cell("gru", "fused")
         assert len(calls) == 1
     finally:
         fused.reset()
