@@ -414,6 +414,7 @@ def main(argv=None):
             if have_torch:
                 theirs.append(run(**job, impl="torch"))
         row = {"config": name, "cell": cell, "hidden": H, "layers": L,
+               "kernels": cells.choose_kernels(a.kernels, cell, "float32"),
                "train_flops_per_char": fpc, "charrnn_chars_per_sec": max(ours),
                "torch_chars_per_sec": max(theirs) if theirs else None,
                "charrnn_rounds": ours, "torch_rounds": theirs,
@@ -433,7 +434,8 @@ def main(argv=None):
     if a.sample:
         (cell, H, L), = parse_configs(a.sample)
         job = {"cell": cell, "hidden": H, "layers": L, "kernels": a.kernels}
-        s = {"config": f"{cell} {H}x{L}"}
+        s = {"config": f"{cell} {H}x{L}", "kernels": cells.choose_kernels(a.kernels, cell,
+                                                                          "float32")}
         ours, paths = [], {"onednn": [], "native": []}
         for _ in range(a.repeats):
             ours.append(run(kind="sample", impl="charrnn", **job))
@@ -473,17 +475,19 @@ def table(res) -> str:
               f" (numpy {res['machine']['numpy']}, torch {res['machine']['torch']},"
               f" {res['machine']['threads']} threads each; charrnn's LSTM/GRU kernels: "
               f"{res['settings'].get('kernels', 'numpy')})"), "",
-             (f"{'training':<13}{'charrnn c/s':>12}{'torch c/s':>11}{'ratio':>7}{'median':>7}"
+             (f"{'training':<19}{'charrnn c/s':>12}{'torch c/s':>11}{'ratio':>7}{'median':>7}"
               f"{'GFLOP/s':>9}{'of matmul':>10}{'step-shape':>11}{'of that':>8}")]
     for r in res["train"]:
-        lines.append(f"{r['config']:<13}{r['charrnn_chars_per_sec']:>12.0f}"
+        name = r["config"] + (f" {r['kernels']}" if "kernels" in r else "")
+        lines.append(f"{name:<19}{r['charrnn_chars_per_sec']:>12.0f}"
                      f"{f(r['torch_chars_per_sec'], '.0f'):>11}{f(r['ratio'], '.2f'):>7}"
                      f"{f(r.get('median_ratio'), '.2f'):>7}"
                      f"{r['charrnn_gflops']:>9.1f}{r['frac_of_matmul']:>10.0%}"
                      f"{r['matmul_gflops_step_shape']:>11.1f}{r['frac_of_step_shape']:>8.0%}")
     s = res["sample"]
     if s:
-        lines += ["", f"sampling {s['config']}, one stream: charrnn {s['charrnn_chars_per_sec']:.0f}"
+        lines += ["", f"sampling {s['config']} ({s.get('kernels', 'numpy')} kernels), one stream:"
+                  f" charrnn {s['charrnn_chars_per_sec']:.0f}"
                   f" c/s, bare matvec chain {s['matvec_chain_per_sec']:.0f} c/s"
                   f" ({s['charrnn_chars_per_sec'] / s['matvec_chain_per_sec']:.0%} of it)"
                   + (f", torch {s['torch_chars_per_sec']:.0f} c/s ({s['torch_best_path']}),"

@@ -217,9 +217,10 @@ class _TrainDisplay:
               show_default=True,
               help="The LSTM and GRU time loops' elementwise work: fused, one compiled C call "
               "per step (built at first use with the system's C compiler, $CC or cc; float32; "
-              "agrees with NumPy to rounding); numpy, NumPy's (the reference); auto, fused where "
-              "it can be had (float32, LSTM or GRU, a C compiler), else numpy, never an error. "
-              "The first line says which ran; --resume keeps the run's.")
+              "agrees with NumPy to rounding); numpy, NumPy's (the reference); auto, fused "
+              "where it can be had (float32, an LSTM or GRU, a working C compiler) and numpy "
+              "otherwise, never an error. The first line names the kernels chosen (and why numpy, when auto "
+              "chose it); --resume keeps the run's.")
 @click.option("--quiet", "-q", is_flag=True,
               help="Print only the checkpoint's path (on stdout); errors still go to stderr.")
 @click.option("--task", type=click.Choice(TASKS), default="lm", show_default=True,

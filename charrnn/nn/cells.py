@@ -63,7 +63,9 @@ from ..errors import ConfigError
 KERNELS = ("numpy", "fused")
 AUTO = "auto"
 KERNEL_CHOICES = (AUTO, *KERNELS)  # what a user may ask for (charrnn train --kernels)
-DEFAULT_KERNELS = "numpy"  # what training and the commands that run a model ask for by default
+# what training and the commands that run a model ask for by default: the compiled kernels
+# where they serve and build, NumPy's otherwise (issue 27: fast by default, never an error)
+DEFAULT_KERNELS = AUTO
 # what "fused" has compiled code for, per cell: these of its functions take kernels=
 FUSED = {"lstm": ("forward", "backward"), "gru": ("forward", "backward")}
 FUSED_CELLS = tuple(FUSED)  # the cells "fused" has kernels for

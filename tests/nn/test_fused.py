@@ -277,7 +277,8 @@ def test_a_run_saved_when_fused_did_not_cover_its_cell_resumes_exactly_on_numpy(
     # NumPy's loops: such a run must resume on NumPy's loops, bit for bit
     corpus = tmp_path / "austen.txt"
     corpus.write_text(AUSTEN)
-    kw = {"dtype": "float32", "dropout": 0.2, "steps": 12, "eval_every": 4, "cell": cell}
+    kw = {"dtype": "float32", "dropout": 0.2, "steps": 12, "eval_every": 4, "cell": cell,
+          "kernels": "numpy"}  # what such a run ran
     train(tiny(corpus, tmp_path / "full", **kw), threads=1)
     train(tiny(corpus, tmp_path / "part", **{**kw, "steps": 7}), threads=1)
     last = tmp_path / "part" / "last.npz"
@@ -291,3 +292,68 @@ def test_a_run_saved_when_fused_did_not_cover_its_cell_resumes_exactly_on_numpy(
     full, part = C.load(tmp_path / "full" / "last.npz"), C.load(last)
     for k in full.params:
         assert np.array_equal(part.params[k], full.params[k]), k
+
+
+# --- the default: the compiled kernels where they can be had, NumPy's otherwise ---------------
+
+
+def _first_line(result) -> str:
+    return next(ln for ln in result.stderr.splitlines() if ln.startswith("training "))
+
+
+def test_by_default_train_uses_the_compiled_kernels_where_they_serve(tmp_path):
+    """No --kernels: float32 LSTM and GRU get the fused kernels (when they build here), float64
+    and the RNN NumPy's; the first line says which and why, and the checkpoint records the
+    concrete choice (never "auto"), which --resume then keeps."""
+    corpus = tmp_path / "austen.txt"
+    corpus.write_text(AUSTEN)
+    f32 = [a if a != "float64" else "float32" for a in TINY]
+    want = "numpy" if WHY else "fused"
+    for name, args, kernels, note in (
+            ("lstm32", [*f32, "--cell", "lstm"], want, WHY),
+            ("gru32", [*f32, "--cell", "gru"], want, WHY),
+            ("lstm64", [*TINY, "--cell", "lstm"], "numpy", "float32 only"),
+            ("rnn32", [*f32, "--cell", "rnn"], "numpy", "none for the rnn cell")):
+        r = invoke("train", corpus, "--out", tmp_path / name, "--steps", 2, *args)
+        assert r.exit_code == 0, r.stderr
+        line = _first_line(r)
+        assert f", {kernels} kernels" in line, line
+        assert (note or "(") in line if kernels == "numpy" else "(" not in line[-30:], line
+        assert C.load(tmp_path / name / "last.npz").meta["train"]["kernels"] == kernels
+        assert resume_config(tmp_path / name).kernels == kernels
+
+
+def test_without_a_compiler_the_default_trains_on_numpy_and_says_why(tmp_path, monkeypatch):
+    """A user who did not ask for the kernels never meets an error for want of a compiler
+    (the build is made to fail: CC names a compiler that does not exist); one who asked for them
+    gets one line saying why."""
+    corpus = tmp_path / "austen.txt"
+    corpus.write_text(AUSTEN)
+    monkeypatch.setenv("CC", str(tmp_path / "no-such-compiler"))
+    monkeypatch.setenv("CHARRNN_CACHE", str(tmp_path / "cache"))
+    f32 = [a if a != "float64" else "float32" for a in TINY]
+    fused.reset()
+    try:
+        r = invoke("train", corpus, "--out", tmp_path / "a", "--steps", 2, *f32, "--cell", "lstm")
+        assert r.exit_code == 0, r.stderr
+        assert "Traceback" not in r.output and "error:" not in r.stderr.lower()
+        assert ", numpy kernels (no working C compiler (" in _first_line(r)
+        assert C.load(tmp_path / "a" / "last.npz").meta["train"]["kernels"] == "numpy"
+        r = invoke("sample", "-c", tmp_path / "a", "--length", 20, "--seed", 1)
+        assert r.exit_code == 0 and r.stdout, r.stderr  # inference's default, likewise
+        one_line_error(invoke("train", corpus, "--out", tmp_path / "b", "--steps", 2, *f32,
+                              "--cell", "lstm", "--kernels", "fused"),
+                       "fused kernels are not available: no working C compiler")
+    finally:
+        fused.reset()
+
+
+def test_a_run_saved_before_the_kernels_were_recorded_resumes_on_numpy(tmp_path):
+    corpus = tmp_path / "austen.txt"
+    corpus.write_text(AUSTEN)
+    train(tiny(corpus, tmp_path / "r", dtype="float32", kernels="numpy", steps=4), threads=1)
+    last = tmp_path / "r" / "last.npz"
+    ck = C.load(last)
+    del ck.meta["train"]["kernels"]  # as the versions before --kernels wrote it
+    C.save(last, ck)
+    assert resume_config(tmp_path / "r").kernels == "numpy"  # not the new default, "auto"
