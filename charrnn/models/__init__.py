@@ -7,7 +7,9 @@ charrnn.models.lm, is the first.
 
     NAME                  registry key, saved in checkpoints and run configurations
     Config                frozen dataclass: everything that rebuilds the parameters (to_dict,
-                          from_dict); a vocabulary size of 0 means "taken from the data"
+                          from_dict); a vocabulary size of 0 means "taken from the data"; last,
+                          `kernels` ("numpy", "fused"): the kernels its cells run, passed to
+                          charrnn.nn.cells.cell (to_dict omits "numpy"; checkpoints omit it)
     DEFAULT               the Config `charrnn train` uses for this family (measured defaults)
     METRIC                the validation figure the trainer keeps the best (lowest) of
     param_shapes(cfg)     {name: shape} in a fixed order: parameters, gradients, optimizer

@@ -55,8 +55,8 @@ import numpy as np
 
 from ..errors import ConfigError
 
-# The kernels a cell's time loops can run: "numpy", the reference, or "fused", the optional
-# compiled elementwise kernels of charrnn.nn.fused (float32 only; they agree with NumPy to float32
+# The kernels a cell's time loops can run: "numpy", the reference, or "fused", the compiled
+# elementwise kernels of charrnn.nn.fused (float32 only; they agree with NumPy to float32
 # rounding, not bit for bit). A model's Config names its kernels, and every forward, backward and
 # step looks its cell up with them: cell(cfg.cell, cfg.kernels). "auto", a user's default, is
 # made one of the two by choose_kernels before anything runs.
@@ -106,7 +106,9 @@ def cell(name: str, kernels: str = "numpy") -> Cell:
     ConfigError if "fused" cannot be built here. The NumPy cells are CELLS' own."""
     if kernels == "numpy":
         return CELLS[name]
-    choose_kernels(kernels, name, np.float32)  # ConfigError: unknown, or cannot be built
+    if kernels != "fused":  # AUTO included: a model runs the kernels chosen for it
+        raise ConfigError(f"kernels must be one of {', '.join(KERNELS)}, not {kernels!r}")
+    choose_kernels(kernels, name, np.float32)  # ConfigError if they cannot be built here
     return _FUSED_CELLS[name]
 
 

@@ -96,7 +96,10 @@ def test_float64_and_strided_arrays_take_the_numpy_path_bit_for_bit():
 
 def test_unknown_or_unbuildable_kernels_are_config_errors(monkeypatch, tmp_path):
     with pytest.raises(ConfigError, match="kernels must be one of auto, numpy, fused"):
-        cells.cell("lstm", "cuda")
+        cells.choose_kernels("cuda", "lstm", "float32")
+    for asked in ("cuda", "auto"):  # a cell runs concrete kernels, chosen before
+        with pytest.raises(ConfigError, match="kernels must be one of numpy, fused"):
+            cells.cell("lstm", asked)
     with pytest.raises(ConfigError, match="kernels must be one of numpy, fused, not 'auto'"):
         M.ModelConfig(kernels="auto")  # a model runs concrete kernels; "auto" is chosen before
     monkeypatch.setenv("CC", str(tmp_path / "no-such-compiler"))
