@@ -61,6 +61,7 @@ from common import cpu_model
 
 from charrnn.data import text as D
 from charrnn.models import lm as M
+from charrnn.nn import cells
 from charrnn.nn.cells import CELLS
 from charrnn.parallel import blas
 from charrnn.parallel import workers as P
@@ -125,13 +126,19 @@ def matmul_rate(m: int, k: int, n: int, seconds: float) -> float:
 # charrnn
 
 
-def charrnn_trainer(cell, H, L, ids, N, T, seed=0):
+def model_config(cell, H, L, V, kernels):
+    """The float32 model, its cells running `kernels` ("auto" chosen as `charrnn train` does)."""
+    return M.ModelConfig(vocab_size=V, cell=cell, hidden=H, layers=L, dtype="float32",
+                         kernels=cells.choose_kernels(kernels, cell, "float32"))
+
+
+def charrnn_trainer(cell, H, L, ids, N, T, kernels, seed=0):
     """A closure doing one real training step per call, as `charrnn train` does it: next chunk,
     loss and gradients with the streams split across processes (charrnn.parallel), clip, Adam."""
     from charrnn.nn.optim import Optimizer
 
     V = int(ids.max()) + 1
-    cfg = M.ModelConfig(vocab_size=V, cell=cell, hidden=H, layers=L, dtype="float32")
+    cfg = model_config(cell, H, L, V, kernels)
     rng = np.random.default_rng(seed)
     params = M.init_params(cfg, rng)
     opt = Optimizer("adam", params)
@@ -151,12 +158,12 @@ def charrnn_trainer(cell, H, L, ids, N, T, seed=0):
     return step
 
 
-def charrnn_sampler(cell, H, L, vocab, seed=0):
+def charrnn_sampler(cell, H, L, vocab, kernels, seed=0):
     """One stream, one character per call, through charrnn's own sampler (charrnn.sample):
     model.step, softmax, one draw."""
     from charrnn.tools.sample import SampleConfig, generate
 
-    cfg = M.ModelConfig(vocab_size=len(vocab), cell=cell, hidden=H, layers=L, dtype="float32")
+    cfg = model_config(cell, H, L, len(vocab), kernels)
     rng = np.random.default_rng(seed)
     params = M.init_params(cfg, rng)
     pieces = generate(params, cfg, vocab, config=SampleConfig(length=10**9), rng=rng)
@@ -182,9 +189,9 @@ def matvec_chain(cell, H, L, V):
     return step
 
 
-def charrnn_eval_rate(cell, H, L, ids, seconds):
+def charrnn_eval_rate(cell, H, L, ids, seconds, kernels):
     V = int(ids.max()) + 1
-    cfg = M.ModelConfig(vocab_size=V, cell=cell, hidden=H, layers=L, dtype="float32")
+    cfg = model_config(cell, H, L, V, kernels)
     params = M.init_params(cfg, np.random.default_rng(0))
     pool = workers()
     return best_rate(lambda: M.score(params, cfg, ids, streams=32, seq=256, workers=pool),
@@ -313,24 +320,21 @@ def worker(job: dict) -> float:
     ids = D.encode(text[: job["chars"]], vocab)
     V = len(vocab)
     cell, H, L = job["cell"], job["hidden"], job["layers"]
-    if not torch:
-        from charrnn.nn import cells
-
-        cells.use_kernels(job.get("kernels", "numpy"))
+    kernels = job.get("kernels", cells.DEFAULT_KERNELS)
     if kind == "train":
         N, T = job["batch"], job["seq"]
         fn = (torch_trainer(torch, cell, H, L, ids, N, T) if torch
-              else charrnn_trainer(cell, H, L, ids, N, T))
+              else charrnn_trainer(cell, H, L, ids, N, T, kernels))
         return best_rate(fn, N * T, secs, min_calls=2)
     if kind == "sample":
         if torch:
             with torch.backends.mkldnn.flags(enabled=job["onednn"]):
                 return best_rate(torch_sampler(torch, cell, H, L, V), 1, secs)
-        return best_rate(charrnn_sampler(cell, H, L, vocab), 1, secs)
+        return best_rate(charrnn_sampler(cell, H, L, vocab, kernels), 1, secs)
     if kind == "chain":
         return best_rate(matvec_chain(cell, H, L, V), 1, secs)
     if kind == "eval":
-        return charrnn_eval_rate(cell, H, L, ids[: job["eval_chars"]], secs)
+        return charrnn_eval_rate(cell, H, L, ids[: job["eval_chars"]], secs, kernels)
     raise ValueError(kind)
 
 
@@ -358,9 +362,10 @@ def main(argv=None):
     ap.add_argument("--threads", type=int, default=os.cpu_count(),
                     help="threads for both OpenBLAS (NumPy) and PyTorch (default: all cores)")
     ap.add_argument("--no-torch", action="store_true", help="skip PyTorch even if installed")
-    ap.add_argument("--kernels", default="numpy", choices=("numpy", "fused"),
-                    help="charrnn's kernels (charrnn.nn.cells.KERNELS) for training, sampling "
-                    "and eval; with fused, sampling is also timed with numpy's, rounds alternating")
+    ap.add_argument("--kernels", default=cells.DEFAULT_KERNELS, choices=cells.KERNEL_CHOICES,
+                    help="charrnn's cell kernels, as `charrnn train --kernels` (default: its), for "
+                    "training, sampling and eval; when they come to fused, sampling is also timed "
+                    "with numpy's, rounds alternating")
     ap.add_argument("--sample", default="lstm:512x2", help="sampling/eval config ('' to skip)")
     ap.add_argument("--memory-mb", type=int, default=100, help="memory check corpus (0: skip)")
     ap.add_argument("--json", default=str(ROOT / "bench" / "results.json"))
@@ -411,6 +416,7 @@ def main(argv=None):
             if have_torch:
                 theirs.append(run(**job, impl="torch"))
         row = {"config": name, "cell": cell, "hidden": H, "layers": L,
+               "kernels": cells.choose_kernels(a.kernels, cell, "float32"),
                "train_flops_per_char": fpc, "charrnn_chars_per_sec": max(ours),
                "torch_chars_per_sec": max(theirs) if theirs else None,
                "charrnn_rounds": ours, "torch_rounds": theirs,
@@ -430,16 +436,17 @@ def main(argv=None):
     if a.sample:
         (cell, H, L), = parse_configs(a.sample)
         job = {"cell": cell, "hidden": H, "layers": L, "kernels": a.kernels}
-        s = {"config": f"{cell} {H}x{L}"}
-        ours, paths = {a.kernels: [], "numpy": []}, {"onednn": [], "native": []}
+        chosen = cells.choose_kernels(a.kernels, cell, "float32")
+        s = {"config": f"{cell} {H}x{L}", "kernels": chosen}
+        ours, paths = {chosen: [], "numpy": []}, {"onednn": [], "native": []}
         for _ in range(a.repeats):
             for k, rounds in ours.items():
                 rounds.append(run(kind="sample", impl="charrnn", **{**job, "kernels": k}))
             if have_torch:
                 for path, rounds in paths.items():
                     rounds.append(run(kind="sample", impl="torch", onednn=path == "onednn", **job))
-        s["charrnn_chars_per_sec"] = max(ours[a.kernels])
-        if a.kernels != "numpy":
+        s["charrnn_chars_per_sec"] = max(ours[chosen])
+        if chosen != "numpy":
             s["numpy_kernels_chars_per_sec"] = max(ours["numpy"])
         s["matvec_chain_per_sec"] = best(kind="chain", **job)
         if have_torch:
@@ -474,18 +481,20 @@ def table(res) -> str:
               f" {res['machine']['threads']} threads each; charrnn's kernels: "
               f"{res['settings'].get('kernels', 'numpy')})")]
     if res["train"]:
-        lines += ["", (f"{'training':<13}{'charrnn c/s':>12}{'torch c/s':>11}{'ratio':>7}"
+        lines += ["", (f"{'training':<19}{'charrnn c/s':>12}{'torch c/s':>11}{'ratio':>7}"
                        f"{'median':>7}{'GFLOP/s':>9}{'of matmul':>10}{'step-shape':>11}"
                        f"{'of that':>8}")]
     for r in res["train"]:
-        lines.append(f"{r['config']:<13}{r['charrnn_chars_per_sec']:>12.0f}"
+        name = r["config"] + (f" {r['kernels']}" if "kernels" in r else "")
+        lines.append(f"{name:<19}{r['charrnn_chars_per_sec']:>12.0f}"
                      f"{f(r['torch_chars_per_sec'], '.0f'):>11}{f(r['ratio'], '.2f'):>7}"
                      f"{f(r.get('median_ratio'), '.2f'):>7}"
                      f"{r['charrnn_gflops']:>9.1f}{r['frac_of_matmul']:>10.0%}"
                      f"{r['matmul_gflops_step_shape']:>11.1f}{r['frac_of_step_shape']:>8.0%}")
     s = res["sample"]
     if s:
-        lines += ["", f"sampling {s['config']}, one stream: charrnn {s['charrnn_chars_per_sec']:.0f}"
+        lines += ["", f"sampling {s['config']} ({s.get('kernels', 'numpy')} kernels), one stream:"
+                  f" charrnn {s['charrnn_chars_per_sec']:.0f}"
                   f" c/s, bare matvec chain {s['matvec_chain_per_sec']:.0f} c/s"
                   f" ({s['charrnn_chars_per_sec'] / s['matvec_chain_per_sec']:.0%} of it)"
                   + (f", torch {s['torch_chars_per_sec']:.0f} c/s ({s['torch_best_path']}),"

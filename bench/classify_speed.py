@@ -47,9 +47,9 @@ def batches(batch: int):
     return out, len(vocab), len(labels)
 
 
-def charrnn_step(data, V, K, cell, H, workers):
+def charrnn_step(data, V, K, cell, H, workers, kernels):
     cfg = Cl.Config(vocab_size=V, classes=K, cell=cell, hidden=H, layers=1, dropout=0.0,
-                    class_weights=0.0)
+                    class_weights=0.0, kernels=cells.choose_kernels(kernels, cell, "float32"))
     return family_step(Cl, cfg, data, workers)
 
 
@@ -88,13 +88,12 @@ def main() -> None:
     ap.add_argument("--seconds", type=float, default=3.0)
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--threads", type=int, default=2)
-    ap.add_argument("--kernels", choices=cells.KERNELS, default="numpy",
+    ap.add_argument("--kernels", choices=cells.KERNEL_CHOICES, default=cells.DEFAULT_KERNELS,
                     help="charrnn's LSTM and GRU loop kernels (charrnn train --kernels)")
     args = ap.parse_args()
-    cells.use_kernels(args.kernels)
     data, V, K = batches(args.batch)
     workers = P.Workers(args.threads)
-    ours = charrnn_step(data, V, K, args.cell, args.hidden, workers)
+    ours = charrnn_step(data, V, K, args.cell, args.hidden, workers, args.kernels)
     try:
         import torch
 

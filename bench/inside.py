@@ -53,21 +53,19 @@ def main(argv=None) -> None:
                 ("one BLAS thread, fused kernels", "fused", True),
                 (f"BLAS's {threads} threads, numpy kernels", "numpy", False)]
     try:
-        cells.use_kernels("fused")  # built at first use; ConfigError where it cannot be
+        cells.cell("lstm", "fused")  # built at first use; ConfigError where it cannot be
     except ConfigError as e:
         print(f"fused kernels left out: {e}")
         settings.pop(1)
-    cells.use_kernels("numpy")
     best: dict = {}
     for _ in range(args.repeats):
         for name, kernels, one in settings:
-            cells.use_kernels(kernels)
             real = I.one_blas_thread
             if not one:  # leave BLAS's thread count alone
                 I.one_blas_thread = lambda: _nothing()
             try:
                 t0 = time.perf_counter()
-                rec = I.record(ckpt, text)
+                rec = I.record(ckpt.running(kernels), text)
                 t1 = time.perf_counter()
                 found = I.find(rec)
                 t2 = time.perf_counter()
@@ -75,7 +73,6 @@ def main(argv=None) -> None:
                 t3 = time.perf_counter()
             finally:
                 I.one_blas_thread = real
-                cells.use_kernels("numpy")
             times = (t1 - t0, t2 - t1, t3 - t2)
             best[name] = [min(a, b) for a, b in zip(best.get(name, times), times)]
             del rec, found

@@ -35,26 +35,24 @@ def chunk_args(cell: str, T: int, N: int, H: int, seed: int = 0):
             tuple(r(N, H) for _ in range(spec.n_states)))
 
 
-def layer(cell, xp, state, p, dhs, dstate):
-    spec = cells.CELLS[cell]
+def layer(cell, xp, state, p, dhs, dstate, kernels="numpy"):
+    spec = cells.cell(cell, kernels)
     hs, _, cache = spec.forward(xp.copy(), state, p)
     return hs, spec.backward(dhs, dstate, cache)[0]
 
 
 def best_per_call(fn, seconds: float, rounds: int, kernels) -> dict[str, float]:
-    """Seconds per call of fn, the best of `rounds` rounds of about `seconds` each for each
-    kernel, the rounds alternating between the kernels."""
+    """Seconds per call of fn(kernels), the best of `rounds` rounds of about `seconds` each for
+    each kernel, the rounds alternating between the kernels."""
     best = dict.fromkeys(kernels, float("inf"))
     for _ in range(rounds):
         for k in kernels:
-            cells.use_kernels(k)
-            fn()  # warm up
+            fn(k)  # warm up
             calls, t = 0, time.perf_counter()
             while (el := time.perf_counter() - t) < seconds or calls < 3:
-                fn()
+                fn(k)
                 calls += 1
             best[k] = min(best[k], el / calls)
-    cells.use_kernels("numpy")
     return best
 
 
@@ -83,15 +81,14 @@ def measure(cell: str, H: int, a) -> dict[str, float]:
     """Seconds per call: the layer's chunk and the single step with each kernel, and h Wh."""
     args = chunk_args(cell, a.seq, a.streams, H)
     want = layer(cell, *args)
-    cells.use_kernels("fused")
-    for w, g in zip(want, layer(cell, *args)):
+    for w, g in zip(want, layer(cell, *args, kernels="fused")):
         assert np.allclose(g, w, rtol=1e-3, atol=1e-4 * np.abs(w).max()), cell
     both = ("numpy", "fused")
-    lay = best_per_call(lambda: layer(cell, *args), a.seconds, a.rounds, both)
+    lay = best_per_call(lambda k: layer(cell, *args, kernels=k), a.seconds, a.rounds, both)
     xp, state, p = args[0][0, :1].copy(), tuple(s[:1].copy() for s in args[1]), args[2]
-    step = cells.CELLS[cell].step
-    st = best_per_call(lambda: step(xp, state, p), a.seconds, a.rounds, both)
-    mm = best_per_call(lambda: np.matmul(state[0], p["Wh"]), a.seconds, a.rounds, ("numpy",))
+    st = best_per_call(lambda k: cells.cell(cell, k).step(xp, state, p), a.seconds, a.rounds,
+                       both)
+    mm = best_per_call(lambda k: np.matmul(state[0], p["Wh"]), a.seconds, a.rounds, ("numpy",))
     return {"layer numpy": lay["numpy"], "layer fused": lay["fused"], "step numpy": st["numpy"],
             "step fused": st["fused"], "h Wh": mm["numpy"]}
 

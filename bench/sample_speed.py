@@ -1,7 +1,8 @@
 """Characters per second of `charrnn.sample.generate` and of `charrnn.models.lm.score`.
 
 Run by hand (never a timed test):  python bench/sample_speed.py [--chars 3000] [--kernels fused]
-Random float32 models with a 65-character vocabulary (GRU 384x1 is `charrnn train`'s default).
+Random float32 models with a 65-character vocabulary (GRU 384x1 is `charrnn train`'s default),
+their cells running the kernels `charrnn sample` would choose here (--kernels: another choice).
 The sampler's per-character overhead shows against the bare loop of the step function it calls
 (`model.stepper`), so it is clear where the time goes.
 """
@@ -35,16 +36,18 @@ def rate(fn, n, repeats=5):
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--chars", type=int, default=3000)
-    ap.add_argument("--kernels", default="numpy", choices=cells.KERNELS)
+    ap.add_argument("--kernels", choices=cells.KERNEL_CHOICES, default=cells.DEFAULT_KERNELS)
     args = ap.parse_args()
-    cells.use_kernels(args.kernels)
     chars = sorted(set(string.printable[:62] + "\n .,;:!?"))[:65]
     vocab = Vocab(chars)
     rng = np.random.default_rng(0)
-    print(f"{'model':<16}{'sample chars/s':>16}{'bare step/s':>14}{'eval chars/s':>14}")
+    print(f"{'model':<16}{'kernels':>8}{'sample chars/s':>16}{'bare step/s':>14}"
+          f"{'eval chars/s':>14}")
     for cell, hidden, layers in (("lstm", 512, 2), ("lstm", 256, 2), ("gru", 384, 1),
                                  ("lstm", 128, 2)):
-        cfg = M.ModelConfig(vocab_size=len(vocab), cell=cell, hidden=hidden, layers=layers)
+        kernels = cells.choose_kernels(args.kernels, cell, "float32")
+        cfg = M.ModelConfig(vocab_size=len(vocab), cell=cell, hidden=hidden, layers=layers,
+                            kernels=kernels)
         p = M.init_params(cfg, rng)
 
         def sample(n, p=p, cfg=cfg):
@@ -61,7 +64,7 @@ def main():
         def evaluate(n, p=p, cfg=cfg, ids=ids):
             score(p, cfg, ids[: n + 1], streams=1)
 
-        print(f"{f'{cell} {hidden}x{layers}':<16}{rate(sample, args.chars):>16,.0f}"
+        print(f"{f'{cell} {hidden}x{layers}':<16}{kernels:>8}{rate(sample, args.chars):>16,.0f}"
               f"{rate(bare, args.chars):>14,.0f}{rate(evaluate, args.chars):>14,.0f}")
 
 

@@ -10,7 +10,8 @@ Format (version 2; bump FORMAT_VERSION on any change an older reader would misre
                                     the task, and this key keeps its name so that files written
                                     before, and the readers of them, stay as they are
                         model       the family's Config as a dict (for "lm": cell, vocab_size,
-                                    hidden, layers, dropout, dtype)
+                                    hidden, layers, dropout, dtype), without the kernels it
+                                    ran (how it computes, not what: "train" records them)
                         vocab       the input vocabulary as an ordered list of characters
                         ...         anything else the writer adds (training config, step,
                                     history, RNG state, data position), kept as given
@@ -35,7 +36,7 @@ import os
 import re
 import tempfile
 import zipfile
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -43,6 +44,7 @@ import numpy as np
 from .data.vocab import Vocab
 from .errors import CharrnnError, CheckpointError
 from .models import family
+from .nn import cells
 
 FORMAT = "charrnn-checkpoint"
 FORMAT_VERSION = 2
@@ -58,6 +60,15 @@ class Checkpoint:
     meta: dict = field(default_factory=dict)  # JSON-serialisable extras
     arrays: dict[str, np.ndarray] = field(default_factory=dict)  # extra arrays, "group/name"
     family: str = "lm"  # charrnn.models.FAMILIES key
+
+    def running(self, kernels: str = cells.DEFAULT_KERNELS) -> Checkpoint:
+        """This checkpoint with its model's cells running `kernels` (charrnn.nn.cells.
+        KERNEL_CHOICES; "auto": the compiled ones where they serve here, else NumPy's): how the
+        model computes, not what it is, so whoever runs a loaded model chooses, as the trainer
+        does. ConfigError if "fused" is asked for and cannot be built here."""
+        m = self.model
+        return replace(self, model=replace(m, kernels=cells.choose_kernels(kernels, m.cell,
+                                                                           m.dtype)))
 
 
 def _umask() -> int:
@@ -97,7 +108,7 @@ def save(path: str | os.PathLike, ckpt: Checkpoint) -> None:
     """Write `ckpt` to `path` atomically. Raises CheckpointError if the file cannot be written."""
     meta = dict(ckpt.meta)
     meta.update(format=FORMAT, version=FORMAT_VERSION, family=ckpt.family,
-                model=ckpt.model.to_dict(),
+                model={k: v for k, v in ckpt.model.to_dict().items() if k != "kernels"},
                 vocab=list(ckpt.vocab.chars))
     # A path that is not valid UTF-8 holds lone surrogates (Python's surrogateescape): written as
     # \u escapes, the JSON stays UTF-8 (and compact for a large vocabulary) and they round-trip.

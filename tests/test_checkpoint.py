@@ -178,3 +178,31 @@ def test_written_files_get_ordinary_permissions(tmp_path, rng):
     finally:
         os.umask(old)
     assert (tmp_path / "ck.npz").stat().st_mode & 0o777 == 0o644
+
+
+def test_a_loaded_model_runs_the_kernels_its_user_chooses_and_none_are_saved(tmp_path, rng,
+                                                                             monkeypatch):
+    """The kernels are how a model computes, chosen by whoever runs it (Checkpoint.running),
+    never read from the file: a checkpoint keeps the parameters' settings only."""
+    from charrnn.errors import ConfigError
+    from charrnn.nn import fused
+
+    ck = make(rng, cell="lstm")
+    assert ck.running("numpy").model == ck.model and ck.model.kernels == "numpy"
+    assert make(rng, cell="lstm", dtype="float64").running("auto").model.kernels == "numpy"
+    here = "numpy" if fused.available() else "fused"
+    assert make(rng, cell="rnn").running("auto").model.kernels == here  # every cell has kernels
+    if fused.available() is None:
+        run = ck.running("fused")
+        assert run.model.kernels == "fused" and ck.model.kernels == "numpy"  # a copy
+        C.save(tmp_path / "f.npz", run)
+        assert C.load(tmp_path / "f.npz").model == ck.model
+    monkeypatch.setenv("CC", str(tmp_path / "no-such-compiler"))
+    monkeypatch.setenv("CHARRNN_CACHE", str(tmp_path / "cache"))
+    fused.reset()
+    try:  # no compiler: "auto" quietly runs NumPy's, "fused" says why it cannot
+        assert ck.running("auto").model.kernels == "numpy"
+        with pytest.raises(ConfigError, match="no working C compiler"):
+            ck.running("fused")
+    finally:
+        fused.reset()

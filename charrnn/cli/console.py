@@ -134,14 +134,16 @@ PATH = click.Path(path_type=str)
 CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
 
 
-def open_checkpoint(path, families=None):
+def open_checkpoint(path, families=None, kernels=None):
     """(file, Checkpoint) for a --checkpoint value, or if None for the latest run under runs/
-    (of one of `families`, when given)."""
+    (of one of `families`, when given); its model runs `kernels` (Checkpoint.running; None: the
+    default, charrnn.nn.cells.DEFAULT_KERNELS)."""
     from .. import checkpoint as C
     from ..tools.info import find_checkpoint
 
     file = find_checkpoint(path, families=families)
-    return file, C.load(file)
+    ckpt = C.load(file)
+    return file, (ckpt.running(kernels) if kernels else ckpt.running())
 
 
 def is_generator(ckpt) -> bool:

@@ -10,6 +10,7 @@ import time
 import click
 from rich.table import Table
 
+from ..nn.cells import DEFAULT_KERNELS, KERNEL_CHOICES
 from .console import CONTEXT, PATH, err, open_checkpoint, out
 
 
@@ -55,10 +56,10 @@ from .console import CONTEXT, PATH, err, open_checkpoint, out
               help="Print one JSON object instead: the recorded text and each --unit's values, "
               "the --find rankings with their excerpts, the --saturation fractions (per unit "
               "too).")
-@click.option("--kernels", type=click.Choice(["numpy", "fused"]), default="numpy",
+@click.option("--kernels", type=click.Choice(KERNEL_CHOICES), default=DEFAULT_KERNELS,
               show_default=True,
-              help="The cells' time loops: NumPy's, or the optional compiled fused kernels "
-              "(float32 models; see `charrnn train --help`).")
+              help="The cells' time loops: NumPy's, the compiled fused kernels, or auto, fused "
+              "where they can be had (see `charrnn train --help`).")
 def inside(text, checkpoint, file, encoding, units, find_, regexes, saturation, series, top,
            width, plain, colour, as_json, kernels):
     """Look inside a trained model: record, at every character of TEXT, each layer's hidden
@@ -79,7 +80,6 @@ def inside(text, checkpoint, file, encoding, units, find_, regexes, saturation, 
     """
     from ..data.text import read_corpus
     from ..models import family
-    from ..nn import cells
     from ..tools import inside as I
 
     if (text is None) == (file is None):
@@ -93,9 +93,8 @@ def inside(text, checkpoint, file, encoding, units, find_, regexes, saturation, 
     show_find = find_ or bool(regexes)
     if not (units or show_find or saturation):
         show_find = saturation = True
-    path, ckpt = open_checkpoint(checkpoint)
+    path, ckpt = open_checkpoint(checkpoint, kernels=kernels)
     I.check_names(ckpt, units, series)
-    cells.use_kernels(kernels)
     keep = None  # only the series the views need: all of an LSTM 512x2 over 1e5 chars is 2.4 GB
     if series or not show_find:
         names = I.series_names(ckpt)

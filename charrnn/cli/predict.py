@@ -65,7 +65,7 @@ def predict(texts, checkpoint, top, segment, beam, temperature, max_length, seed
 
     usable = tasks_with("ANSWERS")
     path = find_checkpoint(checkpoint, families=usable)
-    ckpt = C.load(path)
+    ckpt = C.load(path).running()  # the default kernels (charrnn.nn.cells.DEFAULT_KERNELS)
     answers = getattr(family(ckpt.family), "ANSWERS", None)
     if answers is None:
         raise click.UsageError(f"{path} holds a model that generates text (--task "

@@ -13,7 +13,7 @@ from rich.text import Text
 from .. import checkpoint as C
 from ..models import FAMILIES
 from ..models.lm import DTYPES
-from ..nn.cells import KERNELS
+from ..nn.cells import KERNEL_CHOICES
 from ..nn.optim import OPTIMIZERS, SCHEDULES
 from .console import CELL_CHOICE, CONTEXT, PATH, FiniteFloat, alias, err
 
@@ -127,7 +127,8 @@ class _TrainDisplay:
             k = e.info["processes"]
             err.print(f"training {e.info['params']:,} parameters on {e.info['data']} into "
                       f"{e.info['run_dir']}, {k} process"
-                      f"{'es' if k > 1 else ''}"
+                      f"{'es' if k > 1 else ''}, {e.info['kernels']} kernels"
+                      + (f" ({e.info['kernels_note']})" if e.info.get("kernels_note") else "")
                       + (f", resuming at step {e.info['resumed_at']}" if e.info["resumed_at"]
                          else ""), markup=False, soft_wrap=True)
             for line in e.info.get("summary_lines", ()):  # what the labelled data holds
@@ -216,11 +217,14 @@ class _TrainDisplay:
               "as many as BLAS uses, usually one per core; with --resume, as many as the run "
               "used]")
 @alias("--threads", "processes", type=_POS)
-@click.option("--kernels", type=click.Choice(KERNELS), default=_TD["kernels"], show_default=True,
-              help="The time loops' elementwise work (LSTM, GRU and RNN): NumPy's, or fused, "
-              "one compiled C call per step (optional; built at first use with the system's C "
-              "compiler; float32; agrees with NumPy to rounding; LSTM training measured 18-23% "
-              "faster, GRU 11-98%, RNN 0-10%). --resume keeps the run's.")
+@click.option("--kernels", type=click.Choice(KERNEL_CHOICES), default=_TD["kernels"],
+              show_default=True,
+              help="The time loops' elementwise work (LSTM, GRU and RNN): fused, one compiled C "
+              "call per step (built at first use with the system's C compiler, $CC or cc; "
+              "float32; agrees with NumPy to rounding); numpy, NumPy's (the reference); auto, "
+              "fused where it can be had (float32 and a working C compiler) and numpy otherwise, "
+              "never an error. The first line names the kernels chosen (and why numpy, when "
+              "auto chose it); --resume keeps the run's.")
 @click.option("--quiet", "-q", is_flag=True,
               help="Print only the checkpoint's path (on stdout); errors still go to stderr.")
 @click.option("--task", type=click.Choice(TASKS), default="lm", show_default=True,

@@ -11,7 +11,9 @@ Essential: every family writes these.
 
     NAME                  registry key ("lm"): the --task value, saved in checkpoints as "family"
     Config                frozen dataclass of what rebuilds the parameters (to_dict, from_dict);
-                          a size of 0 means "taken from the data"
+                          a size of 0 means "taken from the data"; last, `kernels` ("numpy",
+                          "fused"): the kernels its cells run, passed to charrnn.nn.cells.cell
+                          (to_dict omits "numpy"; checkpoints omit it)
     METRIC                the validation figure the trainer keeps the best (lowest) of
     param_shapes(cfg)     {name: shape} in a fixed order: parameters, gradients, optimizer
                           state, shared memory and checkpoints all walk it

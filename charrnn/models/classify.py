@@ -59,6 +59,7 @@ class Config(B.DictConfig):
     # alike, 1 every class alike (training only)
     class_weights: float = 0.6
     dtype: str = "float32"
+    kernels: str = "numpy"  # the cells' kernels (see lm.ModelConfig); not saved when "numpy"
 
     def __post_init__(self):
         B.check_config(self, ("vocab_size", "classes"))

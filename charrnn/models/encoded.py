@@ -30,7 +30,7 @@ from ..data import labelled as L
 from ..data import summary as S
 from ..errors import ConfigError, CorpusError
 from ..nn import encoder as E
-from ..nn.cells import CELLS
+from ..nn.cells import CELLS, KERNELS
 from ..nn.ops import dropout_mask
 
 DTYPES = ("float32", "float64")
@@ -55,13 +55,20 @@ def check_config(cfg, sizes: tuple[str, ...]) -> None:
         raise ConfigError(f"bidirectional must be true or false, not {cfg.bidirectional!r}")
     if cfg.dtype not in DTYPES:
         raise ConfigError(f"dtype must be one of {', '.join(DTYPES)}, not {cfg.dtype!r}")
+    if cfg.kernels not in KERNELS:
+        raise ConfigError(f"kernels must be one of {', '.join(KERNELS)}, not {cfg.kernels!r}")
 
 
 class DictConfig:
-    """to_dict / from_dict for a family's frozen dataclass Config (mixed in)."""
+    """to_dict / from_dict for a family's frozen dataclass Config (mixed in). Every Config ends
+    with `kernels` (charrnn.nn.cells.KERNELS; see lm.ModelConfig), which to_dict leaves out when
+    it is NumPy's, the reference."""
 
     def to_dict(self) -> dict:
-        return asdict(self)
+        d = asdict(self)
+        if d.get("kernels") == "numpy":
+            del d["kernels"]
+        return d
 
     @classmethod
     def from_dict(cls, d: dict):
@@ -120,7 +127,7 @@ def encode(params, cfg, ids, lengths, masks):
     """The encoder's forward: (outputs (T, N, R*H), finals, cache, the head's mask or None)."""
     enc, head = (masks[:-1] or None, masks[-1]) if masks else (None, None)
     outs, finals, cache = E.forward(params, cfg.cell, cfg.layers, cfg.bidirectional, ids,
-                                    lengths, enc)
+                                    lengths, enc, kernels=cfg.kernels)
     return outs, finals, cache, head
 
 
@@ -195,7 +202,8 @@ def inside(params, cfg, vocab, text: str, keep=None, meta=None):
               for n in names if keep is None or n in keep}
     for lo in range(0, len(lines), EVAL_BATCH):
         batch, lens = L.pad(ids[lo : lo + EVAL_BATCH])
-        _, _, cache = E.forward(params, cfg.cell, cfg.layers, cfg.bidirectional, batch, lens)
+        _, _, cache = E.forward(params, cfg.cell, cfg.layers, cfg.bidirectional, batch, lens,
+                                kernels=cfg.kernels)
         for name, a in E.series(cache).items():  # (T, N, H) each
             if name in arrays:
                 for n, (start, stop) in enumerate(spans[lo : lo + EVAL_BATCH]):

@@ -72,10 +72,11 @@ class Config(B.DictConfig):
     condition: str = "init"
     dropout: float = 0.2
     dtype: str = "float32"
+    kernels: str = "numpy"  # the cells' kernels (see lm.ModelConfig); not saved when "numpy"
 
     def __post_init__(self):
         lm.ModelConfig(self.vocab_size, self.cell, self.hidden, self.layers, self.dropout,
-                       self.dtype)  # the language model's checks
+                       self.dtype, self.kernels)  # the language model's checks
         c = self.cond_size
         if not isinstance(c, int) or isinstance(c, bool) or c < 0:
             raise ConfigError(f"cond_size must be a whole number >= 0, not {c!r}")

@@ -31,7 +31,8 @@ from typing import NamedTuple
 import numpy as np
 
 from ..errors import ConfigError, CorpusError
-from ..nn.cells import CELLS
+from ..nn import cells
+from ..nn.cells import CELLS, KERNELS
 from ..nn.ops import cross_entropy, dropout_mask, scatter_rows
 from ..nn.state import State, flat_state, nest_state, state_concat, state_slice
 
@@ -52,10 +53,17 @@ class ModelConfig:
     layers: int = 1
     dropout: float = 0.2
     dtype: str = "float32"
+    # the kernels the cell's loops run (charrnn.nn.cells.KERNELS): how the numbers are computed,
+    # not what they are, so to_dict leaves NumPy's, the reference, unsaid (and a checkpoint keeps
+    # none: meta["train"]["kernels"] records what trained it)
+    kernels: str = "numpy"
 
     def __post_init__(self):
         if not isinstance(self.cell, str) or self.cell not in CELLS:
             raise ConfigError(f"unknown cell {self.cell!r}; choose one of {', '.join(CELLS)}")
+        if self.kernels not in KERNELS:
+            raise ConfigError(f"kernels must be one of {', '.join(KERNELS)}, not "
+                              f"{self.kernels!r}")
         for name in ("vocab_size", "hidden", "layers"):
             value = getattr(self, name)
             least = 0 if name == "vocab_size" else 1
@@ -68,7 +76,10 @@ class ModelConfig:
             raise ConfigError(f"dtype must be one of {', '.join(DTYPES)}, not {self.dtype!r}")
 
     def to_dict(self) -> dict:
-        return asdict(self)
+        d = asdict(self)
+        if d["kernels"] == "numpy":
+            del d["kernels"]
+        return d
 
     @classmethod
     def from_dict(cls, d: dict) -> ModelConfig:
@@ -166,7 +177,7 @@ def forward(params, cfg: ModelConfig, ids, state: State, rng: np.random.Generato
     `rows` (N, G), if given, is added to layer 0's input projection at every step: a per-row
     constant input (charrnn.models.generate's condition); backward then returns its gradient.
     """
-    cell = CELLS[cfg.cell]
+    cell = cells.cell(cfg.cell, cfg.kernels)
     ids_t = np.ascontiguousarray(np.asarray(ids).T)  # (T, N)
     T, N = ids_t.shape
     if masks is None:
@@ -198,7 +209,7 @@ def backward(dlogits: np.ndarray, dstate: State | None, cache: ForwardCache):
     the final state (None: zero, as in truncated BPTT). Returns (grads, dstate_0), grads having
     the same keys as params, and "rows" (N, G) if forward was given `rows`."""
     cfg, params, ids_t, layers, out, rows = cache
-    cell = CELLS[cfg.cell]
+    cell = cells.cell(cfg.cell, cfg.kernels)
     T, N, V = dlogits.shape
     dl = dlogits.reshape(T * N, V)
     grads = {"Wy": out.T @ dl, "by": dl.sum(axis=0)}
@@ -253,7 +264,7 @@ def loss(params, cfg: ModelConfig, batch, state: State, masks=None):
 def stepper(params, cfg: ModelConfig):
     """`step(ids, state)` for this model, with every per-layer lookup done once here rather than
     on every character: what a sampler calls. Making it copies nothing."""
-    cell = CELLS[cfg.cell]
+    cell = cells.cell(cfg.cell, cfg.kernels)
     Wx0, b0, rec0 = params["l0.Wx"], params["l0.b"], _recurrent(params, 0, cell)
     upper = [(params[f"l{k}.Wx"], params[f"l{k}.b"], _recurrent(params, k, cell))
              for k in range(1, cfg.layers)]

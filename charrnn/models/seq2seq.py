@@ -38,6 +38,7 @@ import numpy as np
 from ..data import pairs as P
 from ..errors import ConfigError
 from ..nn import attention as A
+from ..nn import cells
 from ..nn import encoder as E
 from ..nn.cells import CELLS
 from ..nn.ops import dropout_mask, scatter_rows
@@ -66,6 +67,7 @@ class Config(B.DictConfig):
     attention: str = "additive"
     dropout: float = 0.0
     dtype: str = "float32"
+    kernels: str = "numpy"  # the cells' kernels (see lm.ModelConfig); not saved when "numpy"
 
     def __post_init__(self):
         B.check_config(self, ("vocab_size", "target_size"))
@@ -189,11 +191,11 @@ class Cache(NamedTuple):
 
 def forward(params, cfg: Config, src, src_len, tgt_in, masks=None):
     """Teacher-forced logits (T, N, K) for decoder inputs tgt_in (T, N), and the cache."""
-    c = CELLS[cfg.cell]
+    c = cells.cell(cfg.cell, cfg.kernels)
     enc_masks, dec_masks, out_mask = _split_masks(cfg, masks)
     src_len = np.asarray(src_len)
     outs, finals, enc = E.forward(params, cfg.cell, cfg.layers, cfg.bidirectional, src,
-                                  src_len, enc_masks)
+                                  src_len, enc_masks, kernels=cfg.kernels)
     state0, bridge = _bridge(params, cfg, finals)
     T, N = tgt_in.shape
     xs, ccs, hs = [], [], None
@@ -225,7 +227,7 @@ def forward(params, cfg: Config, src, src_len, tgt_in, masks=None):
 
 
 def backward(dlogits, params, cfg: Config, cache: Cache) -> dict:
-    c = CELLS[cfg.cell]
+    c = cells.cell(cfg.cell, cfg.kernels)
     T, N, K = dlogits.shape
     H = cfg.hidden
     dl = dlogits.reshape(T * N, K)
@@ -337,7 +339,8 @@ class Memory(NamedTuple):
 def start(params, cfg: Config, src, src_len):
     """(Memory, the decoder's initial state) for a padded batch of sources."""
     src_len = np.asarray(src_len)
-    outs, finals, _ = E.forward(params, cfg.cell, cfg.layers, cfg.bidirectional, src, src_len)
+    outs, finals, _ = E.forward(params, cfg.cell, cfg.layers, cfg.bidirectional, src, src_len,
+                                kernels=cfg.kernels)
     keys = None if cfg.attention == "none" else A.keys(params, cfg.attention, outs)
     state, _ = _bridge(params, cfg, finals)
     return Memory(outs, keys, src_len), tuple(state)
@@ -353,7 +356,7 @@ def select(memory: Memory, state, rows):
 def step(params, cfg: Config, memory: Memory, state, prev):
     """One decoder step: (logits (N, K), attention weights (N, S), next state) after the
     previous characters `prev` (N,) (START_ID first)."""
-    c = CELLS[cfg.cell]
+    c = cells.cell(cfg.cell, cfg.kernels)
     new = []
     x = None
     for k in range(cfg.layers):

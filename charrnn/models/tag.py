@@ -51,6 +51,7 @@ class Config(B.DictConfig):
     bidirectional: bool = True
     dropout: float = 0.2
     dtype: str = "float32"
+    kernels: str = "numpy"  # the cells' kernels (see lm.ModelConfig); not saved when "numpy"
 
     def __post_init__(self):
         B.check_config(self, ("vocab_size", "tags"))

@@ -19,6 +19,15 @@ API of every cell (pure functions, no hidden state):
 `state` is a tuple of (N, H) arrays: `(h,)` for rnn and gru, `(h, c)` for lstm. `p` holds the
 recurrent parameters (`Wh`, and `bhn` for the GRU); `grads` has the same keys.
 
+Kernels: a loop's elementwise work runs NumPy's code (the reference) or the compiled kernels of
+charrnn.nn.fused. The choice is a value passed in, never process state: a model's Config carries
+it (`cfg.kernels`), and the model looks its cell up with `cell(cfg.cell, cfg.kernels)`, which
+returns the same Cell with `kernels=` bound into the functions that have compiled code. The
+Config is what the trainer already hands to every forward and backward and sends to its worker
+processes, so they run the same kernels without being told twice, and a sampler or `eval`
+chooses by replacing the field on the Config it loaded. The functions keep a `kernels` keyword
+(default "numpy") so a test can call either path directly.
+
 Weight layouts (hard to change later: checkpoints store them):
 - rnn:  Wh (H, H).          h = tanh(xp + h_prev Wh)
 - lstm: Wh (H, 4H), gate columns in the order i, f, o, g (the three sigmoid gates first, so one
@@ -39,48 +48,76 @@ behind the speed choices are in docs/en/explanation/findings.md, "The cell kerne
 from __future__ import annotations
 
 from collections.abc import Callable
+from functools import partial
 from typing import NamedTuple
 
 import numpy as np
 
 from ..errors import ConfigError
 
-# Which kernels run the cells' time loops and the LSTM's and GRU's single steps: "numpy", the
-# default, or "fused", the optional compiled elementwise kernels of charrnn.nn.fused (float32
-# only; they agree with NumPy to float32 rounding, not bit for bit). Process-wide; set with
-# use_kernels.
+# The kernels a cell's time loops can run: "numpy", the reference, or "fused", the compiled
+# elementwise kernels of charrnn.nn.fused (float32 only; they agree with NumPy to float32
+# rounding, not bit for bit). A model's Config names its kernels, and every forward, backward and
+# step looks its cell up with them: cell(cfg.cell, cfg.kernels). "auto", a user's default, is
+# made one of the two by choose_kernels before anything runs.
 KERNELS = ("numpy", "fused")
-FUSED_CELLS = ("lstm", "gru", "rnn")  # the cells whose time loops "fused" has kernels for
-_kernels = "numpy"
+AUTO = "auto"
+KERNEL_CHOICES = (AUTO, *KERNELS)  # what a user may ask for (charrnn train --kernels)
+# what training and the commands that run a model ask for by default: the compiled kernels
+# where they serve and build, NumPy's otherwise (issue 27: fast by default, never an error)
+DEFAULT_KERNELS = AUTO
+# what "fused" has compiled code for, per cell: these of its functions take kernels=
+FUSED = {"lstm": ("forward", "backward", "step"), "gru": ("forward", "backward", "step"),
+         "rnn": ("forward", "backward")}  # the RNN's step: NumPy's two calls beat a C call
+FUSED_CELLS = tuple(FUSED)  # the cells whose time loops "fused" has kernels for
 _F32 = np.dtype(np.float32)
 
 
-def use_kernels(name: str) -> str:
-    """Run the cells' time loops with `name`'s kernels from now on (this process); returns
-    the previous setting. "fused" is built at first use and raises ConfigError, saying why, where it
-    cannot be (no C compiler, say)."""
-    global _kernels
-    if name not in KERNELS:
-        raise ConfigError(f"kernels must be one of {', '.join(KERNELS)}, not {name!r}")
-    if name == "fused":
+def fused_unavailable(cell: str, dtype) -> str | None:
+    """Why the compiled kernels cannot serve a model of `cell` in `dtype` here (one line), or
+    None when they can: they are float32 only, cover FUSED_CELLS, and must build here."""
+    if np.dtype(dtype) != np.float32:
+        return "the compiled kernels are float32 only"
+    if cell not in FUSED_CELLS:
+        return f"the compiled kernels have none for the {cell} cell"
+    from . import fused
+
+    return fused.available()
+
+
+def choose_kernels(kernels: str, cell: str, dtype) -> str:
+    """The kernels a model of `cell` in `dtype` runs when `kernels` is asked for: "numpy" and
+    "fused" as they are ("fused" raises ConfigError, saying why, where it cannot be built: no C
+    compiler, say); AUTO the compiled kernels where they can serve (see fused_unavailable), else
+    NumPy's, never an error. So float64, which gradient checks use, gets NumPy's from AUTO."""
+    if kernels == AUTO:
+        return "numpy" if fused_unavailable(cell, dtype) else "fused"
+    if kernels not in KERNELS:
+        raise ConfigError(f"kernels must be one of {', '.join(KERNEL_CHOICES)}, not {kernels!r}")
+    if kernels == "fused":
         from . import fused
 
         why = fused.available()
         if why:
             raise ConfigError(f"the fused kernels are not available: {why}")
-    prev, _kernels = _kernels, name
-    return prev
+    return kernels
 
 
-def kernels() -> str:
-    """The kernels the cells' time loops use now (see use_kernels)."""
-    return _kernels
+def cell(name: str, kernels: str = "numpy") -> Cell:
+    """The cell `name` (a key of CELLS) whose time loops run `kernels`' code (see KERNELS);
+    ConfigError if "fused" cannot be built here. The NumPy cells are CELLS' own."""
+    if kernels == "numpy":
+        return CELLS[name]
+    if kernels != "fused":  # AUTO included: a model runs the kernels chosen for it
+        raise ConfigError(f"kernels must be one of {', '.join(KERNELS)}, not {kernels!r}")
+    choose_kernels(kernels, name, np.float32)  # ConfigError if they cannot be built here
+    return _FUSED_CELLS[name]
 
 
-def _fused(*arrays: np.ndarray):
-    """charrnn.nn.fused if it is selected and can take these arrays (and the chunk has a step),
-    else None: the loops below then run NumPy's code."""
-    if _kernels != "fused" or not arrays[0].shape[0]:
+def _fused(kernels: str, *arrays: np.ndarray):
+    """charrnn.nn.fused if `kernels` is "fused" and the kernels can take these arrays (and the
+    chunk has a step), else None: the loops below then run NumPy's code."""
+    if kernels != "fused" or not arrays[0].shape[0]:
         return None
     for a in arrays:  # a loop, not all(...): the single steps ask once per layer and character
         if a.dtype != _F32 or not a.flags.c_contiguous:
@@ -191,7 +228,7 @@ class RNNCache(NamedTuple):
     hs: np.ndarray  # (T, N, H) outputs h_t
 
 
-def rnn_forward(xp, state, p):
+def rnn_forward(xp, state, p, kernels: str = "numpy"):
     """Forward over a chunk: h_t = tanh(a_t), a_t = xp_t + h_{t-1} Wh.
 
     xp (T, N, H): input projection x Wx + b, overwritten (it becomes hs); state: (h0,) (N, H);
@@ -199,7 +236,7 @@ def rnn_forward(xp, state, p):
     (h,) = state
     Wh = _loop_copy(p["Wh"])  # padded rows: see _loop_copy
     hs = xp  # h_t overwrites xp_t
-    if fused := _fused(hs):  # the same loop, each step's add and tanh in one C call
+    if fused := _fused(kernels, hs):  # the same loop, each step's add and tanh in one C call
         fused.rnn_forward_loop(hs, Wh, h)
         return hs, (hs[-1].copy(),), RNNCache(p["Wh"], state[0], hs)
     buf = np.empty_like(h)
@@ -212,14 +249,14 @@ def rnn_forward(xp, state, p):
     return hs, (h.copy(),), RNNCache(p["Wh"], state[0], hs)
 
 
-def rnn_backward(dhs, dstate, cache):
+def rnn_backward(dhs, dstate, cache, kernels: str = "numpy"):
     """Backward over a chunk.
 
     dhs (T, N, H): dL/dh_t from above (output layer or next layer); dstate: (dh_T,) (N, H), the
     gradient at the final state; cache: RNNCache from rnn_forward. Returns dxp (T, N, H) = da_t,
     (dh_0,) (N, H), grads {'Wh': (H, H)}."""
     Wh, h0, hs = cache
-    if fused := _fused(hs, dhs, *dstate):  # the same loop, 1 - h_t^2 computed in it, in C
+    if fused := _fused(kernels, hs, dhs, *dstate):  # the same loop, 1 - h_t^2 computed in it, in C
         dh = dstate[0].copy()
         dxp = fused.rnn_backward_loop(hs, dhs, _loop_copy_T(Wh), dh)
         return dxp, (dh,), {"Wh": _weight_grad(h0, hs, dxp)}
@@ -262,7 +299,7 @@ class LSTMCache(NamedTuple):
     hs: np.ndarray  # (T, N, H) outputs h_t
 
 
-def lstm_forward(xp, state, p):
+def lstm_forward(xp, state, p, kernels: str = "numpy"):
     """Forward over a chunk (gates i, f, o, g; equations above).
 
     xp (T, N, 4H): input projection x Wx + b, overwritten (it becomes the cached activations);
@@ -277,7 +314,7 @@ def lstm_forward(xp, state, p):
     cs = np.empty((T, N, H), dtype=xp.dtype)
     tcs = np.empty_like(cs)
     hs = np.empty_like(cs)
-    if fused := _fused(acts):  # the same loop, each step's elementwise work in one C call
+    if fused := _fused(kernels, acts):  # the same loop, each step's elementwise work in C
         fused.lstm_forward_loop(acts, Whs, h, c, cs, tcs, hs)  # scales xp itself
         return hs, (hs[-1].copy(), cs[-1].copy()), LSTMCache(p["Wh"], state[0], state[1], acts,
                                                              cs, tcs, hs)
@@ -303,7 +340,7 @@ def lstm_forward(xp, state, p):
     return hs, (h.copy(), c.copy()), LSTMCache(p["Wh"], state[0], state[1], acts, cs, tcs, hs)
 
 
-def lstm_backward(dhs, dstate, cache):
+def lstm_backward(dhs, dstate, cache, kernels: str = "numpy"):
     """Backward over a chunk.
 
     dhs (T, N, H): dL/dh_t from above (output layer or next layer); dstate: (dh_T, dc_T), each
@@ -318,7 +355,7 @@ def lstm_backward(dhs, dstate, cache):
     Wh, h0, c0, acts, cs, tcs, hs = cache
     T, N, G = acts.shape
     H = G // 4
-    if fused := _fused(acts, dhs, *dstate):  # the same loop, K computed in it, in C
+    if fused := _fused(kernels, acts, dhs, *dstate):  # the same loop, K computed in it, in C
         dh, dc = dstate[0].copy(), dstate[1].copy()
         dxp = fused.lstm_backward_loop(acts, c0, cs, tcs, dhs, _loop_copy_T(Wh), dh, dc)
         return dxp, (dh, dc), {"Wh": _weight_grad(h0, hs, dxp)}
@@ -354,13 +391,13 @@ def lstm_backward(dhs, dstate, cache):
     return dxp, (dh, dc), {"Wh": _weight_grad(h0, hs, dxp)}  # dWh = sum_t h_{t-1}^T da_t
 
 
-def lstm_step(xp, state, p):
+def lstm_step(xp, state, p, kernels: str = "numpy"):
     """One step with the fewest NumPy calls (sampling is per-call overhead plus the matvec).
 
     xp (N, 4H): input projection, not modified; state: (h, c), each (N, H); p: {'Wh': (H, 4H)}.
     Returns (h_next, c_next), each (N, H)."""
     h, c = state
-    if fused := _fused(xp, h, c, p["Wh"]):  # the gates and the state update in one C call
+    if fused := _fused(kernels, xp, h, c, p["Wh"]):  # the gates and the state update in one C call
         return fused.lstm_step(xp, h, c, p["Wh"])
     H = h.shape[-1]
     a = np.matmul(h, p["Wh"])  # h_{t-1} Wh
@@ -399,7 +436,7 @@ class GRUCache(NamedTuple):
     hs: np.ndarray  # (T, N, H)
 
 
-def gru_forward(xp, state, p):
+def gru_forward(xp, state, p, kernels: str = "numpy"):
     """Forward over a chunk (PyTorch's GRU; equations above).
 
     xp (T, N, 3H): input projection x Wx + b, columns r, z, n, overwritten (it becomes the cached
@@ -410,7 +447,7 @@ def gru_forward(xp, state, p):
     T, N, G = xp.shape
     H = G // 3
     acts = xp
-    if fused := _fused(acts):  # the same loop, each step's elementwise work in one C call
+    if fused := _fused(kernels, acts):  # the same loop, each step's elementwise work in C
         hns, hs = np.empty((T, N, H), dtype=xp.dtype), np.empty((T, N, H), dtype=xp.dtype)
         fused.gru_forward_loop(acts, _loop_copy(p["Wh"]), bhn, h, hns, hs)
         return hs, (hs[-1].copy(),), GRUCache(p["Wh"], state[0], acts, hns, hs)
@@ -443,7 +480,7 @@ def gru_forward(xp, state, p):
     return hs, (h.copy(),), GRUCache(p["Wh"], state[0], acts, hns, hs)
 
 
-def gru_backward(dhs, dstate, cache):
+def gru_backward(dhs, dstate, cache, kernels: str = "numpy"):
     """Backward over a chunk.
 
     dhs (T, N, H): dL/dh_t from above (output layer or next layer); dstate: (dh_T,) (N, H), the
@@ -459,7 +496,7 @@ def gru_backward(dhs, dstate, cache):
     Wh, h0, acts, hns, hs = cache
     T, N, G = acts.shape
     H = G // 3
-    if fused := _fused(acts, hns, hs, dhs, *dstate):  # the same loop, K computed in it, in C
+    if fused := _fused(kernels, acts, hns, hs, dhs, *dstate):  # the loop, K computed in it, in C
         dh = dstate[0].copy()
         dgh, dxn = fused.gru_backward_loop(acts, h0, hns, hs, dhs, _loop_copy_T(Wh), dh)
         grads = {"Wh": _weight_grad(h0, hs, dgh), "bhn": dgh[:, :, 2 * H :].sum(axis=(0, 1))}
@@ -500,11 +537,11 @@ def gru_backward(dhs, dstate, cache):
     return dxp, (dh,), grads
 
 
-def gru_step(xp, state, p):
+def gru_step(xp, state, p, kernels: str = "numpy"):
     """One time step. xp (N, 3H): input projection, not modified; state: (h,) (N, H);
     p: {'Wh': (H, 3H), 'bhn': (H,)}. Returns (h_next,) (N, H)."""
     (h,) = state
-    if fused := _fused(xp, h, p["Wh"], p["bhn"]):  # the gates and the update in one C call
+    if fused := _fused(kernels, xp, h, p["Wh"], p["bhn"]):  # the gates and the update in one C call
         return (fused.gru_step(xp, h, p["Wh"], p["bhn"]),)
     H = h.shape[-1]
     gh = np.matmul(h, p["Wh"])  # h_{t-1} Wh
@@ -576,3 +613,9 @@ CELLS: dict[str, Cell] = {
     "rnn": Cell("rnn", 1, 1, ("Wh",), rnn_forward, rnn_backward, rnn_step,
                 "vanilla tanh RNN", rnn_series, ("h",)),
 }
+
+# the cells with their compiled kernels bound (see cell()): the functions FUSED names take
+# kernels="fused", the rest are NumPy's
+_FUSED_CELLS: dict[str, Cell] = {
+    name: c._replace(**{f: partial(getattr(c, f), kernels="fused") for f in FUSED.get(name, ())})
+    for name, c in CELLS.items()}

@@ -52,7 +52,8 @@ from typing import NamedTuple
 import numpy as np
 
 from ..errors import ConfigError
-from .cells import CELLS
+from . import cells
+from .cells import CELLS, Cell
 from .ops import dropout_mask, scatter_rows
 
 
@@ -121,7 +122,7 @@ class LayerCache(NamedTuple):
 
 
 class EncoderCache(NamedTuple):
-    cell: str
+    cell: Cell  # with the kernels the forward pass ran
     prefix: str
     params: dict
     ids: tuple  # per direction, (T, N) ids in the cell's time order (padding set to 0)
@@ -150,14 +151,16 @@ def _check_inputs(ids, lengths, V):
 
 
 def forward(params: dict, cell: str, layers: int, bidirectional: bool, ids, lengths,
-            masks: Sequence[np.ndarray] | None = None, prefix: str = "enc."):
+            masks: Sequence[np.ndarray] | None = None, prefix: str = "enc.",
+            kernels: str = "numpy"):
     """Encode a padded batch. ids (N, T) integers (any value at padding), lengths (N,) in [1, T].
 
     Returns (outs (T, N, R*H), finals, cache): outs is the top layer's [f_t ; g_t] at real
     positions and 0 at padding; finals[k] is layer k's (f_{L-1}, g_0), or (f_{L-1},), each
     (N, H); finals[-1] is the top layer's. `masks` as from dropout_masks (layers - 1 arrays).
+    `kernels`: the cells' (charrnn.nn.cells.KERNELS); backward runs the same.
     """
-    c = CELLS[cell]
+    c = cells.cell(cell, kernels)
     dirs = _directions(bidirectional)
     V = params[f"{prefix}l0.fw.Wx"].shape[0]
     ids, lengths, real = _check_inputs(ids, lengths, V)
@@ -200,7 +203,7 @@ def forward(params: dict, cell: str, layers: int, bidirectional: bool, ids, leng
         finals.append(tuple(fin))
         y = hs_dirs[0] if len(dirs) == 1 else np.concatenate(hs_dirs, axis=-1)  # (T, N, R*H)
     outs = y * valid  # a new array: the cells' caches may hold y
-    cache = EncoderCache(cell, prefix, params, tuple(order[d] for d in dirs), rev, last, valid,
+    cache = EncoderCache(c, prefix, params, tuple(order[d] for d in dirs), rev, last, valid,
                          caches)
     return outs, tuple(finals), cache
 
@@ -213,8 +216,7 @@ def backward(douts: np.ndarray, dfinals, cache: EncoderCache) -> dict[str, np.nd
     A final's gradient is added to the output gradient of the position it was read at: f_{L-1}
     is the fw cell's output at step L - 1, and g_0 is the bw cell's output at its own step
     L - 1 (reversed order), i.e. original position 0."""
-    cell, prefix, params, ids, rev, last, valid, layers = cache
-    c = CELLS[cell]
+    c, prefix, params, ids, rev, last, valid, layers = cache
     T, N, _ = douts.shape
     R = len(ids)
     cols = np.arange(N)
@@ -257,7 +259,7 @@ def series(cache: EncoderCache) -> dict[str, np.ndarray]:
     (charrnn.nn.cells, e.g. LSTM i f o g c h), in the input's time order: {"l{k}.{fw,bw}.{s}":
     (T, N, H)}. Read from the cells' caches (the backward direction's put back in order with the
     reversal index); values at padded positions are the padding's and mean nothing."""
-    c = CELLS[cache.cell]
+    c = cache.cell
     cols = np.arange(cache.rev.shape[1])
     out = {}
     for k, layer in enumerate(cache.layers):

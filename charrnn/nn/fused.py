@@ -1,4 +1,4 @@
-"""Optional compiled kernels: each recurrent step's elementwise work in one C pass.
+"""Compiled kernels, the default where they build: each recurrent step's elementwise work in C.
 
 NumPy makes a dozen calls per LSTM or GRU time step besides the recurrent multiply (gates, cell
 state, tanh, output), each a pass over memory; at the sizes charrnn trains, that is a quarter to
@@ -14,16 +14,35 @@ themselves and C reads each one's data pointer from NumPy's array struct (fused.
 checked at load against `a.ctypes.data`, and the library refused where they differ). The RNN's
 single step stays NumPy's: its add and tanh cost no more than one ctypes call (bench/kernels.py).
 
-It is never required and never the default: `charrnn train --kernels fused` (or
-`cells.use_kernels("fused")` in Python) asks for it, and it is built at first use with the
-system's C compiler (`$CC`, else `cc`): `cc -O3 -march=native -fno-math-errno -fno-trapping-math
--shared` (the compiler may contract multiply-adds into FMAs, so the last bits depend on the
-CPU), into `$CHARRNN_CACHE` (default `~/.cache/charrnn`), named by a hash of the source, the
-compiler's version, the flags and the CPU (so a new CPU or compiler builds anew), written to a
-temporary name and renamed into place, so processes building at once never load half a file. A
-cached file that will not load is rebuilt once, and a failure is remembered for the rest of the
+It is the default where it can be had and never required: `charrnn train` (kernels "auto",
+charrnn.nn.cells.choose_kernels) uses it for float32 models of every cell when it builds here,
+and NumPy's loops otherwise, saying why on its first line but never failing; `--kernels fused`
+(or a model Config with kernels="fused", see charrnn.nn.cells) insists on it, and gets a
+one-line error where it cannot be built. It is built at first use with the system's C compiler
+(`$CC`, else `cc`): `cc -O3 -march=native -fno-math-errno -fno-trapping-math -shared` (the
+compiler may contract multiply-adds into FMAs, so the last bits depend on the CPU), into
+`$CHARRNN_CACHE` (default `~/.cache/charrnn`), named by a hash of the source, the compiler's
+version, the flags and the CPU (so a new CPU or compiler builds anew), written to a temporary
+name and renamed into place, so processes building at once never load half a file. A cached
+file that will not load is rebuilt once, and a failure is remembered for the rest of the
 process (`reset()` forgets it). Nothing is downloaded and nothing but this source is compiled;
 loading runs no Python code (ctypes, plain C functions).
+
+Why compiled at first use, and not at install time or by numba (issue 27 weighed the three):
+- At install time (an optional setuptools extension, skipped without a compiler) would drop the
+  cache below, but the wheel it makes is built once for one CPU: `-march=native` there is wrong
+  on the next machine, and portable flags lose the AVX-512/FMA code the speed comes from (or
+  bring back a dispatcher of our own). It also needs the compiler at install time, which is
+  when a user is least able to say "without, please", and an editable install goes stale when
+  fused.c changes. charrnn stays a pure-Python wheel.
+- numba needs no compiler and reads as Python, but llvmlite is ~170 MB installed, so it could
+  only be an optional extra, and then a plain `pip install charrnn` would not be fast by
+  default, which is the point; its first call also compiles (seconds), with its own cache.
+- At first use keeps -march=native for the machine that runs it, needs only a C compiler, which
+  most machines that train have, and costs one build (about a second) per source, compiler and
+  CPU. The machinery (the hashed cache name, the atomic rename, one rebuild of a damaged file,
+  one try per process) is what any of the three would need for the same safety; the tests in
+  tests/nn/test_fused.py cover each part, and a missing compiler only means NumPy's loops.
 
 Results agree with the NumPy path to float32 rounding, not bit for bit (its own exp; tests/nn/
 test_fused.py compares the two), so a run keeps the kernels it started with (saved in the

@@ -2,9 +2,9 @@
 shared memory's file descriptor, and spoken to on stdin/stdout.
 
 Requests (see charrnn.parallel.send/recv), each answered by one reply:
-    init   family, model, block, size -> {"kernels"}: map the shared memory (size values of the model's
-           dtype); parameters are block 0, this worker's gradients block `block`; `kernels`
-           (optional): cells.use_kernels of the caller
+    init   family, model, block, size -> {}: map the shared memory (size values of the model's
+           dtype); parameters are block 0, this worker's gradients block `block`; the model's
+           Config names the kernels its cells run (an error if they cannot be had here)
     grad   w, batch, masks (counts); arrays: the batch's arrays, the state's, the masks ->
            {"loss"}; arrays: final state. The gradients of F.loss_and_grads (weighted by w) are
            written into this worker's block.
@@ -66,14 +66,14 @@ def serve(fd: int, fin, fout) -> None:
             if op == "init":
                 F = family(head["family"])
                 cfg = F.Config.from_dict(head["model"])
-                cells.use_kernels(head.get("kernels", "numpy"))
+                cells.choose_kernels(cfg.kernels, cfg.cell, cfg.dtype)  # can they be had here?
                 dtype = np.dtype(cfg.dtype)
                 buf = np.frombuffer(mmap.mmap(fd, head["size"] * dtype.itemsize), dtype=dtype)
                 os.close(fd)
                 params = P.shared_views(buf, F, cfg, 0)
                 grads = P.shared_views(buf, F, cfg, head["block"])
                 like = F.init_state(cfg, 0)
-                reply = ({"kernels": cells.kernels()}, [])
+                reply = ({}, [])
             elif op == "grad":
                 nb, nm = head["batch"], head["masks"]
                 batch, rest = tuple(arrays[:nb]), arrays[nb:]

@@ -265,6 +265,7 @@ def summary(path: Path, ckpt: C.Checkpoint) -> list[tuple[str, str]]:
                      else str(meta["step"])))
     if isinstance(meta.get("elapsed"), (int, float)):
         rows.append(("training time", f"{meta['elapsed'] / 60:.1f} min"))
+    rows.append(("kernels", kernels_text(ckpt)))
     held = meta.get("data_summary")
     if isinstance(held, dict) and isinstance(held.get("data"), dict):
         rows.extend(data_rows(held, ckpt.family))
@@ -275,6 +276,21 @@ def summary(path: Path, ckpt: C.Checkpoint) -> list[tuple[str, str]]:
     elif key in meta:
         rows.append(("best validation", "not evaluated yet"))
     return rows
+
+
+def kernels_text(ckpt: C.Checkpoint) -> str:
+    """The kernels that trained the model (when the checkpoint records them) and those that
+    sample, eval and predict run it with here by default (charrnn.nn.cells.DEFAULT_KERNELS)."""
+    from ..nn import cells
+    from ..train.config import as_run
+
+    m = ckpt.model
+    here = cells.choose_kernels(cells.DEFAULT_KERNELS, m.cell, m.dtype)
+    why = cells.fused_unavailable(m.cell, m.dtype) if here == "numpy" else None
+    train = ckpt.meta.get("train")
+    trained = as_run(train).get("kernels") if isinstance(train, dict) else None
+    return ((f"{trained} in training; " if isinstance(trained, str) else "")
+            + f"{here} here by default" + (f" ({why})" if why else ""))
 
 
 def data_rows(held: dict, kind: str) -> list[tuple[str, str]]:

@@ -20,7 +20,7 @@ from .. import checkpoint as C
 from ..data.text import BUNDLED
 from ..errors import CheckpointError, ConfigError
 from ..models import family
-from ..nn.cells import FUSED_CELLS, KERNELS
+from ..nn.cells import DEFAULT_KERNELS, FUSED_CELLS, KERNEL_CHOICES
 from ..nn.optim import OPTIMIZERS, SCHEDULES
 
 DEFAULT_MINUTES = 5.0  # the budget when none of steps, epochs, minutes is given
@@ -64,9 +64,11 @@ class TrainConfig:
     minutes: float | None = None  # with no budget at all, DEFAULT_MINUTES
     eval_every: int = 500
     patience: int = 0  # evaluations without improvement before stopping; 0: never
-    # the cells' time loops' kernels (charrnn.nn.cells.KERNELS): NumPy, or the optional
-    # compiled "fused" ones; kept by --resume, since the two agree only to float32 rounding
-    kernels: str = "numpy"
+    # the cells' kernels (charrnn.nn.cells.KERNEL_CHOICES): "auto", the compiled "fused" ones
+    # where they serve and build here, else NumPy's; or either by name. The trainer makes "auto"
+    # concrete before the first step and saves that, which --resume keeps, since the two agree
+    # only to float32 rounding. The model's Config carries the concrete choice to the cells.
+    kernels: str = DEFAULT_KERNELS
 
     def __post_init__(self):
         def need(ok, msg):
@@ -98,9 +100,13 @@ class TrainConfig:
         need(self.lr > 0 and math.isfinite(self.lr), f"lr must be positive, not {self.lr!r}")
         need(self.clip >= 0, f"clip must be >= 0 (0 turns clipping off), not {self.clip!r}")
         for name, choices in (("optimizer", OPTIMIZERS), ("schedule", SCHEDULES),
-                              ("kernels", KERNELS)):
+                              ("kernels", KERNEL_CHOICES)):
             need(getattr(self, name) in choices,
                  f"{name} must be one of {', '.join(choices)}, not {getattr(self, name)!r}")
+        cell = getattr(self.model, "cell", "lstm")
+        need(self.kernels != "fused" or cell in FUSED_CELLS,
+             f"the fused kernels speed up {' and '.join(c.upper() for c in FUSED_CELLS)} cells "
+             f"only, and this model's cell is {cell}: leave kernels at auto or numpy")
         try:
             codecs.lookup(self.encoding)
         except LookupError:
@@ -125,7 +131,7 @@ class TrainConfig:
         in d["model"]; unknown keys are ignored."""
         F = family(d.get("task", "lm"))
         mine = {f.name for f in fields(cls)} - {"model"}
-        theirs = set(F.Config.__dataclass_fields__) - {"vocab_size"}
+        theirs = set(F.Config.__dataclass_fields__) - {"vocab_size", "kernels"}  # ours
         model = d.get("model")
         model = dict(model) if isinstance(model, dict) else F.DEFAULT.to_dict()
         model.update({k: v for k, v in d.items() if k in theirs})
@@ -166,11 +172,13 @@ def resume_config(run_dir: str | os.PathLike, **given) -> TrainConfig:
 def as_run(saved: dict) -> dict:
     """A checkpoint's training settings as the run really trained: "fused" kernels on a cell they
     did not cover then (before "fused_cells" was recorded they covered the LSTM only) ran NumPy's
-    loops, so the run resumes with those, exactly."""
+    loops, and a run saved before the kernels were recorded ran NumPy's, so the run resumes with
+    those, exactly."""
     model = saved.get("model") if isinstance(saved.get("model"), dict) else {}
     cell = saved.get("cell", model.get("cell"))
     covered = saved.get("fused_cells", ["lstm"])
-    if saved.get("kernels") == "fused" and isinstance(covered, list) and cell not in covered:
+    if "kernels" not in saved or (saved["kernels"] == "fused" and isinstance(covered, list)
+                                  and cell not in covered):
         return {**saved, "kernels": "numpy"}
     return saved
 

@@ -30,12 +30,14 @@ from __future__ import annotations
 import json
 import math
 import os
+from dataclasses import replace
 
 import numpy as np
 
 from .. import checkpoint as C
 from ..errors import CharrnnError, CheckpointError, ConfigError, CorpusError
 from ..models import family
+from ..nn import cells
 from ..nn.optim import Optimizer
 from ..nn.state import flat_state, nest_state
 from ..parallel import workers as P
@@ -62,7 +64,16 @@ class Session:
                                f"move it away or choose another --out")
         self.data = F.load_data(cfg, ckpt)
         self.batches = self.data.batches
-        self.model = F.complete(cfg.model, self.data)
+        # the kernels the cells run, "auto" made concrete: the TrainConfig saves that choice,
+        # and the model's Config carries it to every forward and backward, here and in workers
+        model = F.complete(cfg.model, self.data)
+        kernels = cells.choose_kernels(cfg.kernels, model.cell, model.dtype)
+        # why "auto" chose NumPy's, for the first line (None: it did not, or was not asked)
+        self.kernels_note = (cells.fused_unavailable(model.cell, model.dtype)
+                             if cfg.kernels == cells.AUTO and kernels == "numpy" else None)
+        if kernels != cfg.kernels:
+            self.cfg = cfg = cfg.replace(kernels=kernels)
+        self.model = replace(model, kernels=kernels)
         if ckpt is not None and threads is None and isinstance(ckpt.meta.get("threads"), int):
             threads = max(1, ckpt.meta["threads"])  # the same sums, for a bit-exact resume
         self.workers = P.Workers(threads)  # its processes start in run()
@@ -108,7 +119,8 @@ class Session:
         a.update(a.pop("model")), b.update(b.pop("model"))
         diff = [f"--{k.replace('_', '-')} {a[k]} (now {b[k]})" for k in a
                 if k not in RUN_ONLY + ("corpus", "out") and a[k] != b.get(k)]
-        if diff or ckpt.family != self.F.NAME or ckpt.model != self.model:
+        if diff or ckpt.family != self.F.NAME or ckpt.model != replace(self.model,
+                                                                        kernels="numpy"):
             raise ConfigError("cannot resume with different settings; the run used "
                               + ", ".join(diff or ["another model"]))
         if {k: m.get(k) for k in self.data.fingerprint} != self.data.fingerprint:

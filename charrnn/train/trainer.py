@@ -29,7 +29,6 @@ import numpy as np
 
 from ..data.text import BUNDLED  # noqa: F401 (the default corpus, for the CLI)
 from ..errors import CharrnnError, TrainingDiverged
-from ..nn import cells
 from ..nn.optim import learning_rate
 from ..parallel import workers as P
 from .config import TrainConfig, resume_config  # noqa: F401 (this module's API)
@@ -105,17 +104,6 @@ def _deferred_stop(stop: list, signals):
             signal.signal(s, h)
 
 
-@contextmanager
-def kernels(name: str):
-    """The cells' loops run with `name`'s kernels (cells.use_kernels) inside, as before
-    after."""
-    prev = cells.use_kernels(name)
-    try:
-        yield
-    finally:
-        cells.use_kernels(prev)
-
-
 def train(cfg: TrainConfig, on_event=None, resume: bool = False,
           threads: int | None = None, sigterm: bool = False) -> TrainResult:
     """Train per `cfg` (continuing cfg.run_dir/last.npz when `resume`), return the result.
@@ -141,7 +129,7 @@ def train(cfg: TrainConfig, on_event=None, resume: bool = False,
     except OSError as e:
         raise CharrnnError(f"cannot create run directory {run_dir}: {e.strerror or e}") from None
     try:
-        with lock(run_dir), kernels(cfg.kernels):
+        with lock(run_dir):
             signals = tuple(STOP_SIGNALS) if sigterm else (signal.SIGINT,)
             session = Session(cfg, run_dir, resume, threads)
             try:
@@ -262,7 +250,8 @@ class _Loop:
                 "chunks_per_epoch": s.batches.chunks, "total_steps": self.total,
                 "resumed_at": self.step0, "run_dir": str(s.run_dir),
                 "processes": len(s.workers.split(s.F, s.model, cfg.batch)),
-                "processes_failed": s.workers.failed}
+                "processes_failed": s.workers.failed, "kernels": s.cfg.kernels,
+                "kernels_note": s.kernels_note}
         self.event("start", {}, s.elapsed0, info)
         win = _Window(time.perf_counter())
         with _deferred_stop(self.stop, signals):

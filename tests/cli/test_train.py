@@ -312,7 +312,7 @@ def test_the_live_progress_line_fits_80_columns(monkeypatch):
     show(Event("start", 0, 0.0, 0.0, 0.0, None, {}, {
         "params": 1_000_000, "train_chars": 10**6, "val_chars": 10**5, "vocab": 65,
         "data": "1,000,000 characters (validation 100,000, vocabulary 65)", "run_dir": "runs/x", "processes": 2, "processes_failed": None, "total_steps": 100_000,
-        "resumed_at": 0}))
+        "resumed_at": 0, "kernels": "fused"}))
     record = {"train_bpc": 2.3456, "grad_norm": 0.53, "chars_per_sec": 22_000.0}
     show(Event("step", 12_345, 12.41, 0.12345, 600.0, 4252.0, record))
     show(Event("eval", 12_345, 12.41, 0.12345, 600.0, 4252.0, {"val_bpc": 2.41}))

@@ -13,17 +13,11 @@ from charrnn.models import lm as M
 from charrnn.nn import cells, fused
 from charrnn.parallel import blas as B
 from charrnn.parallel import workers as P
-from charrnn.train.trainer import kernels, resume_config, train
-from tests.helpers import AUSTEN, TINY, assert_close, invoke, tiny
+from charrnn.train.trainer import resume_config, train
+from tests.helpers import AUSTEN, TINY, assert_close, invoke, one_line_error, tiny
 
 WHY = fused.available()
 needs_fused = pytest.mark.skipif(WHY is not None, reason=f"fused kernels unavailable: {WHY}")
-
-
-@pytest.fixture(autouse=True)
-def numpy_after():
-    yield
-    cells.use_kernels("numpy")
 
 
 def _chunk(cell, T, N, H, dtype=np.float32, seed=0, scale=2.0):
@@ -41,10 +35,8 @@ def _chunk(cell, T, N, H, dtype=np.float32, seed=0, scale=2.0):
 def _run(cell, name, xp, state, p, dhs, dstate, backward_with=None):
     """Everything one forward and backward pass of `cell` returns and caches (but the inputs
     it keeps), by name, with `name`'s kernels (the backward pass with `backward_with`'s)."""
-    cells.use_kernels(name)
-    hs, final, cache = getattr(cells, f"{cell}_forward")(xp.copy(), state, p)
-    cells.use_kernels(backward_with or name)
-    dxp, d0, g = getattr(cells, f"{cell}_backward")(dhs, dstate, cache)
+    hs, final, cache = cells.cell(cell, name).forward(xp.copy(), state, p)
+    dxp, d0, g = cells.cell(cell, backward_with or name).backward(dhs, dstate, cache)
     return {"hs": hs, "dxp": dxp, **{f"final{k}": v for k, v in enumerate(final)},
             **{f"d0_{k}": v for k, v in enumerate(d0)}, **{f"d{k}": v for k, v in g.items()},
             **{f"cache.{k}": v for k, v in cache._asdict().items()
@@ -97,10 +89,9 @@ def test_the_fused_backward_is_the_gradient_of_the_forward(cell):
     # same float32 values), to float32 rounding
     T, N, H = 4, 2, 3
     xp, state, p, dhs, dstate = _chunk(cell, T, N, H)
-    cells.use_kernels("fused")
-    hs, _, cache = getattr(cells, f"{cell}_forward")(xp.copy(), state, p)
-    dxp, d0, grads = getattr(cells, f"{cell}_backward")(dhs, dstate, cache)
-    cells.use_kernels("numpy")
+    fast = cells.cell(cell, "fused")
+    hs, _, cache = fast.forward(xp.copy(), state, p)
+    dxp, d0, grads = fast.backward(dhs, dstate, cache)
     f64 = lambda a: a.astype(np.float64)
     x = {"xp": f64(xp), **{f"s{k}": f64(s) for k, s in enumerate(state)},
          **{k: f64(v) for k, v in p.items()}}
@@ -162,11 +153,8 @@ def test_the_fused_single_steps_agree_with_numpy_and_float64(cell, N, H, scale):
     xp = xp[0]
     before = [a.copy() for a in (xp, *state, *p.values())]
     want = _naive_step(cell, xp, state, p)
-    step = cells.CELLS[cell].step
-    cells.use_kernels("numpy")
-    numpy_ = step(xp, state, p)
-    cells.use_kernels("fused")
-    got = step(xp, state, p)
+    numpy_ = cells.cell(cell, "numpy").step(xp, state, p)
+    got = cells.cell(cell, "fused").step(xp, state, p)
     for k, (g, n, w) in enumerate(zip(got, numpy_, want)):
         assert g.dtype == np.float32 and g.shape == (N, H)
         scale_k = max(1.0, np.max(np.abs(w)))
@@ -180,28 +168,26 @@ def test_the_fused_single_steps_agree_with_numpy_and_float64(cell, N, H, scale):
 @pytest.mark.parametrize("cell", ["lstm", "gru"])
 def test_the_single_steps_really_run_the_c_kernels(cell, monkeypatch):
     xp, state, p, _, _ = _chunk(cell, 1, 3, 40)
-    cells.use_kernels("fused")
+    fast = cells.cell(cell, "fused")
     calls = []
     real = fused.library()
     monkeypatch.setattr(fused, "library", lambda: calls.append(1) or real)
-    got = cells.CELLS[cell].step(xp[0], state, p)
+    got = fast.step(xp[0], state, p)
     assert calls == [1]
-    cells.use_kernels("numpy")
-    want = cells.CELLS[cell].step(xp[0], state, p)
+    want = cells.cell(cell, "numpy").step(xp[0], state, p)
     assert not all(np.array_equal(g, w) for g, w in zip(got, want))  # its own exp: other bits
 
 
 @needs_fused
 def test_a_single_step_given_arrays_that_do_not_fit_raises_instead_of_reading_past_them():
-    cells.use_kernels("fused")
     xp, (h, c), p, _, _ = _chunk("lstm", 1, 2, 6)
     for bad in [(xp[0][:, :-4].copy(), (h, c)), (xp[0], (h, c[:1].copy()))]:
         with pytest.raises(ValueError, match="lstm step: .* do not fit"):
-            cells.lstm_step(*bad, p)
+            cells.lstm_step(*bad, p, kernels="fused")
     xp, (h,), p, _, _ = _chunk("gru", 1, 2, 6)
     for bad in [{**p, "bhn": p["bhn"][:3].copy()}, {**p, "Wh": p["Wh"][:, :-3].copy()}]:
         with pytest.raises(ValueError, match="gru step: .* do not fit"):
-            cells.gru_step(xp[0], (h,), bad)
+            cells.gru_step(xp[0], (h,), bad, kernels="fused")
 
 
 @needs_fused
@@ -212,51 +198,50 @@ def test_float64_and_strided_arrays_take_the_numpy_path_bit_for_bit():
         for name in want:
             assert np.array_equal(got[name], want[name]), f"{cell} {name}"
         xp, state, p = args[0][0], args[1], args[2]
-        cells.use_kernels("fused")
-        got = cells.CELLS[cell].step(xp, state, p)
-        cells.use_kernels("numpy")
+        got = cells.cell(cell, "fused").step(xp, state, p)
         assert all(map(np.array_equal, got, cells.CELLS[cell].step(xp, state, p))), cell
     for cell in ("lstm", "gru", "rnn"):
         xp, state, p, dhs, dstate = _chunk(cell, 5, 3, 4)
         strided = np.zeros((5, 3, 8), np.float32)[..., ::2]
         strided[...] = dhs  # the same values, not contiguous: the backward loop falls back
-        cells.use_kernels("fused")
-        _, _, cache = getattr(cells, f"{cell}_forward")(xp.copy(), state, p)
-        a = getattr(cells, f"{cell}_backward")(strided, dstate, cache)
-        cells.use_kernels("numpy")
-        b = getattr(cells, f"{cell}_backward")(strided, dstate, cache)
+        _, _, cache = cells.cell(cell, "fused").forward(xp.copy(), state, p)
+        a = cells.cell(cell, "fused").backward(strided, dstate, cache)
+        b = cells.cell(cell, "numpy").backward(strided, dstate, cache)
         assert np.array_equal(a[0], b[0]), cell
         views = tuple(np.zeros((3, 8), np.float32)[:, ::2] for _ in state)
         for v, s in zip(views, state):
             v[...] = s  # a state that is a strided view: the single step falls back
-        cells.use_kernels("fused")
-        a = cells.CELLS[cell].step(xp[0], views, p)
-        cells.use_kernels("numpy")
+        a = cells.cell(cell, "fused").step(xp[0], views, p)
         assert all(map(np.array_equal, a, cells.CELLS[cell].step(xp[0], views, p))), cell
 
 
-def _every_kernel(cell):
+def _every_kernel(cell, kernels):
     """Everything a chunk's forward and backward and a single step of `cell` return, float32."""
     args = _chunk(cell, 6, 2, 5)
-    return {**_run(cell, cells.kernels(), *args),
-            **{f"step{k}": v for k, v in enumerate(cells.CELLS[cell].step(args[0][0], args[1],
-                                                                           args[2]))}}
+    step = cells.cell(cell, kernels).step(args[0][0], args[1], args[2])
+    return {**_run(cell, kernels, *args), **{f"step{k}": v for k, v in enumerate(step)}}
 
 
 def test_unknown_or_unbuildable_kernels_are_config_errors(monkeypatch, tmp_path):
-    with pytest.raises(ConfigError, match="kernels must be one of numpy, fused"):
-        cells.use_kernels("cuda")
-    want = {cell: _every_kernel(cell) for cell in cells.CELLS}
+    with pytest.raises(ConfigError, match="kernels must be one of auto, numpy, fused"):
+        cells.choose_kernels("cuda", "lstm", "float32")
+    for asked in ("cuda", "auto"):  # a cell runs concrete kernels, chosen before
+        with pytest.raises(ConfigError, match="kernels must be one of numpy, fused"):
+            cells.cell("lstm", asked)
+    with pytest.raises(ConfigError, match="kernels must be one of numpy, fused, not 'auto'"):
+        M.ModelConfig(kernels="auto")  # a model runs concrete kernels; "auto" is chosen before
+    want = {cell: _every_kernel(cell, "numpy") for cell in cells.CELLS}
     monkeypatch.setenv("CC", str(tmp_path / "no-such-compiler"))
     monkeypatch.setenv("CHARRNN_CACHE", str(tmp_path / "cache"))
     fused.reset()
     try:
         with pytest.raises(ConfigError, match="fused kernels are not available: no working C "
                                               "compiler"):
-            cells.use_kernels("fused")
-        assert cells.kernels() == "numpy"
-        for cell in cells.CELLS:  # and every cell computes what NumPy does, bit for bit
-            got = _every_kernel(cell)
+            cells.cell("lstm", "fused")
+        assert cells.cell("lstm", "numpy") is cells.CELLS["lstm"]  # NumPy's need nothing built
+        for cell in cells.CELLS:  # and "auto" computes what NumPy does, bit for bit
+            assert cells.choose_kernels("auto", cell, "float32") == "numpy"
+            got = _every_kernel(cell, cells.choose_kernels("auto", cell, "float32"))
             for name in want[cell]:
                 assert np.array_equal(got[name], want[cell][name]), f"{cell} {name}"
     finally:
@@ -272,12 +257,32 @@ def test_a_python_whose_arrays_the_steps_cannot_read_gets_no_kernels(monkeypatch
     try:
         assert fused.available().startswith("cannot find NumPy arrays' data in memory")
         with pytest.raises(ConfigError, match="cannot find NumPy arrays' data"):
-            cells.use_kernels("fused")
-        assert cells.kernels() == "numpy"
+            cells.cell("lstm", "fused")
+        assert cells.choose_kernels("auto", "lstm", "float32") == "numpy"
     finally:
         monkeypatch.undo()
         fused.reset()
     assert fused.available() is None
+
+
+def test_the_kernels_are_a_setting_of_the_config_not_of_the_process():
+    """Two configs, each with its kernels, in one process and in any order: each runs its own
+    (the process-wide switch this replaced would make the second undo the first); the choice
+    goes to the workers in to_dict, which says nothing of NumPy's, so older configs still read."""
+    base = M.ModelConfig(9, "lstm", 6, 1, 0.0, "float32")
+    assert "kernels" not in base.to_dict()
+    assert M.ModelConfig.from_dict(base.to_dict()) == base
+    f = M.ModelConfig(9, "lstm", 6, 1, 0.0, "float32", "fused")
+    assert f.to_dict()["kernels"] == "fused" and M.ModelConfig.from_dict(f.to_dict()) == f
+    if WHY is not None:
+        pytest.skip(f"fused kernels unavailable: {WHY}")
+    params = M.init_params(base, np.random.default_rng(0))
+    ids = np.random.default_rng(1).integers(0, 9, (3, 12))
+    batch, state = (ids[:, :-1], ids[:, 1:]), M.init_state(base, 3)
+    a = [M.loss_and_grads(params, c, batch, state)[1]["l0.Wh"] for c in (base, f, base, f)]
+    assert np.array_equal(a[0], a[2]) and np.array_equal(a[1], a[3])
+    assert not np.array_equal(a[0], a[1])
+    assert_close(a[1], a[0], rtol=1e-4, atol=1e-6, what="fused against numpy")
 
 
 @needs_fused
@@ -304,18 +309,17 @@ def test_the_library_is_built_once_per_source_and_cpu(monkeypatch, tmp_path):
 @pytest.mark.skipif(B.openblas() is None, reason="BLAS threads not controllable")
 def test_worker_processes_run_the_callers_kernels(monkeypatch):
     monkeypatch.setattr(P, "MIN_SLICE", 1)
-    cfg = M.ModelConfig(9, "lstm", 6, 2, 0.0, "float32")
     rng = np.random.default_rng(0)
-    params = M.init_params(cfg, rng)
+    params = M.init_params(M.ModelConfig(9, "lstm", 6, 2, 0.0, "float32"), rng)
     ids = rng.integers(0, 9, (4, 11))
-    batch, state = (ids[:, :-1], ids[:, 1:]), M.init_state(cfg, 4)
     out = {}
     for name in ("numpy", "fused"):
-        with kernels(name), P.Workers(2) as w:
+        cfg = M.ModelConfig(9, "lstm", 6, 2, 0.0, "float32", name)
+        batch, state = (ids[:, :-1], ids[:, 1:]), M.init_state(cfg, 4)
+        with P.Workers(2) as w:
             out[name] = P.loss_and_grads(M, params, cfg, batch, state, None, w)[1]
-            assert w._cfg[2] == name  # and the workers said so when they started
-        with kernels(name):
-            alone = M.loss_and_grads(params, cfg, batch, state)[1]
+            assert len(w._procs) == 1  # the work really was split
+        alone = M.loss_and_grads(params, cfg, batch, state)[1]
         for k in params:
             assert_close(out[name][k], alone[k], rtol=1e-5, atol=1e-6, what=f"{name} {k}")
     assert any(not np.array_equal(out["numpy"][k], out["fused"][k]) for k in params)
@@ -338,7 +342,7 @@ def test_a_fused_run_saves_its_kernels_and_resumes_exactly(tmp_path, cell):
     full, part = C.load(tmp_path / "full" / "last.npz"), C.load(tmp_path / "part" / "last.npz")
     for k in full.params:
         assert np.array_equal(part.params[k], full.params[k]), k
-    assert cells.kernels() == "numpy"  # train() puts the setting back
+    assert part.model.kernels == "numpy"  # not saved with the parameters: "train" has it
     numpy_run = train(tiny(corpus, tmp_path / "np", **{**kw, "kernels": "numpy"}), threads=1)
     assert C.load(numpy_run.run_dir / "last.npz").meta["train"]["kernels"] == "numpy"
     assert not np.array_equal(C.load(tmp_path / "np" / "last.npz").params["l0.Wh"],
@@ -391,7 +395,7 @@ def test_a_failed_build_is_tried_once_per_process(monkeypatch, tmp_path):
         first = fused.available()
         assert first.startswith("no working C compiler") and fused.available() == first
         with pytest.raises(ConfigError, match="no working C compiler"):
-            cells.use_kernels("fused")
+            cells.cell("gru", "fused")
         assert len(calls) == 1
     finally:
         fused.reset()
@@ -424,7 +428,8 @@ def test_a_run_saved_when_fused_did_not_cover_its_cell_resumes_exactly_on_numpy(
     # loops: such a run must resume on NumPy's loops, bit for bit
     corpus = tmp_path / "austen.txt"
     corpus.write_text(AUSTEN)
-    kw = {"dtype": "float32", "dropout": 0.2, "steps": 12, "eval_every": 4, "cell": cell}
+    kw = {"dtype": "float32", "dropout": 0.2, "steps": 12, "eval_every": 4, "cell": cell,
+          "kernels": "numpy"}  # what such a run ran
     train(tiny(corpus, tmp_path / "full", **kw), threads=1)
     train(tiny(corpus, tmp_path / "part", **{**kw, "steps": 7}), threads=1)
     last = tmp_path / "part" / "last.npz"
@@ -440,3 +445,68 @@ def test_a_run_saved_when_fused_did_not_cover_its_cell_resumes_exactly_on_numpy(
     full, part = C.load(tmp_path / "full" / "last.npz"), C.load(last)
     for k in full.params:
         assert np.array_equal(part.params[k], full.params[k]), k
+
+
+# --- the default: the compiled kernels where they can be had, NumPy's otherwise ---------------
+
+
+def _first_line(result) -> str:
+    return next(ln for ln in result.stderr.splitlines() if ln.startswith("training "))
+
+
+def test_by_default_train_uses_the_compiled_kernels_where_they_serve(tmp_path):
+    """No --kernels: float32 models of every cell get the fused kernels (when they build here),
+    float64 NumPy's; the first line says which and why, and the checkpoint records the
+    concrete choice (never "auto"), which --resume then keeps."""
+    corpus = tmp_path / "austen.txt"
+    corpus.write_text(AUSTEN)
+    f32 = [a if a != "float64" else "float32" for a in TINY]
+    want = "numpy" if WHY else "fused"
+    for name, args, kernels, note in (
+            ("lstm32", [*f32, "--cell", "lstm"], want, WHY),
+            ("gru32", [*f32, "--cell", "gru"], want, WHY),
+            ("lstm64", [*TINY, "--cell", "lstm"], "numpy", "float32 only"),
+            ("rnn32", [*f32, "--cell", "rnn"], want, WHY)):
+        r = invoke("train", corpus, "--out", tmp_path / name, "--steps", 2, *args)
+        assert r.exit_code == 0, r.stderr
+        line = _first_line(r)
+        assert f", {kernels} kernels" in line, line
+        assert (note or "(") in line if kernels == "numpy" else "(" not in line[-30:], line
+        assert C.load(tmp_path / name / "last.npz").meta["train"]["kernels"] == kernels
+        assert resume_config(tmp_path / name).kernels == kernels
+
+
+def test_without_a_compiler_the_default_trains_on_numpy_and_says_why(tmp_path, monkeypatch):
+    """A user who did not ask for the kernels never meets an error for want of a compiler
+    (the build is made to fail: CC names a compiler that does not exist); one who asked for them
+    gets one line saying why."""
+    corpus = tmp_path / "austen.txt"
+    corpus.write_text(AUSTEN)
+    monkeypatch.setenv("CC", str(tmp_path / "no-such-compiler"))
+    monkeypatch.setenv("CHARRNN_CACHE", str(tmp_path / "cache"))
+    f32 = [a if a != "float64" else "float32" for a in TINY]
+    fused.reset()
+    try:
+        r = invoke("train", corpus, "--out", tmp_path / "a", "--steps", 2, *f32, "--cell", "lstm")
+        assert r.exit_code == 0, r.stderr
+        assert "Traceback" not in r.output and "error:" not in r.stderr.lower()
+        assert ", numpy kernels (no working C compiler (" in _first_line(r)
+        assert C.load(tmp_path / "a" / "last.npz").meta["train"]["kernels"] == "numpy"
+        r = invoke("sample", "-c", tmp_path / "a", "--length", 20, "--seed", 1)
+        assert r.exit_code == 0 and r.stdout, r.stderr  # inference's default, likewise
+        one_line_error(invoke("train", corpus, "--out", tmp_path / "b", "--steps", 2, *f32,
+                              "--cell", "lstm", "--kernels", "fused"),
+                       "fused kernels are not available: no working C compiler")
+    finally:
+        fused.reset()
+
+
+def test_a_run_saved_before_the_kernels_were_recorded_resumes_on_numpy(tmp_path):
+    corpus = tmp_path / "austen.txt"
+    corpus.write_text(AUSTEN)
+    train(tiny(corpus, tmp_path / "r", dtype="float32", kernels="numpy", steps=4), threads=1)
+    last = tmp_path / "r" / "last.npz"
+    ck = C.load(last)
+    del ck.meta["train"]["kernels"]  # as the versions before --kernels wrote it
+    C.save(last, ck)
+    assert resume_config(tmp_path / "r").kernels == "numpy"  # not the new default, "auto"

@@ -312,7 +312,7 @@ def test_a_256_colour_terminal_shows_the_palette_exactly():
 def test_the_fused_kernels_record_what_numpys_do_to_float32_rounding():
     from dataclasses import replace
 
-    from charrnn.nn import cells, fused
+    from charrnn.nn import fused
 
     if fused.available():
         pytest.skip(f"fused kernels unavailable: {fused.available()}")
@@ -320,11 +320,7 @@ def test_the_fused_kernels_record_what_numpys_do_to_float32_rounding():
     ck32 = type(ck)(replace(ck.model, dtype="float32"), ck.vocab,
                     {k: v.astype(np.float32) for k, v in ck.params.items()}, family="lm")
     want = I.record(ck32, TEXT)
-    prev = cells.use_kernels("fused")
-    try:
-        got = I.record(ck32, TEXT)
-    finally:
-        cells.use_kernels(prev)
+    got = I.record(ck32.running("fused"), TEXT)
     for name in want.arrays:
         assert_close(got.arrays[name], want.arrays[name], rtol=1e-4, atol=1e-5, what=name)
 

@@ -88,7 +88,8 @@ def test_checkpoint_contract_and_metrics(tmp_path, corpus):
     ck = C.load(tmp_path / "r" / "last.npz")
     m = ck.meta
     assert m["step"] == 10 and m["corpus"] == str(corpus) and m["elapsed"] > 0
-    assert TrainConfig.from_dict(m["train"]) == tiny_fox(corpus, tmp_path / "r")
+    assert tiny_fox(corpus, tmp_path / "r").kernels == "auto"  # saved as what it chose:
+    assert TrainConfig.from_dict(m["train"]) == tiny_fox(corpus, tmp_path / "r", kernels="numpy")
     assert m["best_val_bpc"] == min(h["val_bpc"] for h in m["history"] if h["kind"] == "eval")
     lines = [json.loads(x) for x in (tmp_path / "r" / "metrics.jsonl").read_text().splitlines()]
     assert lines == m["history"] == res.history
