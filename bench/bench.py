@@ -161,7 +161,7 @@ def charrnn_trainer(cell, H, L, ids, N, T, kernels, seed=0):
 def charrnn_sampler(cell, H, L, vocab, kernels, seed=0):
     """One stream, one character per call, through charrnn's own sampler (charrnn.sample):
     model.step, softmax, one draw."""
-    from charrnn.tools.sample import SampleConfig, generate
+    from charrnn.infer.sample import SampleConfig, generate
 
     cfg = model_config(cell, H, L, len(vocab), kernels)
     rng = np.random.default_rng(seed)

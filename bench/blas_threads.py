@@ -27,11 +27,11 @@ from common import cpu_model
 
 from charrnn import checkpoint as C
 from charrnn.data.text import read_corpus
+from charrnn.infer.sample import SampleConfig, generate
+from charrnn.infer.scoring import score_text
 from charrnn.parallel import blas as B
 from charrnn.parallel.blas import describe, openblas
-from charrnn.tools.info import find_checkpoint
-from charrnn.tools.sample import SampleConfig, generate
-from charrnn.tools.scoring import score_text
+from charrnn.runs import find_checkpoint
 
 
 def best(fn, repeats):

@@ -102,7 +102,7 @@ def train_runs(work: Path, minutes: float, split_seed: int = 0) -> dict:
 def recall(judge, test_file: Path) -> dict:
     """The judge's recall of the real held-out names (each distinct name once) of LANGUAGES,
     per language and their mean: what the generated names are measured against."""
-    from charrnn.tools.predict import classify
+    from charrnn.infer.predict import classify
 
     ex = L.read(test_file, "classify")
     out = {}
@@ -115,7 +115,7 @@ def recall(judge, test_file: Path) -> dict:
 
 def report(work: Path, per_label: int, seed: int, temperature: float = 1.0,
            top_p: float | None = None) -> dict:
-    from charrnn.tools import generated as G
+    from charrnn.infer import generated as G
 
     config = G.sample_config(temperature, top_p=top_p)  # the generator's defaults unless told
     test_file = work / "test.tsv"
@@ -186,9 +186,9 @@ def curve(work: Path, way: str, per_label: int, seed: int, temperatures, top_ps)
     the bits per character the model gives the names it made against the real held-out ones."""
     import numpy as np
 
+    from charrnn.infer import generated as G
+    from charrnn.infer.predict import classify
     from charrnn.models import generate as M
-    from charrnn.tools import generated as G
-    from charrnn.tools.predict import classify
 
     ckpt = C.load(C.resolve(work / way))
     judge = C.load(C.resolve(work / "judge"))

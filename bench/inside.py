@@ -7,7 +7,7 @@ compare runs made under the same load.
     python bench/inside.py                       LSTM 512x2, 100,000 characters
     python bench/inside.py --chars 20000 --hidden 128 --repeats 1
 
-Settings: BLAS on one thread in the time loop (what charrnn.tools.inside.record does) against
+Settings: BLAS on one thread in the time loop (what charrnn.inside.record.record does) against
 BLAS's own thread count, and the fused kernels against NumPy's.
 """
 
@@ -29,10 +29,10 @@ from common import cpu_model
 from charrnn.checkpoint import Checkpoint
 from charrnn.data.vocab import Vocab
 from charrnn.errors import ConfigError
+from charrnn.inside import record as I
 from charrnn.models import lm
 from charrnn.nn import cells
 from charrnn.parallel.blas import openblas
-from charrnn.tools import inside as I
 
 
 def main(argv=None) -> None:

@@ -22,8 +22,8 @@ from rich.console import Console
 from rich.text import Text
 
 from charrnn import checkpoint as C
-from charrnn.tools import inside as I
-from charrnn.tools import inside_view as V
+from charrnn.inside import record as I
+from charrnn.inside import view as V
 
 
 def main(argv=None) -> None:

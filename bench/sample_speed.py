@@ -16,10 +16,10 @@ import time
 import numpy as np
 
 from charrnn.data.vocab import Vocab
+from charrnn.infer.sample import SampleConfig, generate
 from charrnn.models import lm as M
 from charrnn.models.lm import score
 from charrnn.nn import cells
-from charrnn.tools.sample import SampleConfig, generate
 
 
 def rate(fn, n, repeats=5):

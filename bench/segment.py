@@ -31,8 +31,8 @@ from common import cpu_model, parse_settings
 from charrnn import checkpoint as C
 from charrnn.data import segmentation as S
 from charrnn.data.text import read_corpus
+from charrnn.infer.predict import evaluate_file
 from charrnn.models import tag
-from charrnn.tools.predict import evaluate_file
 from charrnn.train.trainer import TrainConfig, train
 
 sys.path.insert(0, str(ROOT / "bench"))

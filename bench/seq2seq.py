@@ -29,8 +29,8 @@ from charrnn import checkpoint as C
 from charrnn.data import labelled as L
 from charrnn.data import pairs as P
 from charrnn.data import synthetic
+from charrnn.infer.translate import evaluate_file, translate
 from charrnn.models import seq2seq
-from charrnn.tools.translate import evaluate_file, translate
 from charrnn.train.trainer import TrainConfig, train
 
 SIZES = {"addition": 50000, "dates": 30000}

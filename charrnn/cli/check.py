@@ -8,8 +8,8 @@ import time
 import click
 from rich.table import Table
 
+from ..checks.gradcheck import TASKS
 from ..nn.cells import CELLS
-from ..tools.gradcheck import TASKS
 from .console import CONTEXT, _finite, err
 
 
@@ -49,7 +49,7 @@ def gradcheck(task, cell, layers, hidden, seq, batch, vocab, seed, tol):
     otherwise. Progress goes to stderr as it runs: a bar on a terminal, else one line per
     family and cell when its checks are done.
     """
-    from ..tools import gradcheck as G
+    from ..checks import gradcheck as G
 
     cells = tuple(CELLS) if cell == "all" else (cell.lower(),)
     start = time.perf_counter()

@@ -139,7 +139,7 @@ def open_checkpoint(path, families=None, kernels=None):
     (of one of `families`, when given); its model runs `kernels` (Checkpoint.running; None: the
     default, charrnn.nn.cells.DEFAULT_KERNELS)."""
     from .. import checkpoint as C
-    from ..tools.info import find_checkpoint
+    from ..runs import find_checkpoint
 
     file = find_checkpoint(path, families=families)
     ckpt = C.load(file)

@@ -71,8 +71,8 @@ def eval_(file, checkpoint, strict, show, encoding, as_json, novelty, judge, per
     import os
 
     from ..data.text import read_corpus
+    from ..infer.scoring import digit_map, heat_map, legend, perplexity_text, score_text
     from ..models import family
-    from ..tools.scoring import digit_map, heat_map, legend, perplexity_text, score_text
 
     if show and as_json:
         raise click.UsageError("--show and --json both write to stdout; give one of them")
@@ -141,7 +141,7 @@ def eval_labelled(path, ckpt, file: str, encoding: str, as_json: bool, **generat
     if is_generator(ckpt):
         return _eval_generated(path, ckpt, file, encoding, as_json, **generated)
     if getattr(family(ckpt.family), "ANSWERS", None) == "text":
-        from ..tools.translate import evaluate_file as translate_file
+        from ..infer.translate import evaluate_file as translate_file
 
         r = translate_file(ckpt, file, encoding)
         if as_json:
@@ -154,7 +154,7 @@ def eval_labelled(path, ckpt, file: str, encoding: str, as_json: bool, **generat
             err.print(f"note: {r['unknown_characters']:,} source characters outside the model's "
                       f"vocabulary, read as the unknown symbol", markup=False)
         return
-    from ..tools.predict import evaluate_file
+    from ..infer.predict import evaluate_file
 
     r = evaluate_file(ckpt, file, encoding)
     if as_json:
@@ -205,7 +205,7 @@ def _eval_generated(path, ckpt, file, encoding, as_json, generated, per_label, s
     from .. import checkpoint as C
     from ..data import labelled as L
     from ..errors import CheckpointError
-    from ..tools import generated as G
+    from ..infer import generated as G
 
     labels = G.labels_of(ckpt)
     which = list(generated["labels"]) or None

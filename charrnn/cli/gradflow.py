@@ -68,8 +68,8 @@ def gradflow(checkpoints, corpus, encoding, cells, length, samples, hidden, laye
     from rich import box
     from rich.text import Text
 
+    from ..checks import gradflow as GF
     from ..data.text import bundled, read_corpus
-    from ..tools import gradflow as GF
 
     start = time.perf_counter()
     warmup = warm_chars

@@ -34,7 +34,7 @@ def info(positional, checkpoint, as_json):
     """
     from rich.text import Text
 
-    from ..tools import info as I
+    from .. import runs as I
 
     if positional is not None and checkpoint is not None and positional != checkpoint:
         raise click.UsageError("give the checkpoint once: -c PATH or PATH")

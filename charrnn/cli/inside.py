@@ -79,8 +79,8 @@ def inside(text, checkpoint, file, encoding, units, find_, regexes, saturation, 
       charrnn inside -c runs/names -u l0.bw.h.3 Nakamura
     """
     from ..data.text import read_corpus
+    from ..inside import record as I
     from ..models import family
-    from ..tools import inside as I
 
     if (text is None) == (file is None):
         raise click.UsageError("give the text to look at: a TEXT argument or --file FILE")
@@ -131,8 +131,8 @@ def inside(text, checkpoint, file, encoding, units, find_, regexes, saturation, 
 def _show(con, rec, units, found, sat, width, colour):
     from rich.text import Text
 
-    from ..tools import inside as I
-    from ..tools import inside_view as V
+    from ..inside import record as I
+    from ..inside import view as V
 
     for name in units:
         values, bounds, label = V.shown(name, rec.unit(name), rec.bounds(name))
@@ -173,7 +173,7 @@ def _show(con, rec, units, found, sat, width, colour):
 
 
 def _saturation_table(rec, sat):
-    from ..tools import inside as I
+    from ..inside import record as I
 
     t = Table(title=f"gate saturation over {len(rec.text):,} characters: the mean fraction of "
               f"steps each unit spends below {I.LEFT} (left) and above {I.RIGHT} (right)")
@@ -187,7 +187,7 @@ def _saturation_table(rec, sat):
 
 
 def _json(rec, path, units, found, sat, width, seconds) -> dict:
-    from ..tools import inside as I
+    from ..inside import record as I
 
     o = {"checkpoint": str(path), "task": rec.family, "cell": rec.cell,
          "chars": len(rec.text), "skipped": rec.skipped, "series": list(rec.arrays),

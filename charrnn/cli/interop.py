@@ -1,4 +1,4 @@
-"""`charrnn export` and `import`: a model as a PyTorch state_dict (charrnn.tools.interop)."""
+"""`charrnn export` and `import`: a model as a PyTorch state_dict (charrnn.interop.lm)."""
 
 from __future__ import annotations
 
@@ -39,8 +39,8 @@ def export(out, checkpoint):
       charrnn export -c runs/tinyshakespeare shakespeare.safetensors
       charrnn export model.safetensors          the most recent run
     """
-    from ..tools import interop as I
-    from ..tools.info import find_checkpoint
+    from ..interop import lm as I
+    from ..runs import find_checkpoint
 
     if not out.endswith(I.SUFFIX):
         raise click.ClickException(f"OUT must end in {I.SUFFIX}, not {out!r} (a safeguard "
@@ -78,8 +78,8 @@ def import_(source, run_dir):
       charrnn sample -c runs/from-torch --prime "ROMEO:"
     """
     from .. import checkpoint as C
+    from ..interop import lm as I
     from ..models import family
-    from ..tools import interop as I
 
     target = I.import_run(source, run_dir)
     use = "predict" if hasattr(family(C.load(target).family), "ANSWERS") else "sample"

@@ -59,9 +59,9 @@ def predict(texts, checkpoint, top, segment, beam, temperature, max_length, seed
       charrnn predict -c runs/segment --segment "tobeornottobe"
     """
     from .. import checkpoint as C
+    from ..infer import predict as P
     from ..models import FAMILIES, family
-    from ..tools import predict as P
-    from ..tools.info import find_checkpoint
+    from ..runs import find_checkpoint
 
     usable = tasks_with("ANSWERS")
     path = find_checkpoint(checkpoint, families=usable)
@@ -87,7 +87,7 @@ def predict(texts, checkpoint, top, segment, beam, temperature, max_length, seed
         raise click.UsageError(f"{flag} is for {' and '.join(kinds)} models; this is a "
                                f"{ckpt.family} model")
     if answers == "text":
-        from ..tools.translate import translate
+        from ..infer.translate import translate
 
         if beam != 1 and temperature is not None:
             raise click.UsageError("give --beam or --temperature, not both: beam search keeps "
@@ -130,7 +130,7 @@ def attention_map(source: str, output: str, weights):
     one row per output character (the end marker as ⏎), each cell shaded by its weight."""
     from rich.text import Text
 
-    from ..tools.scoring import _visible
+    from ..infer.scoring import _visible
 
     if weights is None or weights.shape[1] == 0:
         return Text("(this model has no attention)")

@@ -34,7 +34,7 @@ def runs(root, as_json):
       charrnn runs
       charrnn runs --json | jq -r '.[] | select(.task == "lm") | .run'
     """
-    from ..tools import info as I
+    from .. import runs as I
 
     listed = I.runs(root)
     now = time.time()

@@ -9,7 +9,7 @@ import sys
 import click
 
 from ..errors import CharrnnError
-from ..tools.sample import MIN_TEMPERATURE as S_MIN_TEMPERATURE
+from ..infer.sample import MIN_TEMPERATURE as S_MIN_TEMPERATURE
 from .console import CONTEXT, PATH, FiniteFloat, err, is_generator, open_lm
 
 
@@ -117,7 +117,7 @@ def sample(checkpoint, prime, prime_file, length, n, label, temperature, greedy,
     import numpy as np
 
     from ..data.text import normalise
-    from ..tools import sample as S
+    from ..infer import sample as S
 
     if prime and prime_file is not None:
         raise click.UsageError("give --prime or --prime-file, not both")
@@ -140,13 +140,13 @@ def sample(checkpoint, prime, prime_file, length, n, label, temperature, greedy,
     if n is not None:
         length, num_samples = (length, n) if generator else (n, num_samples)
     if length is None:
-        from ..tools.generated import MAX_LENGTH
+        from ..infer.generated import MAX_LENGTH
 
         length = MAX_LENGTH if generator else 500
     if generator and top_p is None and not greedy:
-        from ..tools.generated import TOP_P
+        from ..infer.generated import TOP_P
 
-        top_p = TOP_P  # a generator draws from the nucleus unless told (tools.generated says why)
+        top_p = TOP_P  # a generator draws from the nucleus unless told (infer.generated says why)
     config = S.SampleConfig(length=length, temperature=1.0 if temperature is None else temperature,
                             greedy=greedy, top_k=top_k, top_p=top_p, stop=tuple(stop) or None)
     if generator:
@@ -231,8 +231,8 @@ def _conditioned(file, ckpt, label, prime, config, seed, count, as_json):
     """`charrnn sample` of a generator: `count` texts for `label`, one a line."""
     import numpy as np
 
-    from ..tools import sample as S
-    from ..tools.generated import labels_of
+    from ..infer import sample as S
+    from ..infer.generated import labels_of
 
     cond = S.label_condition(labels_of(ckpt), label, ckpt.model.dtype)
     S.check_prime(ckpt.vocab, prime)
@@ -260,7 +260,7 @@ def _prime_for(vocab, prime: str, unknown: str) -> str:
     """The prime to feed under --unknown, with a note on stderr of what was skipped or
     replaced (VocabularyError with --unknown error)."""
     from ..data.vocab import describe_chars
-    from ..tools import sample as S
+    from ..infer import sample as S
 
     fed, missing = S.prepare_prime(vocab, prime, unknown)
     if missing:

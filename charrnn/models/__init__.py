@@ -49,7 +49,7 @@ Essential: every family writes these.
                           i f o g c h, GRU r z n h, RNN h) or "l{k}.{fw,bw}.{s}" for an encoder;
                           only the names in `keep` when given; `skipped` the characters outside
                           the vocabulary; `meta` the checkpoint's (a generator reads its label
-                          names there). charrnn.tools.inside builds on it.
+                          names there). charrnn.inside.record builds on it.
 
 Derived with a default: written by the registry unless the family writes its own.
 

@@ -39,7 +39,7 @@ NAME = "classify"
 # 1 - accuracy
 METRIC = "val_error"
 POOLING = ("last", "mean", "max")
-ANSWERS = "label"  # `charrnn predict` answers a text with its label (charrnn.tools.predict)
+ANSWERS = "label"  # `charrnn predict` answers a text with its label (charrnn.infer.predict)
 
 
 @dataclass(frozen=True)

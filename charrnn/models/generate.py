@@ -216,7 +216,7 @@ def conditioned_lm(params, cfg: Config, cond):
 
 
 def inside(params, cfg: Config, vocab, text: str, keep=None, meta=None):
-    """The family contract's recording (charrnn.tools.inside): each non-empty line of `text` is
+    """The family contract's recording (charrnn.inside.record): each non-empty line of `text` is
     `text<TAB>label` (as the training files), read afresh from START under that label's
     condition, as the model generates it; lm.inside records each. Characters outside the
     vocabulary are skipped. Returns (read, spans, arrays, skipped), the lines' texts one after

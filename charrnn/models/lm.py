@@ -381,7 +381,7 @@ def score(params, cfg: ModelConfig, ids: np.ndarray, streams: int = 1, seq: int 
 
 
 # --------------------------------------------------------------------------------------------
-# Looking inside: what every layer computes per character (charrnn.tools.inside)
+# Looking inside: what every layer computes per character (charrnn.inside.record)
 
 INSIDE_CHUNK = 512  # steps per forward call: the caches of one chunk are all that is held
 

@@ -560,7 +560,7 @@ def gru_step(xp, state, p, kernels: str = "numpy"):
 
 # --------------------------------------------------------------------------------------------
 # What a forward pass computed, by name: views of a forward cache's arrays (nothing is computed
-# again), for looking inside a model (charrnn.tools.inside). Each maps a cache to
+# again), for looking inside a model (charrnn.inside.record). Each maps a cache to
 # {series: (T, N, H) array}, in the cell's equation order; SERIES_BOUNDS gives each series'
 # range: the sigmoid gates (0, 1), the tanh values (-1, 1). The LSTM's c is not bounded
 # (|c_t| <= t); (-1, 1) is the range a picture of it uses, as for tanh(c).

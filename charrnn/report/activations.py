@@ -1,7 +1,7 @@
 """The activation view: text coloured by what one unit computed at each character (after
 Karpathy, Johnson and Fei-Fei 2015), the unit chosen on the page from a list or by hovering.
 
-The recording is charrnn.tools.inside's (every layer's hidden state, gates and cell state), of
+The recording is charrnn.inside.record's (every layer's hidden state, gates and cell state), of
 validation text the model did not train on: a stretch of a language model's held-out text, or
 an encoder's validation examples, one per line. It goes into the page as data, not pictures:
 per series the values quantised to a byte over the series' range (gates 0..1, the rest -1..1,
@@ -78,8 +78,8 @@ def payload(rec) -> dict:
 
 
 def record(run: Run, data, chars: int = CHARS):
-    """charrnn.tools.inside's recording of the run's model over its validation text."""
-    from ..tools.inside import record as inside
+    """charrnn.inside.record's recording of the run's model over its validation text."""
+    from ..inside.record import record as inside
 
     text = validation_text(run, data, chars)
     if not text:

@@ -6,7 +6,7 @@ opens from a USB stick or an e-mail attachment as it opens from the disk it was 
 
 The page: a table of the runs; the training curves of each kind of run (all runs of one kind on
 one plot), by step and by training time; then per run its settings and data, and what its
-family shows: a language model's sample (and, where charrnn.tools.inside exists, its activation
+family shows: a language model's sample (and, where charrnn.inside.record exists, its activation
 view), a classifier's confusion matrix and recall per class, a tagger's precision, recall and F1
 per tag, a seq2seq model's attention maps; and with `gradflow` the gradient flow of the language
 models. A part that cannot be made (the corpus moved, say) is replaced by a note saying why, and

@@ -10,7 +10,7 @@ returns plain data (numbers, strings, arrays); charrnn.report.figures draws them
     sample(run)              a language model's text
     class_scores(run, data)  a classifier's or tagger's confusion matrix and per-class figures
     attention_examples(...)  a seq2seq model's outputs and attention on validation sources
-    gradient_flow(runs)      charrnn.tools.gradflow's series of each language model
+    gradient_flow(runs)      charrnn.checks.gradflow's series of each language model
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ import numpy as np
 from .. import checkpoint as C
 from ..errors import CharrnnError, ConfigError
 from ..models import family
-from ..tools.info import summary
+from ..runs import summary
 from .runs import Run
 
 SAMPLE_LENGTH = 400
@@ -71,7 +71,7 @@ def validation_data(run: Run):
 def sample(run: Run, length: int = SAMPLE_LENGTH, seed: int = 1, temperature: float = 0.8,
            prime: str = "") -> str:
     """`length` characters of a language model's text (charrnn sample's generator, seeded)."""
-    from ..tools.sample import SampleConfig, generate
+    from ..infer.sample import SampleConfig, generate
 
     ck = run.ckpt
     pieces = generate(ck.params, ck.model, ck.vocab, prime,
@@ -126,7 +126,7 @@ class Attention(NamedTuple):
 def attention_examples(run: Run, data, n: int = ATTENTION_EXAMPLES) -> list[Attention]:
     """The first `n` distinct validation sources no longer than LONGEST_SOURCE (else the
     shortest), greedily decoded, with where each output character looked."""
-    from ..tools.translate import translate
+    from ..infer.translate import translate
 
     if run.answers != "text":
         raise ConfigError(f"{run.name} is a {run.family} model; attention maps are for seq2seq "
@@ -142,9 +142,9 @@ def attention_examples(run: Run, data, n: int = ATTENTION_EXAMPLES) -> list[Atte
 
 
 def gradient_flow(runs: list[Run], length: int = 100, samples: int = 16, seed: int = 0):
-    """charrnn.tools.gradflow's Flow of each language model among `runs` (the others skipped),
+    """charrnn.checks.gradflow's Flow of each language model among `runs` (the others skipped),
     measured on the corpus each recorded, labelled with the run's name."""
-    from ..tools.gradflow import from_checkpoint
+    from ..checks.gradflow import from_checkpoint
 
     flows = []
     for run in runs:

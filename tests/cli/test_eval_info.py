@@ -13,9 +13,9 @@ from charrnn import checkpoint as C
 from charrnn.cli import cli
 from charrnn.data.vocab import Vocab
 from charrnn.errors import CorpusError, VocabularyError
+from charrnn.infer.scoring import RAMP, STYLES, digit_map, heat_map, score_text
 from charrnn.models import lm as M
-from charrnn.tools.info import chart, curves, latest_run, vocab_text
-from charrnn.tools.scoring import RAMP, STYLES, digit_map, heat_map, score_text
+from charrnn.runs import chart, curves, latest_run, vocab_text
 from tests.helpers import assert_close, invoke, one_line_error
 
 VOCAB = Vocab("\n abcdeé日")

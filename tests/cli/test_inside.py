@@ -11,7 +11,7 @@ from click.testing import CliRunner
 from charrnn import checkpoint as C
 from charrnn.cli import cli
 from tests.helpers import one_line_error
-from tests.tools.test_inside import (
+from tests.inside.test_inside import (
     TEXT,
     encoder_checkpoint,
     naive_series,
@@ -66,7 +66,7 @@ def test_unit_without_colour_puts_digits_under_each_line(run, how):
 
 
 def test_unit_with_colour_paints_each_character_with_its_value(run):
-    from charrnn.tools.inside_view import rgb
+    from charrnn.inside.view import rgb
 
     r = invoke('He said "so" too', "--unit", "l0.h.2", "--color")
     assert r.exit_code == 0, r.stderr

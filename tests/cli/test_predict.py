@@ -99,7 +99,7 @@ def test_a_tagger_segments_words(data):
 
 def test_eval_figures_equal_an_independent_count(data):
     """accuracy and macro accuracy recomputed here from `predict`'s labels."""
-    from charrnn.tools.predict import evaluate_file
+    from charrnn.infer.predict import evaluate_file
 
     ck = C.load(C.resolve(data / "cls"))
     res = evaluate_file(ck, data / "cls.tsv")

@@ -1,4 +1,4 @@
-"""`charrnn runs` (charrnn.tools.info.runs) and the choice of run without -c: the newest run of a
+"""`charrnn runs` (charrnn.runs.runs) and the choice of run without -c: the newest run of a
 family the command can use."""
 
 import json
@@ -7,7 +7,7 @@ import os
 import pytest
 
 from charrnn import checkpoint as C
-from charrnn.tools import info as I
+from charrnn import runs as I
 from tests.helpers import AUSTEN, TINY_QUIET, invoke, one_line_error
 
 

@@ -12,8 +12,8 @@ from click.testing import CliRunner
 from charrnn import checkpoint as C
 from charrnn.cli import cli
 from charrnn.data.vocab import Vocab
+from charrnn.infer.sample import SampleConfig, generate
 from charrnn.models import lm as M
-from charrnn.tools.sample import SampleConfig, generate
 from tests.helpers import AUSTEN, cycle_model, invoke, one_line_error
 
 VOCAB = Vocab("\n abcdeéж日")
@@ -86,7 +86,7 @@ def test_same_seed_same_text_and_num_samples(run):
 def test_every_sample_starts_from_the_primed_state(run, monkeypatch):
     """The prime is fed twice for all of --num-samples (by the first sample, which shows it at
     once, then for the rest); each sample equals a generate() call that feeds it itself."""
-    from charrnn.tools import sample as S
+    from charrnn.infer import sample as S
 
     cfg, p = run
     calls, real = [], S.warm
@@ -160,7 +160,7 @@ def test_unknown_prime_characters_error_naming_the_option_or_are_skipped_or_repl
 
 
 def test_the_replacement_is_the_unknown_symbol_when_the_vocabulary_has_it():
-    from charrnn.tools.sample import prepare_prime, replacement
+    from charrnn.infer.sample import prepare_prime, replacement
 
     assert replacement(Vocab("ab\ufffd ")) == "\ufffd"
     assert replacement(Vocab("ab\n")) == "\n" and replacement(Vocab("xy")) == "x"

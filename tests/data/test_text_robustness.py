@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 from charrnn import checkpoint as C
 from charrnn.data import text as D
 from charrnn.errors import CorpusError
-from charrnn.tools.sample import SampleConfig, generate
+from charrnn.infer.sample import SampleConfig, generate
 from charrnn.train.trainer import train
 from tests.helpers import AUSTEN, TINY_QUIET, invoke, one_line_error, tiny
 

@@ -5,10 +5,10 @@ invariance, and the row slices the worker processes take adding up to the whole 
 import numpy as np
 import pytest
 
+from charrnn.checks.gradcheck import check_family
 from charrnn.models import classify as Cl
 from charrnn.models import tag as Tg
 from charrnn.nn import encoder as E
-from charrnn.tools.gradcheck import check_family
 
 V, K, H = 4, 3, 5  # all different, so a swapped axis fails
 

@@ -5,13 +5,13 @@ import numpy as np
 import pytest
 
 from charrnn import checkpoint as C
+from charrnn.checks import gradcheck
 from charrnn.data import pairs as P
 from charrnn.errors import ConfigError, CorpusError
+from charrnn.infer import generated as GT
+from charrnn.infer.sample import SampleConfig, generate_conditioned, label_condition
 from charrnn.models import generate as G
 from charrnn.models import lm
-from charrnn.tools import generated as GT
-from charrnn.tools import gradcheck
-from charrnn.tools.sample import SampleConfig, generate_conditioned, label_condition
 from charrnn.train.config import resume_config
 from charrnn.train.trainer import TrainConfig, train
 from tests.helpers import assert_close, assert_same_params
@@ -219,7 +219,7 @@ def test_generation_stops_at_length_and_checks_labels(tmp_path):
 
 
 def test_a_generators_sampling_defaults_to_the_nucleus():
-    """tools.generated's texts (and charrnn sample's for a generator) are drawn at temperature 1
+    """infer.generated's texts (and charrnn sample's for a generator) are drawn at temperature 1
     from the top-p 0.9 nucleus unless told; greedy takes none; top-p 1 draws from all."""
     c = GT.sample_config()
     assert (c.temperature, c.top_p, c.top_k, c.greedy, c.length) == (1.0, 0.9, None, False, 50)

@@ -8,12 +8,12 @@ import numpy as np
 import pytest
 
 from charrnn import checkpoint as C
+from charrnn.checks.gradcheck import check_family
 from charrnn.data import pairs as P
 from charrnn.errors import ConfigError, CorpusError
+from charrnn.infer import translate as TR
 from charrnn.models import FAMILIES
 from charrnn.models import seq2seq as S
-from charrnn.tools import translate as TR
-from charrnn.tools.gradcheck import check_family
 from charrnn.train.trainer import TrainConfig, resume_config, train
 
 V, K, H = 4, 6, 5  # all different, so a swapped axis fails

@@ -5,8 +5,8 @@ backward passes finite differences for both kinds."""
 import numpy as np
 import pytest
 
+from charrnn.checks.gradcheck import compare, numeric_gradient
 from charrnn.nn import attention as A
-from charrnn.tools.gradcheck import compare, numeric_gradient
 
 N, T, S, Q, E, AS = 3, 2, 5, 4, 6, 7  # all different, so a swapped axis fails
 

@@ -4,9 +4,9 @@ differences in float64, and (when installed) PyTorch's packed-sequence RNNs."""
 import numpy as np
 import pytest
 
+from charrnn.checks.gradcheck import DEFAULT_TOL, compare, numeric_gradient
 from charrnn.nn import encoder as E
 from charrnn.nn.cells import CELLS
-from charrnn.tools.gradcheck import DEFAULT_TOL, compare, numeric_gradient
 from tests.helpers import assert_close
 
 N, T, V, H = 3, 5, 4, 6  # all different, so a swapped axis cannot pass

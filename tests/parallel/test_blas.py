@@ -6,10 +6,10 @@ import numpy as np
 import pytest
 
 from charrnn.data.vocab import Vocab
+from charrnn.infer import sample as S
+from charrnn.infer.scoring import score_text
 from charrnn.models import lm as M
 from charrnn.parallel import blas as B
-from charrnn.tools import sample as S
-from charrnn.tools.scoring import score_text
 
 VOCAB = Vocab("\n abcde")
 CFG = M.ModelConfig(vocab_size=len(VOCAB), cell="gru", hidden=6, layers=1)
@@ -57,7 +57,7 @@ def test_sampling_runs_on_one_blas_thread_and_restores_the_count(two_threads, mo
 @needs_openblas
 def test_scoring_a_text_runs_on_one_blas_thread_and_restores_the_count(two_threads,
                                                                        monkeypatch):
-    from charrnn.tools import scoring
+    from charrnn.infer import scoring
 
     params = M.init_params(CFG, np.random.default_rng(0))
     seen = spy_threads(monkeypatch, scoring, "char_losses")

@@ -5,10 +5,10 @@ import base64
 
 import numpy as np
 
+from charrnn.inside.record import record
 from charrnn.report import activations as A
 from charrnn.report import runs as R
 from charrnn.report import views as V
-from charrnn.tools.inside import record
 
 
 def test_every_units_values_are_stored_a_byte_each_over_its_range(family_runs):

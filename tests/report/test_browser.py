@@ -16,7 +16,7 @@ import pytest
 pytest.importorskip("matplotlib")
 
 from charrnn import checkpoint as C
-from charrnn.tools.inside import record
+from charrnn.inside.record import record
 
 # flags that keep chromium from reaching out on a machine without a network
 ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",

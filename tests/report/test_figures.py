@@ -14,11 +14,11 @@ import pytest
 pytest.importorskip("matplotlib")
 
 from charrnn.errors import CharrnnError, ConfigError
+from charrnn.infer.predict import classify
+from charrnn.infer.translate import translate
 from charrnn.report import figures as G
 from charrnn.report import runs as R
 from charrnn.report import views as V
-from charrnn.tools.predict import classify
-from charrnn.tools.translate import translate
 from tests.helpers import assert_close, invoke, one_line_error
 
 
@@ -199,7 +199,7 @@ def test_attention_maps_are_the_models_attention_source_across_output_down(famil
 
 
 def test_gradflow_draws_the_series_charrnn_gradflow_measures(family_runs):
-    from charrnn.tools.gradflow import from_checkpoint
+    from charrnn.checks.gradflow import from_checkpoint
 
     runs = R.read_all([family_runs["lstm"], family_runs["cls"], family_runs["gru"]])
     flows = V.gradient_flow(runs, length=20, samples=4)

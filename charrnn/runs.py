@@ -18,9 +18,9 @@ import unicodedata
 from pathlib import Path
 from typing import NamedTuple
 
-from .. import checkpoint as C
-from ..errors import CharrnnError, CheckpointError
-from ..models import family
+from . import checkpoint as C
+from .errors import CharrnnError, CheckpointError
+from .models import family
 
 RUNS = Path("runs")
 NAMES = (f"best{C.SUFFIX}", f"last{C.SUFFIX}")
@@ -281,8 +281,8 @@ def summary(path: Path, ckpt: C.Checkpoint) -> list[tuple[str, str]]:
 def kernels_text(ckpt: C.Checkpoint) -> str:
     """The kernels that trained the model (when the checkpoint records them) and those that
     sample, eval and predict run it with here by default (charrnn.nn.cells.DEFAULT_KERNELS)."""
-    from ..nn import cells
-    from ..train.config import as_run
+    from .nn import cells
+    from .train.config import as_run
 
     m = ckpt.model
     here = cells.choose_kernels(cells.DEFAULT_KERNELS, m.cell, m.dtype)
@@ -295,7 +295,7 @@ def kernels_text(ckpt: C.Checkpoint) -> str:
 
 def data_rows(held: dict, kind: str) -> list[tuple[str, str]]:
     """The rows of what a labelled run's data held (charrnn.data.summary), as saved by train."""
-    from ..data import summary as S
+    from .data import summary as S
 
     rows = []
     try:

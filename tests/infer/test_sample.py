@@ -5,9 +5,9 @@ import pytest
 
 from charrnn.data.vocab import Vocab
 from charrnn.errors import CheckpointError, ConfigError, VocabularyError
+from charrnn.infer import sample as S
+from charrnn.infer.sample import SampleConfig, distribution, generate, next_distribution
 from charrnn.models import lm as M
-from charrnn.tools import sample as S
-from charrnn.tools.sample import SampleConfig, distribution, generate, next_distribution
 from tests.helpers import assert_close, cycle_model
 
 VOCAB = Vocab("\n abcdeéж日")

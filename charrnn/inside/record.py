@@ -6,7 +6,7 @@ they follow features of the text a person can name (inside quotes, bracket depth
 the line, ...), and measure how often each gate is saturated.
 
     from charrnn import checkpoint
-    from charrnn.tools.inside import record, find, saturation
+    from charrnn.inside.record import record, find, saturation
 
     rec = record(checkpoint.load("runs/tinyshakespeare/best.npz"), text)
     rec.unit("l1.c.17")            # (len(rec.text),) that unit's values, one per character

@@ -1,4 +1,4 @@
-"""charrnn.tools.inside: recordings against naive per-gate loops written here, correlations and
+"""charrnn.inside.record: recordings against naive per-gate loops written here, correlations and
 features against numbers computed here, a planted unit, the errors."""
 
 import re
@@ -10,8 +10,8 @@ from charrnn.checkpoint import Checkpoint
 from charrnn.data import labelled as Lb
 from charrnn.data.vocab import Vocab
 from charrnn.errors import ConfigError, CorpusError
+from charrnn.inside import record as I
 from charrnn.models import classify, lm, seq2seq, tag
-from charrnn.tools import inside as I
 from tests.helpers import assert_close
 
 TEXT = 'He said "hi (a [b] {c}) 42" twice.\n"Ok (yes (no))," she said.\nAnd "so" on\n'
@@ -286,7 +286,7 @@ def test_float32_recordings_correlate_to_float32_accuracy():
 
 
 def test_pictures_show_tanh_of_a_cell_state_and_the_rest_as_they_are():
-    from charrnn.tools.inside_view import digits, rgb, shown
+    from charrnn.inside.view import digits, rgb, shown
 
     c = np.array([0.5, -2.5])
     v, bounds, label = shown("l1.c.3", c, (-1, 1))
@@ -302,7 +302,7 @@ def test_pictures_show_tanh_of_a_cell_state_and_the_rest_as_they_are():
 def test_a_256_colour_terminal_shows_the_palette_exactly():
     from rich.color import Color, ColorSystem
 
-    from charrnn.tools.inside_view import RAMP
+    from charrnn.inside.view import RAMP
 
     shown = [Color.from_rgb(*c).downgrade(ColorSystem.EIGHT_BIT) for c in RAMP]
     assert [c.get_truecolor() for c in shown] == [tuple(c) for c in RAMP]

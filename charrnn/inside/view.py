@@ -1,4 +1,4 @@
-"""Pictures of a recording (charrnn.tools.inside) for a terminal: text coloured by one unit's
+"""Pictures of a recording (charrnn.inside.record) for a terminal: text coloured by one unit's
 values, as Karpathy, Johnson and Fei-Fei (2015) show their cells, or, without colour, the values
 as digits under each line.
 
@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .scoring import _visible
+from ..infer.scoring import _visible
 
 # Eleven colours from blue (-1) through white (0) to red (+1), after ColorBrewer's RdBu, each
 # one of the 256-colour terminal palette's own (its 6x6x6 cube), so that a 256-colour terminal

@@ -1,4 +1,4 @@
-"""PyTorch in and out for the encoder families (classify, tag): charrnn.tools.interop's
+"""PyTorch in and out for the encoder families (classify, tag): charrnn.interop.lm's
 conventions (gate order, bias split, metadata, files) on a bidirectional encoder and its head.
 
 The exported tensors are the state_dict of TORCH_ENCODER's CharEncoder below (docs/en/guides/pytorch.md shows
@@ -37,7 +37,7 @@ from ..data.vocab import Vocab
 from ..errors import CheckpointError
 from ..models import classify, tag
 from ..nn.cells import CELLS
-from .interop import FORMAT, TORCH_CLASS, VERSION, _dtype, _json, _torch_order
+from .lm import FORMAT, TORCH_CLASS, VERSION, _dtype, _json, _torch_order
 
 FAMILIES = {"classify": classify, "tag": tag}
 OUTPUTS = {"classify": "classes", "tag": "tags"}

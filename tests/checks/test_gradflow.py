@@ -8,12 +8,12 @@ import pytest
 from click.testing import CliRunner
 
 from charrnn import checkpoint as C
+from charrnn.checks import gradflow as G
+from charrnn.checks.gradcheck import numeric_gradient
 from charrnn.cli import cli
 from charrnn.data.text import bundled, read_corpus
 from charrnn.data.vocab import Vocab
 from charrnn.models import lm as M
-from charrnn.tools import gradflow as G
-from charrnn.tools.gradcheck import numeric_gradient
 from tests.helpers import assert_close, invoke, one_line_error
 
 ALPHABET = list("abcdefgh \n")

@@ -11,10 +11,10 @@ import pytest
 from charrnn import checkpoint as C
 from charrnn.data.vocab import Vocab
 from charrnn.errors import CharrnnError, CheckpointError
+from charrnn.interop import encoded as IE
+from charrnn.interop import lm as I
 from charrnn.models import classify, tag
 from charrnn.nn.cells import CELLS
-from charrnn.tools import interop as I
-from charrnn.tools import interop_encoded as IE
 from tests.helpers import assert_close, invoke, one_line_error
 
 VOCAB = Vocab("\ufffdabcdeé ")  # V = 8, the unknown symbol first

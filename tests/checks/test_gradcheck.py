@@ -1,14 +1,14 @@
-"""Analytic gradients against finite differences in float64 (charrnn.tools.gradcheck serves both
+"""Analytic gradients against finite differences in float64 (charrnn.checks.gradcheck serves both
 the CLI and these tests), and proof that the check can fail."""
 
 import numpy as np
 import pytest
 from click.testing import CliRunner
 
+from charrnn.checks import gradcheck as G
 from charrnn.cli import cli
 from charrnn.nn import cells
 from charrnn.nn.cells import CELLS
-from charrnn.tools import gradcheck as G
 from tests.helpers import invoke, one_line_error
 
 

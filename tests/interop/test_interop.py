@@ -12,9 +12,9 @@ from charrnn import checkpoint as C
 from charrnn.cli import cli
 from charrnn.data.vocab import Vocab
 from charrnn.errors import CharrnnError, CheckpointError
+from charrnn.interop import lm as I
 from charrnn.models import lm as M
 from charrnn.nn.cells import CELLS
-from charrnn.tools import interop as I
 from tests.helpers import assert_close
 
 VOCAB = Vocab("\n abcdeéж")  # V = 9

@@ -1,7 +1,7 @@
 """PyTorch in and out: a model as a PyTorch state_dict in a .safetensors file, and back.
 
 This module holds the language model's form and the files; the classifier's and the tagger's
-(a bidirectional encoder and a head) are in charrnn.tools.interop_encoded, on the same
+(a bidirectional encoder and a head) are in charrnn.interop.encoded, on the same
 conventions. A seq2seq model has no standard PyTorch module to hold it and is refused.
 
 The exported tensors are the state_dict of this module (TORCH_MODULE below, the same code as in
@@ -58,7 +58,7 @@ from ..nn.cells import CELLS
 FORMAT, VERSION = "charrnn-torch", "1"
 SUFFIX = ".safetensors"
 FAMILIES = ("lm", "classify", "tag")  # the model families export supports
-ENCODED = ("classify", "tag")  # those of charrnn.tools.interop_encoded
+ENCODED = ("classify", "tag")  # those of charrnn.interop.encoded
 WHY_NOT = {"seq2seq": "its bridge, attention and decoder fit no standard PyTorch module, so a "
                       "state_dict alone would not say how to run it"}
 INSTALL = "pip install 'charrnn[safetensors]'"
@@ -110,7 +110,7 @@ def _refuse(family: str, what: str) -> None:
 def describe(ckpt: C.Checkpoint) -> str:
     """The PyTorch module a checkpoint exports as, in one line."""
     if ckpt.family in ENCODED:
-        from .interop_encoded import module_line as encoded_line
+        from .encoded import module_line as encoded_line
 
         return encoded_line(ckpt.family, ckpt.model)
     return module_line(ckpt.model)
@@ -122,7 +122,7 @@ def to_torch_state(ckpt: C.Checkpoint) -> tuple[dict[str, np.ndarray], dict[str,
     safetensors metadata (JSON strings)."""
     _refuse(ckpt.family, "export")
     if ckpt.family in ENCODED:
-        from . import interop_encoded
+        from . import encoded as interop_encoded
 
         return interop_encoded.to_torch_state(ckpt)
     cfg, p = ckpt.model, ckpt.params
@@ -205,7 +205,7 @@ def from_torch_state(tensors: dict, metadata: dict | None) -> C.Checkpoint:
     if not isinstance(fam, str) or fam not in FAMILIES:
         _refuse(str(fam), "import")
     if fam in ENCODED:
-        from . import interop_encoded
+        from . import encoded as interop_encoded
 
         return interop_encoded.from_torch_state(fam, tensors, metadata)
     if "vocab" not in metadata:

@@ -1,0 +1,1 @@
+"""Checks of the numerics: gradients against finite differences, and gradient flow through time."""

@@ -1,0 +1,1 @@
+"""Weights to and from PyTorch: the language model (lm) and the encoder families (encoded), as safetensors."""
