@@ -160,12 +160,14 @@ def check_encoded(task: str, cell: str, layers: int = 1, hidden: int = 5, seq: i
                   tol: float = DEFAULT_TOL) -> list[Result]:
     """Check a classifier's, tagger's or encoder-decoder's gradients (check_family): a
     bidirectional encoder over sequences of different lengths (padded, with garbage ids at the
-    padding), dropout masks from 2 layers, the classifier pooling as POOLING_BY_CELL and the
-    encoder-decoder attending as ATTENTION_BY_CELL says."""
+    padding), dropout masks from 2 layers, the classifier pooling as POOLING_BY_CELL (with
+    characters dropped to the unknown symbol, input_dropout) and the encoder-decoder attending
+    as ATTENTION_BY_CELL says."""
     from ..models import classify, seq2seq, tag
 
     F = {"classify": classify, "tag": tag, "seq2seq": seq2seq}[task]
-    extra = {"classify": {"classes": classes, "pooling": POOLING_BY_CELL[cell]},
+    extra = {"classify": {"classes": classes, "pooling": POOLING_BY_CELL[cell],
+                          "input_dropout": 0.3},
              "tag": {"tags": classes},
              "seq2seq": {"target_size": classes + 3, "attention": ATTENTION_BY_CELL[cell]}}[task]
     cfg = F.Config(vocab_size=vocab, cell=cell, hidden=hidden, layers=layers,
