@@ -32,8 +32,9 @@ TASKS = tuple(FAMILIES)
 POOLING = ("last", "mean", "max")
 # the options that apply to some tasks only (the rest apply to all)
 ONLY = {"bidirectional": ("classify", "tag", "seq2seq"), "pooling": ("classify",),
-        "class_weights": ("classify",), "input_dropout": ("classify",), "val": ("classify", "tag", "seq2seq", "generate"),
-        "attention": ("seq2seq",), "seq": ("lm",), "condition": ("generate",)}
+        "class_weights": ("classify",), "input_dropout": ("classify",),
+        "val": ("classify", "tag", "seq2seq", "generate"), "attention": ("seq2seq",),
+        "seq": ("lm",), "condition": ("generate",)}
 
 
 def _check_applies(task: str, given: dict) -> None:
@@ -236,8 +237,8 @@ class _TrainDisplay:
               "makes every class count alike however rare, 0 every example  [default: 0.6]")
 @click.option("--input-dropout", type=FiniteFloat(0, 1, max_open=True), default=None,
               metavar="P", help="classify: in training, read each character as the unknown "
-              "symbol with probability P, so the model cannot lean on any single one (0 turns it "
-              "off)  [default: 0.1]")
+              "symbol with probability P, so the model cannot lean on any single one  [default: "
+              "0, off]")
 @click.option("--val", type=click.Path(path_type=str), default=None,
               help="classify, tag, seq2seq, generate: validate on this file instead of a "
               "--val-frac of CORPUS (how many of its texts CORPUS also holds is reported).")
@@ -273,13 +274,13 @@ def train(corpus, resume, quiet, processes, task, **opts):
       charrnn train --task generate corpora/names --minutes 2     language -> surnames
 
     For classify, tag, seq2seq and generate, the options not given take that task's own
-    defaults (classify: a bidirectional GRU 256x2, dropout 0.4, input dropout 0.1, batch 64,
-    lr 5e-3; tag: a bidirectional GRU 256x1, dropout 0.2, batch 32; seq2seq: a bidirectional
-    GRU 128x1 encoder, a GRU decoder with additive attention, batch 32; generate: a GRU 256x1,
-    dropout 0.2, batch 64, lr 5e-3; eval every 200 steps), batches hold texts of nearly one
-    length, and the validation figure is the loss in nats per target character (tag, seq2seq),
-    bits per character with the end marker (generate, which reads the classifier's files and
-    learns each text from its label) or the error rate weighted as in training (classify).
+    defaults (classify: a bidirectional GRU 256x2, dropout 0.4, batch 64, lr 5e-3; tag: a
+    bidirectional GRU 256x1, dropout 0.2, batch 32; seq2seq: a bidirectional GRU 128x1 encoder,
+    a GRU decoder with additive attention, batch 32; generate: a GRU 256x1, dropout 0.2, batch
+    64, lr 5e-3; eval every 200 steps), batches hold texts of nearly one length, and the
+    validation figure is the loss in nats per target character (tag, seq2seq), bits per
+    character with the end marker (generate, which reads the classifier's files and learns each
+    text from its label) or the error rate weighted as in training (classify).
     """
     from click.core import ParameterSource
 

@@ -60,9 +60,9 @@ class Config(B.DictConfig):
     pooling: str = "last"
     dropout: float = 0.4
     # training only: each character read as the unknown symbol with this probability (word
-    # dropout, on characters), so the model cannot lean on any one of them; on the names split by
-    # distinct surname 0.1 against 0: macro accuracy +2.2, accuracy -0.65 (bench/README.md)
-    input_dropout: float = 0.1
+    # dropout, on characters), so the model cannot lean on any one of them; off by default: 0.1
+    # on the names split by distinct surname was no reliable gain (bench/README.md, issue 29)
+    input_dropout: float = 0.0
     # weight the loss by (inverse class frequency) ** class_weights: 0 weighs every example
     # alike, 1 every class alike (training only)
     class_weights: float = 0.6
