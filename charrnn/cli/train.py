@@ -242,6 +242,10 @@ class _TrainDisplay:
 @click.option("--class-weights", type=click.FloatRange(0, 1), default=None, metavar="POWER",
               help="classify: weight each example by (1 / its class's frequency) ** POWER: 1 "
               "makes every class count alike however rare, 0 every example  [default: 0.6]")
+@click.option("--input-dropout", type=FiniteFloat(0, 1, max_open=True), default=None,
+              metavar="P", help="classify: in training, read each character as the unknown "
+              "symbol with probability P, so the model cannot lean on any single one  [default: "
+              "0, off]")
 @click.option("--val", type=click.Path(path_type=str), default=None,
               help="classify, tag, seq2seq, generate: validate on this file instead of a "
               "--val-frac of CORPUS (how many of its texts CORPUS also holds is reported).")

@@ -3,7 +3,9 @@
 Shapes: N sequences, T padded length, V characters (with the unknown symbol), H hidden units per
 direction, R directions, D = R * H, K classes.
 
-    y, finals = encoder(ids, lengths)                     charrnn.nn.encoder; y (T, N, D)
+    ids'  = ids, each character replaced by the unknown symbol (id 0) with probability
+            input_dropout (training only; the same draw for every layer and direction)
+    y, finals = encoder(ids', lengths)                    charrnn.nn.encoder; y (T, N, D)
     z_n = [f_{L_n - 1} ; g_0]                              pooling "last": both directions' finals
         = (1 / L_n) sum_{t < L_n} y_t                      pooling "mean"
         = max_{t < L_n} y_t   (per unit)                   pooling "max"
@@ -48,13 +50,17 @@ class Config(B.DictConfig):
 
     vocab_size: int = 0
     classes: int = 0
-    # the defaults: the best measured on the names in 2 minutes (bench/README.md)
+    # the defaults: the best measured on the names in 2 minutes (docs/en/explanation/findings.md)
     cell: str = "gru"
     hidden: int = 256
     layers: int = 2
     bidirectional: bool = True
     pooling: str = "last"
     dropout: float = 0.4
+    # training only: each character read as the unknown symbol with this probability (word
+    # dropout, on characters), so the model cannot lean on any one of them; off by default: 0.1
+    # on the names split by distinct surname was no reliable gain (docs/en/explanation/findings.md)
+    input_dropout: float = 0.0
     # weight the loss by (inverse class frequency) ** class_weights: 0 weighs every example
     # alike, 1 every class alike (training only)
     class_weights: float = 0.6
@@ -66,9 +72,17 @@ class Config(B.DictConfig):
         if self.pooling not in POOLING:
             raise ConfigError(f"pooling must be one of {', '.join(POOLING)}, not "
                               f"{self.pooling!r}")
+        d = self.input_dropout
+        if isinstance(d, bool) or not isinstance(d, (int, float)) or not 0 <= d < 1:
+            raise ConfigError(f"input_dropout must be in [0, 1), not {d!r}")
         w = self.class_weights
         if isinstance(w, bool) or not isinstance(w, (int, float)) or not 0 <= w <= 1:
             raise ConfigError(f"class_weights must be a number in [0, 1], not {w!r}")
+
+    @classmethod
+    def from_dict(cls, d: dict):
+        # a checkpoint saved before input_dropout existed was trained without it, and resumes so
+        return super().from_dict({"input_dropout": 0.0, **d})
 
 
 # `charrnn train --task classify`'s training settings where they differ from TrainConfig's
@@ -85,7 +99,17 @@ def init_params(cfg: Config, rng: np.random.Generator) -> dict:
 
 
 def draw_masks(cfg: Config, rng, batch):
-    return B.draw_masks(cfg, rng, batch, head_steps=False)
+    """The encoder's and the head's dropout masks (charrnn.models.encoded.draw_masks), and with
+    input_dropout last a (T, N, 1) array, 0 where the character is read as the unknown symbol
+    and 1 where it is kept (not rescaled: it selects ids, it does not multiply activations)."""
+    masks = B.draw_masks(cfg, rng, batch, head_steps=False)
+    if rng is None or cfg.input_dropout == 0:
+        return masks
+    N, T = np.shape(batch[0])
+    keep = (rng.random((T, N, 1)) >= cfg.input_dropout).astype(cfg.dtype)
+    if masks is None:  # no dropout: the head's mask is all ones
+        masks = [np.ones((1, N, B.width(cfg)), dtype=cfg.dtype)]
+    return [*masks, keep]
 
 
 class Cache(NamedTuple):
@@ -113,6 +137,9 @@ def _pool(cfg: Config, outs, finals, lengths):
 def forward(params, cfg: Config, ids, lengths, masks=None):
     """logits (N, K) and the cache."""
     lengths = np.asarray(lengths)
+    if masks is not None and cfg.input_dropout > 0:
+        ids = np.where(masks[-1][..., 0].T > 0, ids, 0)  # (N, T); 0 is the unknown symbol
+        masks = masks[:-1]
     outs, finals, enc, head = B.encode(params, cfg, ids, lengths, masks)
     z, arg = _pool(cfg, outs, finals, lengths)
     hm = head[0] if head is not None else None
@@ -169,9 +196,11 @@ POOLING_BY_CELL = {"rnn": "last", "gru": "mean", "lstm": "max"}  # every cell: e
 
 
 def check_configs(cell: str, layers: int, hidden: int, vocab: int, classes: int) -> list:
-    """[(label, Config)] for gradcheck: pooling as POOLING_BY_CELL says."""
+    """[(label, Config)] for gradcheck: pooling as POOLING_BY_CELL says, and characters dropped
+    to the unknown symbol (input_dropout)."""
     return [(f"{NAME} {cell}", B.small_config(Config, cell, layers, hidden, vocab,
-                                              classes=classes, pooling=POOLING_BY_CELL[cell]))]
+                                              classes=classes, pooling=POOLING_BY_CELL[cell],
+                                              input_dropout=0.3))]
 
 
 def example_batch(cfg: Config, rng, rows: int, steps: int):
@@ -196,7 +225,9 @@ def describe_metric(value: float) -> str:
 def describe(cfg: Config) -> str:
     way = "bidirectional" if cfg.bidirectional else "unidirectional"
     return (f"{way} {cfg.cell} {cfg.hidden}x{cfg.layers}, {cfg.pooling} pooling, "
-            f"{cfg.classes} classes, dropout {cfg.dropout:g}, {cfg.dtype}")
+            f"{cfg.classes} classes, dropout {cfg.dropout:g}"
+            + (f", input dropout {cfg.input_dropout:g}" if cfg.input_dropout else "")
+            + f", {cfg.dtype}")
 
 
 def memory_needed(cfg: Config, batch: int, seq: int, processes: int = 1) -> int:

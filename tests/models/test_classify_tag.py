@@ -22,6 +22,7 @@ def config(F, cell="gru", layers=1, bidirectional=True, **kw):
 CASES = [(Cl, "gru", 1, True, {"pooling": "last"}), (Cl, "gru", 1, True, {"pooling": "mean"}),
          (Cl, "gru", 1, True, {"pooling": "max"}), (Cl, "lstm", 2, True, {"pooling": "last"}),
          (Cl, "rnn", 2, False, {"pooling": "max"}), (Cl, "lstm", 1, False, {"pooling": "mean"}),
+         (Cl, "gru", 2, True, {"input_dropout": 0.3}), (Cl, "gru", 1, True, {"input_dropout": 0.3}),
          (Tg, "gru", 2, True, {}), (Tg, "lstm", 1, True, {}), (Tg, "rnn", 2, False, {})]
 
 
@@ -117,9 +118,48 @@ def test_row_slices_scaled_by_their_share_add_up_to_the_batch(F, rng):
         np.testing.assert_allclose(summed[k], grads[k], rtol=1e-10, atol=1e-13, err_msg=k)
 
 
+def test_input_dropout_reads_the_dropped_characters_as_the_unknown_symbol(rng):
+    """With input_dropout, training's forward equals the plain forward of the ids with the
+    dropped characters replaced by 0 one by one in a loop, under the same other masks."""
+    for layers in (1, 2):
+        cfg = config(Cl, "gru", layers, True, input_dropout=0.4)
+        params = Cl.init_params(cfg, rng)
+        ids, lengths, *_ = batch_for(Cl, cfg, rng, rows=5, steps=7)
+        masks = Cl.draw_masks(cfg, np.random.default_rng(5), (ids,))
+        keep = masks[-1]  # (T, N, 1)
+        assert keep.shape == (7, 5, 1) and set(np.unique(keep)) == {0.0, 1.0}
+        replaced = ids.copy()
+        for n in range(len(ids)):
+            for t in range(ids.shape[1]):
+                if keep[t, n, 0] == 0:
+                    replaced[n, t] = 0
+        got, _ = Cl.forward(params, cfg, ids, lengths, masks)
+        plain = Cl.Config(**{**cfg.to_dict(), "input_dropout": 0.0})
+        want, _ = Cl.forward(params, plain, replaced, lengths, masks[:-1])
+        np.testing.assert_array_equal(got, want)
+        # without rng (evaluation) nothing is dropped
+        assert Cl.draw_masks(cfg, None, (ids,)) is None
+    # dropout 0 with input dropout: only the head's all-ones mask and the characters' mask
+    cfg = config(Cl, "gru", 2, True, input_dropout=0.25)
+    cfg = Cl.Config(**{**cfg.to_dict(), "dropout": 0.0})
+    masks = Cl.draw_masks(cfg, np.random.default_rng(0), (np.zeros((400, 50), dtype=int),))
+    assert len(masks) == 2 and np.all(masks[0] == 1)
+    assert abs(1 - masks[1].mean() - 0.25) < 0.01  # 20,000 draws: sd 0.003
+
+
+def test_a_saved_configuration_without_input_dropout_resumes_without_it():
+    """Checkpoints saved before the setting existed were trained with no input dropout."""
+    saved = Cl.Config(input_dropout=0.3).to_dict()
+    del saved["input_dropout"]
+    assert Cl.Config.from_dict(saved).input_dropout == 0.0
+    assert Cl.Config.from_dict({**saved, "input_dropout": 0.3}).input_dropout == 0.3
+
+
 def test_bad_configurations_are_config_errors():
     from charrnn.errors import ConfigError
     for F, bad in ((Cl, {"pooling": "median"}), (Cl, {"classes": -1}), (Tg, {"cell": "cnn"}),
-                   (Tg, {"bidirectional": "yes"}), (Cl, {"dropout": 1.0}), (Tg, {"hidden": 0})):
+                   (Tg, {"bidirectional": "yes"}), (Cl, {"dropout": 1.0}), (Tg, {"hidden": 0}),
+                   (Cl, {"input_dropout": 1.0}), (Cl, {"input_dropout": -0.1}),
+                   (Cl, {"input_dropout": True})):
         with pytest.raises(ConfigError):
             F.Config(**bad)
