@@ -294,7 +294,8 @@ def test_the_train_options_each_task_takes_follow_from_its_config_and_ignores():
     from charrnn.cli.train import _applies, train
 
     only = {"bidirectional": ("classify", "tag", "seq2seq"), "pooling": ("classify",),
-            "class_weights": ("classify",), "val": ("classify", "tag", "seq2seq", "generate"),
+            "class_weights": ("classify",), "input_dropout": ("classify",),
+            "val": ("classify", "tag", "seq2seq", "generate"),
             "attention": ("seq2seq",), "seq": ("lm",), "condition": ("generate",)}
     for option in (p.name for p in train.params):
         got = tuple(t for t, F in FAMILIES.items() if _applies(F, option))
