@@ -33,7 +33,7 @@ PAGE = (10.0, 5.6)  # inches: a figure on the page, scaled to the column's width
 
 
 KINDS = {"lm": "language models", "classify": "classifiers", "tag": "taggers",
-         "seq2seq": "sequence to sequence"}
+         "seq2seq": "sequence to sequence", "generate": "generators (one to many)"}
 
 
 @dataclass(frozen=True)

@@ -49,6 +49,8 @@ FAMILY_FIGURES = {
             (Figure("val_f1", "F1", True), Figure("val_acc", "accuracy", True))),
     "seq2seq": ("train_loss", "val_loss", "nats per output character",
                 (Figure("val_exact", "exact match", True),)),
+    "generate": ("train_bpc", "val_bpc", "bits per character (end marker included)",
+                 (Figure("val_bpc", "bits per character", False),)),
 }
 
 

@@ -77,3 +77,27 @@ def test_runs_of_the_same_name_are_told_apart_by_their_paths(family_runs, tmp_pa
     a, b, c = R.read_all([family_runs["lstm"], tmp_path / "x" / "lstm", family_runs["gru"]])
     assert (a.name, b.name, c.name) == (str(family_runs["lstm"]), str(tmp_path / "x" / "lstm"),
                                         "gru")
+
+
+def test_every_task_has_its_curves_and_a_heading(tmp_path):
+    """The report draws each task's curves from the keys its runs record: a run of every task in
+    FAMILIES finds its training and validation series (a task missing from the tables would be
+    drawn with none), and the page has a heading for it."""
+    from charrnn.models import FAMILIES
+    from charrnn.report import page
+    from charrnn.train.trainer import train
+    from tests.helpers import tiny
+    from tests.report.conftest import labelled_files
+
+    for name, F in FAMILIES.items():
+        assert name in R.FAMILY_FIGURES and name in page.KINDS, name
+        assert R.FAMILY_FIGURES[name][0] in F.train_figures(1.0), name
+    labelled_files(tmp_path)  # cls.tsv: text<TAB>label, what a generator reads too
+    train(tiny(tmp_path / "cls.tsv", tmp_path / "gen", task="generate", hidden=8, batch=8,
+               steps=4, eval_every=2, dtype="float64", warmup=1))
+    run = R.read(tmp_path / "gen")
+    assert run.family == "generate"
+    train_key, val_key, _, figures = run.figures
+    for key in (train_key, val_key, *(f.key for f in figures)):
+        xs, ys = run.series(key)
+        assert len(xs) >= 1 and np.all(np.isfinite(ys)), key
