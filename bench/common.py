@@ -1,5 +1,5 @@
-"""What the sequence-task benches share: a timed loop, one family's training step, the CPU's
-name, KEY=VALUE settings."""
+"""What the sequence-task benches share: a timed loop, rounds against PyTorch, one family's
+training step, the CPU's name, KEY=VALUE settings."""
 
 from __future__ import annotations
 
@@ -18,6 +18,25 @@ def rate(step, seconds: float) -> float:
     while time.perf_counter() - t0 < seconds:
         chars += step()
     return chars / (time.perf_counter() - t0)
+
+
+def rounds(ours, torch_step, threads: int, repeats: int, seconds: float):
+    """([ours' characters/s], [PyTorch's]) over `repeats` rounds, the two alternating so that
+    both see the same load; `torch_step(torch)` makes PyTorch's step (not called, and [] for it,
+    when torch is not installed)."""
+    try:
+        import torch
+
+        torch.set_num_threads(threads)
+        theirs = torch_step(torch)
+    except ImportError:
+        theirs = None
+    a, b = [], []
+    for _ in range(repeats):
+        a.append(rate(ours, seconds))
+        if theirs:
+            b.append(rate(theirs, seconds))
+    return a, b
 
 
 def family_step(F, cfg, data, workers):

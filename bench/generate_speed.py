@@ -24,7 +24,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
-from common import cpu_model, family_step, rate
+from common import cpu_model, family_step, rounds
 
 from charrnn.data import labelled as L
 from charrnn.data import pairs as P
@@ -97,18 +97,8 @@ def main(argv=None) -> None:
     data, V, C = batches(args.batch)
     workers = W.Workers(args.threads)
     ours = charrnn_step(data, V, C, args.hidden, workers)
-    try:
-        import torch
-
-        torch.set_num_threads(args.threads)
-        theirs = torch_step(torch, data, V, C, args.hidden)
-    except ImportError:
-        theirs = None
-    a, b = [], []
-    for _ in range(args.repeats):
-        a.append(rate(ours, args.seconds))
-        if theirs:
-            b.append(rate(theirs, args.seconds))
+    theirs = lambda torch: torch_step(torch, data, V, C, args.hidden)
+    a, b = rounds(ours, theirs, args.threads, args.repeats, args.seconds)
     print(f"# {cpu_model()}, {args.threads} threads/processes, generator GRU {args.hidden} "
           f"(label one-hot to the initial state), batch {args.batch} names, best of "
           f"{args.repeats}")

@@ -25,7 +25,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
-from common import cpu_model, family_step, rate
+from common import cpu_model, family_step, rounds
 
 from charrnn.data import labelled as L
 from charrnn.data import pairs as P
@@ -109,18 +109,8 @@ def main() -> None:
     data, V, K = batches(5000, args.batch)
     workers = W.Workers(args.threads)
     ours = charrnn_step(data, V, K, args.hidden, workers)
-    try:
-        import torch
-
-        torch.set_num_threads(args.threads)
-        theirs = torch_step(torch, data, V, K, args.hidden)
-    except ImportError:
-        theirs = None
-    a, b = [], []
-    for _ in range(args.repeats):
-        a.append(rate(ours, args.seconds))
-        if theirs:
-            b.append(rate(theirs, args.seconds))
+    theirs = lambda torch: torch_step(torch, data, V, K, args.hidden)
+    a, b = rounds(ours, theirs, args.threads, args.repeats, args.seconds)
     cpu = cpu_model()
     print(f"# {cpu}, {args.threads} threads/processes, seq2seq GRU {args.hidden} "
           f"(bidirectional encoder, additive attention), batch {args.batch} additions, best of "
