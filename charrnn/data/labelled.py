@@ -189,12 +189,7 @@ def split(texts: list, labels: list | None, val_frac: float, seed: int) -> tuple
         k = round(len(held) * val_frac) if len(held) > 1 else 0
         for j in rng.permutation(len(held))[:k]:
             val.extend(copies[held[j]])
-    val_set = set(val)
-    train = [i for i in range(len(texts)) if i not in val_set]
-    if not train or not val:
-        raise CorpusError(f"{len(copies)} distinct texts are too few to split off a validation "
-                          f"part of {val_frac:g}")
-    return train, sorted(val)
+    return _parts(len(texts), val, f"{len(copies)} distinct texts", val_frac)
 
 
 def subset(ex: Examples, indices) -> Examples:
@@ -250,11 +245,16 @@ def split_by_line(labels: list, val_frac: float, seed: int, stratify: bool = Tru
         idx = np.array(groups[key])
         k = round(len(idx) * val_frac) if len(idx) > 1 else 0
         val.extend(rng.permutation(idx)[:k].tolist())
+    return _parts(len(labels), val, f"{len(labels)} examples", val_frac)
+
+
+def _parts(n: int, val: list, what: str, val_frac: float) -> tuple[list, list]:
+    """(training indices, sorted validation indices) of n examples, `val` drawn; CorpusError
+    naming `what` when either part is empty."""
     val_set = set(val)
-    train = [i for i in range(len(labels)) if i not in val_set]
+    train = [i for i in range(n) if i not in val_set]
     if not train or not val:
-        raise CorpusError(f"{len(labels)} examples are too few to split off a validation part "
-                          f"of {val_frac:g}")
+        raise CorpusError(f"{what} are too few to split off a validation part of {val_frac:g}")
     return train, sorted(val)
 
 
