@@ -246,6 +246,10 @@ class _TrainDisplay:
               metavar="P", help="classify: in training, read each character as the unknown "
               "symbol with probability P, so the model cannot lean on any single one  [default: "
               "0, off]")
+@click.option("--label-smoothing", type=FiniteFloat(0, 1, max_open=True), default=None,
+              metavar="EPS", help="classify: in training, aim at 1 - EPS on the label and EPS "
+              "spread evenly over all the classes instead of all on the label, so the model is "
+              "never pushed to certainty  [default: 0, off]")
 @click.option("--val", type=click.Path(path_type=str), default=None,
               help="classify, tag, seq2seq, generate: validate on this file instead of a "
               "--val-frac of CORPUS (how many of its texts CORPUS also holds is reported).")

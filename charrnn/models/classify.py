@@ -10,7 +10,9 @@ direction, R directions, D = R * H, K classes.
         = (1 / L_n) sum_{t < L_n} y_t                      pooling "mean"
         = max_{t < L_n} y_t   (per unit)                   pooling "max"
     logits = dropout(z) Wy + by                            (N, K)
-    loss = (1 / N) sum_n w_n (-log softmax(logits_n)[label_n])
+    q_n = (1 - eps) onehot(label_n) + eps / K              eps = label_smoothing
+    loss = (1 / N) sum_n w_n (-sum_k q_nk log softmax(logits_n)_k)
+    dlogits_n = (w_n / N) (softmax(logits_n) - q_n)
 
 with the weights w of the batch summing to N (see charrnn.models.encoded): 1 each, or inverse
 class frequencies raised to the power `class_weights` (1: each class counts alike however
@@ -64,6 +66,9 @@ class Config(B.DictConfig):
     # weight the loss by (inverse class frequency) ** class_weights: 0 weighs every example
     # alike, 1 every class alike (training only)
     class_weights: float = 0.6
+    # training only: the target puts 1 - label_smoothing on the label and spreads the rest
+    # evenly over the K classes (0: the plain negative log-likelihood)
+    label_smoothing: float = 0.0
     dtype: str = "float32"
     kernels: str = "numpy"  # the cells' kernels (see lm.ModelConfig); not saved when "numpy"
 
@@ -75,14 +80,18 @@ class Config(B.DictConfig):
         d = self.input_dropout
         if isinstance(d, bool) or not isinstance(d, (int, float)) or not 0 <= d < 1:
             raise ConfigError(f"input_dropout must be in [0, 1), not {d!r}")
+        e = self.label_smoothing
+        if isinstance(e, bool) or not isinstance(e, (int, float)) or not 0 <= e < 1:
+            raise ConfigError(f"label_smoothing must be in [0, 1), not {e!r}")
         w = self.class_weights
         if isinstance(w, bool) or not isinstance(w, (int, float)) or not 0 <= w <= 1:
             raise ConfigError(f"class_weights must be a number in [0, 1], not {w!r}")
 
     @classmethod
     def from_dict(cls, d: dict):
-        # a checkpoint saved before input_dropout existed was trained without it, and resumes so
-        return super().from_dict({"input_dropout": 0.0, **d})
+        # a checkpoint saved before input_dropout or label_smoothing existed was trained without
+        # them, and resumes so
+        return super().from_dict({"input_dropout": 0.0, "label_smoothing": 0.0, **d})
 
 
 # `charrnn train --task classify`'s training settings where they differ from TrainConfig's
@@ -170,17 +179,31 @@ def backward(dlogits, params, cfg: Config, cache: Cache) -> dict:
     return grads
 
 
+def _smoothed(cfg: Config, logits, labels):
+    """The softmax (N, K) and each row's loss against its smoothed target (N,): with
+    eps = label_smoothing, (1 - eps) nll + eps mean_k(-log p_k), where -log p_k is
+    logsumexp(logits) - logits_k and logsumexp = nll + logits[label]."""
+    p, nll = B.softmax_nll(logits, labels)
+    eps = cfg.label_smoothing
+    if eps:
+        rows = np.arange(len(nll))
+        nll = nll + eps * (logits[rows, np.asarray(labels, dtype=np.intp)]
+                           - logits.mean(axis=1))
+    return p, nll
+
+
 def gradients(params, cfg: Config, batch, state=(), masks=None, dfinal=None, scale=1.0):
     """(loss, grads, (), ()) of a batch (ids, lengths, labels, weights): the loss is the mean
-    over the rows of weight * nll, times `scale`."""
+    over the rows of weight * (the smoothed target's cross-entropy), times `scale`."""
     ids, lengths, labels, weights = batch
     logits, cache = forward(params, cfg, ids, lengths, masks)
-    p, nll = B.softmax_nll(logits, labels)
-    N = len(nll)
+    p, nll = _smoothed(cfg, logits, labels)
+    N, K = p.shape
     w = np.asarray(weights, dtype=p.dtype) * (scale / N)
     loss = float(np.dot(w.astype(np.float64), nll))
-    dlogits = p * w[:, None]
-    dlogits[np.arange(N), np.asarray(labels, dtype=np.intp)] -= w
+    eps = cfg.label_smoothing
+    dlogits = (p - eps / K) * w[:, None] if eps else p * w[:, None]
+    dlogits[np.arange(N), np.asarray(labels, dtype=np.intp)] -= (1 - eps) * w
     grads = backward(dlogits, params, cfg, cache)
     return loss, {k: grads[k] for k in params}, (), ()
 
@@ -188,7 +211,7 @@ def gradients(params, cfg: Config, batch, state=(), masks=None, dfinal=None, sca
 def loss(params, cfg: Config, batch, state=(), masks=None):
     ids, lengths, labels, weights = batch
     logits, _ = forward(params, cfg, ids, lengths, masks)
-    _, nll = B.softmax_nll(logits, labels)
+    _, nll = _smoothed(cfg, logits, labels)
     return float(np.dot(np.asarray(weights, dtype=np.float64), nll) / len(nll)), ()
 
 
@@ -196,11 +219,11 @@ POOLING_BY_CELL = {"rnn": "last", "gru": "mean", "lstm": "max"}  # every cell: e
 
 
 def check_configs(cell: str, layers: int, hidden: int, vocab: int, classes: int) -> list:
-    """[(label, Config)] for gradcheck: pooling as POOLING_BY_CELL says, and characters dropped
-    to the unknown symbol (input_dropout)."""
+    """[(label, Config)] for gradcheck: pooling as POOLING_BY_CELL says, characters dropped to
+    the unknown symbol (input_dropout) and a smoothed target (label_smoothing)."""
     return [(f"{NAME} {cell}", B.small_config(Config, cell, layers, hidden, vocab,
                                               classes=classes, pooling=POOLING_BY_CELL[cell],
-                                              input_dropout=0.3))]
+                                              input_dropout=0.3, label_smoothing=0.2))]
 
 
 def example_batch(cfg: Config, rng, rows: int, steps: int):
@@ -227,6 +250,7 @@ def describe(cfg: Config) -> str:
     return (f"{way} {cfg.cell} {cfg.hidden}x{cfg.layers}, {cfg.pooling} pooling, "
             f"{cfg.classes} classes, dropout {cfg.dropout:g}"
             + (f", input dropout {cfg.input_dropout:g}" if cfg.input_dropout else "")
+            + (f", label smoothing {cfg.label_smoothing:g}" if cfg.label_smoothing else "")
             + f", {cfg.dtype}")
 
 

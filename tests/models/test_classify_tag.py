@@ -23,6 +23,8 @@ CASES = [(Cl, "gru", 1, True, {"pooling": "last"}), (Cl, "gru", 1, True, {"pooli
          (Cl, "gru", 1, True, {"pooling": "max"}), (Cl, "lstm", 2, True, {"pooling": "last"}),
          (Cl, "rnn", 2, False, {"pooling": "max"}), (Cl, "lstm", 1, False, {"pooling": "mean"}),
          (Cl, "gru", 2, True, {"input_dropout": 0.3}), (Cl, "gru", 1, True, {"input_dropout": 0.3}),
+         (Cl, "lstm", 2, True, {"label_smoothing": 0.2, "pooling": "mean"}),
+         (Cl, "gru", 1, False, {"label_smoothing": 0.5}),
          (Tg, "gru", 2, True, {}), (Tg, "lstm", 1, True, {}), (Tg, "rnn", 2, False, {})]
 
 
@@ -73,6 +75,26 @@ def test_losses_are_weighted_means_computed_independently(rng):
                     z = logits[t, n]
                     total += weights[n, t] * (np.log(np.exp(z).sum()) - z[targets[n, t]])
         assert loss == pytest.approx(total / len(ids), rel=1e-12), F.NAME
+
+
+def test_label_smoothing_is_the_cross_entropy_against_the_smoothed_target(rng):
+    """The loss with label smoothing eps, computed with an explicit target q = (1 - eps) onehot
+    + eps / K and log-probabilities from scratch; eps 0 is the plain loss."""
+    for eps in (0.0, 0.1, 0.6):
+        cfg = config(Cl, "gru", 1, True, label_smoothing=eps)
+        params = Cl.init_params(cfg, rng)
+        ids, lengths, targets, weights = batch_for(Cl, cfg, rng)
+        logits, _ = Cl.forward(params, cfg, ids, lengths)
+        total = 0.0
+        for n in range(len(ids)):
+            logp = logits[n] - np.log(np.exp(logits[n]).sum())
+            q = np.full(K, eps / K)
+            q[targets[n]] += 1 - eps
+            total += weights[n] * -(q * logp).sum()
+        got, _ = Cl.loss(params, cfg, (ids, lengths, targets, weights))
+        assert got == pytest.approx(total / len(ids), rel=1e-12), eps
+        loss, _, _, _ = Cl.gradients(params, cfg, (ids, lengths, targets, weights))
+        assert loss == pytest.approx(total / len(ids), rel=1e-12), eps
 
 
 @pytest.mark.parametrize("F", [Cl, Tg])
@@ -148,11 +170,15 @@ def test_input_dropout_reads_the_dropped_characters_as_the_unknown_symbol(rng):
 
 
 def test_a_saved_configuration_without_input_dropout_resumes_without_it():
-    """Checkpoints saved before the setting existed were trained with no input dropout."""
+    """Checkpoints saved before the settings existed were trained with no input dropout and no
+    label smoothing."""
     saved = Cl.Config(input_dropout=0.3).to_dict()
     del saved["input_dropout"]
     assert Cl.Config.from_dict(saved).input_dropout == 0.0
     assert Cl.Config.from_dict({**saved, "input_dropout": 0.3}).input_dropout == 0.3
+    saved = Cl.Config(label_smoothing=0.1).to_dict()
+    del saved["label_smoothing"]
+    assert Cl.Config.from_dict(saved).label_smoothing == 0.0
 
 
 def test_bad_configurations_are_config_errors():
@@ -160,6 +186,7 @@ def test_bad_configurations_are_config_errors():
     for F, bad in ((Cl, {"pooling": "median"}), (Cl, {"classes": -1}), (Tg, {"cell": "cnn"}),
                    (Tg, {"bidirectional": "yes"}), (Cl, {"dropout": 1.0}), (Tg, {"hidden": 0}),
                    (Cl, {"input_dropout": 1.0}), (Cl, {"input_dropout": -0.1}),
-                   (Cl, {"input_dropout": True})):
+                   (Cl, {"input_dropout": True}),
+                   (Cl, {"label_smoothing": 1.0}), (Cl, {"label_smoothing": -0.1})):
         with pytest.raises(ConfigError):
             F.Config(**bad)
