@@ -29,7 +29,7 @@ _POS = click.IntRange(1)
 
 
 TASKS = tuple(FAMILIES)
-POOLING = ("last", "mean", "max")
+POOLING = FAMILIES["classify"].POOLING
 
 
 def _applies(F, name: str) -> bool:
@@ -192,6 +192,10 @@ class _TrainDisplay:
               help="Steps of linear learning-rate warm-up.")
 @click.option("--clip", type=FiniteFloat(0), default=_TD["clip"], show_default=True,
               help="Clip gradients to this global norm; 0 turns clipping off.")
+@click.option("--weight-decay", type=FiniteFloat(0), default=_TD["weight_decay"],
+              show_default=True, metavar="WD", help="Shrink every weight matrix (not the "
+              "biases) by lr * WD each step, apart from the gradient (AdamW's decoupled decay); "
+              "0 turns it off.")
 @click.option("--steps", type=_POS, default=None, help="Stop after this many optimizer steps.")
 @click.option("--epochs", type=FiniteFloat(0, min_open=True), default=None,
               help="Stop after this many passes over the training text.")
@@ -237,8 +241,9 @@ class _TrainDisplay:
               help="classify, tag, seq2seq: read each text (source) both ways (the default) or "
               "left to right only.")
 @click.option("--pooling", type=click.Choice(POOLING), default=None,
-              help="classify: what the head reads: both directions' final states (last, the "
-              "default), or the outputs' mean or maximum over the text.")
+              help="classify: what the head reads: both directions' final states (last), or the "
+              "outputs' mean or maximum over the text, or several of these side by side "
+              "(e.g. mean+max)  [default: last]")
 @click.option("--class-weights", type=click.FloatRange(0, 1), default=None, metavar="POWER",
               help="classify: weight each example by (1 / its class's frequency) ** POWER: 1 "
               "makes every class count alike however rare, 0 every example  [default: 0.6]")

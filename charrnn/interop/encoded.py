@@ -60,7 +60,8 @@ class CharEncoder(nn.Module):
         self.rnn = RNN(vocab_size, hidden, layers, batch_first=True, bidirectional=bidirectional,
                        dropout=dropout if layers > 1 else 0.0)
         self.drop = nn.Dropout(dropout)
-        self.head = nn.Linear(hidden * (2 if bidirectional else 1), tags or classes)
+        parts = 1 if self.per_char else len(pooling.split("+"))  # "mean+max": side by side
+        self.head = nn.Linear(parts * hidden * (2 if bidirectional else 1), tags or classes)
 
     def forward(self, ids, lengths):  # ids (N, T) int64, 0 after each text; lengths (N,)
         x = nn.functional.one_hot(ids, self.vocab_size).to(self.head.weight.dtype)
@@ -71,15 +72,17 @@ class CharEncoder(nn.Module):
                                                 total_length=ids.shape[1])  # (N, T, D), 0 at pads
         if self.per_char:
             return self.head(self.drop(y))  # (N, T, tags)
-        if self.pooling == "last":  # top layer: forward final at the text's end, backward at 0
-            h = h[0] if isinstance(h, tuple) else h  # nn.LSTM's (h, c)
-            z = torch.cat(list(h[-2:] if self.rnn.bidirectional else h[-1:]), dim=-1)
-        elif self.pooling == "mean":
-            z = y.sum(1) / lengths[:, None].to(y.dtype)
-        else:  # "max", over each text's real steps
-            pad = torch.arange(y.shape[1])[None, :] >= lengths[:, None]
-            z = y.masked_fill(pad[..., None], float("-inf")).amax(1)
-        return self.head(self.drop(z))  # (N, classes)
+        zs = []
+        for part in self.pooling.split("+"):
+            if part == "last":  # top layer: forward final at the text's end, backward at 0
+                hn = h[0] if isinstance(h, tuple) else h  # nn.LSTM's (h, c)
+                zs.append(torch.cat(list(hn[-2:] if self.rnn.bidirectional else hn[-1:]), -1))
+            elif part == "mean":
+                zs.append(y.sum(1) / lengths[:, None].to(y.dtype))
+            else:  # "max", over each text's real steps
+                pad = torch.arange(y.shape[1])[None, :] >= lengths[:, None]
+                zs.append(y.masked_fill(pad[..., None], float("-inf")).amax(1))
+        return self.head(self.drop(torch.cat(zs, dim=-1)))  # (N, classes)
 '''
 
 
@@ -91,9 +94,10 @@ def _dirs(cfg) -> list[tuple[str, str]]:
 def module_line(family: str, cfg) -> str:
     R = 2 if cfg.bidirectional else 1
     K = getattr(cfg, OUTPUTS[family])
+    W = classify.head_width(cfg) if family == "classify" else R * cfg.hidden
     return (f"CharEncoder: {TORCH_CLASS[cfg.cell]}(input_size={cfg.vocab_size}, hidden_size="
             f"{cfg.hidden}, num_layers={cfg.layers}, bidirectional={cfg.bidirectional}, "
-            f"dropout={cfg.dropout:g}) on one-hot input, nn.Linear({R * cfg.hidden}, {K}) head "
+            f"dropout={cfg.dropout:g}) on one-hot input, nn.Linear({W}, {K}) head "
             + (f"on {cfg.pooling} pooling" if family == "classify" else "on every character"))
 
 

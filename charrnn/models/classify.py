@@ -9,6 +9,8 @@ direction, R directions, D = R * H, K classes.
     z_n = [f_{L_n - 1} ; g_0]                              pooling "last": both directions' finals
         = (1 / L_n) sum_{t < L_n} y_t                      pooling "mean"
         = max_{t < L_n} y_t   (per unit)                   pooling "max"
+        = [z_last ; z_mean] etc.                           pooling "last+mean", "mean+max", ...:
+                                                           the parts side by side, (N, P*D)
     logits = dropout(z) Wy + by                            (N, K)
     q_n = (1 - eps) onehot(label_n) + eps / K              eps = label_smoothing
     loss = (1 / N) sum_n w_n (-sum_k q_nk log softmax(logits_n)_k)
@@ -16,7 +18,8 @@ direction, R directions, D = R * H, K classes.
 
 with the weights w of the batch summing to N (see charrnn.models.encoded): 1 each, or inverse
 class frequencies raised to the power `class_weights` (1: each class counts alike however
-unbalanced the data; 0: each example alike; the default 0.6 is between). Parameters: the encoder's `enc.l{k}.{fw,bw}.*` and the head's `Wy` (D, K), `by` (K,).
+unbalanced the data; 0: each example alike; the default 0.6 is between). Parameters: the encoder's `enc.l{k}.{fw,bw}.*` and the head's `Wy` (P*D, K), `by` (K,), P the number of
+pooled parts.
 """
 
 from __future__ import annotations
@@ -42,7 +45,9 @@ NAME = "classify"
 # the weighted error rate (see evaluate): with class_weights 1 it is 1 - macro accuracy, with 0
 # 1 - accuracy
 METRIC = "val_error"
-POOLING = ("last", "mean", "max")
+POOLS = ("last", "mean", "max")
+# a pooling is one of POOLS or several joined by "+" in POOLS' order, their results side by side
+POOLING = (*POOLS, "last+mean", "last+max", "mean+max", "last+mean+max")
 ANSWERS = "label"  # `charrnn predict` answers a text with its label (charrnn.infer.predict)
 
 
@@ -75,7 +80,8 @@ class Config(B.DictConfig):
     def __post_init__(self):
         B.check_config(self, ("vocab_size", "classes"))
         if self.pooling not in POOLING:
-            raise ConfigError(f"pooling must be one of {', '.join(POOLING)}, not "
+            raise ConfigError(f"pooling must be one of {', '.join(POOLS)} or several joined by "
+                              f"'+' in that order ({', '.join(POOLING[3:])}), not "
                               f"{self.pooling!r}")
         d = self.input_dropout
         if isinstance(d, bool) or not isinstance(d, (int, float)) or not 0 <= d < 1:
@@ -98,9 +104,19 @@ class Config(B.DictConfig):
 TRAIN_DEFAULTS = {"batch": 64, "lr": 5e-3, "warmup": 50, "eval_every": 200}
 
 
+def parts(cfg: Config) -> list[str]:
+    """The pooled parts, in the order the head reads them side by side."""
+    return cfg.pooling.split("+")
+
+
+def head_width(cfg: Config) -> int:
+    """P*D: the head's input, D = R*H per pooled part."""
+    return len(parts(cfg)) * B.width(cfg)
+
+
 def param_shapes(cfg: Config) -> dict[str, tuple[int, ...]]:
-    D = B.directions(cfg) * cfg.hidden
-    return {**B.encoder_shapes(cfg), "Wy": (D, cfg.classes), "by": (cfg.classes,)}
+    return {**B.encoder_shapes(cfg), "Wy": (head_width(cfg), cfg.classes),
+            "by": (cfg.classes,)}
 
 
 def init_params(cfg: Config, rng: np.random.Generator) -> dict:
@@ -111,13 +127,13 @@ def draw_masks(cfg: Config, rng, batch):
     """The encoder's and the head's dropout masks (charrnn.models.encoded.draw_masks), and with
     input_dropout last a (T, N, 1) array, 0 where the character is read as the unknown symbol
     and 1 where it is kept (not rescaled: it selects ids, it does not multiply activations)."""
-    masks = B.draw_masks(cfg, rng, batch, head_steps=False)
+    masks = B.draw_masks(cfg, rng, batch, head_steps=False, head_width=head_width(cfg))
     if rng is None or cfg.input_dropout == 0:
         return masks
     N, T = np.shape(batch[0])
     keep = (rng.random((T, N, 1)) >= cfg.input_dropout).astype(cfg.dtype)
     if masks is None:  # no dropout: the head's mask is all ones
-        masks = [np.ones((1, N, B.width(cfg)), dtype=cfg.dtype)]
+        masks = [np.ones((1, N, head_width(cfg)), dtype=cfg.dtype)]
     return [*masks, keep]
 
 
@@ -125,22 +141,27 @@ class Cache(NamedTuple):
     enc: object  # the encoder's cache
     outs: np.ndarray  # (T, N, D)
     lengths: np.ndarray  # (N,)
-    z: np.ndarray  # (N, D) the head's input, after dropout
-    head_mask: np.ndarray | None  # (N, D)
+    z: np.ndarray  # (N, P*D) the head's input, after dropout
+    head_mask: np.ndarray | None  # (N, P*D)
     argmax: np.ndarray | None  # (N, D) time of each unit's maximum ("max" pooling)
 
 
 def _pool(cfg: Config, outs, finals, lengths):
-    """z (N, D) and, for "max" pooling, the time index of each unit's maximum."""
-    if cfg.pooling == "last":
-        return np.concatenate(finals[-1], axis=-1), None
-    if cfg.pooling == "mean":  # the encoder's outputs are exactly zero at padding
-        return outs.sum(axis=0) / lengths[:, None].astype(outs.dtype), None
-    T = outs.shape[0]
-    pad = np.arange(T)[:, None] >= lengths[None, :]  # (T, N)
-    masked = np.where(pad[..., None], -np.inf, outs)
-    arg = masked.argmax(axis=0)  # (N, D)
-    return np.take_along_axis(masked, arg[None], axis=0)[0], arg
+    """z (N, P*D), the parts side by side, and, with "max", the time index of each unit's
+    maximum."""
+    zs, arg = [], None
+    for part in parts(cfg):
+        if part == "last":
+            zs.append(np.concatenate(finals[-1], axis=-1))
+        elif part == "mean":  # the encoder's outputs are exactly zero at padding
+            zs.append(outs.sum(axis=0) / lengths[:, None].astype(outs.dtype))
+        else:
+            T = outs.shape[0]
+            pad = np.arange(T)[:, None] >= lengths[None, :]  # (T, N)
+            masked = np.where(pad[..., None], -np.inf, outs)
+            arg = masked.argmax(axis=0)  # (N, D)
+            zs.append(np.take_along_axis(masked, arg[None], axis=0)[0])
+    return (zs[0] if len(zs) == 1 else np.concatenate(zs, axis=-1)), arg
 
 
 def forward(params, cfg: Config, ids, lengths, masks=None):
@@ -160,21 +181,25 @@ def forward(params, cfg: Config, ids, lengths, masks=None):
 
 def backward(dlogits, params, cfg: Config, cache: Cache) -> dict:
     grads = {"Wy": cache.z.T @ dlogits, "by": dlogits.sum(axis=0)}
-    dz = dlogits @ params["Wy"].T  # (N, D)
+    dzs = dlogits @ params["Wy"].T  # (N, P*D)
     if cache.head_mask is not None:
-        dz *= cache.head_mask
+        dzs *= cache.head_mask
     T, N, D = cache.outs.shape
     H = cfg.hidden
-    douts = np.zeros((T, N, D), dtype=dz.dtype)
+    douts = np.zeros((T, N, D), dtype=dzs.dtype)
     dfinals = None
-    if cfg.pooling == "last":
-        top = (dz[:, :H], dz[:, H:]) if cfg.bidirectional else (dz,)
-        dfinals = [None] * (cfg.layers - 1) + [top]
-    elif cfg.pooling == "mean":
-        real = np.arange(T)[:, None] < cache.lengths[None, :]  # (T, N)
-        douts += (dz / cache.lengths[:, None].astype(dz.dtype))[None] * real[..., None]
-    else:  # max: each unit's gradient goes to the step it was taken from
-        np.put_along_axis(douts, cache.argmax[None], dz[None], axis=0)
+    for j, part in enumerate(parts(cfg)):
+        dz = dzs[:, j * D : (j + 1) * D]  # (N, D)
+        if part == "last":
+            top = (dz[:, :H], dz[:, H:]) if cfg.bidirectional else (dz,)
+            dfinals = [None] * (cfg.layers - 1) + [top]
+        elif part == "mean":
+            real = np.arange(T)[:, None] < cache.lengths[None, :]  # (T, N)
+            douts += (dz / cache.lengths[:, None].astype(dz.dtype))[None] * real[..., None]
+        else:  # max: each unit's gradient goes to the step it was taken from
+            taken = np.zeros_like(douts)
+            np.put_along_axis(taken, cache.argmax[None], dz[None], axis=0)
+            douts += taken
     grads.update(E.backward(douts, dfinals, cache.enc))
     return grads
 
@@ -215,7 +240,7 @@ def loss(params, cfg: Config, batch, state=(), masks=None):
     return float(np.dot(np.asarray(weights, dtype=np.float64), nll) / len(nll)), ()
 
 
-POOLING_BY_CELL = {"rnn": "last", "gru": "mean", "lstm": "max"}  # every cell: every pooling
+POOLING_BY_CELL = {"rnn": "last+max", "gru": "mean", "lstm": "last+mean+max"}  # every part
 
 
 def check_configs(cell: str, layers: int, hidden: int, vocab: int, classes: int) -> list:

@@ -109,16 +109,16 @@ def init_params(cfg, shapes: dict, rng: np.random.Generator) -> dict:
     return {name: params[name] for name in shapes}
 
 
-def draw_masks(cfg, rng, batch, head_steps: bool):
+def draw_masks(cfg, rng, batch, head_steps: bool, head_width: int | None = None):
     """Dropout for a batch: the encoder's masks between layers, (T, N, R*H) each, then the
-    head's input mask, (T, N, R*H) for a tagger (`head_steps`) or (1, N, R*H) for a
-    classifier; None without rng or dropout."""
+    head's input mask, (T, N, R*H) for a tagger (`head_steps`) or (1, N, head_width) for a
+    classifier (head_width: R*H unless given); None without rng or dropout."""
     if rng is None or cfg.dropout == 0:
         return None
     N, T = np.shape(batch[0])
     D = directions(cfg) * cfg.hidden
     masks = E.dropout_masks(rng, cfg.dropout, cfg.layers, T, N, D, cfg.dtype) or []
-    masks.append(dropout_mask(rng, cfg.dropout, (T if head_steps else 1, N, D),
+    masks.append(dropout_mask(rng, cfg.dropout, (T if head_steps else 1, N, head_width or D),
                               np.dtype(cfg.dtype)))
     return masks
 

@@ -14,7 +14,11 @@ Update rules (g the gradient after clipping, lr the rate of this step, t counted
     rmsprop  v = rho*v + (1-rho)*g^2;               p -= lr * g / (sqrt(v) + eps)
     adagrad  v = v + g^2;                           p -= lr * g / (sqrt(v) + eps)
 
-The hyperparameters other than lr live in HYPER, in one place.
+With weight decay wd > 0, every weight matrix (a parameter of two or more dimensions; biases are
+left alone) first shrinks by p *= 1 - lr * wd, decoupled from the gradient (AdamW, Loshchilov &
+Hutter 2019; the same rule for every optimizer), so it follows the learning-rate schedule.
+
+The hyperparameters other than lr and wd live in HYPER, in one place.
 """
 
 from __future__ import annotations
@@ -60,10 +64,12 @@ def clip_by_global_norm(grads: dict[str, np.ndarray], max_norm: float) -> float:
 class Optimizer:
     """One of OPTIMIZERS over a parameter dict. `state` is what a checkpoint saves."""
 
-    def __init__(self, name: str, params: dict[str, np.ndarray]):
+    def __init__(self, name: str, params: dict[str, np.ndarray], weight_decay: float = 0.0):
         if name not in HYPER:
             raise ConfigError(f"unknown optimizer {name!r}; choose one of {', '.join(HYPER)}")
-        self.name = name
+        if not 0 <= weight_decay < math.inf:
+            raise ConfigError(f"weight decay must be >= 0, not {weight_decay!r}")
+        self.name, self.weight_decay = name, weight_decay
         self.hyper = HYPER[name]
         self.state: dict[str, np.ndarray] = {"t": np.zeros(1, dtype=np.int64)}
         for slot in SLOTS[name]:
@@ -95,6 +101,8 @@ class Optimizer:
         h, s = self.hyper, self.state
         for k, p in params.items():
             g, tmp = grads[k], self._scratch[k]
+            if self.weight_decay and p.ndim > 1:
+                p *= 1 - lr * self.weight_decay
             if self.name == "adam":
                 m, v = s[f"m.{k}"], s[f"v.{k}"]
                 m *= h["b1"]

@@ -59,6 +59,7 @@ class TrainConfig:
     schedule: str = "cosine"
     warmup: int = 100
     clip: float = 5.0
+    weight_decay: float = 0.0  # decoupled: weight matrices shrink by lr * weight_decay per step
     steps: int | None = None
     epochs: float | None = None
     minutes: float | None = None  # with no budget at all, DEFAULT_MINUTES
@@ -99,6 +100,9 @@ class TrainConfig:
         need(0 < self.val_frac < 1, f"val_frac must be between 0 and 1, not {self.val_frac!r}")
         need(self.lr > 0 and math.isfinite(self.lr), f"lr must be positive, not {self.lr!r}")
         need(self.clip >= 0, f"clip must be >= 0 (0 turns clipping off), not {self.clip!r}")
+        wd = self.weight_decay
+        need(isinstance(wd, (int, float)) and not isinstance(wd, bool) and 0 <= wd < math.inf,
+             f"weight_decay must be a number >= 0, not {wd!r}")
         for name, choices in (("optimizer", OPTIMIZERS), ("schedule", SCHEDULES),
                               ("kernels", KERNEL_CHOICES)):
             need(getattr(self, name) in choices,

@@ -81,7 +81,7 @@ class Session:
                      len(self.workers.slices(cfg.batch, F.width(self.model))))
         self.rng = np.random.default_rng(cfg.seed)
         self.params = F.init_params(self.model, self.rng)
-        self.opt = Optimizer(cfg.optimizer, self.params)
+        self.opt = Optimizer(cfg.optimizer, self.params, cfg.weight_decay)
         self.state = F.init_state(self.model, cfg.batch)
         self.step, self.epoch, self.chunk, self.bad_evals, self.elapsed0 = 0, 0, 0, 0, 0.0
         self.history, self.best = [], None

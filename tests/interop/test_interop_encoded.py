@@ -21,7 +21,7 @@ VOCAB = Vocab("\ufffdabcdeé ")  # V = 8, the unknown symbol first
 H, K, N, T = 5, 3, 4, 7  # all different from V and from each other
 FAMILIES = {"classify": classify, "tag": tag}
 CASES = [("classify", cell, layers, bi, pool) for cell in CELLS for layers in (1, 2)
-         for bi in (True, False) for pool in classify.POOLING] + \
+         for bi in (True, False) for pool in (*classify.POOLS, "last+mean+max")] + \
         [("tag", cell, layers, bi, None) for cell in CELLS for layers in (1, 2) for bi in (True, False)]
 IDS = [f"{f}-{c}-{n}L-{'bi' if b else 'uni'}" + (f"-{p}" if p else "") for f, c, n, b, p in CASES]
 

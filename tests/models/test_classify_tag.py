@@ -22,6 +22,8 @@ def config(F, cell="gru", layers=1, bidirectional=True, **kw):
 CASES = [(Cl, "gru", 1, True, {"pooling": "last"}), (Cl, "gru", 1, True, {"pooling": "mean"}),
          (Cl, "gru", 1, True, {"pooling": "max"}), (Cl, "lstm", 2, True, {"pooling": "last"}),
          (Cl, "rnn", 2, False, {"pooling": "max"}), (Cl, "lstm", 1, False, {"pooling": "mean"}),
+         (Cl, "gru", 2, True, {"pooling": "mean+max"}), (Cl, "lstm", 1, True, {"pooling": "last+mean"}),
+         (Cl, "rnn", 2, False, {"pooling": "last+mean+max"}),
          (Cl, "gru", 2, True, {"input_dropout": 0.3}), (Cl, "gru", 1, True, {"input_dropout": 0.3}),
          (Cl, "lstm", 2, True, {"label_smoothing": 0.2, "pooling": "mean"}),
          (Cl, "gru", 1, False, {"label_smoothing": 0.5}),
@@ -43,7 +45,7 @@ def batch_for(F, cfg, rng, rows=4, steps=6):
 
 def test_classifier_head_equals_an_independent_pooling(rng):
     """logits from the encoder's outputs, pooled by a loop over each sequence's real steps."""
-    for pooling in ("last", "mean", "max"):
+    for pooling in Cl.POOLING:
         cfg = config(Cl, "lstm", 2, True, pooling=pooling)
         params = Cl.init_params(cfg, rng)
         ids, lengths, *_ = batch_for(Cl, cfg, rng)
@@ -51,8 +53,9 @@ def test_classifier_head_equals_an_independent_pooling(rng):
         want = []
         for n, L in enumerate(lengths):
             y = outs[:L, n]  # (L, 2H) the real steps of sequence n
-            z = {"last": np.concatenate([y[L - 1, :H], y[0, H:]]), "mean": y.mean(axis=0),
-                 "max": y.max(axis=0)}[pooling]
+            each = {"last": np.concatenate([y[L - 1, :H], y[0, H:]]), "mean": y.mean(axis=0),
+                    "max": y.max(axis=0)}
+            z = np.concatenate([each[p] for p in pooling.split("+")])
             want.append(z @ params["Wy"] + params["by"])
         got, _ = Cl.forward(params, cfg, ids, lengths)
         np.testing.assert_allclose(got, np.array(want), rtol=1e-12, atol=1e-12, err_msg=pooling)
@@ -183,7 +186,8 @@ def test_a_saved_configuration_without_input_dropout_resumes_without_it():
 
 def test_bad_configurations_are_config_errors():
     from charrnn.errors import ConfigError
-    for F, bad in ((Cl, {"pooling": "median"}), (Cl, {"classes": -1}), (Tg, {"cell": "cnn"}),
+    for F, bad in ((Cl, {"pooling": "median"}), (Cl, {"pooling": "max+mean"}),
+                   (Cl, {"pooling": "mean+mean"}), (Cl, {"classes": -1}), (Tg, {"cell": "cnn"}),
                    (Tg, {"bidirectional": "yes"}), (Cl, {"dropout": 1.0}), (Tg, {"hidden": 0}),
                    (Cl, {"input_dropout": 1.0}), (Cl, {"input_dropout": -0.1}),
                    (Cl, {"input_dropout": True}),

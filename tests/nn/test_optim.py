@@ -23,14 +23,16 @@ def make(rng):
     return params, grads
 
 
-def reference(name, p, gs, lrs):
-    """The textbook rules, element by element in plain Python floats: an independent check."""
+def reference(name, p, gs, lrs, wd=0.0):
+    """The textbook rules, element by element in plain Python floats: an independent check;
+    with wd, each element first shrinks by lr * wd (decoupled weight decay, AdamW)."""
     p = [float(x) for x in p.ravel()]
     gs = [[float(x) for x in g.ravel()] for g in gs]
     m = [0.0] * len(p)
     v = [0.0] * len(p)
     for t, (g, lr) in enumerate(zip(gs, lrs), start=1):
         for i, gi in enumerate(g):
+            p[i] -= lr * wd * p[i]
             if name == "sgd":
                 m[i] = 0.9 * m[i] + gi
                 p[i] -= lr * m[i]
@@ -59,6 +61,19 @@ def test_update_matches_textbook_rule(name, rng):
     assert opt.t == 3
     for k in params:
         want = reference(name, start[k], [g[k] for g in grads], lrs).reshape(start[k].shape)
+        assert_close(params[k], want, what=f"{name} {k}")
+
+
+@pytest.mark.parametrize("name", ["adam", "sgd"])
+def test_weight_decay_shrinks_the_matrices_and_leaves_the_biases(name, rng):
+    params, grads = make(rng)
+    start = {k: v.copy() for k, v in params.items()}
+    opt = Optimizer(name, params, weight_decay=0.3)
+    lrs = [0.1, 0.05, 0.02]
+    for g, lr in zip(grads, lrs):
+        opt.step(params, {k: v.copy() for k, v in g.items()}, lr)
+    for k, wd in (("W", 0.3), ("b", 0.0)):  # W (3, 4) decays, the bias b (5,) does not
+        want = reference(name, start[k], [g[k] for g in grads], lrs, wd).reshape(start[k].shape)
         assert_close(params[k], want, what=f"{name} {k}")
 
 
