@@ -186,7 +186,8 @@ def from_torch_state(family: str, tensors: dict, metadata: dict) -> C.Checkpoint
             expected |= {f"rnn.weight_ih_l{k}{sfx}": (G, cfg.vocab_size if k == 0 else R * H),
                          f"rnn.weight_hh_l{k}{sfx}": (G, H), f"rnn.bias_ih_l{k}{sfx}": (G,),
                          f"rnn.bias_hh_l{k}{sfx}": (G,)}
-    expected |= {"head.weight": (K, R * H), "head.bias": (K,)}
+    width = classify.head_width(cfg) if family == "classify" else R * H
+    expected |= {"head.weight": (K, width), "head.bias": (K,)}
     missing = [k for k in expected if k not in tensors]
     extra = [k for k in tensors if k not in expected]
     what = f"{'bidirectional ' if R == 2 else ''}{cfg.cell} {H}x{cfg.layers} CharEncoder"
