@@ -242,8 +242,8 @@ class _TrainDisplay:
               "left to right only.")
 @click.option("--pooling", type=click.Choice(POOLING), default=None,
               help="classify: what the head reads: both directions' final states (last), or the "
-              "outputs' mean or maximum over the text, or several of these side by side "
-              "(e.g. mean+max)  [default: last]")
+              "outputs' mean or maximum over the text, or several of these side by side  "
+              "[default: mean+max, the outputs' mean and maximum]")
 @click.option("--class-weights", type=click.FloatRange(0, 1), default=None, metavar="POWER",
               help="classify: weight each example by (1 / its class's frequency) ** POWER: 1 "
               "makes every class count alike however rare, 0 every example  [default: 0.6]")
@@ -290,7 +290,8 @@ def train(corpus, resume, quiet, processes, task, **opts):
       charrnn train --task generate corpora/names --minutes 2     language -> surnames
 
     For classify, tag, seq2seq and generate, the options not given take that task's own
-    defaults (classify: a bidirectional GRU 256x2, dropout 0.4, batch 64, lr 5e-3; tag: a
+    defaults (classify: a bidirectional GRU 256x2, dropout 0.4, batch 64, lr 5e-3, mean+max
+    pooling; tag: a
     bidirectional GRU 256x1, dropout 0.2, batch 32; seq2seq: a bidirectional GRU 128x1 encoder,
     a GRU decoder with additive attention, batch 32; generate: a GRU 256x1, dropout 0.2, batch
     64, lr 5e-3; eval every 200 steps), batches hold texts of nearly one length, and the

@@ -62,7 +62,7 @@ class Config(B.DictConfig):
     hidden: int = 256
     layers: int = 2
     bidirectional: bool = True
-    pooling: str = "last"
+    pooling: str = "mean+max"
     dropout: float = 0.4
     # training only: each character read as the unknown symbol with this probability (word
     # dropout, on characters), so the model cannot lean on any one of them; off by default: 0.1
