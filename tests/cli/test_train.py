@@ -70,7 +70,7 @@ def _value(text):
     text = text.strip()
     if re.fullmatch(r"[0-9.e-]+", text):
         return float(text)
-    if text == "bidirectional" or re.fullmatch(r"`\w+`", text):
+    if text == "bidirectional" or re.fullmatch(r"`[\w+]+`", text):  # `mean+max` too
         return {"bidirectional": True}.get(text, text.strip("`"))
     return None
 
