@@ -49,6 +49,7 @@ def batches(batch: int):
 
 def charrnn_step(data, V, K, cell, H, workers, kernels):
     cfg = Cl.Config(vocab_size=V, classes=K, cell=cell, hidden=H, layers=1, dropout=0.0,
+                    pooling="last",  # both finals, as torch_step's head reads them
                     class_weights=0.0, kernels=cells.choose_kernels(kernels, cell, "float32"))
     return family_step(Cl, cfg, data, workers)
 
