@@ -62,8 +62,9 @@ class Config(B.DictConfig):
     hidden: int = 256
     layers: int = 2
     bidirectional: bool = True
-    # the outputs' mean and maximum side by side: +2.2 points of macro accuracy over "last" at
-    # a fixed 8 epochs on three names splits, level with it in 2 minutes (findings.md)
+    # the outputs' mean and maximum side by side: +2.3 points of macro accuracy over "last" at
+    # a fixed 8 epochs on four names splits (accuracy -0.7), level with it in 2 minutes
+    # (docs/en/explanation/findings.md)
     pooling: str = "mean+max"
     dropout: float = 0.4
     # training only: each character read as the unknown symbol with this probability (word
