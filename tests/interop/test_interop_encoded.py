@@ -200,7 +200,7 @@ def test_cli_export_import_predict_of_a_trained_classifier(tmp_path, monkeypatch
     assert r.exit_code == 0, r.output
     r = invoke("export", "-c", "runs/c", "c.safetensors")
     assert r.exit_code == 0, r.output
-    assert "CharEncoder" in r.stderr and "last pooling" in r.stderr
+    assert "CharEncoder" in r.stderr and "nn.Linear(24, 2) head on mean+max pooling" in r.stderr
     r = invoke("import", "c.safetensors", "runs/back")
     assert r.exit_code == 0, r.output
     assert "charrnn predict -c runs/back" in r.stderr
