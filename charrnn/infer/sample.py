@@ -22,7 +22,9 @@ Turning logits (V,) into a choice, in this order (the order matters and is the u
        `greedy` takes the argmax of the logits and draws nothing.
 `distribution` gives the normalised result of 1-3 for tests and for curious readers; the
 sampler runs the same code (`_weights`) into preallocated buffers, so what is tested is what
-samples. One uniform draw per character is part of the contract: the same seed, model, prime
+samples. A float32 model on the fused kernels, without top-k/top-p, draws through
+charrnn.nn.fused.drawer instead: the same float64 operations in the same order (NumPy's exp
+included), so the same characters, in three calls instead of seven. One uniform draw per character is part of the contract: the same seed, model, prime
 and settings give the same text.
 """
 
@@ -223,6 +225,17 @@ def _generate(params, cfg, vocab, prime, ids, config, rng, warmed):
         yield from _draw(params, cfg, vocab, prime, ids, config, rng, warmed)
 
 
+def _fast_draw(cfg, config: SampleConfig):
+    """The compiled draw (charrnn.nn.fused.drawer: step 4 above with the float64 operations of
+    1, bit for bit) where it serves: a float32 model on the fused kernels, without top-k/top-p."""
+    if (cfg.kernels != "fused" or cfg.dtype != "float32" or config.greedy
+            or config.top_k is not None or (config.top_p or 1.0) < 1.0):
+        return None
+    from ..nn import fused
+
+    return fused.drawer(cfg.vocab_size)
+
+
 def _draw(params, cfg, vocab, prime, ids, config, rng, warmed):
     logits, state = warmed or warm(params, cfg, ids)
     step, chars, V = M.stepper(params, cfg), vocab.chars, cfg.vocab_size
@@ -231,6 +244,7 @@ def _draw(params, cfg, vocab, prime, ids, config, rng, warmed):
     inv_t = 1.0 / config.temperature
     w = np.empty(V)  # float64 weights, reused every step
     cum = np.empty(V)
+    fast = _fast_draw(cfg, config)
     x = np.zeros(1, dtype=np.intp)
     stops = config.stops
     keep = max(map(len, stops), default=0)  # the longest stop text: how much tail to watch
@@ -242,15 +256,17 @@ def _draw(params, cfg, vocab, prime, ids, config, rng, warmed):
         if greedy:
             i = int(logits.argmax())
         else:
-            _weights(logits, inv_t, top_k, top_p, w)
-            accumulate(w, out=cum)  # np.cumsum, without its per-call overhead
-            total = cum[-1]
-            i = int(cum.searchsorted(rng.random() * total, "right"))
-            if i >= V:  # u * total rounded up to total: take the last character with weight
-                if not np.isfinite(total):
-                    raise CheckpointError("the model's output is not finite (NaN or infinite "
-                                          "parameters?)")
-                i = int(cum.searchsorted(total, "left"))
+            u = rng.random()
+            if fast is None or (i := fast(logits, inv_t, u)) is None:
+                _weights(logits, inv_t, top_k, top_p, w)
+                accumulate(w, out=cum)  # np.cumsum, without its per-call overhead
+                total = cum[-1]
+                i = int(cum.searchsorted(u * total, "right"))
+                if i >= V:  # u * total rounded up to total: take the last character with weight
+                    i = int(cum.searchsorted(total, "left")) if np.isfinite(total) else -1
+            if i < 0:
+                raise CheckpointError("the model's output is not finite (NaN or infinite "
+                                      "parameters?)")
         ch = chars[i]
         yield ch
         if keep:

@@ -335,6 +335,50 @@ long gru_layer_step(long n, long H, long rows, const char *gh, const char *x, co
     return 0;
 }
 
+/* ---- A sampler's draw (charrnn.infer.sample, through fused.drawer) -------------------------
+ * The float64 arithmetic of the sampler's NumPy draw, operation for operation, so the same
+ * uniform gives the same character: w = logits * inv_t, then w - max(w) (two statements, and
+ * the maximum needs every product first, so no multiply-add can be fused), then NumPy's own exp
+ * (called between these two, in place: its last bits are NumPy's, not the C library's), then the
+ * running sum (left to right, as np.add.accumulate) and the search (np.searchsorted's "right"). */
+
+/* w (V,) float64 out: logits (V,) float32 times inv_t, less the largest product. */
+void softmax_shift(long V, const char *logits, double inv_t, const char *w) {
+    const float *l = DATA(logits);
+    double *pw = (double *)array_data(w), m = -__builtin_inf();
+    for (long j = 0; j < V; j++) {
+        pw[j] = (double)l[j] * inv_t;
+        m = pw[j] > m ? pw[j] : m;
+    }
+    for (long j = 0; j < V; j++)
+        pw[j] -= m;
+}
+
+/* cum (V,) out: the running sum of the weights w (V,) >= 0; returns the first j with
+ * cum[j] > u * total (total = cum[V - 1]), or when u * total rounded up to total, the first with
+ * cum[j] >= total; -1 when total is not finite (NaN weights). */
+long cumulative_search(long V, const char *w, const char *cum, double u) {
+    const double *pw = (const double *)array_data(w);
+    double *c = (double *)array_data(cum), s = 0.0;
+    for (long j = 0; j < V; j++)
+        c[j] = s = (j ? s + pw[j] : pw[j]);
+    double total = c[V - 1], v = u * total;
+    if (!(total - total == 0.0))  /* NaN or infinite */
+        return -1;
+    long lo = 0, hi = V;  /* the first j with c[j] > v: c[lo - 1] <= v < c[hi] */
+    while (lo < hi) {
+        long mid = lo + (hi - lo) / 2;
+        if (c[mid] > v) hi = mid; else lo = mid + 1;
+    }
+    if (lo < V)
+        return lo;
+    for (lo = 0, hi = V - 1; lo < hi;) {  /* the first j with c[j] >= total */
+        long mid = lo + (hi - lo) / 2;
+        if (c[mid] >= total) hi = mid; else lo = mid + 1;
+    }
+    return lo;
+}
+
 /* exp_ over an array, for the tests' check of its accuracy. */
 void exp_array(long n, const float *restrict x, float *restrict y) {
     for (long j = 0; j < n; j++) y[j] = exp_(x[j]);

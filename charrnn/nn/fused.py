@@ -81,6 +81,8 @@ SIGNATURES = {
     "gru_step": (_L, _L, _A, _A, _A, _A, _A),
     "lstm_layer_step": (_L, _L, _L, _A, _A, _A, _A, _A, _A, _A),
     "gru_layer_step": (_L, _L, _L, _A, _A, _A, _A, _A, _A, _A),
+    "softmax_shift": (_L, _A, ctypes.c_double, _A),
+    "cumulative_search": (_L, _A, _A, ctypes.c_double),
     "set_data_offset": (_L,),
     "array_data": (_A,),
     "exp_array": (_L, _P, _P),
@@ -193,6 +195,7 @@ def _open(path: Path) -> ctypes.CDLL:
         fn.argtypes, fn.restype = args, None
     lib.array_data.restype = ctypes.c_void_p
     lib.lstm_layer_step.restype = lib.gru_layer_step.restype = _L  # 0, or a bad id's row + 1
+    lib.cumulative_search.restype = _L
     lib.set_data_offset(DATA_OFFSET)
     probe = np.empty(4, dtype=np.float32)[1:]  # a view: its data is not where its buffer starts
     if lib.array_data(probe) != probe.ctypes.data:
@@ -503,3 +506,28 @@ def stack_stepper(cell: str, layers, head, fallback):
         return logits, out
 
     return step
+
+
+def drawer(V: int):
+    """`draw(logits, inv_t, u) -> i` for a sampler (charrnn.infer.sample): the character drawn
+    by the uniform u from softmax(logits * inv_t) of float32 logits (V,), with the very float64
+    operations of the sampler's NumPy draw (NumPy's exp included, called between the two C
+    calls), in three calls instead of seven; -1 when the weights are not finite, None for logits
+    it cannot take (not C-contiguous (V,) float32: the caller then draws with NumPy). None when
+    the kernels cannot be had. Not for use by two threads at once (its buffers are its own)."""
+    if available():
+        return None
+    lib = library()
+    shift, search, exp = lib.softmax_shift, lib.cumulative_search, np.exp
+    w, cum = np.empty(V), np.empty(V)
+    f32, shape, strides = np.dtype(np.float32), (V,), (4,)
+
+    def draw(logits, inv_t, u):
+        if logits.dtype is not f32 or logits.shape != shape or logits.strides != strides:
+            return None
+        shift(V, logits, inv_t, w)
+        exp(w, out=w)
+        return search(V, w, cum, u)
+
+    draw.cum = cum  # the last draw's running sum of the weights, for the tests
+    return draw
