@@ -436,7 +436,8 @@ def stack_stepper(cell: str, layers, head, fallback):
     that are not integers) goes to `fallback(ids, state)`, NumPy's step. Returns None when the
     kernels have no such step (the RNN's, see cells.FUSED) or the parameters are not C-contiguous
     float32; ValueError when their shapes do not fit together. Every call returns new state
-    arrays: the ones passed in are never written."""
+    arrays: the ones passed in are never written. Not for two threads at once (the multiplies'
+    scratch buffers are its own): make a step per thread."""
     if cell not in _LAYER_STEPS or available():
         return None
     name, gates, n_states = _LAYER_STEPS[cell]
