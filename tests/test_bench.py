@@ -50,7 +50,10 @@ def test_quick_run_writes_table_and_json(bench, tmp_path, capsys):
         assert row["charrnn_gflops"] == pytest.approx(
             row["charrnn_chars_per_sec"] * row["train_flops_per_char"] / 1e9)
     assert saved["train"][0]["train_flops_per_char"] == 3 * bench.flops_per_char("lstm", 8, 1, 65)
-    assert saved["sample"]["charrnn_chars_per_sec"] > 0 and "ratio" not in saved["sample"]
+    s = saved["sample"]
+    assert s["charrnn_chars_per_sec"] > 0 and "ratio" not in s
+    assert len(s["chain_rounds"]) == len(s["charrnn_rounds"]) == 1  # alternating, one each
+    assert s["frac_of_chain"] == s["charrnn_chars_per_sec"] / s["matvec_chain_per_sec"]
     assert saved["eval"]["chars_per_sec"] > 0
     assert res["matmul"]["square"]["gflops"] > 0
     table = capsys.readouterr().out

@@ -13,7 +13,7 @@ import click
 from rich.console import Console
 
 from ..errors import CharrnnError
-from ..nn.cells import CELLS
+from ..nn.cells import CELLS, DEFAULT_KERNELS, KERNEL_CHOICES
 
 
 class _Console(Console):
@@ -146,6 +146,17 @@ def open_checkpoint(path, families=None, kernels=None):
     return file, (ckpt.running(kernels) if kernels else ckpt.running())
 
 
+def kernels_option(command):
+    """The --kernels option of the commands that run a saved model (`command` reads its value
+    as `kernels` and hands it to open_checkpoint)."""
+    return click.option(
+        "--kernels", type=click.Choice(KERNEL_CHOICES), default=DEFAULT_KERNELS,
+        show_default=True,
+        help="The cells' loops: NumPy's, the compiled fused kernels, or auto, fused where they "
+        "can be had (see `charrnn train --help`). How the numbers are computed, not what they "
+        "are: the two agree to float32 rounding.")(command)
+
+
 def is_generator(ckpt) -> bool:
     """Whether the checkpoint's family generates from a condition (it has the contract's
     `conditioned_lm` hook: --task generate)."""
@@ -162,11 +173,11 @@ def tasks_with(*hooks: str) -> tuple[str, ...]:
     return tuple(name for name, F in FAMILIES.items() if any(hasattr(F, h) for h in hooks))
 
 
-def open_lm(path, command: str, generators: bool = False):
+def open_lm(path, command: str, generators: bool = False, kernels=None):
     """open_checkpoint for the commands that need a language model (or, with `generators`, a
     family that generates from a condition, as well); without a path, the newest such run."""
     usable = tasks_with("stepper", *(("conditioned_lm",) if generators else ()))
-    file, ckpt = open_checkpoint(path, families=usable)
+    file, ckpt = open_checkpoint(path, families=usable, kernels=kernels)
     if ckpt.family not in usable:
         raise click.UsageError(f"{file} holds a {ckpt.family} model; {command} needs a language "
                                f"model (use `charrnn predict` or `charrnn eval` with it)")

@@ -11,7 +11,16 @@ import time
 import click
 from rich.table import Table
 
-from .console import CONTEXT, PATH, FiniteFloat, err, is_generator, open_checkpoint, out
+from .console import (
+    CONTEXT,
+    PATH,
+    FiniteFloat,
+    err,
+    is_generator,
+    kernels_option,
+    open_checkpoint,
+    out,
+)
 
 
 @click.command("eval", context_settings=CONTEXT)
@@ -51,8 +60,9 @@ from .console import CONTEXT, PATH, FiniteFloat, err, is_generator, open_checkpo
               help="A generator: draw the texts for --novelty and --judge from the smallest set "
               "of most likely characters whose probability reaches P (1: from all), as `charrnn "
               "sample` does.  [default: 0.9]")
+@kernels_option
 def eval_(file, checkpoint, strict, show, encoding, as_json, novelty, judge, per_label, labels,
-          seed, temperature, top_p):
+          seed, temperature, top_p, kernels):
     """Score a text file: bits and nats per character, and perplexity, over the whole file.
 
     The state is carried from the first character to the last; every character after the first
@@ -80,9 +90,9 @@ def eval_(file, checkpoint, strict, show, encoding, as_json, novelty, judge, per
         if not os.path.lexists(file):
             raise click.ClickException(f"file not found: {file}")
         text = None if os.path.isdir(file) else read_corpus(file, encoding)
-    path, ckpt = open_checkpoint(checkpoint)
+    path, ckpt = open_checkpoint(checkpoint, kernels=kernels)
     gen = {"novelty": novelty, "judge": judge, "labels": labels, "temperature": temperature,
-           "top_p": top_p}
+           "top_p": top_p, "kernels": kernels}
     if not is_generator(ckpt) and (novelty or judge or labels or top_p is not None):
         raise click.UsageError(f"--novelty, --judge, --label and --top-p are for a generator "
                                f"(--task generate); {path} holds a {ckpt.family} model")
@@ -232,7 +242,7 @@ def _eval_generated(path, ckpt, file, encoding, as_json, generated, per_label, s
     if generated["judge"]:
         from .console import open_checkpoint
 
-        jpath, judge = open_checkpoint(generated["judge"])
+        jpath, judge = open_checkpoint(generated["judge"], kernels=generated["kernels"])
         r["judge"] = {"checkpoint": str(jpath), **G.judge(ckpt, judge, which, per_label, seed, config)}
     if as_json:
         click.echo(json.dumps(r, ensure_ascii=False))

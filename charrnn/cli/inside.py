@@ -10,8 +10,7 @@ import time
 import click
 from rich.table import Table
 
-from ..nn.cells import DEFAULT_KERNELS, KERNEL_CHOICES
-from .console import CONTEXT, PATH, err, open_checkpoint, out
+from .console import CONTEXT, PATH, err, kernels_option, open_checkpoint, out
 
 
 @click.command("inside", context_settings=CONTEXT)
@@ -56,10 +55,7 @@ from .console import CONTEXT, PATH, err, open_checkpoint, out
               help="Print one JSON object instead: the recorded text and each --unit's values, "
               "the --find rankings with their excerpts, the --saturation fractions (per unit "
               "too).")
-@click.option("--kernels", type=click.Choice(KERNEL_CHOICES), default=DEFAULT_KERNELS,
-              show_default=True,
-              help="The cells' time loops: NumPy's, the compiled fused kernels, or auto, fused "
-              "where they can be had (see `charrnn train --help`).")
+@kernels_option
 def inside(text, checkpoint, file, encoding, units, find_, regexes, saturation, series, top,
            width, plain, colour, as_json, kernels):
     """Look inside a trained model: record, at every character of TEXT, each layer's hidden

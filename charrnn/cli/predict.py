@@ -7,7 +7,7 @@ import sys
 
 import click
 
-from .console import CONTEXT, PATH, err, tasks_with
+from .console import CONTEXT, PATH, err, kernels_option, tasks_with
 
 # the options of each kind of answer (the contract's ANSWERS); the others apply to all
 OPTIONS = {"label": ("--top",), "tags": ("--segment",),
@@ -36,8 +36,9 @@ OPTIONS = {"label": ("--top",), "tags": ("--segment",),
 @click.option("--show-attention", is_flag=True,
               help="seq2seq: after each output, draw on stderr where each output character "
               "looked: source characters across, output characters down, darker = more weight.")
+@kernels_option
 def predict(texts, checkpoint, top, segment, beam, temperature, max_length, seed,
-            show_attention):
+            show_attention, kernels):
     """Label texts with a classifier or a tagger, or translate them with an encoder-decoder
     (`charrnn train --task classify|tag|seq2seq`). For a language model use `charrnn sample`.
 
@@ -65,7 +66,7 @@ def predict(texts, checkpoint, top, segment, beam, temperature, max_length, seed
 
     usable = tasks_with("ANSWERS")
     path = find_checkpoint(checkpoint, families=usable)
-    ckpt = C.load(path).running()  # the default kernels (charrnn.nn.cells.DEFAULT_KERNELS)
+    ckpt = C.load(path).running(kernels)
     answers = getattr(family(ckpt.family), "ANSWERS", None)
     if answers is None:
         raise click.UsageError(f"{path} holds a model that generates text (--task "

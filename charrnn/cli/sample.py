@@ -10,7 +10,7 @@ import click
 
 from ..errors import CharrnnError
 from ..infer.sample import MIN_TEMPERATURE as S_MIN_TEMPERATURE
-from .console import CONTEXT, PATH, FiniteFloat, err, is_generator, open_lm
+from .console import CONTEXT, PATH, FiniteFloat, err, is_generator, kernels_option, open_lm
 
 
 def _read_prime(path: str) -> str:
@@ -89,8 +89,9 @@ def _read_prime(path: str) -> str:
 @click.option("--interactive", "-i", is_flag=True,
               help="Read primes from stdin, one per line (prompt on stderr), and stream each "
               "continuation to stdout, until end of input (Ctrl-D).")
+@kernels_option
 def sample(checkpoint, prime, prime_file, length, n, label, temperature, greedy, top_k, top_p,
-           seed, num_samples, separator, stop, as_json, unknown, interactive):
+           seed, num_samples, separator, stop, as_json, unknown, interactive, kernels):
     """Generate text from a trained model, streaming it to stdout as it is made.
 
     The prime is printed first, then each character as it is drawn. Only generated text goes to
@@ -132,7 +133,7 @@ def sample(checkpoint, prime, prime_file, length, n, label, temperature, greedy,
     if greedy and knobs:
         raise click.UsageError(f"--greedy always takes the most likely character; it "
                                f"cannot be combined with {', '.join(knobs)}")
-    file, ckpt = open_lm(checkpoint, "sample", generators=True)
+    file, ckpt = open_lm(checkpoint, "sample", generators=True, kernels=kernels)
     generator = is_generator(ckpt)
     if n is not None and (length if not generator else num_samples_given()) is not None:
         raise click.UsageError("-n is --length for a language model and --num-samples for a "

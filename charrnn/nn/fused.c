@@ -16,8 +16,10 @@
  * Three kinds of entry point: the time loops' steps (lstm_, gru_, rnn_forward_step and
  * _backward_step), called once per step of a chunk with raw pointers that fused.py computes once
  * per chunk; the single steps lstm_step and gru_step (cells.lstm_step and gru_step: what
- * sampling, predict and beam search run, one call per layer and character), which take the
- * NumPy arrays themselves (see array_data); and exp_array, tanh_array for the tests.
+ * predict and beam search run, one call per layer and character) and lstm_layer_step and
+ * gru_layer_step (the same with the input projection's row gather and bias: a sampler's layer,
+ * fused.stack_stepper), which take the NumPy arrays themselves (see array_data); and exp_array,
+ * tanh_array for the tests.
  *
  * exp is our own (below), so results agree with the NumPy path to float32 rounding, not bit for
  * bit. Every loop is written to be vectorised by the compiler (-O3 -march=native).
@@ -213,48 +215,168 @@ void *array_data(const char *array) { return *(void *const *)(array + data_offse
 
 static inline float sigmoid_(float x) { return 1.0f / (1.0f + exp_(-x)); }
 
-/* cells.lstm_step for n streams of H units: a (n, 4H) h_{t-1} Wh;  xp (n, 4H) the input
- * projection;  c_prev (n, H);  h, c (n, H) out: h_t, c_t.   [i f o g] = [sigmoid sigmoid
- * sigmoid tanh](xp + a),  c_t = f c_{t-1} + i g,  h_t = o tanh(c_t). */
-static void lstm_step_(long n, long H, const float *restrict a, const float *restrict xp,
-                       const float *restrict c_prev, float *restrict h, float *restrict c) {
-    const long G = 4 * H;
-    for (long r = 0; r < n; r++, a += G, xp += G, c_prev += H, h += H, c += H)
-        for (long j = 0; j < H; j++) {
-            float i = sigmoid_(a[j] + xp[j]);
-            float f = sigmoid_(a[H + j] + xp[H + j]);
-            float o = sigmoid_(a[2 * H + j] + xp[2 * H + j]);
-            float g = tanh_(a[3 * H + j] + xp[3 * H + j]);
-            float cj = f * c_prev[j] + i * g;
-            c[j] = cj;
-            h[j] = o * tanh_(cj);
+/* One LSTM row of H units: a (4H) h_{t-1} Wh;  x (4H) the input projection, b (4H) the bias
+ * added to it (NULL: none);  c_prev (H);  h, c (H) out: h_t, c_t.
+ * [i f o g] = [sigmoid sigmoid sigmoid tanh](a + (x + b)),  c_t = f c_{t-1} + i g,
+ * h_t = o tanh(c_t).  (x + b first: the order the model's NumPy step adds them in.) */
+static inline void lstm_row_(long H, const float *restrict a, const float *restrict x,
+                             const float *restrict b, const float *restrict c_prev,
+                             float *restrict h, float *restrict c) {
+    for (long j = 0; j < H; j++) {
+        float xi = x[j], xf = x[H + j], xo = x[2 * H + j], xg = x[3 * H + j];
+        if (b) {
+            xi += b[j];
+            xf += b[H + j];
+            xo += b[2 * H + j];
+            xg += b[3 * H + j];
         }
+        float i = sigmoid_(a[j] + xi);
+        float f = sigmoid_(a[H + j] + xf);
+        float o = sigmoid_(a[2 * H + j] + xo);
+        float g = tanh_(a[3 * H + j] + xg);
+        float cj = f * c_prev[j] + i * g;
+        c[j] = cj;
+        h[j] = o * tanh_(cj);
+    }
 }
 
+/* cells.lstm_step for n streams of H units: a (n, 4H) h_{t-1} Wh;  xp (n, 4H) the input
+ * projection;  c_prev (n, H);  h, c (n, H) out: h_t, c_t. */
 void lstm_step(long n, long H, const char *a, const char *xp, const char *c_prev,
                const char *h, const char *c) {
-    lstm_step_(n, H, DATA(a), DATA(xp), DATA(c_prev), DATA(h), DATA(c));
+    const float *pa = DATA(a), *px = DATA(xp), *pc = DATA(c_prev);
+    float *ph = DATA(h), *pn = DATA(c);
+    for (long r = 0; r < n; r++)
+        lstm_row_(H, pa + r * 4 * H, px + r * 4 * H, NULL, pc + r * H, ph + r * H, pn + r * H);
+}
+
+/* Row r's input projection for the layer steps below: row ids[r] of the (rows, G) table x when
+ * rows > 0 (layer 0 of a model fed ids: the rows of its Wx; a negative id counts from the end,
+ * as NumPy's indexing does), else row r of the (n, G) array x. */
+static inline const float *input_row(const float *x, const long *ids, long rows, long r, long G) {
+    if (rows <= 0)
+        return x + r * G;
+    return x + (ids[r] < 0 ? ids[r] + rows : ids[r]) * G;
+}
+
+/* 0 if every one of the n ids is a row of a table of `rows` rows, else r + 1 for the first
+ * row r whose id is not. */
+static long check_ids(long n, const long *ids, long rows) {
+    for (long r = 0; r < n; r++)
+        if (ids[r] < -rows || ids[r] >= rows)
+            return r + 1;
+    return 0;
+}
+
+/* One step of one layer of a stack (charrnn.nn.fused.stack_stepper), the input projection and
+ * its bias added here: lstm_step with row r's input projection input_row(x, ids, rows, r) + b,
+ * b (4H). ids (n,) intp is read only when rows > 0. Returns 0, or r + 1 when ids[r] is out of
+ * range (then nothing is written). */
+long lstm_layer_step(long n, long H, long rows, const char *a, const char *x, const char *ids,
+                     const char *b, const char *c_prev, const char *h, const char *c) {
+    const long G = 4 * H;
+    const long *pi = rows > 0 ? (const long *)array_data(ids) : NULL;
+    const float *pa = DATA(a), *px = DATA(x), *pb = DATA(b), *pc = DATA(c_prev);
+    float *ph = DATA(h), *pn = DATA(c);
+    long bad = rows > 0 ? check_ids(n, pi, rows) : 0;
+    if (bad)
+        return bad;
+    for (long r = 0; r < n; r++)
+        lstm_row_(H, pa + r * G, input_row(px, pi, rows, r, G), pb, pc + r * H, ph + r * H,
+                  pn + r * H);
+    return 0;
+}
+
+/* One GRU row of H units: gh (3H) h_{t-1} Wh;  x (3H) the input projection, b (3H) the bias
+ * added to it (NULL: none);  bhn (H);  h_prev (H);  h (H) out.  With xp = x + b:
+ * r = sigmoid(xp_r + gh_r),  z = sigmoid(xp_z + gh_z),  n = tanh(xp_n + r (gh_n + bhn)),
+ * h_t = n + z (h_{t-1} - n). */
+static inline void gru_row_(long H, const float *restrict gh, const float *restrict x,
+                            const float *restrict b, const float *restrict bhn,
+                            const float *restrict h_prev, float *restrict h) {
+    for (long j = 0; j < H; j++) {
+        float xr = x[j], xz = x[H + j], xn = x[2 * H + j];
+        if (b) {
+            xr += b[j];
+            xz += b[H + j];
+            xn += b[2 * H + j];
+        }
+        float rj = sigmoid_(xr + gh[j]);
+        float zj = sigmoid_(xz + gh[H + j]);
+        float nj = tanh_(xn + rj * (gh[2 * H + j] + bhn[j]));
+        h[j] = nj + zj * (h_prev[j] - nj);
+    }
 }
 
 /* cells.gru_step for n streams of H units: gh (n, 3H) h_{t-1} Wh;  xp (n, 3H);  bhn (H,);
- * h_prev (n, H);  h (n, H) out.   r = sigmoid(xp_r + gh_r),  z = sigmoid(xp_z + gh_z),
- * n = tanh(xp_n + r (gh_n + bhn)),  h_t = n + z (h_{t-1} - n). */
-static void gru_step_(long n, long H, const float *restrict gh, const float *restrict xp,
-                      const float *restrict bhn, const float *restrict h_prev,
-                      float *restrict h) {
-    const long G = 3 * H;
-    for (long r = 0; r < n; r++, gh += G, xp += G, h_prev += H, h += H)
-        for (long j = 0; j < H; j++) {
-            float rj = sigmoid_(xp[j] + gh[j]);
-            float zj = sigmoid_(xp[H + j] + gh[H + j]);
-            float nj = tanh_(xp[2 * H + j] + rj * (gh[2 * H + j] + bhn[j]));
-            h[j] = nj + zj * (h_prev[j] - nj);
-        }
-}
-
+ * h_prev (n, H);  h (n, H) out. */
 void gru_step(long n, long H, const char *gh, const char *xp, const char *bhn,
               const char *h_prev, const char *h) {
-    gru_step_(n, H, DATA(gh), DATA(xp), DATA(bhn), DATA(h_prev), DATA(h));
+    const float *pg = DATA(gh), *px = DATA(xp), *pb = DATA(bhn), *pp = DATA(h_prev);
+    float *ph = DATA(h);
+    for (long r = 0; r < n; r++)
+        gru_row_(H, pg + r * 3 * H, px + r * 3 * H, NULL, pb, pp + r * H, ph + r * H);
+}
+
+/* gru_step as one layer of a stack (see lstm_layer_step): row r's input projection is
+ * input_row(x, ids, rows, r) + b, b (3H). Returns 0, or r + 1 when ids[r] is out of range. */
+long gru_layer_step(long n, long H, long rows, const char *gh, const char *x, const char *ids,
+                    const char *b, const char *bhn, const char *h_prev, const char *h) {
+    const long G = 3 * H;
+    const long *pi = rows > 0 ? (const long *)array_data(ids) : NULL;
+    const float *pg = DATA(gh), *px = DATA(x), *pb = DATA(b), *pn = DATA(bhn);
+    const float *pp = DATA(h_prev);
+    float *ph = DATA(h);
+    long bad = rows > 0 ? check_ids(n, pi, rows) : 0;
+    if (bad)
+        return bad;
+    for (long r = 0; r < n; r++)
+        gru_row_(H, pg + r * G, input_row(px, pi, rows, r, G), pb, pn, pp + r * H, ph + r * H);
+    return 0;
+}
+
+/* ---- A sampler's draw (charrnn.infer.sample, through fused.drawer) -------------------------
+ * The float64 arithmetic of the sampler's NumPy draw, operation for operation, so the same
+ * uniform gives the same character: w = logits * inv_t, then w - max(w) (two statements, and
+ * the maximum needs every product first, so no multiply-add can be fused), then NumPy's own exp
+ * (called between these two, in place: its last bits are NumPy's, not the C library's), then the
+ * running sum (left to right, as np.add.accumulate) and the search (np.searchsorted's "right"). */
+
+/* w (V,) float64 out: logits (V,) float32 times inv_t, less the largest product. */
+void softmax_shift(long V, const char *logits, double inv_t, const char *w) {
+    const float *l = DATA(logits);
+    double *pw = (double *)array_data(w), m = -__builtin_inf();
+    for (long j = 0; j < V; j++) {
+        pw[j] = (double)l[j] * inv_t;
+        m = pw[j] > m ? pw[j] : m;
+    }
+    for (long j = 0; j < V; j++)
+        pw[j] -= m;
+}
+
+/* cum (V,) out: the running sum of the weights w (V,) >= 0; returns the first j with
+ * cum[j] > u * total (total = cum[V - 1]), or when u * total rounded up to total, the first with
+ * cum[j] >= total; -1 when total is not finite (NaN weights). */
+long cumulative_search(long V, const char *w, const char *cum, double u) {
+    const double *pw = (const double *)array_data(w);
+    double *c = (double *)array_data(cum), s = 0.0;
+    for (long j = 0; j < V; j++)
+        c[j] = s = (j ? s + pw[j] : pw[j]);
+    double total = c[V - 1], v = u * total;
+    if (!(total - total == 0.0))  /* NaN or infinite */
+        return -1;
+    long lo = 0, hi = V;  /* the first j with c[j] > v: c[lo - 1] <= v < c[hi] */
+    while (lo < hi) {
+        long mid = lo + (hi - lo) / 2;
+        if (c[mid] > v) hi = mid; else lo = mid + 1;
+    }
+    if (lo < V)
+        return lo;
+    for (lo = 0, hi = V - 1; lo < hi;) {  /* the first j with c[j] >= total */
+        long mid = lo + (hi - lo) / 2;
+        if (c[mid] >= total) hi = mid; else lo = mid + 1;
+    }
+    return lo;
 }
 
 /* exp_ over an array, for the tests' check of its accuracy. */

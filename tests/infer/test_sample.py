@@ -277,3 +277,78 @@ def test_a_model_with_nan_parameters_is_an_error_not_a_crash():
     p["by"][2] = np.nan
     with pytest.raises(CheckpointError, match="not finite"):
         list(generate(p, cfg, VOCAB, "a", SampleConfig(length=3), np.random.default_rng(0)))
+
+
+# --- the compiled draw (charrnn.nn.fused.drawer): the NumPy draw's float64 operations in C ---
+
+def _fused_or_skip():
+    from charrnn.nn import fused
+
+    if fused.available():
+        pytest.skip(f"fused kernels unavailable: {fused.available()}")
+    return fused
+
+
+def _numpy_draw(logits, temperature, u):
+    """The draw written out here: float64 softmax weights with the maximum subtracted, their
+    running sum, the first index whose sum exceeds u times the total (the
+    first whose sum reaches the total if rounding takes u * total to the total)."""
+    z = logits.astype(np.float64) * (1.0 / temperature)
+    w = np.exp(z - z.max())
+    cum = np.cumsum(w)
+    i = int(np.searchsorted(cum, u * cum[-1], "right"))
+    return i if i < len(w) else int(np.searchsorted(cum, cum[-1], "left"))
+
+
+@pytest.mark.parametrize("V", [1, 2, 65, 4099])
+def test_the_compiled_draw_picks_what_the_numpy_draw_picks(V):
+    fused = _fused_or_skip()
+    rng = np.random.default_rng(V)
+    draw = fused.drawer(V)
+    for t, temperature in enumerate([1.0, 0.7, 2.5, 1e-3, 1e3]):
+        logits = (rng.standard_normal(V) * 4).astype(np.float32)
+        if V > 2:
+            logits[rng.integers(0, V, 2)] = -np.inf  # characters that cannot be drawn
+        cum = np.cumsum(np.exp(logits * (1.0 / temperature) - logits.max() / temperature))
+        edges = cum / cum[-1]  # u exactly at (or next to) the boundaries between characters
+        us = np.concatenate([rng.random(300), edges, np.nextafter(edges, 0), [0.0],
+                             [np.nextafter(1.0, 0.0)]])
+        for u in us:
+            assert draw(logits, 1.0 / temperature, u) == _numpy_draw(logits, temperature, u), \
+                (V, temperature, u)
+        z = logits.astype(np.float64) * (1.0 / temperature)
+        assert np.array_equal(draw.cum, np.cumsum(np.exp(z - z.max()))), (V, t)  # bit for bit
+
+
+def test_the_compiled_draw_reports_weights_that_are_not_finite_and_refuses_other_logits():
+    fused = _fused_or_skip()
+    draw = fused.drawer(4)
+    for bad in ([0, np.nan, 1, 2], [0, np.inf, 1, 2], [-np.inf] * 4):
+        assert draw(np.array(bad, np.float32), 1.0, 0.5) == -1, bad
+    for other in (np.zeros(4), np.zeros(5, np.float32), np.zeros(8, np.float32)[::2]):
+        assert draw(other, 1.0, 0.5) is None  # float64, the wrong size, strided: NumPy draws
+
+
+@pytest.mark.parametrize("cell", ["lstm", "gru", "rnn"])
+def test_the_compiled_draw_samples_the_numpy_draws_text_exactly(cell, monkeypatch):
+    _fused_or_skip()
+    p, cfg = random_model(cell, "float32", scale=8.0, hidden=9)
+    cfg = cfg.__class__(**{**cfg.__dict__, "kernels": "fused"})
+    settings = [SampleConfig(length=400), SampleConfig(length=400, temperature=0.6),
+                SampleConfig(length=200, temperature=3.0), SampleConfig(length=200, top_p=0.8)]
+    fast = [list(generate(p, cfg, VOCAB, "ab", c, np.random.default_rng(9))) for c in settings]
+    assert S._fast_draw(cfg, settings[0]) is not None
+    assert S._fast_draw(cfg, settings[3]) is None  # top-p: NumPy's draw
+    monkeypatch.setattr(S, "_fast_draw", lambda cfg, config: None)
+    slow = [list(generate(p, cfg, VOCAB, "ab", c, np.random.default_rng(9))) for c in settings]
+    assert fast == slow
+
+
+def test_the_compiled_draw_follows_the_distribution():
+    fused = _fused_or_skip()
+    logits = np.float32([2.0, 0.5, -1.0, 1.5, 0.0, -3.0, 1.0])
+    p = softmax(logits.astype(np.float64) / 0.8)
+    draw, rng, n = fused.drawer(7), np.random.default_rng(3), 20_000
+    counts = np.bincount([draw(logits, 1 / 0.8, rng.random()) for _ in range(n)], minlength=7)
+    chi2 = float(np.sum((counts - n * p) ** 2 / (n * p)))
+    assert chi2 < 22.5, (counts, n * p)  # 6 degrees of freedom: P(chi2 > 22.5) < 0.001

@@ -3,6 +3,7 @@
 Skipped where they cannot be built (no C compiler); everything else runs without them."""
 
 import os
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -213,6 +214,134 @@ def test_float64_and_strided_arrays_take_the_numpy_path_bit_for_bit():
             v[...] = s  # a state that is a strided view: the single step falls back
         a = cells.cell(cell, "fused").step(xp[0], views, p)
         assert all(map(np.array_equal, a, cells.CELLS[cell].step(xp[0], views, p))), cell
+
+
+def _model(cell, V, H, L, seed=0, dtype="float32"):
+    """A model of `cell` with weights big enough that its gates are not all near 0.5."""
+    cfg = M.ModelConfig(V, cell, H, L, 0.0, dtype, kernels="fused" if dtype == "float32" else
+                        "numpy")
+    params = M.init_params(cfg, np.random.default_rng(seed))
+    for name in params:
+        params[name] *= 2
+        params[name] += np.random.default_rng(seed + 1).normal(0, 0.3, params[name].shape) \
+            .astype(dtype) if name.endswith(("b", "bhn", "by")) else 0
+    return cfg, params
+
+
+def _naive_model_step(cfg, params, ids, state):
+    """The model's step in float64, written out here: x_0 = Wx_0[ids] + b_0, each layer's
+    naive step, x_k = h_{k-1} Wx_k + b_k above, logits = h Wy + by."""
+    p = {k: v.astype(np.float64) for k, v in params.items()}
+    new, x = [], p["l0.Wx"][ids] + p["l0.b"]
+    for k in range(cfg.layers):
+        if k:
+            x = new[-1][0] @ p[f"l{k}.Wx"] + p[f"l{k}.b"]
+        rec = {n: p[f"l{k}.{n}"] for n in cells.CELLS[cfg.cell].recurrent}
+        new.append(_naive_step(cfg.cell, x, state[k], rec))
+    return new[-1][0] @ p["Wy"] + p["by"], tuple(new)
+
+
+def _numpy_kernels(cfg, params):
+    """The model's step on NumPy's kernels: the reference."""
+    return M.stepper(params, replace(cfg, kernels="numpy"))
+
+
+@needs_fused
+@pytest.mark.parametrize("cell", ["lstm", "gru"])
+@pytest.mark.parametrize("V,H,L,N", [(7, 5, 3, 1), (7, 5, 1, 3), (65, 64, 2, 1), (3, 1, 2, 2),
+                                     (11, 33, 2, 4)])
+def test_the_fused_model_step_agrees_with_numpy_and_float64(cell, V, H, L, N):
+    cfg, params = _model(cell, V, H, L, seed=V + H + L + N)
+    fast, ref = M.stepper(params, cfg), _numpy_kernels(cfg, params)
+    assert fast.__qualname__.startswith("stack_stepper")  # the whole step in the kernels
+    rng = np.random.default_rng(N)
+    state = want = M.init_state(cfg, N)
+    ids = np.empty(N, dtype=np.intp)
+    before = {k: v.copy() for k, v in params.items()}
+    for t in range(6):  # the state threaded through: each step is handed the last one's
+        ids[:] = rng.integers(-V, V, N)  # negative ids count from the end, as NumPy's
+        kept = [a.copy() for s in state for a in s]
+        logits, new = fast(ids, state)
+        naive_logits, want = _naive_model_step(cfg, params, ids, want)
+        np_logits, _ = ref(ids, state)
+        assert logits.dtype == np.float32 and logits.shape == (N, V)
+        top = max(1.0, np.max(np.abs(naive_logits)))
+        assert_close(logits, naive_logits, rtol=0, atol=2e-5 * top, what=f"logits {t} vs f64")
+        assert_close(logits, np_logits, rtol=0, atol=2e-5 * top, what=f"logits {t} vs NumPy")
+        for k, (s, w) in enumerate(zip(new, want)):
+            for j, (a, b) in enumerate(zip(s, w)):
+                assert a.dtype == np.float32 and a.shape == (N, H) and a.flags.c_contiguous
+                assert_close(a, b, rtol=0, atol=1e-5 * max(1.0, np.max(np.abs(b))),
+                             what=f"step {t} layer {k} state {j}")
+        assert all(np.array_equal(a, b) for a, b in zip(kept, (a for s in state for a in s)))
+        state = new
+    assert all(np.array_equal(before[k], params[k]) for k in params)
+
+
+@needs_fused
+@pytest.mark.parametrize("cell", ["lstm", "gru"])
+def test_the_fused_model_step_is_the_fused_cells_step_bit_for_bit(cell, monkeypatch):
+    # the same sums in the same order as the model's NumPy step running the fused single steps:
+    # the text a seed samples did not change when the whole step moved into the kernels
+    cfg, params = _model(cell, 13, 24, 3)
+    fast = M.stepper(params, cfg)
+    monkeypatch.setattr(fused, "stack_stepper", lambda *a: None)
+    per_layer = M.stepper(params, cfg)
+    assert fast is not per_layer and per_layer.__qualname__.startswith("stepper")
+    state = M.init_state(cfg, 2)
+    for t, ids in enumerate([[0, 1], [12, 5], [3, 3], [7, 0]]):
+        ids = np.array(ids, dtype=np.intp)
+        (a, sa), (b, sb) = fast(ids, state), per_layer(ids, state)
+        assert np.array_equal(a, b), t
+        assert all(np.array_equal(x, y) for s, r in zip(sa, sb) for x, y in zip(s, r)), t
+        state = sa
+
+
+@needs_fused
+@pytest.mark.parametrize("cell", ["lstm", "gru"])
+def test_the_fused_model_step_takes_any_ids_and_state_a_numpy_step_takes(cell):
+    cfg, params = _model(cell, 9, 6, 2)
+    fast, ref = M.stepper(params, cfg), _numpy_kernels(cfg, params)
+    one, three = M.init_state(cfg, 1), M.init_state(cfg, 3)
+    _, one = fast(np.array([4], dtype=np.intp), one)
+    for a in one[0]:
+        a += 0.25  # the caller changes the values of the state it was handed: they are read
+    strided = tuple(tuple(np.zeros((3, 12), np.float32)[:, ::2] + a for a in s) for s in three)
+    as64 = tuple(tuple(a.astype(np.float64) for a in s) for s in three)
+    cases = [(one, np.array([4])), (three, np.array([1, 8, 0], np.int32)), (three, [2, 2, 5]),
+             (three, np.arange(6)[::2]), (one, np.array([8])),  # the stream count changes too
+             (strided, np.arange(3)), (as64, np.arange(3))]  # these two: NumPy's step
+    for state, ids in cases:
+        (a, sa), (b, sb) = fast(ids, state), ref(np.asarray(ids), state)
+        top = max(1.0, np.max(np.abs(b)))
+        assert_close(a, b, rtol=0, atol=2e-5 * top, what=f"ids {ids!r}")
+        for x, y in zip((x for s in sa for x in s), (y for s in sb for y in s)):
+            assert_close(x, y, rtol=0, atol=1e-5, what=f"state, ids {ids!r}")
+
+
+@needs_fused
+@pytest.mark.parametrize("cell", ["lstm", "gru"])
+def test_an_id_outside_the_vocabulary_is_an_index_error_not_a_read_past_the_table(cell):
+    cfg, params = _model(cell, 5, 4, 2)
+    fast = M.stepper(params, cfg)
+    state = M.init_state(cfg, 2)
+    for bad in ([0, 5], [-6, 1], [2**40, 0]):
+        with pytest.raises(IndexError, match="out of bounds for the 5 rows"):
+            fast(np.array(bad, dtype=np.intp), state)
+        with pytest.raises(IndexError):
+            _numpy_kernels(cfg, params)(np.array(bad, dtype=np.intp), state)  # as NumPy's
+    assert all(not a.any() for s in state for a in s)
+
+
+@needs_fused
+def test_model_parameters_that_do_not_fit_are_refused_when_the_step_is_made():
+    cfg, params = _model("lstm", 5, 4, 2)
+    for name, bad in [("l1.Wx", np.zeros((4, 12), np.float32)), ("l0.b", np.zeros(15, np.float32)),
+                      ("by", np.zeros(4, np.float32))]:
+        with pytest.raises(ValueError, match="do not fit"):
+            M.stepper({**params, name: bad}, cfg)
+    p64 = {k: v.astype(np.float64) for k, v in params.items()}  # not the kernels' kind
+    assert M.stepper(p64, cfg).__qualname__.startswith("stepper")
 
 
 def _every_kernel(cell, kernels):
