@@ -1,9 +1,17 @@
-"""Compiled kernels, the default where they build: each recurrent step's elementwise work in C.
+"""Compiled kernels, the default where they build: the recurrent cells' time loops in C.
 
 NumPy makes a dozen calls per LSTM or GRU time step besides the recurrent multiply (gates, cell
 state, tanh, output), each a pass over memory; at the sizes charrnn trains, that is a quarter to
-a third of a training chunk (bench/multiply_floor.py measures it; docs/en/explanation/kernels.md). `fused.c`,
-beside this file, does one step's elementwise work in one call. The multiplies stay NumPy's.
+a third of a training chunk (bench/multiply_floor.py measures it; docs/en/explanation/kernels.md).
+`fused.c`, beside this file, runs a whole chunk's time loop in one call: at each step the
+recurrent multiply h_{t-1} Wh (d_t Wh^T backward), then the step's elementwise work in one pass.
+The multiply is its own: OpenBLAS's sgemm repacks Wh at every call, which was a fifth of an LSTM
+512x2 training run, so Wh is packed once per chunk (`panels`) and a register-blocked kernel runs
+off the packed copy, 1.3-1.45x OpenBLAS's per-step multiply at 16 rows (bench/
+recurrent_multiply.py; fused.c, "The recurrent multiply"). The once-per-chunk multiplies (input
+projections, weight gradients, the output layer) stay NumPy's. The kernel is single-threaded,
+as the time loops are in charrnn.parallel's processes (one BLAS thread each); in one process with
+two BLAS threads (`--processes 1`) OpenBLAS would spread a step's multiply over both cores.
 
 What it covers: the time loops of all three cells (`*_forward_loop`, `*_backward_loop`: training,
 eval, and every family's encoders), and the LSTM's and GRU's single steps (`lstm_step`,
@@ -44,9 +52,11 @@ Why compiled at first use, and not at install time or by numba (issue 27 weighed
   one try per process) is what any of the three would need for the same safety; the tests in
   tests/nn/test_fused.py cover each part, and a missing compiler only means NumPy's loops.
 
-Results agree with the NumPy path to float32 rounding, not bit for bit (its own exp; tests/nn/
-test_fused.py compares the two), so a run keeps the kernels it started with (saved in the
-checkpoint's training settings, used again by --resume). float64 (gradcheck) always uses NumPy.
+Results agree with the NumPy path to float32 rounding, not bit for bit (its own exp, and its
+own multiply's order of sums: each output sums over k in order, with fused multiply-adds where
+the CPU has them; tests/nn/test_fused.py compares the two), so a run keeps the kernels it started
+with (saved in the checkpoint's training settings, used again by --resume). The kernel's results
+do not depend on the number of rows or on which rows share a block. float64 (gradcheck) always uses NumPy.
 """
 
 from __future__ import annotations

@@ -110,6 +110,8 @@ def test_the_packed_multiply_is_the_matrix_product(n, k, m):
                                 _naive_panel_product(A, W))):
         got = fused.panel_matmul(A, packed, m)
         assert_close(got, want, rtol=0, atol=1e-6 * k * np.max(np.abs(want)), what=what)
+        for r in range(n):  # a row's result is the same whichever rows share its block
+            assert np.array_equal(fused.panel_matmul(A[r : r + 1], packed, m)[0], got[r])
     with pytest.raises(ValueError, match="do not fit"):
         fused.panel_matmul(A, fused.panels(W), m + 40)
 
