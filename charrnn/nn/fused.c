@@ -249,14 +249,15 @@ void pack_panels(long K, long M, const float *restrict W, long rs, long cs,
                     P[(j * K + k) * NR + c] = m < M ? W[k * rs + m] * (scale ? scale[m] : 1.0f)
                                                     : 0.0f;
                 }
-    } else {
+    } else {  /* in tiles of 64 k, so that the NR rows written to stay in the L1 cache */
         for (long j = 0; j < np; j++)
-            for (long c = 0; c < NR; c++) {
-                long m = j * NR + c;
-                float s = m < M && scale ? scale[m] : 1.0f;
-                for (long k = 0; k < K; k++)
-                    P[(j * K + k) * NR + c] = m < M ? W[k * rs + m * cs] * s : 0.0f;
-            }
+            for (long k0 = 0; k0 < K; k0 += 64)
+                for (long c = 0; c < NR; c++) {
+                    long m = j * NR + c, k1 = k0 + 64 < K ? k0 + 64 : K;
+                    float s = m < M && scale ? scale[m] : 1.0f;
+                    for (long k = k0; k < k1; k++)
+                        P[(j * K + k) * NR + c] = m < M ? W[k * rs + m * cs] * s : 0.0f;
+                }
     }
 }
 
