@@ -6,6 +6,7 @@ import json
 import re
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -61,6 +62,23 @@ def test_quick_run_writes_table_and_json(bench, tmp_path, capsys):
     assert saved["machine"]["cpu"] and saved["machine"]["blas"]  # every table says where
     assert table.splitlines()[0].startswith(saved["machine"]["cpu"])
     assert saved["machine"]["blas"] in table.splitlines()[0]
+
+
+def test_recurrent_multiply_checks_the_packed_product_and_runs(capsys, monkeypatch):
+    from charrnn.nn import fused
+
+    if fused.available():
+        pytest.skip(f"fused kernels unavailable: {fused.available()}")
+    module = _load("recurrent_multiply")
+    module.main(["--hidden", "8,20", "--rows", "1,3", "--rounds", "1"])
+    rows = [r.split() for r in capsys.readouterr().out.splitlines()[1:]]
+    assert [(r[0], r[1], r[2]) for r in rows] == [(h, p, n) for h in ("8", "20")
+                                                  for p in ("fwd", "bwd") for n in ("1", "3")]
+    assert all(float(x) > 0 for r in rows for x in r[3:])
+    with monkeypatch.context() as m:  # ... and the check can fail
+        m.setattr(module.fused, "panels", lambda W, *a, **k: np.zeros(W.size * 8, np.float32))
+        with pytest.raises(SystemExit, match="differs"):
+            module.main(["--hidden", "8", "--rows", "2", "--rounds", "1"])
 
 
 def test_multiply_floor_counts_the_chunks_multiplies_and_runs(capsys, monkeypatch):

@@ -234,11 +234,11 @@ def rnn_forward(xp, state, p, kernels: str = "numpy"):
     xp (T, N, H): input projection x Wx + b, overwritten (it becomes hs); state: (h0,) (N, H);
     p: {'Wh': (H, H)}. Returns hs (T, N, H), (h_T,) (N, H), cache (RNNCache)."""
     (h,) = state
-    Wh = _loop_copy(p["Wh"])  # padded rows: see _loop_copy
     hs = xp  # h_t overwrites xp_t
-    if fused := _fused(kernels, hs):  # the same loop, each step's add and tanh in one C call
-        fused.rnn_forward_loop(hs, Wh, h)
+    if fused := _fused(kernels, hs):  # the same loop in one C call, its multiply on packed Wh
+        fused.rnn_forward_loop(hs, p["Wh"], h)
         return hs, (hs[-1].copy(),), RNNCache(p["Wh"], state[0], hs)
+    Wh = _loop_copy(p["Wh"])  # padded rows: see _loop_copy
     buf = np.empty_like(h)
     for t in range(xp.shape[0]):
         ht = hs[t]
@@ -258,7 +258,7 @@ def rnn_backward(dhs, dstate, cache, kernels: str = "numpy"):
     Wh, h0, hs = cache
     if fused := _fused(kernels, hs, dhs, *dstate):  # the same loop, 1 - h_t^2 computed in it, in C
         dh = dstate[0].copy()
-        dxp = fused.rnn_backward_loop(hs, dhs, _loop_copy_T(Wh), dh)
+        dxp = fused.rnn_backward_loop(hs, dhs, Wh, dh)
         return dxp, (dh,), {"Wh": _weight_grad(h0, hs, dxp)}
     dxp = np.multiply(hs, hs)  # h_t^2, for all steps at once
     np.subtract(1, dxp, out=dxp)  # tanh'(a_t) = 1 - h_t^2
@@ -309,15 +309,15 @@ def lstm_forward(xp, state, p, kernels: str = "numpy"):
     T, N, G = xp.shape
     H = G // 4
     scale = _gate_scale(G, 3 * H, xp.dtype)  # [-1 (i f o), -2 (g)]
-    Whs = _loop_copy(p["Wh"], scale)  # see _gate_scale and _loop_copy
     acts = xp  # activations overwrite the pre-activations
     cs = np.empty((T, N, H), dtype=xp.dtype)
     tcs = np.empty_like(cs)
     hs = np.empty_like(cs)
-    if fused := _fused(kernels, acts):  # the same loop, each step's elementwise work in C
-        fused.lstm_forward_loop(acts, Whs, h, c, cs, tcs, hs)  # scales xp itself
+    if fused := _fused(kernels, acts):  # the same loop in one C call, its multiply on packed Wh
+        fused.lstm_forward_loop(acts, p["Wh"], scale, h, c, cs, tcs, hs)  # scales xp itself
         return hs, (hs[-1].copy(), cs[-1].copy()), LSTMCache(p["Wh"], state[0], state[1], acts,
                                                              cs, tcs, hs)
+    Whs = _loop_copy(p["Wh"], scale)  # see _gate_scale and _loop_copy
     acts *= scale  # u = [-xp_i, -xp_f, -xp_o, -2 xp_g], for all steps at once
     buf = np.empty((N, G), dtype=xp.dtype)
     ig = np.empty((N, H), dtype=xp.dtype)
@@ -357,7 +357,7 @@ def lstm_backward(dhs, dstate, cache, kernels: str = "numpy"):
     H = G // 4
     if fused := _fused(kernels, acts, dhs, *dstate):  # the same loop, K computed in it, in C
         dh, dc = dstate[0].copy(), dstate[1].copy()
-        dxp = fused.lstm_backward_loop(acts, c0, cs, tcs, dhs, _loop_copy_T(Wh), dh, dc)
+        dxp = fused.lstm_backward_loop(acts, c0, cs, tcs, dhs, Wh, dh, dc)
         return dxp, (dh, dc), {"Wh": _weight_grad(h0, hs, dxp)}
     A = acts.reshape(T, N, 4, H)
     i, f, o, g = A[:, :, 0], A[:, :, 1], A[:, :, 2], A[:, :, 3]
@@ -447,9 +447,9 @@ def gru_forward(xp, state, p, kernels: str = "numpy"):
     T, N, G = xp.shape
     H = G // 3
     acts = xp
-    if fused := _fused(kernels, acts):  # the same loop, each step's elementwise work in C
+    if fused := _fused(kernels, acts):  # the same loop in one C call, its multiply on packed Wh
         hns, hs = np.empty((T, N, H), dtype=xp.dtype), np.empty((T, N, H), dtype=xp.dtype)
-        fused.gru_forward_loop(acts, _loop_copy(p["Wh"]), bhn, h, hns, hs)
+        fused.gru_forward_loop(acts, p["Wh"], bhn, h, hns, hs)
         return hs, (hs[-1].copy(),), GRUCache(p["Wh"], state[0], acts, hns, hs)
     negate_rz = np.ones(G, dtype=xp.dtype)
     negate_rz[: 2 * H] = -1
@@ -498,7 +498,7 @@ def gru_backward(dhs, dstate, cache, kernels: str = "numpy"):
     H = G // 3
     if fused := _fused(kernels, acts, hns, hs, dhs, *dstate):  # the loop, K computed in it, in C
         dh = dstate[0].copy()
-        dgh, dxn = fused.gru_backward_loop(acts, h0, hns, hs, dhs, _loop_copy_T(Wh), dh)
+        dgh, dxn = fused.gru_backward_loop(acts, h0, hns, hs, dhs, Wh, dh)
         grads = {"Wh": _weight_grad(h0, hs, dgh), "bhn": dgh[:, :, 2 * H :].sum(axis=(0, 1))}
         dgh[..., 2 * H :] = dxn  # dxp: r and z columns as they are, n columns dh_t k
         return dgh, (dh,), grads

@@ -1,9 +1,12 @@
-/* The recurrent cells' elementwise work, fused: one pass per time step instead of a dozen
- * NumPy calls (charrnn/nn/fused.py compiles and loads this; charrnn/nn/cells.py calls it).
+/* The recurrent cells' time loops, fused: one pass per time step instead of a dozen NumPy
+ * calls, and one C call per chunk (charrnn/nn/fused.py compiles and loads this; charrnn/nn/cells.py
+ * calls it).
  *
- * float32 only. The matrix multiplies stay in NumPy (OpenBLAS); each function here is what one
- * time step of a cell does between two multiplies, with the same formulas, in the same layouts
- * (time-major; LSTM gate columns i, f, o, g; GRU r, z, n). For the LSTM's loops:
+ * float32 only. The chunk's big multiplies stay in NumPy (OpenBLAS); the recurrent multiply inside
+ * the time loop, h_{t-1} Wh, is done here, by a register-blocked kernel on Wh packed once per
+ * chunk (see "The recurrent multiply" below). Each *_step function is what one time step of a
+ * cell does between two multiplies, with the same formulas, in the same layouts (time-major;
+ * LSTM gate columns i, f, o, g; GRU r, z, n). For the LSTM's loops:
  *
  *   forward:  u_t = b_t - [xp_ifo, 2 xp_g]   (b: h_{t-1} Wh scaled by cells._gate_scale, -1
  *                                             for i f o and -2 for g, so u = -a, -2 a_g)
@@ -13,13 +16,14 @@
  *             da_t = [dc K_i, dc K_f, dh K_o, dc K_g] (the factors K of cells.lstm_backward,
  *             computed here from the cached activations),  dc = f_t dc
  *
- * Three kinds of entry point: the time loops' steps (lstm_, gru_, rnn_forward_step and
- * _backward_step), called once per step of a chunk with raw pointers that fused.py computes once
- * per chunk; the single steps lstm_step and gru_step (cells.lstm_step and gru_step: what
- * predict and beam search run, one call per layer and character) and lstm_layer_step and
- * gru_layer_step (the same with the input projection's row gather and bias: a sampler's layer,
- * fused.stack_stepper), which take the NumPy arrays themselves (see array_data); and exp_array,
- * tanh_array for the tests.
+ * Three kinds of entry point: the time loops (lstm_, gru_, rnn_forward_loop and _backward_loop),
+ * called once per chunk with raw pointers, each running the packed multiply and its cell's step
+ * function (lstm_forward_step, ...) T times; the single steps lstm_step and gru_step
+ * (cells.lstm_step and gru_step: what predict and beam search run, one call per layer and
+ * character) and lstm_layer_step and gru_layer_step (the same with the input projection's row
+ * gather and bias: a sampler's layer, fused.stack_stepper), which take the NumPy arrays themselves
+ * (see array_data); and exp_array, tanh_array and panel_matmul for the tests and
+ * bench/recurrent_multiply.py.
  *
  * exp is our own (below), so results agree with the NumPy path to float32 rounding, not bit for
  * bit. Every loop is written to be vectorised by the compiler (-O3 -march=native).
@@ -65,7 +69,7 @@ static inline float tanh_(float x) {
  * a (n, 4H): xp_t in (not scaled), the activations [i f o g] out (the cache);  b (n, 4H):
  * h_{t-1} Wh scaled by cells._gate_scale (-1 for i f o, -2 for g); c_prev (n, H): c_{t-1};
  * c, tc, h (n, H): c_t, tanh(c_t), h_t out. All rows contiguous. */
-void lstm_forward_step(long n, long H, float *restrict a, const float *restrict b,
+static void lstm_forward_step(long n, long H, float *restrict a, const float *restrict b,
                        const float *restrict c_prev, float *restrict c, float *restrict tc,
                        float *restrict h) {
     const long G = 4 * H;
@@ -97,7 +101,7 @@ void lstm_forward_step(long n, long H, float *restrict a, const float *restrict 
  * da (n, 4H): da_t out; dh (n, H): da_{t+1} Wh^T in (not written); dhs (n, H): dL/dh_t from
  * above; acts (n, 4H): [i f o g] at t; c_prev (n, H): c_{t-1}; tc (n, H): tanh(c_t);
  * dc (n, H): f_{t+1} dc_{t+1} in, f_t dc_t out. */
-void lstm_backward_step(long n, long H, float *restrict da, const float *restrict dh,
+static void lstm_backward_step(long n, long H, float *restrict da, const float *restrict dh,
                         const float *restrict dhs, const float *restrict acts,
                         const float *restrict c_prev, const float *restrict tc,
                         float *restrict dc) {
@@ -126,7 +130,7 @@ void lstm_backward_step(long n, long H, float *restrict da, const float *restric
  * h (n, H): h_t out.
  *   r = sigmoid(xp_r + gh_r), z = sigmoid(xp_z + gh_z), n = tanh(xp_n + r hn),
  *   h_t = n + z (h_{t-1} - n) */
-void gru_forward_step(long n, long H, float *restrict a, const float *restrict gh,
+static void gru_forward_step(long n, long H, float *restrict a, const float *restrict gh,
                       const float *restrict bhn, const float *restrict h_prev,
                       float *restrict hn, float *restrict h) {
     const long G = 3 * H;
@@ -155,7 +159,7 @@ void gru_forward_step(long n, long H, float *restrict a, const float *restrict g
  * in;  dhs (n, H): dL/dh_t from above;  acts (n, 3H): [r z n] at t;  hn (n, H);  h_prev (n, H).
  *   dh_t = dh + back + dhs,  k = (1 - z)(1 - n^2),
  *   dgh = dh_t [hn k r (1 - r), (h_prev - n) z (1 - z), k r],  dxp_n = dh_t k */
-void gru_backward_step(long n, long H, float *restrict dgh, float *restrict dxn,
+static void gru_backward_step(long n, long H, float *restrict dgh, float *restrict dxn,
                        float *restrict dh, const float *restrict back,
                        const float *restrict dhs, const float *restrict acts,
                        const float *restrict hn, const float *restrict h_prev) {
@@ -179,16 +183,224 @@ void gru_backward_step(long n, long H, float *restrict dgh, float *restrict dxn,
 
 /* One vanilla RNN forward step (cells.rnn_forward), over the m = n H values of a step:
  * a (m): xp_t in, h_t = tanh(xp_t + b) out;  b (m): h_{t-1} Wh. */
-void rnn_forward_step(long m, float *restrict a, const float *restrict b) {
+static void rnn_forward_step(long m, float *restrict a, const float *restrict b) {
     for (long j = 0; j < m; j++) a[j] = tanh_(a[j] + b[j]);
 }
 
 /* One vanilla RNN backward step (cells.rnn_backward), over the m = n H values of a step:
  * da (m): da_t out;  dh (m): da_{t+1} Wh^T (dh_T at the last step) in;  dhs (m): dL/dh_t from
  * above;  h (m): h_t.   da_t = (dh + dhs_t)(1 - h_t^2), tanh's derivative from its output. */
-void rnn_backward_step(long m, float *restrict da, const float *restrict dh,
+static void rnn_backward_step(long m, float *restrict da, const float *restrict dh,
                        const float *restrict dhs, const float *restrict h) {
     for (long j = 0; j < m; j++) da[j] = (dh[j] + dhs[j]) * (1.0f - h[j] * h[j]);
+}
+
+/* ---- The recurrent multiply: Wh packed once per chunk --------------------------------------
+ * Inside a time loop the multiply is small in rows (the n streams a process runs: 16 of a batch
+ * of 32 split over two processes) and large in weights (Wh is 4 MB at H = 512). OpenBLAS's sgemm
+ * copies ("packs") Wh into its kernel's layout at every call, every time step: a fifth of an LSTM
+ * 512x2 training run's time went to that copy (py-spy, sgemm_itcopy). Here Wh is packed once per
+ * chunk, and each step runs a register-blocked kernel straight off the packed copy:
+ *
+ *   panels:  W (K, M) becomes ceil(M / NR) panels of NR columns, each K rows of NR contiguous
+ *            floats (zero past column M), so the kernel reads one panel front to back;
+ *   kernel:  C (n, M) = A (n, K) W: for each panel, blocks of MR rows of C held in MR x NV vector
+ *            registers (NR = NV vectors of VW floats) while k runs over K: per k, NV loads of the
+ *            panel, MR broadcasts of A[r][k], MR NV fused multiply-adds.
+ *
+ * The sizes are chosen at compile time for the instruction set -march=native gives: AVX-512
+ * (32 vector registers of 16 floats) MR = 8, NR = 32: 16 accumulators; otherwise (AVX2, SSE,
+ * NEON: 16 registers) MR = 6, NR = 2 vectors: 12 accumulators. Measured against OpenBLAS's
+ * per-step sgemm in bench/recurrent_multiply.py (1.3-1.45x at n = 16 on an AVX-512 EPYC). The
+ * vectors are GCC's vector extensions (GCC and Clang), so other instruction sets compile to what
+ * they have; another compiler, or -DFUSED_PLAIN, gets the plain loop below, which tests build too.
+ * Each output is a sum over k in order 0..K-1, whatever the blocking, so results do not depend on
+ * n or on the row block a stream falls in. */
+
+#if defined(__GNUC__) && !defined(FUSED_PLAIN)
+# if defined(__AVX512F__)
+#  define VW 16
+#  define MR 8
+# elif defined(__AVX__)
+#  define VW 8
+#  define MR 6
+# else
+#  define VW 4
+#  define MR 6
+# endif
+# define NV 2
+typedef float vf __attribute__((vector_size(VW * 4), aligned(4)));  /* loads need no alignment */
+#else
+# define VW 1
+# define NV 8
+#endif
+#define NR (NV * VW)
+
+/* The panels of W (K, M) times scale (M,) (or NULL: 1), into P (ceil(M / NR) NR K floats). W's
+ * element (k, m) is at W[k rs + m cs], so W^T is packed by swapping the strides. The loops walk
+ * W along whichever stride is 1: a walk down W's columns meets cache aliasing (rows 8 KB apart
+ * share cache sets; see cells._loop_copy). */
+void pack_panels(long K, long M, const float *restrict W, long rs, long cs,
+                 const float *restrict scale, float *restrict P) {
+    const long np = (M + NR - 1) / NR;
+    if (cs == 1) {
+        for (long j = 0; j < np; j++)
+            for (long k = 0; k < K; k++)
+                for (long c = 0; c < NR; c++) {
+                    long m = j * NR + c;
+                    P[(j * K + k) * NR + c] = m < M ? W[k * rs + m] * (scale ? scale[m] : 1.0f)
+                                                    : 0.0f;
+                }
+    } else {  /* in tiles of 64 k, so that the NR rows written to stay in the L1 cache */
+        for (long j = 0; j < np; j++)
+            for (long k0 = 0; k0 < K; k0 += 64)
+                for (long c = 0; c < NR; c++) {
+                    long m = j * NR + c, k1 = k0 + 64 < K ? k0 + 64 : K;
+                    float s = m < M && scale ? scale[m] : 1.0f;
+                    for (long k = k0; k < k1; k++)
+                        P[(j * K + k) * NR + c] = m < M ? W[k * rs + m * cs] * s : 0.0f;
+                }
+    }
+}
+
+long panel_width(void) { return NR; }
+
+#if VW > 1
+/* C[r][0:ncols] = A[r] P for the mr (a constant once inlined) rows of one block and one panel:
+ * the accumulators stay in registers (mr NV vectors), and a narrow last panel is stored through
+ * a buffer. */
+static inline __attribute__((always_inline)) void
+panel_block(const int mr, long K, const float *restrict A, long lda, const float *restrict P,
+            float *restrict C, long ldc, long ncols) {
+    vf acc[MR][NV];
+    for (int r = 0; r < mr; r++)
+        for (int v = 0; v < NV; v++) acc[r][v] = (vf){0};
+    for (long k = 0; k < K; k++) {
+        vf b[NV];
+        for (int v = 0; v < NV; v++) memcpy(&b[v], P + k * NR + v * VW, sizeof(vf));
+        for (int r = 0; r < mr; r++) {
+            vf a = (vf){0} + A[r * lda + k];  /* broadcast A[r][k] */
+            for (int v = 0; v < NV; v++) acc[r][v] += a * b[v];
+        }
+    }
+    for (int r = 0; r < mr; r++) {
+        if (ncols == NR) {
+            memcpy(C + r * ldc, acc[r], sizeof acc[r]);
+        } else {
+            float row[NR];
+            memcpy(row, acc[r], sizeof row);
+            memcpy(C + r * ldc, row, ncols * sizeof(float));
+        }
+    }
+}
+
+/* C (n, M), rows ldc apart, = A (n, K), rows lda apart, times the panels P of a (K, M) matrix. */
+static void panel_matmul_(long n, long K, long M, const float *restrict A, long lda,
+                          const float *restrict P, float *restrict C, long ldc) {
+    for (long j = 0; j * NR < M; j++) {
+        const float *Pj = P + j * K * NR;
+        const long ncols = M - j * NR < NR ? M - j * NR : NR;
+        float *Cj = C + j * NR;
+        long r = 0;
+        for (; r + MR <= n; r += MR) panel_block(MR, K, A + r * lda, lda, Pj, Cj + r * ldc, ldc, ncols);
+        switch (n - r) {  /* the last rows, a block of fewer than MR (the cases past MR - 1 are dead) */
+#define REST(m) case m: if (m < MR) panel_block(m, K, A + r * lda, lda, Pj, Cj + r * ldc, ldc, ncols); break;
+            REST(1) REST(2) REST(3) REST(4) REST(5) REST(6) REST(7)
+#undef REST
+            default: break;
+        }
+    }
+}
+#else
+static void panel_matmul_(long n, long K, long M, const float *restrict A, long lda,
+                          const float *restrict P, float *restrict C, long ldc) {
+    for (long j = 0; j * NR < M; j++) {
+        const float *Pj = P + j * K * NR;
+        const long ncols = M - j * NR < NR ? M - j * NR : NR;
+        for (long r = 0; r < n; r++) {
+            float acc[NR] = {0};
+            for (long k = 0; k < K; k++)
+                for (long c = 0; c < NR; c++) acc[c] += A[r * lda + k] * Pj[k * NR + c];
+            memcpy(C + r * ldc + j * NR, acc, ncols * sizeof(float));
+        }
+    }
+}
+#endif
+
+/* panel_matmul_ for the tests and the bench: C (n, M) = A (n, K) W, P the panels of W. */
+void panel_matmul(long n, long K, long M, const float *A, const float *P, float *C) {
+    panel_matmul_(n, K, M, A, K, P, C, M);
+}
+
+/* ---- The time loops: one call per chunk -----------------------------------------------------
+ * Each runs T steps of its cell: the packed multiply, then the step function above, with the
+ * arrays and their meaning as in fused.py's functions of the same name (time-major, n streams,
+ * a step's slice of a (T, n, X) array is n X floats). */
+
+void lstm_forward_loop(long T, long n, long H, float *acts, const float *P, const float *h0,
+                       const float *c0, float *cs, float *tcs, float *hs, float *buf) {
+    const long G = 4 * H;
+    const float *h = h0, *c = c0;
+    for (long t = 0; t < T; t++) {
+        panel_matmul_(n, H, G, h, H, P, buf, G);  /* h_{t-1} Wh, scaled */
+        lstm_forward_step(n, H, acts + t * n * G, buf, c, cs + t * n * H, tcs + t * n * H,
+                          hs + t * n * H);
+        h = hs + t * n * H;
+        c = cs + t * n * H;
+    }
+}
+
+void lstm_backward_loop(long T, long n, long H, float *dxp, const float *acts, const float *c0,
+                        const float *cs, const float *tcs, const float *dhs, const float *P,
+                        float *dh, float *dc) {
+    const long G = 4 * H;
+    for (long t = T - 1; t >= 0; t--) {
+        const float *c_prev = t ? cs + (t - 1) * n * H : c0;
+        lstm_backward_step(n, H, dxp + t * n * G, dh, dhs + t * n * H, acts + t * n * G, c_prev,
+                           tcs + t * n * H, dc);
+        panel_matmul_(n, G, H, dxp + t * n * G, G, P, dh, H);  /* dh_{t-1} = da_t Wh^T */
+    }
+}
+
+void gru_forward_loop(long T, long n, long H, float *acts, const float *P, const float *bhn,
+                      const float *h0, float *hns, float *hs, float *gh) {
+    const long G = 3 * H;
+    const float *h = h0;
+    for (long t = 0; t < T; t++) {
+        panel_matmul_(n, H, G, h, H, P, gh, G);  /* h_{t-1} Wh */
+        gru_forward_step(n, H, acts + t * n * G, gh, bhn, h, hns + t * n * H, hs + t * n * H);
+        h = hs + t * n * H;
+    }
+}
+
+void gru_backward_loop(long T, long n, long H, float *dgh, float *dxn, const float *acts,
+                       const float *h0, const float *hns, const float *hs, const float *dhs,
+                       const float *P, float *dh, float *back) {
+    const long G = 3 * H;
+    for (long t = T - 1; t >= 0; t--) {
+        const float *h_prev = t ? hs + (t - 1) * n * H : h0;
+        gru_backward_step(n, H, dgh + t * n * G, dxn + t * n * H, dh, back, dhs + t * n * H,
+                          acts + t * n * G, hns + t * n * H, h_prev);
+        panel_matmul_(n, G, H, dgh + t * n * G, G, P, back, H);  /* dgh_t Wh^T */
+    }
+}
+
+void rnn_forward_loop(long T, long n, long H, float *hs, const float *P, const float *h0,
+                      float *buf) {
+    const float *h = h0;
+    for (long t = 0; t < T; t++) {
+        panel_matmul_(n, H, H, h, H, P, buf, H);  /* h_{t-1} Wh */
+        rnn_forward_step(n * H, hs + t * n * H, buf);
+        h = hs + t * n * H;
+    }
+}
+
+void rnn_backward_loop(long T, long n, long H, float *dxp, const float *hs, const float *dhs,
+                       const float *P, float *dh) {
+    for (long t = T - 1; t >= 0; t--) {
+        rnn_backward_step(n * H, dxp + t * n * H, dh, dhs + t * n * H, hs + t * n * H);
+        panel_matmul_(n, H, H, dxp + t * n * H, H, P, dh, H);  /* dh_{t-1} = da_t Wh^T */
+    }
 }
 
 /* ---- Single steps: one call per layer and character ---------------------------------------

@@ -1,9 +1,17 @@
-"""Compiled kernels, the default where they build: each recurrent step's elementwise work in C.
+"""Compiled kernels, the default where they build: the recurrent cells' time loops in C.
 
 NumPy makes a dozen calls per LSTM or GRU time step besides the recurrent multiply (gates, cell
 state, tanh, output), each a pass over memory; at the sizes charrnn trains, that is a quarter to
-a third of a training chunk (bench/multiply_floor.py measures it; docs/en/explanation/kernels.md). `fused.c`,
-beside this file, does one step's elementwise work in one call. The multiplies stay NumPy's.
+a third of a training chunk (bench/multiply_floor.py measures it; docs/en/explanation/kernels.md).
+`fused.c`, beside this file, runs a whole chunk's time loop in one call: at each step the
+recurrent multiply h_{t-1} Wh (d_t Wh^T backward), then the step's elementwise work in one pass.
+The multiply is its own: OpenBLAS's sgemm repacks Wh at every call, which was a fifth of an LSTM
+512x2 training run, so Wh is packed once per chunk (`panels`) and a register-blocked kernel runs
+off the packed copy, 1.3-1.45x OpenBLAS's per-step multiply at 16 rows (bench/
+recurrent_multiply.py; fused.c, "The recurrent multiply"). The once-per-chunk multiplies (input
+projections, weight gradients, the output layer) stay NumPy's. The kernel is single-threaded,
+as the time loops are in charrnn.parallel's processes (one BLAS thread each); in one process with
+two BLAS threads (`--processes 1`) OpenBLAS would spread a step's multiply over both cores.
 
 What it covers: the time loops of all three cells (`*_forward_loop`, `*_backward_loop`: training,
 eval, and every family's encoders), the LSTM's and GRU's single steps (`lstm_step`,
@@ -46,9 +54,11 @@ Why compiled at first use, and not at install time or by numba (issue 27 weighed
   one try per process) is what any of the three would need for the same safety; the tests in
   tests/nn/test_fused.py cover each part, and a missing compiler only means NumPy's loops.
 
-Results agree with the NumPy path to float32 rounding, not bit for bit (its own exp; tests/nn/
-test_fused.py compares the two), so a run keeps the kernels it started with (saved in the
-checkpoint's training settings, used again by --resume). float64 (gradcheck) always uses NumPy.
+Results agree with the NumPy path to float32 rounding, not bit for bit (its own exp, and its
+own multiply's order of sums: each output sums over k in order, with fused multiply-adds where
+the CPU has them; tests/nn/test_fused.py compares the two), so a run keeps the kernels it started
+with (saved in the checkpoint's training settings, used again by --resume). The kernel's results
+do not depend on the number of rows or on which rows share a block. float64 (gradcheck) always uses NumPy.
 """
 
 from __future__ import annotations
@@ -71,12 +81,15 @@ _P = ctypes.c_void_p
 _L = ctypes.c_long
 _A = ctypes.py_object  # a NumPy array itself: the single steps read its data pointer (fused.c)
 SIGNATURES = {
-    "lstm_forward_step": (_L, _L, _P, _P, _P, _P, _P, _P),
-    "lstm_backward_step": (_L, _L, _P, _P, _P, _P, _P, _P, _P),
-    "gru_forward_step": (_L, _L, _P, _P, _P, _P, _P, _P),
-    "gru_backward_step": (_L, _L, _P, _P, _P, _P, _P, _P, _P, _P),
-    "rnn_forward_step": (_L, _P, _P),
-    "rnn_backward_step": (_L, _P, _P, _P, _P),
+    "lstm_forward_loop": (_L, _L, _L, _P, _P, _P, _P, _P, _P, _P, _P),
+    "lstm_backward_loop": (_L, _L, _L, _P, _P, _P, _P, _P, _P, _P, _P, _P),
+    "gru_forward_loop": (_L, _L, _L, _P, _P, _P, _P, _P, _P, _P),
+    "gru_backward_loop": (_L, _L, _L, _P, _P, _P, _P, _P, _P, _P, _P, _P, _P),
+    "rnn_forward_loop": (_L, _L, _L, _P, _P, _P, _P),
+    "rnn_backward_loop": (_L, _L, _L, _P, _P, _P, _P, _P),
+    "pack_panels": (_L, _L, _P, _L, _L, _P, _P),
+    "panel_width": (),
+    "panel_matmul": (_L, _L, _L, _P, _P, _P),
     "lstm_step": (_L, _L, _A, _A, _A, _A, _A),
     "gru_step": (_L, _L, _A, _A, _A, _A, _A),
     "lstm_layer_step": (_L, _L, _L, _A, _A, _A, _A, _A, _A, _A),
@@ -196,6 +209,7 @@ def _open(path: Path) -> ctypes.CDLL:
     lib.array_data.restype = ctypes.c_void_p
     lib.lstm_layer_step.restype = lib.gru_layer_step.restype = _L  # 0, or a bad id's row + 1
     lib.cumulative_search.restype = _L
+    lib.panel_width.restype = ctypes.c_long
     lib.set_data_offset(DATA_OFFSET)
     probe = np.empty(4, dtype=np.float32)[1:]  # a view: its data is not where its buffer starts
     if lib.array_data(probe) != probe.ctypes.data:
@@ -264,72 +278,92 @@ def tanh(x: np.ndarray) -> np.ndarray:
     return _elementwise("tanh_array", x)
 
 
-def lstm_forward_loop(acts, Whs, h, c, cs, tcs, hs) -> None:
-    """cells.lstm_forward's time loop with each step's elementwise work in one C call: acts
-    (T, N, 4H) holds the input projection xp (not scaled) and becomes the activations; h, c
-    (N, H) the initial state; cs, tcs, hs (T, N, H) are written. Whs: the loop copy of Wh scaled
-    by cells._gate_scale."""
+def panels(W: np.ndarray, scale: np.ndarray | None = None, transpose: bool = False) -> np.ndarray:
+    """W (K, M), or W.T if `transpose` (W then (M, K)), times `scale` (M,) per column if given,
+    packed for the time loops' multiply (fused.c, "The recurrent multiply"): a flat float32 array
+    of ceil(M / NR) panels of NR columns, packed once per chunk."""
+    W = np.ascontiguousarray(W, np.float32)
+    K, M = W.shape[::-1] if transpose else W.shape
+    lib = library()
+    nr = lib.panel_width()
+    P = np.empty(-(-M // nr) * nr * K, np.float32)
+    rs, cs = (1, W.shape[1]) if transpose else (W.shape[1], 1)
+    if scale is not None:
+        scale = np.ascontiguousarray(scale, np.float32)
+        if scale.shape != (M,):
+            raise ValueError(f"panels: scale {scale.shape} does not fit {M} columns")
+    lib.pack_panels(K, M, _ptr(W), rs, cs, None if scale is None else _ptr(scale), _ptr(P))
+    return P
+
+
+def panel_matmul(a: np.ndarray, P: np.ndarray, M: int) -> np.ndarray:
+    """a (n, K) times the (K, M) matrix packed in P (panels()), by the time loops' kernel."""
+    a = np.ascontiguousarray(a, np.float32)
+    n, K = a.shape
+    lib = library()
+    nr = lib.panel_width()
+    if P.dtype != np.float32 or P.size != -(-M // nr) * nr * K:
+        raise ValueError(f"panel_matmul: {P.size} packed values do not fit ({K}, {M})")
+    out = np.empty((n, M), np.float32)
+    lib.panel_matmul(n, K, M, _ptr(a), _ptr(P), _ptr(out))
+    return out
+
+
+# The time loops: one C call per chunk, running T steps of the packed multiply h_{t-1} Wh (or
+# d_t Wh^T) and the step's elementwise work (fused.c). Wh arrives as NumPy's (H, G) weights and
+# is packed here, once per call.
+
+
+def lstm_forward_loop(acts, Wh, scale, h, c, cs, tcs, hs) -> None:
+    """cells.lstm_forward's time loop: acts (T, N, 4H) holds the input projection xp (not
+    scaled) and becomes the activations; Wh (H, 4H) is packed times scale (cells._gate_scale);
+    h, c (N, H) the initial state; cs, tcs, hs (T, N, H) are written."""
     T, N, G = acts.shape
     H = G // 4
     _check(acts, cs, tcs, hs)
     h, c = np.ascontiguousarray(h, np.float32), np.ascontiguousarray(c, np.float32)
-    step = library().lstm_forward_step
+    P = panels(Wh, scale)
     buf = np.empty((N, G), dtype=np.float32)
-    pa, pc, pt, ph, pb = _ptr(acts), _ptr(cs), _ptr(tcs), _ptr(hs), _ptr(buf)
-    sa, sh = N * G * 4, N * H * 4  # bytes per time step
-    c_prev = _ptr(c)
-    for t in range(T):
-        np.matmul(h, Whs, out=buf)  # h_{t-1} Wh, scaled
-        step(N, H, pa + t * sa, pb, c_prev, pc + t * sh, pt + t * sh, ph + t * sh)
-        h, c_prev = hs[t], pc + t * sh
+    library().lstm_forward_loop(T, N, H, _ptr(acts), _ptr(P), _ptr(h), _ptr(c), _ptr(cs),
+                                _ptr(tcs), _ptr(hs), _ptr(buf))
 
 
-def lstm_backward_loop(acts, c0, cs, tcs, dhs, WhT, dh, dc) -> np.ndarray:
-    """cells.lstm_backward's time loop with each step's elementwise work, the gate derivatives
-    included, in one C call. acts (T, N, 4H) the activations, c0 (N, H) and cs, tcs (T, N, H)
-    the cell states and their tanh, dhs (T, N, H) dL/dh_t from above, WhT the padded Wh^T;
-    dh, dc (N, H) the gradients at the final state in, at the initial state out (dc already
-    times f_0). Returns dxp (T, N, 4H) = da_t."""
+def lstm_backward_loop(acts, c0, cs, tcs, dhs, Wh, dh, dc) -> np.ndarray:
+    """cells.lstm_backward's time loop, the gate derivatives included. acts (T, N, 4H) the
+    activations, c0 (N, H) and cs, tcs (T, N, H) the cell states and their tanh, dhs (T, N, H)
+    dL/dh_t from above, Wh (H, 4H) (packed transposed); dh, dc (N, H) the gradients at the
+    final state in, at the initial state out (dc already times f_0). Returns dxp (T, N, 4H) =
+    da_t."""
     T, N, G = acts.shape
     H = G // 4
     c0 = np.ascontiguousarray(c0, np.float32)
     _check(acts, cs, tcs, dhs, dh, dc)
     dxp = np.empty_like(acts)
-    step = library().lstm_backward_step
-    pd, pa, pc, pt, ps = _ptr(dxp), _ptr(acts), _ptr(cs), _ptr(tcs), _ptr(dhs)
-    sg, sh = N * G * 4, N * H * 4
-    pdh, pdc = _ptr(dh), _ptr(dc)
-    for t in range(T - 1, -1, -1):
-        c_prev = pc + (t - 1) * sh if t else _ptr(c0)
-        step(N, H, pd + t * sg, pdh, ps + t * sh, pa + t * sg, c_prev, pt + t * sh, pdc)
-        np.matmul(dxp[t], WhT, out=dh)  # dh_{t-1} = da_t Wh^T
+    P = panels(Wh, transpose=True)
+    library().lstm_backward_loop(T, N, H, _ptr(dxp), _ptr(acts), _ptr(c0), _ptr(cs), _ptr(tcs),
+                                 _ptr(dhs), _ptr(P), _ptr(dh), _ptr(dc))
     return dxp
 
 
-def gru_forward_loop(acts, Wl, bhn, h, hns, hs) -> None:
-    """cells.gru_forward's time loop with each step's elementwise work in one C call: acts
-    (T, N, 3H) holds the input projection xp and becomes the activations r, z, n; Wl the loop copy
-    of Wh (not scaled); bhn (H,); h (N, H) the initial state; hns, hs (T, N, H) are written."""
+def gru_forward_loop(acts, Wh, bhn, h, hns, hs) -> None:
+    """cells.gru_forward's time loop: acts (T, N, 3H) holds the input projection xp and becomes
+    the activations r, z, n; Wh (H, 3H) (not scaled); bhn (H,); h (N, H) the initial state;
+    hns, hs (T, N, H) are written."""
     T, N, G = acts.shape
     H = G // 3
     _check(acts, hns, hs)
     h = np.ascontiguousarray(h, np.float32)
     bhn = np.ascontiguousarray(bhn, np.float32)
-    step = library().gru_forward_step
+    P = panels(Wh)
     gh = np.empty((N, G), dtype=np.float32)
-    pa, pn, ph, pg, pb = _ptr(acts), _ptr(hns), _ptr(hs), _ptr(gh), _ptr(bhn)
-    sa, sh = N * G * 4, N * H * 4
-    h_prev = _ptr(h)
-    for t in range(T):
-        np.matmul(h, Wl, out=gh)  # h_{t-1} Wh
-        step(N, H, pa + t * sa, pg, pb, h_prev, pn + t * sh, ph + t * sh)
-        h, h_prev = hs[t], ph + t * sh
+    library().gru_forward_loop(T, N, H, _ptr(acts), _ptr(P), _ptr(bhn), _ptr(h), _ptr(hns),
+                               _ptr(hs), _ptr(gh))
 
 
-def gru_backward_loop(acts, h0, hns, hs, dhs, WhT, dh) -> tuple[np.ndarray, np.ndarray]:
-    """cells.gru_backward's time loop, the gate derivatives included, one C call per step.
-    acts (T, N, 3H) the activations r, z, n; h0 (N, H), hns, hs (T, N, H) from the forward pass;
-    dhs (T, N, H) dL/dh_t from above; WhT the padded Wh^T; dh (N, H) the gradient at the final
+def gru_backward_loop(acts, h0, hns, hs, dhs, Wh, dh) -> tuple[np.ndarray, np.ndarray]:
+    """cells.gru_backward's time loop, the gate derivatives included. acts (T, N, 3H) the
+    activations r, z, n; h0 (N, H), hns, hs (T, N, H) from the forward pass; dhs (T, N, H)
+    dL/dh_t from above; Wh (H, 3H) (packed transposed); dh (N, H) the gradient at the final
     state in, at the initial state out. Returns dgh (T, N, 3H), the gradient at [h Wh_r, h Wh_z,
     h Wh_n + bhn], and dxp_n (T, N, H)."""
     T, N, G = acts.shape
@@ -339,47 +373,34 @@ def gru_backward_loop(acts, h0, hns, hs, dhs, WhT, dh) -> tuple[np.ndarray, np.n
     dgh = np.empty_like(acts)
     dxn = np.empty_like(hs)
     back = np.zeros_like(dh)
-    step = library().gru_backward_step
-    pg, px, pa, pn, ph, ps = _ptr(dgh), _ptr(dxn), _ptr(acts), _ptr(hns), _ptr(hs), _ptr(dhs)
-    sg, sh = N * G * 4, N * H * 4
-    pdh, pback = _ptr(dh), _ptr(back)
-    for t in range(T - 1, -1, -1):
-        h_prev = ph + (t - 1) * sh if t else _ptr(h0)
-        step(N, H, pg + t * sg, px + t * sh, pdh, pback, ps + t * sh, pa + t * sg,
-             pn + t * sh, h_prev)
-        np.matmul(dgh[t], WhT, out=back)  # dgh_t Wh^T
+    P = panels(Wh, transpose=True)
+    library().gru_backward_loop(T, N, H, _ptr(dgh), _ptr(dxn), _ptr(acts), _ptr(h0), _ptr(hns),
+                                _ptr(hs), _ptr(dhs), _ptr(P), _ptr(dh), _ptr(back))
     dh += back  # dh_0 = dh_1 z_1 + dgh_1 Wh^T (the first step's two paths)
     return dgh, dxn
 
 
-def rnn_forward_loop(hs, Wl, h) -> None:
-    """cells.rnn_forward's time loop, h_t = tanh(xp_t + h_{t-1} Wh) in one C call per step:
-    hs (T, N, H) holds xp and becomes h_1 .. h_T; Wl the loop copy of Wh; h (N, H) h_0."""
+def rnn_forward_loop(hs, Wh, h) -> None:
+    """cells.rnn_forward's time loop, h_t = tanh(xp_t + h_{t-1} Wh): hs (T, N, H) holds xp and
+    becomes h_1 .. h_T; Wh (H, H); h (N, H) h_0."""
     T, N, H = hs.shape
     _check(hs)
     h = np.ascontiguousarray(h, np.float32)
-    step = library().rnn_forward_step
+    P = panels(Wh)
     buf = np.empty((N, H), dtype=np.float32)
-    ph, pb, sh = _ptr(hs), _ptr(buf), N * H * 4
-    for t in range(T):
-        np.matmul(h, Wl, out=buf)  # h_{t-1} Wh
-        step(N * H, ph + t * sh, pb)
-        h = hs[t]
+    library().rnn_forward_loop(T, N, H, _ptr(hs), _ptr(P), _ptr(h), _ptr(buf))
 
 
-def rnn_backward_loop(hs, dhs, WhT, dh) -> np.ndarray:
-    """cells.rnn_backward's time loop, da_t = (dhs_t + da_{t+1} Wh^T)(1 - h_t^2) in one C call
-    per step (tanh's derivative taken from h_t there, not in passes before the loop). hs, dhs
-    (T, N, H): h_t and dL/dh_t from above; WhT the padded Wh^T; dh (N, H) the gradient at the
-    final state in, at the initial state out. Returns dxp (T, N, H) = da_t."""
+def rnn_backward_loop(hs, dhs, Wh, dh) -> np.ndarray:
+    """cells.rnn_backward's time loop, da_t = (dhs_t + da_{t+1} Wh^T)(1 - h_t^2) (tanh's
+    derivative taken from h_t in the loop). hs, dhs (T, N, H): h_t and dL/dh_t from above;
+    Wh (H, H) (packed transposed); dh (N, H) the gradient at the final state in, at the initial
+    state out. Returns dxp (T, N, H) = da_t."""
     T, N, H = hs.shape
     _check(hs, dhs, dh)
     dxp = np.empty_like(hs)
-    step = library().rnn_backward_step
-    pd, ps, ph, pdh, sh = _ptr(dxp), _ptr(dhs), _ptr(hs), _ptr(dh), N * H * 4
-    for t in range(T - 1, -1, -1):
-        step(N * H, pd + t * sh, pdh, ps + t * sh, ph + t * sh)
-        np.matmul(dxp[t], WhT, out=dh)  # dh_{t-1} = da_t Wh^T
+    P = panels(Wh, transpose=True)
+    library().rnn_backward_loop(T, N, H, _ptr(dxp), _ptr(hs), _ptr(dhs), _ptr(P), _ptr(dh))
     return dxp
 
 

@@ -65,8 +65,11 @@ def test_exp_and_tanh_are_accurate_in_float32():
 @needs_fused
 @pytest.mark.parametrize("cell", ["lstm", "gru", "rnn"])
 @pytest.mark.parametrize("T,N,H,scale", [(1, 1, 1, 2.0), (7, 3, 5, 2.0), (9, 2, 17, 2.0),
-                                         (16, 16, 64, 2.0), (6, 1, 9, 30.0)])
+                                         (16, 16, 64, 2.0), (6, 1, 9, 30.0), (3, 33, 9, 2.0),
+                                         (4, 16, 33, 2.0), (2, 3, 70, 2.0), (3, 1, 40, 2.0)])
 def test_the_fused_loops_agree_with_numpys_to_float32_rounding(cell, T, N, H, scale):
+    # N = 1, 3, 16, 33 and H with 4H, 3H and H off the packed multiply's panel width (32 or 16
+    # columns) and row block (8 or 6 rows): every tail of fused.c's kernel runs
     args = _chunk(cell, T, N, H, scale=scale)
     want, got = _run(cell, "numpy", *args), _run(cell, "fused", *args)
     # the caches have one layout: either pass of one kind, the other pass of the other
@@ -79,6 +82,68 @@ def test_the_fused_loops_agree_with_numpys_to_float32_rounding(cell, T, N, H, sc
             assert_close(m[name], want[name], rtol=0, atol=2e-6 * scale, what=f"mixed {name}")
     if T * N * H > 1:  # a different computation really ran (one value may round the same)
         assert not np.array_equal(got["dWh"], want["dWh"])
+
+
+def _naive_panel_product(A, W):
+    """A W in float64, one output at a time (what fused.c's packed multiply computes)."""
+    A, W = A.astype(np.float64), W.astype(np.float64)
+    out = np.zeros((A.shape[0], W.shape[1]))
+    for r in range(A.shape[0]):
+        for m in range(W.shape[1]):
+            out[r, m] = sum(A[r, k] * W[k, m] for k in range(W.shape[0]))
+    return out
+
+
+PANEL_SHAPES = [(1, 5, 7), (3, 17, 36), (16, 40, 160), (33, 9, 65), (8, 64, 32), (7, 3, 1)]
+
+
+@needs_fused
+@pytest.mark.parametrize("n,k,m", PANEL_SHAPES)
+def test_the_packed_multiply_is_the_matrix_product(n, k, m):
+    rng = np.random.default_rng(n * k + m)
+    A = rng.standard_normal((n, k)).astype(np.float32)
+    W = rng.standard_normal((k, m)).astype(np.float32)
+    scale = rng.choice(np.float32([-1, -2, 0.5]), m)
+    for what, packed, want in (("W", fused.panels(W), _naive_panel_product(A, W)),
+                               ("W scaled", fused.panels(W, scale),
+                                _naive_panel_product(A, W * scale)),
+                               ("W.T", fused.panels(np.ascontiguousarray(W.T), transpose=True),
+                                _naive_panel_product(A, W))):
+        got = fused.panel_matmul(A, packed, m)
+        assert_close(got, want, rtol=0, atol=1e-6 * k * np.max(np.abs(want)), what=what)
+        for r in range(n):  # a row's result is the same whichever rows share its block
+            assert np.array_equal(fused.panel_matmul(A[r : r + 1], packed, m)[0], got[r])
+    with pytest.raises(ValueError, match="do not fit"):
+        fused.panel_matmul(A, fused.panels(W), m + 40)
+
+
+@needs_fused
+@pytest.mark.parametrize("flags", [[], ["-DFUSED_PLAIN"]], ids=["default-target", "plain-c"])
+def test_the_packed_multiply_is_right_without_native_vectors(tmp_path, flags):
+    # fused.c's kernel is sized at compile time for the instruction set -march=native gives;
+    # built for the compiler's default target (SSE2 on x86-64: narrower vectors, 6-row blocks)
+    # and as plain C (no vector extensions), the same source must compute the same products
+    import ctypes
+
+    so = tmp_path / "fused-portable.so"
+    fused.subprocess.run([*fused._compiler(), "-O2", "-fPIC", "-shared", *flags, "-o", str(so),
+                          str(fused.SOURCE)], check=True, capture_output=True)
+    lib = ctypes.CDLL(str(so))
+    lib.panel_width.restype = ctypes.c_long
+    nr = lib.panel_width()
+    for n, k, m in PANEL_SHAPES:
+        rng = np.random.default_rng(n + k + m)
+        A = rng.standard_normal((n, k)).astype(np.float32)
+        W = rng.standard_normal((k, m)).astype(np.float32)
+        packed = np.empty(-(-m // nr) * nr * k, np.float32)
+        lib.pack_panels(ctypes.c_long(k), ctypes.c_long(m), ctypes.c_void_p(W.ctypes.data),
+                        ctypes.c_long(m), ctypes.c_long(1), None, ctypes.c_void_p(packed.ctypes.data))
+        got = np.empty((n, m), np.float32)
+        lib.panel_matmul(*(ctypes.c_long(v) for v in (n, k, m)),
+                         *(ctypes.c_void_p(a.ctypes.data) for a in (A, packed, got)))
+        want = _naive_panel_product(A, W)
+        assert_close(got, want, rtol=0, atol=1e-6 * k * np.max(np.abs(want)),
+                     what=f"{flags} n={n} k={k} m={m}")
 
 
 @needs_fused
@@ -509,7 +574,7 @@ def test_a_cached_library_without_a_kernel_says_delete_it(monkeypatch, tmp_path)
     fused.subprocess.run([*fused._compiler(), *fused.FLAGS, "-o", str(path), str(src)], check=True)
     fused.reset()
     try:
-        assert fused.available() == f"{path} has no lstm_forward_step; delete it to rebuild"
+        assert fused.available() == f"{path} has no lstm_forward_loop; delete it to rebuild"
     finally:
         fused.reset()
 
