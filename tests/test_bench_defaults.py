@@ -1,6 +1,7 @@
 """bench/defaults.py: its corpora are what its docstring says, its fixed-character figure and
 ranking are right, and its runs (charrnn's and PyTorch's) go end to end on tiny sizes."""
 
+import argparse
 import importlib.util
 import json
 import math
@@ -102,9 +103,9 @@ def test_torch_yardstick_scores_validation_as_charrnn_does(bench, tmp_path):
     text = "".join(f"line {i % 7} of a small text\n" for i in range(60))
     path = tmp_path / "t.txt"
     path.write_text(text)
-    args = type("A", (), dict(seed=0, threads=1, cell="gru", hidden=6, layers=1, dropout=0.0,
+    args = argparse.Namespace(seed=0, threads=1, cell="gru", hidden=6, layers=1, dropout=0.0,
                               batch=3, seq=5, lr=1e-2, warmup=2, clip=5.0, minutes=0.002,
-                              eval_chars=15))()
+                              eval_chars=15)
     row = bench.torch_run(torch, args, str(path))
     assert row["chars"] % 15 == 0 and row["evals"][-1][0] == row["chars"]
     assert row["best_val_bpc"] == min(v for _, v in row["evals"])
