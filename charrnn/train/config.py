@@ -39,9 +39,10 @@ class TrainConfig:
     `charrnn train` one to one.
 
     The defaults (those here and the family's DEFAULT model: for the language model GRU 384x1,
-    dropout 0.2) are the measured best for a 5-minute budget on a 2-core CPU on tiny
-    Shakespeare (validation = its last 10%); the runs behind them are in docs/en/explanation/
-    findings.md, "The language model's defaults".
+    dropout 0.2) are the measured best for a 5-minute budget on a 2-core CPU over three corpora
+    (tiny Shakespeare, Debian's fortunes, Python's standard library; validation = each one's
+    last 10%; `python bench/defaults.py`), by the mean gap to the best per corpus; the runs
+    behind them are in docs/en/explanation/findings.md, "The language model's defaults".
     """
 
     corpus: str = str(BUNDLED)
@@ -52,10 +53,10 @@ class TrainConfig:
     val_frac: float = 0.1
     val: str | None = None  # a file of validation examples instead of val_frac (not for lm)
     seed: int = 0
-    batch: int = 64
+    batch: int = 32
     seq: int = 64
     optimizer: str = "adam"
-    lr: float = 1.2e-2
+    lr: float = 8e-3
     schedule: str = "cosine"
     warmup: int = 100
     clip: float = 5.0
