@@ -3,6 +3,7 @@
 import atexit
 import os
 import shutil
+import signal
 import tempfile
 
 import numpy as np
@@ -16,6 +17,12 @@ from tests.helpers import AUSTEN, tiny
 if "CHARRNN_CACHE" not in os.environ:
     os.environ["CHARRNN_CACHE"] = tempfile.mkdtemp(prefix="charrnn-test-cache-")
     atexit.register(shutil.rmtree, os.environ["CHARRNN_CACHE"], True)
+
+# a shell that starts pytest in the background (`make test &`, a non-interactive script) makes it
+# ignore SIGINT, and its children would inherit that: the Ctrl-C tests' `charrnn` processes
+# would never see the signal they are sent. Ctrl-C means what it means at a terminal.
+if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+    signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
 @pytest.fixture
