@@ -133,6 +133,8 @@ class _TrainDisplay:
                          else ""), markup=False, soft_wrap=True)
             for line in e.info.get("summary_lines", ()):  # what the labelled data holds
                 err.print(line, markup=False, soft_wrap=True)
+            if e.info.get("resume_note"):
+                err.print(f"note: {e.info['resume_note']}", markup=False, soft_wrap=True)
             if e.info["processes_failed"]:
                 err.print(f"note: training in one process ({e.info['processes_failed']})",
                           markup=False, soft_wrap=True)

@@ -245,6 +245,13 @@ def reset() -> None:
     _load.cache_clear()
 
 
+def build_id() -> str | None:
+    """What names the loaded library in the cache (a hash of this source, the compiler, its
+    flags and the CPU): two runs with one id ran the same machine code. None when unavailable."""
+    got = _load()
+    return None if isinstance(got, Unavailable) else Path(got._name).stem.removeprefix("fused-")
+
+
 def available() -> str | None:
     """None when the kernels can be used here, else why not (one line)."""
     got = _load()

@@ -14,7 +14,8 @@ paths: see checkpoint.recorded_corpus),
 "elapsed", and for the exact resume "rng" (the Generator's bit_generator.state), "data" (epoch,
 chunk), "bad_evals", the data's fingerprint (for "lm" "corpus_chars" and "corpus_crc32"), "threads" (the
 processes the batches were split across, see charrnn.parallel; --resume uses as many unless told
-otherwise); arrays "opt/<slot>.<param>", "opt/t" and "state/<name>" for each array of the state
+otherwise), "numerics" (what the sums' last bits depend on beyond the settings: NumPy's
+version, its BLAS and the compiled kernels' build, see `numerics`); arrays "opt/<slot>.<param>", "opt/t" and "state/<name>" for each array of the state
 carried into the next batch (the family's state_names: "state/l0.h", "state/l0.c", ...).
 
 Exactness: everything a step depends on (parameters, optimizer state, RNG, data position, carried
@@ -22,7 +23,10 @@ state, step) is in the checkpoint, and evaluation touches none of it, so a run s
 and resumed reaches bit-identical parameters at step n, provided the learning rate of each step is
 the same (true for `--schedule constant`, and for `cosine` when the budget (--steps/--epochs) is
 unchanged on resume) and the batches are split across as many processes (the order of the
-floating-point sums depends on it; --resume reuses the saved count unless --processes is given).
+floating-point sums depends on it; --resume reuses the saved count unless --processes is given),
+and the same machine code does the sums: another NumPy, BLAS kernel family or build of the
+compiled kernels (a new version, another CPU) continues the run to rounding, not bit for bit, and
+the resume says so on its first lines (`resume_note`).
 """
 
 from __future__ import annotations
@@ -42,6 +46,16 @@ from ..nn.optim import Optimizer
 from ..nn.state import flat_state, nest_state
 from ..parallel import workers as P
 from .config import RUN_ONLY, TrainConfig, _whole, as_run, check_memory, nothing_to_resume
+
+
+def numerics(kernels: str) -> dict:
+    """What a run's last bits depend on beyond its settings: NumPy's version, the BLAS it uses
+    (with OpenBLAS, the kernel family picked for this CPU) and, for fused kernels, their build."""
+    from ..nn import fused
+    from ..parallel import blas
+
+    return {"numpy": np.__version__, "blas": blas.describe(),
+            "kernels_build": fused.build_id() if kernels == "fused" else None}
 
 
 class Session:
@@ -74,6 +88,10 @@ class Session:
         if kernels != cfg.kernels:
             self.cfg = cfg = cfg.replace(kernels=kernels)
         self.model = replace(model, kernels=kernels)
+        self.numerics = numerics(kernels)
+        # the run was trained by other machine code: said on the first lines (None: the same)
+        self.resume_note = _other_numerics(ckpt.meta.get("numerics"), self.numerics) if ckpt \
+            else None
         if ckpt is not None and threads is None and isinstance(ckpt.meta.get("threads"), int):
             threads = max(1, ckpt.meta["threads"])  # the same sums, for a bit-exact resume
         self.workers = P.Workers(threads)  # its processes start in run()
@@ -157,7 +175,7 @@ class Session:
                 f"best_{F.METRIC}": self.best, "corpus": corpus, "elapsed": elapsed,
                 "rng": self.rng.bit_generator.state, "data": [self.epoch, self.chunk],
                 "bad_evals": self.bad_evals, **self.data.fingerprint,
-                "threads": self.workers.n, **F.data_meta(self.data)}
+                "threads": self.workers.n, "numerics": self.numerics, **F.data_meta(self.data)}
         arrays = {f"opt/{k}": v for k, v in self.opt.state.items()}
         names = F.state_names(self.model)
         arrays.update({f"state/{n}": a for n, a in zip(names, flat_state(self.state))})
@@ -189,3 +207,16 @@ class Session:
             self.bad_evals += 1
         self.checkpoint("last", elapsed)
         return rec
+
+
+def _other_numerics(saved, now: dict) -> str | None:
+    """How the machine code differs from the one that trained the run, in one line, or None when
+    it is the same or the checkpoint does not say (runs saved before it was recorded)."""
+    if not isinstance(saved, dict):
+        return None
+    names = {"numpy": "NumPy", "blas": "BLAS", "kernels_build": "compiled kernels"}
+    diff = [f"{names[k]} {saved.get(k)} -> {now[k]}" for k in names if saved.get(k) != now[k]]
+    if not diff:
+        return None
+    return (f"this run was trained with other numerics ({'; '.join(diff)}): it continues to "
+            f"rounding, not bit for bit")

@@ -251,7 +251,7 @@ class _Loop:
                 "resumed_at": self.step0, "run_dir": str(s.run_dir),
                 "processes": len(s.workers.split(s.F, s.model, cfg.batch)),
                 "processes_failed": s.workers.failed, "kernels": s.cfg.kernels,
-                "kernels_note": s.kernels_note}
+                "kernels_note": s.kernels_note, "resume_note": s.resume_note}
         self.event("start", {}, s.elapsed0, info)
         win = _Window(time.perf_counter())
         with _deferred_stop(self.stop, signals):

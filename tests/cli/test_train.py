@@ -383,3 +383,20 @@ def test_a_validation_split_too_small_is_one_line(corpus, tmp_path):
                    "validation split is 2 characters (--val-frac 0.0001 of",
                    "at least 50 are needed")
     assert not (tmp_path / "r").exists()
+
+
+def test_a_resume_on_another_numpy_says_so_on_its_first_lines(corpus, tmp_path):
+    import numpy as np
+
+    from tests.helpers import edit_npz, set_meta
+
+    run = tmp_path / "r"
+    assert invoke("train", corpus, "--out", run, *TINY, "--steps", 5).exit_code == 0
+    last = run / "last.npz"
+    saved = C.load(last).meta["numerics"]
+    edit_npz(last, last, lambda m: set_meta(m, numerics={**saved, "numpy": "1.26.0"}))
+    r = invoke("train", corpus, "--out", run, "--resume", "--steps", 8)
+    assert r.exit_code == 0, r.stderr
+    notes = [ln for ln in r.stderr.splitlines() if ln.startswith("note:")]
+    assert notes == [(f"note: this run was trained with other numerics (NumPy 1.26.0 -> "
+                     f"{np.__version__}): it continues to rounding, not bit for bit")]

@@ -537,6 +537,8 @@ def test_a_fused_run_saves_its_kernels_and_resumes_exactly(tmp_path, cell):
     for k in full.params:
         assert np.array_equal(part.params[k], full.params[k]), k
     assert part.model.kernels == "numpy"  # not saved with the parameters: "train" has it
+    build = part.meta["numerics"]["kernels_build"]  # the library file that did the sums
+    assert build and (fused.cache_dir() / f"fused-{build}.so").is_file()
     numpy_run = train(tiny(corpus, tmp_path / "np", **{**kw, "kernels": "numpy"}), threads=1)
     assert C.load(numpy_run.run_dir / "last.npz").meta["train"]["kernels"] == "numpy"
     assert not np.array_equal(C.load(tmp_path / "np" / "last.npz").params["l0.Wh"],

@@ -58,6 +58,31 @@ def test_same_seed_same_history_and_eval_does_not_disturb_training(tmp_path, cor
     assert losses(d) != losses(a)
 
 
+def test_a_resume_on_other_machine_code_says_it_is_not_bit_exact(tmp_path, corpus):
+    """A run records NumPy's version, its BLAS and the compiled kernels' build ("numerics"); a
+    resume where any of them changed says, in one line, that it continues to rounding only."""
+    from charrnn.parallel import blas
+    from tests.helpers import edit_npz, set_meta
+
+    train(tiny_fox(corpus, tmp_path / "r", steps=6, eval_every=3))
+    saved = C.load(tmp_path / "r" / "last.npz").meta["numerics"]
+    assert saved == {"numpy": np.__version__, "blas": blas.describe(), "kernels_build": None}
+
+    def notes(steps):
+        starts = []
+        train(resume_config(tmp_path / "r", steps=steps), resume=True,
+              on_event=lambda e: starts.append(e.info) if e.kind == "start" else None)
+        return [info["resume_note"] for info in starts]
+
+    assert notes(9) == [None]  # the same machine code: nothing to say
+    last = tmp_path / "r" / "last.npz"
+    edit_npz(last, last, lambda m: set_meta(m, numerics={**saved, "numpy": "1.26.0"}))
+    assert notes(12) == [(f"this run was trained with other numerics (NumPy 1.26.0 -> "
+                         f"{np.__version__}): it continues to rounding, not bit for bit")]
+    edit_npz(last, last, lambda m: set_meta(m, numerics=None))  # saved before it was recorded
+    assert notes(15) == [None]
+
+
 @pytest.mark.parametrize("opt", ["adam", "rmsprop", "adagrad", "sgd"])
 def test_interrupted_and_resumed_equals_uninterrupted(tmp_path, corpus, opt):
     # 1161 training chars in 8 streams of 16: 9 chunks per epoch, so 23 steps cross two epoch
