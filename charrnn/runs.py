@@ -266,6 +266,11 @@ def summary(path: Path, ckpt: C.Checkpoint) -> list[tuple[str, str]]:
     if isinstance(meta.get("elapsed"), (int, float)):
         rows.append(("training time", f"{meta['elapsed'] / 60:.1f} min"))
     rows.append(("kernels", kernels_text(ckpt)))
+    if isinstance(meta.get("numerics"), dict):  # what did the sums (runs saved since 2026-12)
+        n = meta["numerics"]
+        rows.append(("numerics", f"NumPy {n.get('numpy')}, {n.get('blas')}"
+                     + (f", compiled kernels {n['kernels_build']}" if n.get("kernels_build")
+                        else "")))
     held = meta.get("data_summary")
     if isinstance(held, dict) and isinstance(held.get("data"), dict):
         rows.extend(data_rows(held, ckpt.family))

@@ -394,7 +394,11 @@ def test_a_resume_on_another_numpy_says_so_on_its_first_lines(corpus, tmp_path):
     assert invoke("train", corpus, "--out", run, *TINY, "--steps", 5).exit_code == 0
     last = run / "last.npz"
     saved = C.load(last).meta["numerics"]
+    assert saved["numpy"] == np.__version__
     edit_npz(last, last, lambda m: set_meta(m, numerics={**saved, "numpy": "1.26.0"}))
+    r = invoke("info", run / "last.npz")
+    row = rf"^numerics +NumPy 1\.26\.0, {re.escape(saved['blas'])} *$"  # what `info` says
+    assert re.search(row, r.stdout, re.MULTILINE), r.stdout
     r = invoke("train", corpus, "--out", run, "--resume", "--steps", 8)
     assert r.exit_code == 0, r.stderr
     notes = [ln for ln in r.stderr.splitlines() if ln.startswith("note:")]
