@@ -29,6 +29,11 @@ per second, best of --rounds (PyTorch and charrnn's step: of --repeats), and the
 "x torch" divides by PyTorch's rate. A floor below 1.0 x torch means that change alone cannot
 reach PyTorch, however well it is done.
 
+The floor is OpenBLAS's: the fused loops (issue 27) no longer call it for the recurrent multiply
+but multiply by Wh packed once per chunk (charrnn.nn.fused.panel_matmul, gated by
+bench/recurrent_multiply.py), so their real chunk can run below this "floor"; it still measures
+what the multiplies cost through OpenBLAS, which the NumPy kernels use.
+
 Before timing, the multiplies of `streams` are checked to be exactly those of the real chunk:
 their count of floating-point operations equals bench.py's formula (3 F per character).
 """
