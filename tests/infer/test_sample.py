@@ -279,14 +279,14 @@ def test_a_model_with_nan_parameters_is_an_error_not_a_crash():
         list(generate(p, cfg, VOCAB, "a", SampleConfig(length=3), np.random.default_rng(0)))
 
 
-# --- the compiled draw (charrnn.nn.fused.drawer): the NumPy draw's float64 operations in C ---
+# --- the compiled draw (charrnn.nn.fused_step.drawer): the NumPy draw's float64 operations in C ---
 
 def _fused_or_skip():
-    from charrnn.nn import fused
+    from charrnn.nn import fused, fused_step
 
     if fused.available():
         pytest.skip(f"fused kernels unavailable: {fused.available()}")
-    return fused
+    return fused_step
 
 
 def _numpy_draw(logits, temperature, u):

@@ -11,7 +11,7 @@ import pytest
 from charrnn import checkpoint as C
 from charrnn.errors import ConfigError
 from charrnn.models import lm as M
-from charrnn.nn import cells, fused
+from charrnn.nn import cells, fused, fused_step
 from charrnn.parallel import blas as B
 from charrnn.parallel import workers as P
 from charrnn.train.trainer import resume_config, train
@@ -350,7 +350,7 @@ def test_the_fused_model_step_is_the_fused_cells_step_bit_for_bit(cell, monkeypa
     # the text a seed samples did not change when the whole step moved into the kernels
     cfg, params = _model(cell, 13, 24, 3)
     fast = M.stepper(params, cfg)
-    monkeypatch.setattr(fused, "stack_stepper", lambda *a: None)
+    monkeypatch.setattr(fused_step, "stack_stepper", lambda *a: None)
     per_layer = M.stepper(params, cfg)
     assert fast is not per_layer and per_layer.__qualname__.startswith("stepper")
     state = M.init_state(cfg, 2)
