@@ -16,8 +16,8 @@ two BLAS threads (`--processes 1`) OpenBLAS would spread a step's multiply over 
 What it covers: the time loops of all three cells (`*_forward_loop`, `*_backward_loop`: training,
 eval, and every family's encoders), the LSTM's and GRU's single steps (`lstm_step`,
 `gru_step`: predict, beam search, one call per layer and character), and a language model's
-whole step (charrnn.nn.fused_step.stack_stepper: sampling; per layer one C call that also gathers layer 0's input
-rows and adds the bias, which NumPy calls did around it before). A single step is
+whole step (charrnn.nn.fused_step.stack_stepper: sampling; one C call per character, all its
+products included, on weights packed when the step is made). A single step is
 bound by per-call overhead rather than by memory, and the slowest part of a ctypes call is
 NumPy's `a.ctypes.data` (about a microsecond per array), so the single steps hand C the arrays
 themselves and C reads each one's data pointer from NumPy's array struct (fused.c, array_data;
@@ -92,8 +92,10 @@ SIGNATURES = {
     "panel_matmul": (_L, _L, _L, _P, _P, _P),
     "lstm_step": (_L, _L, _A, _A, _A, _A, _A),
     "gru_step": (_L, _L, _A, _A, _A, _A, _A),
-    "lstm_layer_step": (_L, _L, _L, _A, _A, _A, _A, _A, _A, _A),
-    "gru_layer_step": (_L, _L, _L, _A, _A, _A, _A, _A, _A, _A),
+    "step_panel_width": (),
+    "pack_step_panels": (_L, _L, _P, _P),
+    "step_multiply": (_L, _L, _L, _P, _P, _P),
+    "stack_step": (_L, _L, _L, _L, _L, _L, _P, _A, _A, _A, _A, _A),
     "softmax_shift": (_L, _A, ctypes.c_double, _A),
     "cumulative_search": (_L, _A, _A, ctypes.c_double),
     "set_data_offset": (_L,),
@@ -207,9 +209,9 @@ def _open(path: Path) -> ctypes.CDLL:
             raise Unavailable(f"{path} has no {name}; delete it to rebuild") from None
         fn.argtypes, fn.restype = args, None
     lib.array_data.restype = ctypes.c_void_p
-    lib.lstm_layer_step.restype = lib.gru_layer_step.restype = _L  # 0, or a bad id's row + 1
+    lib.stack_step.restype = _L  # 0, or a bad id's row + 1
     lib.cumulative_search.restype = _L
-    lib.panel_width.restype = ctypes.c_long
+    lib.panel_width.restype = lib.step_panel_width.restype = ctypes.c_long
     lib.set_data_offset(DATA_OFFSET)
     probe = np.empty(4, dtype=np.float32)[1:]  # a view: its data is not where its buffer starts
     if lib.array_data(probe) != probe.ctypes.data:
