@@ -17,11 +17,12 @@ the parameters change keeps computing with the old ones: make a new one.
 Its numbers are not NumPy's bit for bit. Each product sums over k in order 0..K-1 (with fused
 multiply-adds where the CPU has them), as the time loops' multiply does, where NumPy's OpenBLAS
 sums in its own order: h_{t-1} Wh, x Wx and h Wy differ in the last bits (about 1e-7 relative;
-tests/nn/test_fused.py compares the step with NumPy's and with float64), and once in a long while a
-sample draws another character than NumPy's step would. The gates, the state and the draw
-(`drawer`: the NumPy draw's float64 operations, bit for bit) are as before. A stream's numbers do
-not depend on how many streams share the step, and the same seed samples the same text, run
-to run, on one machine (its CPU's instructions decide the multiply-adds).
+tests/nn/test_fused.py compares the step with NumPy's and with float64), and once in a long
+while a sample draws another character than NumPy's step would. The gates' and the state's
+formulas are the fused single steps' (fused.c, lstm_row_ and gru_row_), and the draw (`drawer`)
+does the NumPy draw's float64 operations bit for bit. A stream's numbers do not depend on how
+many streams share the step, and the same seed samples the same text, run to run, on one
+machine (its CPU's instructions decide the multiply-adds).
 """
 
 from __future__ import annotations
