@@ -281,7 +281,7 @@ def test_a_model_with_nan_parameters_is_an_error_not_a_crash():
 
 # --- the compiled draw (charrnn.nn.fused_step.drawer): the NumPy draw's float64 operations in C ---
 
-def _fused_or_skip():
+def _fused_or_skip():  # charrnn.nn.fused_step, where the kernels build
     from charrnn.nn import fused, fused_step
 
     if fused.available():
@@ -302,9 +302,9 @@ def _numpy_draw(logits, temperature, u):
 
 @pytest.mark.parametrize("V", [1, 2, 65, 4099])
 def test_the_compiled_draw_picks_what_the_numpy_draw_picks(V):
-    fused = _fused_or_skip()
+    fused_step = _fused_or_skip()
     rng = np.random.default_rng(V)
-    draw = fused.drawer(V)
+    draw = fused_step.drawer(V)
     for t, temperature in enumerate([1.0, 0.7, 2.5, 1e-3, 1e3]):
         logits = (rng.standard_normal(V) * 4).astype(np.float32)
         if V > 2:
@@ -321,8 +321,8 @@ def test_the_compiled_draw_picks_what_the_numpy_draw_picks(V):
 
 
 def test_the_compiled_draw_reports_weights_that_are_not_finite_and_refuses_other_logits():
-    fused = _fused_or_skip()
-    draw = fused.drawer(4)
+    fused_step = _fused_or_skip()
+    draw = fused_step.drawer(4)
     for bad in ([0, np.nan, 1, 2], [0, np.inf, 1, 2], [-np.inf] * 4):
         assert draw(np.array(bad, np.float32), 1.0, 0.5) == -1, bad
     for other in (np.zeros(4), np.zeros(5, np.float32), np.zeros(8, np.float32)[::2]):
@@ -345,10 +345,10 @@ def test_the_compiled_draw_samples_the_numpy_draws_text_exactly(cell, monkeypatc
 
 
 def test_the_compiled_draw_follows_the_distribution():
-    fused = _fused_or_skip()
+    fused_step = _fused_or_skip()
     logits = np.float32([2.0, 0.5, -1.0, 1.5, 0.0, -3.0, 1.0])
     p = softmax(logits.astype(np.float64) / 0.8)
-    draw, rng, n = fused.drawer(7), np.random.default_rng(3), 20_000
+    draw, rng, n = fused_step.drawer(7), np.random.default_rng(3), 20_000
     counts = np.bincount([draw(logits, 1 / 0.8, rng.random()) for _ in range(n)], minlength=7)
     chi2 = float(np.sum((counts - n * p) ** 2 / (n * p)))
     assert chi2 < 22.5, (counts, n * p)  # 6 degrees of freedom: P(chi2 > 22.5) < 0.001
