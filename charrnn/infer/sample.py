@@ -23,7 +23,7 @@ Turning logits (V,) into a choice, in this order (the order matters and is the u
 `distribution` gives the normalised result of 1-3 for tests and for curious readers; the
 sampler runs the same code (`_weights`) into preallocated buffers, so what is tested is what
 samples. A float32 model on the fused kernels, without top-k/top-p, draws through
-charrnn.nn.fused.drawer instead: the same float64 operations in the same order (NumPy's exp
+charrnn.nn.fused_step.drawer instead: the same float64 operations in the same order (NumPy's exp
 included), so the same characters, in three calls instead of seven. One uniform draw per character is part of the contract: the same seed, model, prime
 and settings give the same text.
 """
@@ -226,14 +226,14 @@ def _generate(params, cfg, vocab, prime, ids, config, rng, warmed):
 
 
 def _fast_draw(cfg, config: SampleConfig):
-    """The compiled draw (charrnn.nn.fused.drawer: step 4 above with the float64 operations of
+    """The compiled draw (charrnn.nn.fused_step.drawer: step 4 above with the float64 operations of
     1, bit for bit) where it serves: a float32 model on the fused kernels, without top-k/top-p."""
     if (cfg.kernels != "fused" or cfg.dtype != "float32" or config.greedy
             or config.top_k is not None or (config.top_p or 1.0) < 1.0):
         return None
-    from ..nn import fused
+    from ..nn import fused_step
 
-    return fused.drawer(cfg.vocab_size)
+    return fused_step.drawer(cfg.vocab_size)
 
 
 def _draw(params, cfg, vocab, prime, ids, config, rng, warmed):

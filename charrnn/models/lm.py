@@ -263,9 +263,11 @@ def loss(params, cfg: ModelConfig, batch, state: State, masks=None):
 
 def stepper(params, cfg: ModelConfig):
     """`step(ids, state)` for this model, with every per-layer lookup done once here rather than
-    on every character: what a sampler calls. Making it copies nothing. With the fused kernels,
-    the LSTM's and GRU's whole step is charrnn.nn.fused.stack_stepper (the same numbers as the
-    NumPy step below with the fused cells, in fewer calls)."""
+    on every character: what a sampler calls. With NumPy's kernels (and the RNN's) making it
+    copies nothing. With the fused kernels, the LSTM's and GRU's whole step is
+    charrnn.nn.fused_step.stack_stepper: one C call per step, its products off copies of the
+    weights packed when it is made (so make a new step after the parameters change), agreeing
+    with the NumPy step below to float32 rounding (its products sum in another order)."""
     cell = cells.cell(cfg.cell, cfg.kernels)
     Wx0, b0, rec0 = params["l0.Wx"], params["l0.b"], _recurrent(params, 0, cell)
     upper = [(params[f"l{k}.Wx"], params[f"l{k}.b"], _recurrent(params, k, cell))
@@ -287,9 +289,9 @@ def stepper(params, cfg: ModelConfig):
         return logits, tuple(new)
 
     if cfg.kernels == "fused":
-        from ..nn import fused
+        from ..nn import fused_step
 
-        fast = fused.stack_stepper(cfg.cell, [(Wx0, b0, rec0), *upper], (Wy, by), step_)
+        fast = fused_step.stack_stepper(cfg.cell, [(Wx0, b0, rec0), *upper], (Wy, by), step_)
         if fast is not None:
             return fast
     return step_

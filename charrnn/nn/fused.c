@@ -20,9 +20,9 @@
  * called once per chunk with raw pointers, each running the packed multiply and its cell's step
  * function (lstm_forward_step, ...) T times; the single steps lstm_step and gru_step
  * (cells.lstm_step and gru_step: what predict and beam search run, one call per layer and
- * character) and lstm_layer_step and gru_layer_step (the same with the input projection's row
- * gather and bias: a sampler's layer, fused.stack_stepper), which take the NumPy arrays themselves
- * (see array_data); and exp_array, tanh_array and panel_matmul for the tests and
+ * character) and stack_step (a language model's whole step, its products on weights packed
+ * once per sample: fused_step.stack_stepper), which take the NumPy arrays themselves (see
+ * array_data); and exp_array, tanh_array, panel_matmul and step_multiply for the tests and
  * bench/recurrent_multiply.py.
  *
  * exp is our own (below), so results agree with the NumPy path to float32 rounding, not bit for
@@ -236,31 +236,38 @@ typedef float vf __attribute__((vector_size(VW * 4), aligned(4)));  /* loads nee
 #endif
 #define NR (NV * VW)
 
-/* The panels of W (K, M) times scale (M,) (or NULL: 1), into P (ceil(M / NR) NR K floats). W's
- * element (k, m) is at W[k rs + m cs], so W^T is packed by swapping the strides. The loops walk
- * W along whichever stride is 1: a walk down W's columns meets cache aliasing (rows 8 KB apart
- * share cache sets; see cells._loop_copy). */
-void pack_panels(long K, long M, const float *restrict W, long rs, long cs,
-                 const float *restrict scale, float *restrict P) {
-    const long np = (M + NR - 1) / NR;
+/* The panels of nr columns of W (K, M) times scale (M,) (or NULL: 1), into P (ceil(M / nr) nr K
+ * floats). W's element (k, m) is at W[k rs + m cs], so W^T is packed by swapping the strides.
+ * The loops walk W along whichever stride is 1: a walk down W's columns meets cache aliasing
+ * (rows 8 KB apart share cache sets; see cells._loop_copy). Inlined with a constant nr: NR
+ * here, the single step's wider panels below. */
+static inline __attribute__((always_inline)) void
+pack_(const long nr, long K, long M, const float *restrict W, long rs, long cs,
+      const float *restrict scale, float *restrict P) {
+    const long np = (M + nr - 1) / nr;
     if (cs == 1) {
         for (long j = 0; j < np; j++)
             for (long k = 0; k < K; k++)
-                for (long c = 0; c < NR; c++) {
-                    long m = j * NR + c;
-                    P[(j * K + k) * NR + c] = m < M ? W[k * rs + m] * (scale ? scale[m] : 1.0f)
+                for (long c = 0; c < nr; c++) {
+                    long m = j * nr + c;
+                    P[(j * K + k) * nr + c] = m < M ? W[k * rs + m] * (scale ? scale[m] : 1.0f)
                                                     : 0.0f;
                 }
-    } else {  /* in tiles of 64 k, so that the NR rows written to stay in the L1 cache */
+    } else {  /* in tiles of 64 k, so that the nr rows written to stay in the L1 cache */
         for (long j = 0; j < np; j++)
             for (long k0 = 0; k0 < K; k0 += 64)
-                for (long c = 0; c < NR; c++) {
-                    long m = j * NR + c, k1 = k0 + 64 < K ? k0 + 64 : K;
+                for (long c = 0; c < nr; c++) {
+                    long m = j * nr + c, k1 = k0 + 64 < K ? k0 + 64 : K;
                     float s = m < M && scale ? scale[m] : 1.0f;
                     for (long k = k0; k < k1; k++)
-                        P[(j * K + k) * NR + c] = m < M ? W[k * rs + m * cs] * s : 0.0f;
+                        P[(j * K + k) * nr + c] = m < M ? W[k * rs + m * cs] * s : 0.0f;
                 }
     }
+}
+
+void pack_panels(long K, long M, const float *restrict W, long rs, long cs,
+                 const float *restrict scale, float *restrict P) {
+    pack_(NR, K, M, W, rs, cs, scale, P);
 }
 
 long panel_width(void) { return NR; }
@@ -462,43 +469,6 @@ void lstm_step(long n, long H, const char *a, const char *xp, const char *c_prev
         lstm_row_(H, pa + r * 4 * H, px + r * 4 * H, NULL, pc + r * H, ph + r * H, pn + r * H);
 }
 
-/* Row r's input projection for the layer steps below: row ids[r] of the (rows, G) table x when
- * rows > 0 (layer 0 of a model fed ids: the rows of its Wx; a negative id counts from the end,
- * as NumPy's indexing does), else row r of the (n, G) array x. */
-static inline const float *input_row(const float *x, const long *ids, long rows, long r, long G) {
-    if (rows <= 0)
-        return x + r * G;
-    return x + (ids[r] < 0 ? ids[r] + rows : ids[r]) * G;
-}
-
-/* 0 if every one of the n ids is a row of a table of `rows` rows, else r + 1 for the first
- * row r whose id is not. */
-static long check_ids(long n, const long *ids, long rows) {
-    for (long r = 0; r < n; r++)
-        if (ids[r] < -rows || ids[r] >= rows)
-            return r + 1;
-    return 0;
-}
-
-/* One step of one layer of a stack (charrnn.nn.fused.stack_stepper), the input projection and
- * its bias added here: lstm_step with row r's input projection input_row(x, ids, rows, r) + b,
- * b (4H). ids (n,) intp is read only when rows > 0. Returns 0, or r + 1 when ids[r] is out of
- * range (then nothing is written). */
-long lstm_layer_step(long n, long H, long rows, const char *a, const char *x, const char *ids,
-                     const char *b, const char *c_prev, const char *h, const char *c) {
-    const long G = 4 * H;
-    const long *pi = rows > 0 ? (const long *)array_data(ids) : NULL;
-    const float *pa = DATA(a), *px = DATA(x), *pb = DATA(b), *pc = DATA(c_prev);
-    float *ph = DATA(h), *pn = DATA(c);
-    long bad = rows > 0 ? check_ids(n, pi, rows) : 0;
-    if (bad)
-        return bad;
-    for (long r = 0; r < n; r++)
-        lstm_row_(H, pa + r * G, input_row(px, pi, rows, r, G), pb, pc + r * H, ph + r * H,
-                  pn + r * H);
-    return 0;
-}
-
 /* One GRU row of H units: gh (3H) h_{t-1} Wh;  x (3H) the input projection, b (3H) the bias
  * added to it (NULL: none);  bhn (H);  h_prev (H);  h (H) out.  With xp = x + b:
  * r = sigmoid(xp_r + gh_r),  z = sigmoid(xp_z + gh_z),  n = tanh(xp_n + r (gh_n + bhn)),
@@ -530,20 +500,123 @@ void gru_step(long n, long H, const char *gh, const char *xp, const char *bhn,
         gru_row_(H, pg + r * 3 * H, px + r * 3 * H, NULL, pb, pp + r * H, ph + r * H);
 }
 
-/* gru_step as one layer of a stack (see lstm_layer_step): row r's input projection is
- * input_row(x, ids, rows, r) + b, b (3H). Returns 0, or r + 1 when ids[r] is out of range. */
-long gru_layer_step(long n, long H, long rows, const char *gh, const char *x, const char *ids,
-                    const char *b, const char *bhn, const char *h_prev, const char *h) {
-    const long G = 3 * H;
-    const long *pi = rows > 0 ? (const long *)array_data(ids) : NULL;
-    const float *pg = DATA(gh), *px = DATA(x), *pb = DATA(b), *pn = DATA(bhn);
-    const float *pp = DATA(h_prev);
-    float *ph = DATA(h);
-    long bad = rows > 0 ? check_ids(n, pi, rows) : 0;
+/* ---- A language model's whole step, in one call (charrnn.nn.fused_step.stack_stepper) -------
+ * Sampling one stream is a chain of matrix-vector products (h_{t-1} Wh per layer, x Wx above
+ * layer 0, h Wy at the top), each reading a matrix of megabytes from the L3 cache or memory, with
+ * little elementwise work between them. So here the whole step is one call: no Python, and no
+ * leaving the kernels, between the products, which run off copies of the weights packed once per
+ * stepper in panels of SW columns (pack_ above; the sampler makes its step once per sample):
+ * each panel is one contiguous stream of K rows of SW floats, held in SV vector accumulators
+ * while k runs, so a product reads its matrix front to back in one stream that the hardware
+ * prefetcher follows, with SV independent multiply-add chains. (OpenBLAS's matrix-vector
+ * product reads the unpacked rows, several streams 4H floats apart; this ran 8% faster at 512x2048
+ * on an AVX-512 EPYC, docs/en/explanation/kernels.md.) Each output is the sum over k in order
+ * 0..K-1, as in the time loops' multiply, so a stream's results do not depend on n; they differ
+ * from OpenBLAS's in the last bits (its own order of sums). */
+
+#if VW > 1
+# define SV 8
+#else
+# define SV 16
+#endif
+#define SW (SV * VW)
+
+long step_panel_width(void) { return SW; }
+
+/* W (K, M), rows of M floats, into P: ceil(M / SW) panels of SW columns (step_panel_width). */
+void pack_step_panels(long K, long M, const float *restrict W, float *restrict P) {
+    pack_(SW, K, M, W, M, 1, NULL, P);
+}
+
+/* C (n, M) = A (n, K) W, P the step panels of W (K, M); each row of C on its own. */
+static void step_multiply_(long n, long K, long M, const float *restrict A,
+                           const float *restrict P, float *restrict C) {
+    for (long j = 0; j * SW < M; j++) {
+        const float *Pj = P + j * K * SW;
+        const long ncols = M - j * SW < SW ? M - j * SW : SW;
+        for (long r = 0; r < n; r++) {
+            const float *a = A + r * K;
+#if VW > 1
+            vf acc[SV];
+            for (int v = 0; v < SV; v++) acc[v] = (vf){0};
+            for (long k = 0; k < K; k++) {
+                vf x = (vf){0} + a[k];  /* broadcast */
+                for (int v = 0; v < SV; v++) {
+                    vf w;
+                    memcpy(&w, Pj + k * SW + v * VW, sizeof w);
+                    acc[v] += x * w;
+                }
+            }
+#else
+            float acc[SW] = {0};
+            for (long k = 0; k < K; k++)
+                for (long c = 0; c < SW; c++) acc[c] += a[k] * Pj[k * SW + c];
+#endif
+            float row[SW];
+            memcpy(row, acc, sizeof row);
+            memcpy(C + r * M + j * SW, row, ncols * sizeof(float));
+        }
+    }
+}
+
+/* step_multiply_ for the tests and the bench. */
+void step_multiply(long n, long K, long M, const float *A, const float *P, float *C) {
+    step_multiply_(n, K, M, A, P, C);
+}
+
+/* 0 if every one of the n ids is a row of a table of `rows` rows, else r + 1 for the first
+ * row r whose id is not. */
+static long check_ids(long n, const long *ids, long rows) {
+    for (long r = 0; r < n; r++)
+        if (ids[r] < -rows || ids[r] >= rows)
+            return r + 1;
+    return 0;
+}
+
+/* Where each layer's parameters sit in the table `w` that stack_step takes: layer k's at
+ * w + k STEP_SLOTS; the output layer's (Wy's step panels, by (V,)) after the last layer's. */
+enum { STEP_WH, STEP_WX, STEP_B, STEP_BHN, STEP_SLOTS };
+
+/* One step of a stack of L layers of an LSTM (gates 4) or GRU (gates 3) of H units, for n
+ * streams, then the output layer: what charrnn.models.lm.stepper computes, as
+ *   x_0 = Wx_0[ids] + b_0,  x_k = h_{k-1} Wx_k + b_k (k > 0),  layer k's step (lstm_row_,
+ *   gru_row_) on h_{t-1} Wh_k and x_k,  logits = h_{L-1} Wy + by.
+ * w: per layer k (STEP_*): Wh_k's step panels (H, G); Wx_0 itself (V0, G) for k = 0, Wx_k's step
+ * panels (H, G) above; b_k (G); bhn_k (H) for the GRU (unused for the LSTM); then Wy's step
+ * panels (H, V) and by (V). ids (n,) intp: rows of Wx_0, a negative one counting from the end as
+ * NumPy's indexing does. state_in, state_out (L, S, n, H), S = 2 for the LSTM (h, c), 1 for the
+ * GRU (h); logits (n, V) out; scratch (2, n, G). Returns 0, or r + 1 when ids[r] is out of
+ * range (then nothing is written). */
+long stack_step(long gates, long n, long H, long L, long V0, long V, const float *const *w,
+                const char *ids, const char *state_in, const char *state_out,
+                const char *logits, const char *scratch) {
+    const long G = gates * H, S = gates == 4 ? 2 : 1, layer = S * n * H;
+    const long *pi = (const long *)array_data(ids);
+    long bad = check_ids(n, pi, V0);
     if (bad)
         return bad;
+    const float *in = DATA(state_in), *below = NULL;
+    float *out = DATA(state_out), *a = DATA(scratch), *xp = a + n * G;
+    for (long k = 0; k < L; k++, w += STEP_SLOTS) {
+        const float *prev = in + k * layer;
+        float *h = out + k * layer;
+        step_multiply_(n, H, G, prev, w[STEP_WH], a);  /* h_{t-1} Wh */
+        if (k)
+            step_multiply_(n, H, G, below, w[STEP_WX], xp);  /* x Wx */
+        for (long r = 0; r < n; r++) {
+            const float *x = k ? xp + r * G : w[STEP_WX] + (pi[r] < 0 ? pi[r] + V0 : pi[r]) * G;
+            if (S == 2)
+                lstm_row_(H, a + r * G, x, w[STEP_B], prev + n * H + r * H, h + r * H,
+                          h + n * H + r * H);
+            else
+                gru_row_(H, a + r * G, x, w[STEP_B], w[STEP_BHN], prev + r * H, h + r * H);
+        }
+        below = h;
+    }
+    float *z = DATA(logits);
+    step_multiply_(n, H, V, below, w[0], z);  /* h Wy */
     for (long r = 0; r < n; r++)
-        gru_row_(H, pg + r * G, input_row(px, pi, rows, r, G), pb, pn, pp + r * H, ph + r * H);
+        for (long j = 0; j < V; j++) z[r * V + j] += w[1][j];  /* + by */
     return 0;
 }
 

@@ -16,8 +16,8 @@ two BLAS threads (`--processes 1`) OpenBLAS would spread a step's multiply over 
 What it covers: the time loops of all three cells (`*_forward_loop`, `*_backward_loop`: training,
 eval, and every family's encoders), the LSTM's and GRU's single steps (`lstm_step`,
 `gru_step`: predict, beam search, one call per layer and character), and a language model's
-whole step (`stack_stepper`: sampling; per layer one C call that also gathers layer 0's input
-rows and adds the bias, which NumPy calls did around it before). A single step is
+whole step (charrnn.nn.fused_step.stack_stepper: sampling; one C call per character, all its
+products included, on weights packed when the step is made). A single step is
 bound by per-call overhead rather than by memory, and the slowest part of a ctypes call is
 NumPy's `a.ctypes.data` (about a microsecond per array), so the single steps hand C the arrays
 themselves and C reads each one's data pointer from NumPy's array struct (fused.c, array_data;
@@ -92,8 +92,10 @@ SIGNATURES = {
     "panel_matmul": (_L, _L, _L, _P, _P, _P),
     "lstm_step": (_L, _L, _A, _A, _A, _A, _A),
     "gru_step": (_L, _L, _A, _A, _A, _A, _A),
-    "lstm_layer_step": (_L, _L, _L, _A, _A, _A, _A, _A, _A, _A),
-    "gru_layer_step": (_L, _L, _L, _A, _A, _A, _A, _A, _A, _A),
+    "step_panel_width": (),
+    "pack_step_panels": (_L, _L, _P, _P),
+    "step_multiply": (_L, _L, _L, _P, _P, _P),
+    "stack_step": (_L, _L, _L, _L, _L, _L, _P, _A, _A, _A, _A, _A),
     "softmax_shift": (_L, _A, ctypes.c_double, _A),
     "cumulative_search": (_L, _A, _A, ctypes.c_double),
     "set_data_offset": (_L,),
@@ -207,9 +209,9 @@ def _open(path: Path) -> ctypes.CDLL:
             raise Unavailable(f"{path} has no {name}; delete it to rebuild") from None
         fn.argtypes, fn.restype = args, None
     lib.array_data.restype = ctypes.c_void_p
-    lib.lstm_layer_step.restype = lib.gru_layer_step.restype = _L  # 0, or a bad id's row + 1
+    lib.stack_step.restype = _L  # 0, or a bad id's row + 1
     lib.cumulative_search.restype = _L
-    lib.panel_width.restype = ctypes.c_long
+    lib.panel_width.restype = lib.step_panel_width.restype = ctypes.c_long
     lib.set_data_offset(DATA_OFFSET)
     probe = np.empty(4, dtype=np.float32)[1:]  # a view: its data is not where its buffer starts
     if lib.array_data(probe) != probe.ctypes.data:
@@ -437,126 +439,3 @@ def gru_step(xp, h, Wh, bhn) -> np.ndarray:
     h_t = np.empty_like(h)
     library().gru_step(*h.shape, gh, xp, bhn, h, h_t)
     return h_t
-
-
-
-# A model's whole step (charrnn.models.lm.stepper with the fused kernels): per layer one NumPy
-# multiply (two above layer 0) and one C call, which also gathers layer 0's input rows by id and
-# adds each layer's bias; then the output layer. The parameters are checked once, here; the ids
-# and state once each time they are not what the step itself was given or returned last (a
-# sampler hands each step's state straight back), so a sampled character costs a few NumPy
-# calls beyond its multiplies rather than a few per layer.
-
-_LAYER_STEPS = {"lstm": ("lstm_layer_step", 4, 2), "gru": ("gru_layer_step", 3, 1)}
-
-
-def _float32(*arrays) -> bool:
-    return all(isinstance(a, np.ndarray) and a.dtype == np.float32 and a.flags.c_contiguous
-               for a in arrays)
-
-
-def stack_stepper(cell: str, layers, head, fallback):
-    """`step(ids, state) -> (logits (N, V), state)` for a stack of `cell` layers fed ids, then
-    an affine output, as charrnn.models.lm.stepper computes it (the same sums in the same order,
-    so the same numbers as the fused single steps): layers [(Wx, b, p)], Wx (V, G) for layer 0
-    and (H, G) above, b (G,), p the cell's recurrent parameters ({"Wh"}, and "bhn" for the GRU);
-    head (Wy (H, V), by (V,)). A call this step cannot take (a float64 or strided state, ids
-    that are not integers) goes to `fallback(ids, state)`, NumPy's step. Returns None when the
-    kernels have no such step (the RNN's, see cells.FUSED) or the parameters are not C-contiguous
-    float32; ValueError when their shapes do not fit together. Every call returns new state
-    arrays: the ones passed in are never written. Not for two threads at once (the multiplies'
-    scratch buffers are its own): make a step per thread."""
-    if cell not in _LAYER_STEPS or available():
-        return None
-    name, gates, n_states = _LAYER_STEPS[cell]
-    Wy, by = head
-    recs = [tuple(p[k] for k in ("Wh", "bhn") if k in p) for _, _, p in layers]
-    if not _float32(Wy, by, *(a for (Wx, b, _), r in zip(layers, recs) for a in (Wx, b, *r))):
-        return None
-    H = Wy.shape[0]
-    G = gates * H
-    V0 = layers[0][0].shape[0]
-    for k, ((Wx, b, _), rec) in enumerate(zip(layers, recs)):
-        want = [(V0 if k == 0 else H, G), (G,), (H, G), (H,)][: 2 + len(rec)]
-        if [Wx.shape, b.shape, *(r.shape for r in rec)] != want:
-            raise ValueError(f"{cell} layer {k}: Wx {Wx.shape}, b {b.shape} and "
-                             f"{', '.join(str(r.shape) for r in rec)} do not fit H = {H}")
-    if by.shape != Wy.shape[1:]:
-        raise ValueError(f"output layer: Wy {Wy.shape} and by {by.shape} do not fit")
-    kernel = getattr(library(), name)
-    lstm = cell == "lstm"
-    empty, matmul, f32 = np.empty, np.matmul, np.float32
-    seen = [None, None]  # the ids and the state last taken: known to fit, not checked again
-    scratch = {}  # N -> per layer (h Wh, x Wx) buffers, (N, G) each; never handed out
-
-    def fits(ids, state):
-        """The stream count N if `ids` (N,) and `state` can go to the kernels, else None."""
-        if not (isinstance(ids, np.ndarray) and ids.dtype == np.intp and ids.ndim == 1
-                and ids.flags.c_contiguous) or not ids.shape[0]:
-            return None
-        N = ids.shape[0]
-        if len(state) != len(layers) or any(len(s) != n_states for s in state):
-            return None
-        arrays = [a for s in state for a in s]
-        if not _float32(*arrays) or any(a.shape != (N, H) for a in arrays):
-            return None
-        if N not in scratch:
-            scratch[N] = [(empty((N, G), f32), empty((N, G), f32)) for _ in layers]
-        return N
-
-    def step(ids, state):
-        if (ids is not seen[0] or state is not seen[1]) and fits(ids, state) is None:
-            return fallback(ids, state)
-        N = ids.shape[0]
-        shape = (N, H)
-        new, below = [], None
-        for (Wx, b, _), rec, s, (a, xp) in zip(layers, recs, state, scratch[N]):
-            matmul(s[0], rec[0], out=a)  # h_{t-1} Wh
-            if below is None:  # layer 0: rows of Wx by id
-                x, rows = Wx, V0
-            else:
-                x, rows = matmul(below, Wx, out=xp), 0
-            h = empty(shape, f32)
-            if lstm:
-                c = empty(shape, f32)
-                bad = kernel(N, H, rows, a, x, ids, b, s[1], h, c)
-                new.append((h, c))
-            else:
-                bad = kernel(N, H, rows, a, x, ids, b, rec[1], s[0], h)
-                new.append((h,))
-            if bad:
-                raise IndexError(f"index {ids[bad - 1]} is out of bounds for the {V0} rows "
-                                 f"of the input layer")
-            below = h
-        logits = matmul(below, Wy)
-        logits += by
-        out = tuple(new)
-        seen[0], seen[1] = ids, out
-        return logits, out
-
-    return step
-
-
-def drawer(V: int):
-    """`draw(logits, inv_t, u) -> i` for a sampler (charrnn.infer.sample): the character drawn
-    by the uniform u from softmax(logits * inv_t) of float32 logits (V,), with the very float64
-    operations of the sampler's NumPy draw (NumPy's exp included, called between the two C
-    calls), in three calls instead of seven; -1 when the weights are not finite, None for logits
-    it cannot take (not C-contiguous (V,) float32: the caller then draws with NumPy). None when
-    the kernels cannot be had. Not for use by two threads at once (its buffers are its own)."""
-    if available():
-        return None
-    lib = library()
-    shift, search, exp = lib.softmax_shift, lib.cumulative_search, np.exp
-    w, cum = np.empty(V), np.empty(V)
-    f32, shape, strides = np.dtype(np.float32), (V,), (4,)
-
-    def draw(logits, inv_t, u):
-        if logits.dtype is not f32 or logits.shape != shape or logits.strides != strides:
-            return None
-        shift(V, logits, inv_t, w)
-        exp(w, out=w)
-        return search(V, w, cum, u)
-
-    draw.cum = cum  # the last draw's running sum of the weights, for the tests
-    return draw

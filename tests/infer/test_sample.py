@@ -279,14 +279,14 @@ def test_a_model_with_nan_parameters_is_an_error_not_a_crash():
         list(generate(p, cfg, VOCAB, "a", SampleConfig(length=3), np.random.default_rng(0)))
 
 
-# --- the compiled draw (charrnn.nn.fused.drawer): the NumPy draw's float64 operations in C ---
+# --- the compiled draw (charrnn.nn.fused_step.drawer): the NumPy draw's float64 operations in C ---
 
-def _fused_or_skip():
-    from charrnn.nn import fused
+def _fused_or_skip():  # charrnn.nn.fused_step, where the kernels build
+    from charrnn.nn import fused, fused_step
 
     if fused.available():
         pytest.skip(f"fused kernels unavailable: {fused.available()}")
-    return fused
+    return fused_step
 
 
 def _numpy_draw(logits, temperature, u):
@@ -302,9 +302,9 @@ def _numpy_draw(logits, temperature, u):
 
 @pytest.mark.parametrize("V", [1, 2, 65, 4099])
 def test_the_compiled_draw_picks_what_the_numpy_draw_picks(V):
-    fused = _fused_or_skip()
+    fused_step = _fused_or_skip()
     rng = np.random.default_rng(V)
-    draw = fused.drawer(V)
+    draw = fused_step.drawer(V)
     for t, temperature in enumerate([1.0, 0.7, 2.5, 1e-3, 1e3]):
         logits = (rng.standard_normal(V) * 4).astype(np.float32)
         if V > 2:
@@ -321,8 +321,8 @@ def test_the_compiled_draw_picks_what_the_numpy_draw_picks(V):
 
 
 def test_the_compiled_draw_reports_weights_that_are_not_finite_and_refuses_other_logits():
-    fused = _fused_or_skip()
-    draw = fused.drawer(4)
+    fused_step = _fused_or_skip()
+    draw = fused_step.drawer(4)
     for bad in ([0, np.nan, 1, 2], [0, np.inf, 1, 2], [-np.inf] * 4):
         assert draw(np.array(bad, np.float32), 1.0, 0.5) == -1, bad
     for other in (np.zeros(4), np.zeros(5, np.float32), np.zeros(8, np.float32)[::2]):
@@ -345,10 +345,30 @@ def test_the_compiled_draw_samples_the_numpy_draws_text_exactly(cell, monkeypatc
 
 
 def test_the_compiled_draw_follows_the_distribution():
-    fused = _fused_or_skip()
+    fused_step = _fused_or_skip()
     logits = np.float32([2.0, 0.5, -1.0, 1.5, 0.0, -3.0, 1.0])
     p = softmax(logits.astype(np.float64) / 0.8)
-    draw, rng, n = fused.drawer(7), np.random.default_rng(3), 20_000
+    draw, rng, n = fused_step.drawer(7), np.random.default_rng(3), 20_000
     counts = np.bincount([draw(logits, 1 / 0.8, rng.random()) for _ in range(n)], minlength=7)
     chi2 = float(np.sum((counts - n * p) ** 2 / (n * p)))
     assert chi2 < 22.5, (counts, n * p)  # 6 degrees of freedom: P(chi2 > 22.5) < 0.001
+
+
+@pytest.mark.parametrize("cell", ["lstm", "gru"])
+def test_the_compiled_step_samples_the_same_text_for_a_seed_run_to_run(cell):
+    # its products sum in their own order (not NumPy's), so the text is its own: but every run
+    # with one seed gives the same, and its first distribution is NumPy's to rounding
+    _fused_or_skip()
+    p, cfg = random_model(cell, "float32", scale=8.0, hidden=40)
+    fast = cfg.__class__(**{**cfg.__dict__, "kernels": "fused"})
+    assert M.stepper(p, fast).__qualname__.startswith("stack_stepper")
+
+    def run(seed):
+        return "".join(generate(p, fast, VOCAB, "ab", SampleConfig(length=300),
+                                np.random.default_rng(seed)))
+
+    assert run(5) == run(5)
+    assert run(5) != run(6)
+    numpy = cfg.__class__(**{**cfg.__dict__, "kernels": "numpy"})
+    assert_close(next_distribution(p, fast, VOCAB, "abc"),
+                 next_distribution(p, numpy, VOCAB, "abc"), rtol=0, atol=1e-6)

@@ -11,7 +11,7 @@ import pytest
 from charrnn import checkpoint as C
 from charrnn.errors import ConfigError
 from charrnn.models import lm as M
-from charrnn.nn import cells, fused
+from charrnn.nn import cells, fused, fused_step
 from charrnn.parallel import blas as B
 from charrnn.parallel import workers as P
 from charrnn.train.trainer import resume_config, train
@@ -118,6 +118,25 @@ def test_the_packed_multiply_is_the_matrix_product(n, k, m):
 
 
 @needs_fused
+@pytest.mark.parametrize("n,k,m", [*PANEL_SHAPES, (1, 512, 2048), (2, 33, 300), (1, 20, 129)])
+def test_the_model_steps_multiply_is_the_matrix_product_summed_in_order(n, k, m):
+    # fused_step's products (panels of 128 columns with AVX-512): the float64 product, each row
+    # on its own, and each output summed over k in order as the time loops' multiply sums it
+    rng = np.random.default_rng(n + k * m)
+    A = rng.standard_normal((n, k)).astype(np.float32)
+    W = rng.standard_normal((k, m)).astype(np.float32)
+    got = fused_step.step_multiply(A, fused_step.step_panels(W), m)
+    want = _naive_panel_product(A, W) if k * m < 10_000 else A.astype(float) @ W.astype(float)
+    assert_close(got, want, rtol=0, atol=1e-6 * k * np.max(np.abs(want)), what=f"{n} {k} {m}")
+    for r in range(n):
+        assert np.array_equal(fused_step.step_multiply(A[r : r + 1], fused_step.step_panels(W),
+                                                       m)[0], got[r])
+    assert np.array_equal(got, fused.panel_matmul(A, fused.panels(W), m))  # the same sums
+    with pytest.raises(ValueError, match="do not fit"):
+        fused_step.step_multiply(A, fused_step.step_panels(W), m + 200)
+
+
+@needs_fused
 @pytest.mark.parametrize("flags", [[], ["-DFUSED_PLAIN"]], ids=["default-target", "plain-c"])
 def test_the_packed_multiply_is_right_without_native_vectors(tmp_path, flags):
     # fused.c's kernel is sized at compile time for the instruction set -march=native gives;
@@ -129,7 +148,7 @@ def test_the_packed_multiply_is_right_without_native_vectors(tmp_path, flags):
     fused.subprocess.run([*fused._compiler(), "-O2", "-fPIC", "-shared", *flags, "-o", str(so),
                           str(fused.SOURCE)], check=True, capture_output=True)
     lib = ctypes.CDLL(str(so))
-    lib.panel_width.restype = ctypes.c_long
+    lib.panel_width.restype = lib.step_panel_width.restype = ctypes.c_long
     nr = lib.panel_width()
     for n, k, m in PANEL_SHAPES:
         rng = np.random.default_rng(n + k + m)
@@ -144,6 +163,15 @@ def test_the_packed_multiply_is_right_without_native_vectors(tmp_path, flags):
         want = _naive_panel_product(A, W)
         assert_close(got, want, rtol=0, atol=1e-6 * k * np.max(np.abs(want)),
                      what=f"{flags} n={n} k={k} m={m}")
+        sw = lib.step_panel_width()  # the model step's wider panels (fused_step)
+        step_packed = np.empty(-(-m // sw) * sw * k, np.float32)
+        lib.pack_step_panels(ctypes.c_long(k), ctypes.c_long(m), ctypes.c_void_p(W.ctypes.data),
+                             ctypes.c_void_p(step_packed.ctypes.data))
+        by_step = np.empty((n, m), np.float32)
+        lib.step_multiply(*(ctypes.c_long(v) for v in (n, k, m)),
+                          *(ctypes.c_void_p(a.ctypes.data) for a in (A, step_packed, by_step)))
+        assert_close(by_step, want, rtol=0, atol=1e-6 * k * np.max(np.abs(want)),
+                     what=f"step {flags} n={n} k={k} m={m}")
 
 
 @needs_fused
@@ -314,7 +342,7 @@ def _numpy_kernels(cfg, params):
 @needs_fused
 @pytest.mark.parametrize("cell", ["lstm", "gru"])
 @pytest.mark.parametrize("V,H,L,N", [(7, 5, 3, 1), (7, 5, 1, 3), (65, 64, 2, 1), (3, 1, 2, 2),
-                                     (11, 33, 2, 4)])
+                                     (11, 33, 2, 4), (130, 100, 2, 1), (65, 72, 1, 2)])
 def test_the_fused_model_step_agrees_with_numpy_and_float64(cell, V, H, L, N):
     cfg, params = _model(cell, V, H, L, seed=V + H + L + N)
     fast, ref = M.stepper(params, cfg), _numpy_kernels(cfg, params)
@@ -345,21 +373,22 @@ def test_the_fused_model_step_agrees_with_numpy_and_float64(cell, V, H, L, N):
 
 @needs_fused
 @pytest.mark.parametrize("cell", ["lstm", "gru"])
-def test_the_fused_model_step_is_the_fused_cells_step_bit_for_bit(cell, monkeypatch):
-    # the same sums in the same order as the model's NumPy step running the fused single steps:
-    # the text a seed samples did not change when the whole step moved into the kernels
-    cfg, params = _model(cell, 13, 24, 3)
-    fast = M.stepper(params, cfg)
-    monkeypatch.setattr(fused, "stack_stepper", lambda *a: None)
-    per_layer = M.stepper(params, cfg)
-    assert fast is not per_layer and per_layer.__qualname__.startswith("stepper")
-    state = M.init_state(cfg, 2)
-    for t, ids in enumerate([[0, 1], [12, 5], [3, 3], [7, 0]]):
-        ids = np.array(ids, dtype=np.intp)
-        (a, sa), (b, sb) = fast(ids, state), per_layer(ids, state)
-        assert np.array_equal(a, b), t
-        assert all(np.array_equal(x, y) for s, r in zip(sa, sb) for x, y in zip(s, r)), t
-        state = sa
+def test_a_streams_step_does_not_depend_on_the_streams_beside_it_or_on_the_step(cell):
+    # the model step's products sum each output in one order, whatever the rows: three streams
+    # stepped together give, bit for bit, what each gives alone, and a step made anew gives
+    # what the last one gave (the same seed samples the same text)
+    cfg, params = _model(cell, 13, 40, 2)
+    together, apart = M.stepper(params, cfg), M.stepper(params, cfg)
+    assert together.__qualname__.startswith("stack_stepper")
+    state = M.init_state(cfg, 3)
+    alone = [M.init_state(cfg, 1) for _ in range(3)]
+    for t, ids in enumerate([[0, 1, 2], [12, 5, 5], [3, 3, -1], [7, 0, 9]]):
+        logits, state = together(np.array(ids, dtype=np.intp), state)
+        for r in range(3):
+            one, alone[r] = apart(np.array(ids[r : r + 1], dtype=np.intp), alone[r])
+            assert np.array_equal(one[0], logits[r]), (t, r)
+            for s, a in zip(state, alone[r]):
+                assert all(np.array_equal(x[r], y[0]) for x, y in zip(s, a)), (t, r)
 
 
 @needs_fused
