@@ -20,7 +20,9 @@ same numbers of training characters. A run directory already there is read, not 
 `torch` trains PyTorch's nn.GRU/LSTM/RNN the same way (below) for the same minutes. Each run
 appends one line to WORK/results.jsonl; `report` prints, per corpus and setting, the best
 validation bits per character, the validation figure after --at-chars training characters (read
-from the run's evaluations, interpolated linearly between the two around it), the training
+from the run's evaluations, interpolated linearly between the two around it; the learning rate
+follows the clock, so runs at different speeds reach that count at different points of their
+schedule, and the slower one, further down its decay, is favoured), the training
 figure over the last --eval-chars characters (as trained, dropout on), epochs, characters
 trained and characters per second (evaluations included), then each setting's mean gap to the
 best per corpus and mean rank, and the corpora's provenance.
