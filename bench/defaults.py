@@ -20,7 +20,10 @@ same numbers of training characters. A run directory already there is read, not 
 `torch` trains PyTorch's nn.GRU/LSTM/RNN the same way (below) for the same minutes. Each run
 appends one line to WORK/results.jsonl; `report` prints, per corpus and setting, the best
 validation bits per character, the validation figure after --at-chars training characters (read
-from the run's evaluations, interpolated linearly between the two around it), epochs, characters
+from the run's evaluations, interpolated linearly between the two around it; the learning rate
+follows the clock, so runs at different speeds reach that count at different points of their
+schedule, and the slower one, further down its decay, is favoured), the training
+figure over the last --eval-chars characters (as trained, dropout on), epochs, characters
 trained and characters per second (evaluations included), then each setting's mean gap to the
 best per corpus and mean rank, and the corpora's provenance.
 
@@ -200,17 +203,21 @@ def at_chars(evals: list, chars: float):
     return v0 if c1 == c0 else v0 + (v1 - v0) * (chars - c0) / (c1 - c0)
 
 
-def read_run(out: Path) -> dict:
+def read_run(out: Path, window: int = EVAL_CHARS) -> dict:
     """A finished charrnn run's figures: best and every evaluation (training characters,
-    val_bpc), epochs, characters, seconds."""
+    val_bpc), the training figure over its last `window` characters (the mean of the "train"
+    records there, each itself a mean over its steps), epochs, characters, seconds."""
     meta = C.read_meta(out / "last.npz")
     t, m = meta["train"], meta["train"]["model"]
     per_step = t["batch"] * t["seq"]
     hist = meta["history"]
     evals = [(r["step"] * per_step, r["val_bpc"]) for r in hist if r["kind"] == "eval"]
+    end = [r["train_bpc"] for r in hist if r["kind"] == "train"
+           and r["step"] * per_step > meta["step"] * per_step - window]
     return {"setting": f"{m['cell']} {m['hidden']}x{m['layers']} d{m['dropout']:g} "
                        f"b{t['batch']} s{t['seq']} lr{t['lr']:g} w{t['warmup']}",
-            "best_val_bpc": meta["best_val_bpc"], "evals": evals, "epochs": hist[-1]["epoch"],
+            "best_val_bpc": meta["best_val_bpc"], "evals": evals,
+            "train_bpc_end": sum(end) / len(end) if end else None, "epochs": hist[-1]["epoch"],
             "chars": meta["step"] * per_step, "seconds": meta["elapsed"],
             "kernels": t.get("kernels")}
 
@@ -245,7 +252,7 @@ def run_charrnn(args, extra: list) -> None:
         start = json.loads((out / "bench.json").read_text()) if (out / "bench.json").exists() \
             else {"cpu": cpu_model(), "load": None, "load_end": None, "date": None}
         record(args.work, {"corpus": name, "label": args.label, "impl": "charrnn",
-                           "command": " ".join(cmd), **read_run(out), **start})
+                           "command": " ".join(cmd), **read_run(out, args.eval_chars), **start})
 
 
 # --------------------------------------------------------------------------------------------
@@ -305,7 +312,7 @@ def torch_run(torch, a, path: str) -> dict:
 
     every = max(1, a.eval_chars // (N * T))
     seconds, evals = a.minutes * 60, []
-    step, chunk, state = 0, 0, None
+    step, chunk, state, losses = 0, 0, None, []
     t0 = time.perf_counter()
     while (el := time.perf_counter() - t0) < seconds:
         x, y = (ids(v) for v in b.chunk(chunk))
@@ -317,6 +324,7 @@ def torch_run(torch, a, path: str) -> dict:
         loss.backward()
         torch.nn.utils.clip_grad_norm_(params, a.clip)
         opt.step()
+        losses.append(loss.item())
         step, chunk, state = step + 1, chunk + 1, detach(state)
         if chunk == b.chunks:  # the streams wrap to their starts: reset the state
             chunk, state = 0, None
@@ -328,6 +336,8 @@ def torch_run(torch, a, path: str) -> dict:
     return {"setting": f"torch {a.cell} {a.hidden}x{a.layers} d{a.dropout:g} b{N} s{T} "
                        f"lr{a.lr:g} w{a.warmup}",
             "best_val_bpc": min(v for _, v in evals), "evals": evals,
+            "train_bpc_end": sum(losses[-every:]) / len(losses[-every:]) / math.log(2)
+            if losses else None,
             "epochs": step / b.chunks, "chars": step * N * T, "seconds": el,
             "torch": torch.__version__, "threads": a.threads}
 
@@ -380,14 +390,16 @@ def report(a) -> None:
     x = a.at_chars
     print(f"# validation bits per character (each corpus's last 10%); best in the run, and "
           f"after {x:,} training characters")
-    print("| corpus | label | setting | best | at %.1fM chars | epochs | chars | chars/s | "
-          "load (start/end) | date |" % (x / 1e6))
-    print("|---|---|---|---|---|---|---|---|---|---|")
+    print(f"| corpus | label | setting | best | at {x / 1e6:.1f}M chars | "
+          f"train, last {a.eval_chars / 1e6:.1f}M | epochs | chars | chars/s | load (start/end) "
+          f"| date |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|")
     for c in corpora:
         for (cc, lab), r in sorted(rows.items(), key=lambda kv: kv[1]["best_val_bpc"]):
             if cc == c:
                 print(f"| {c} | {lab} | {r['setting']} | {r['best_val_bpc']:.3f} | "
-                      f"{fmt(at_chars(r['evals'], x))} | {r['epochs']:.1f} | "
+                      f"{fmt(at_chars(r['evals'], x))} | {fmt(r.get('train_bpc_end'))} | "
+                      f"{r['epochs']:.1f} | "
                       f"{r['chars'] / 1e6:.1f}M | {r['chars'] / r['seconds']:,.0f} | "
                       f"{r['load']}/{r['load_end']} | {r['date']} |")
     for title, key in (("best", lambda r: r.get("best_val_bpc")),

@@ -88,6 +88,9 @@ def test_train_and_report_end_to_end(bench, tmp_path, capsys):
     assert row["best_val_bpc"] == pytest.approx(min(v for _, v in evals))
     assert row["chars"] == 160 and row["setting"].startswith("gru 8x1 d0.2 b4 s8")
     assert "--eval-every 2" in row["command"] and row["load"] is not None
+    # the training figure: the mean of the "train" records over the last 64 characters (steps 4, 5)
+    end = [r["train_bpc"] for r in logged if r["kind"] == "train" and r["step"] > 3]
+    assert end and row["train_bpc_end"] == pytest.approx(sum(end) / len(end))
     capsys.readouterr()
     bench.main(["report", "--work", str(work), "--at-chars", "96"])
     out = capsys.readouterr().out
@@ -95,6 +98,7 @@ def test_train_and_report_end_to_end(bench, tmp_path, capsys):
     cells = [c.strip() for c in line.strip("|").split("|")]
     assert float(cells[3]) == pytest.approx(row["best_val_bpc"], abs=5e-4)
     assert float(cells[4]) == pytest.approx((evals[0][1] + evals[1][1]) / 2, abs=5e-4)
+    assert float(cells[5]) == pytest.approx(row["train_bpc_end"], abs=5e-4)
     assert "shakespeare: 1,115,394 characters" in out
 
 
@@ -110,6 +114,7 @@ def test_torch_yardstick_scores_validation_as_charrnn_does(bench, tmp_path):
     assert row["chars"] % 15 == 0 and row["evals"][-1][0] == row["chars"]
     assert row["best_val_bpc"] == min(v for _, v in row["evals"])
     assert all(math.isfinite(v) and 0 < v < 10 for _, v in row["evals"])
+    assert math.isfinite(row["train_bpc_end"]) and 0 < row["train_bpc_end"] < 10
     # an untrained model scored as charrnn scores: 3 streams from zero state plus the remainder,
     # here computed as one naive loop per stream, character by character
     args.minutes = 1e-9
@@ -133,5 +138,5 @@ def test_torch_yardstick_scores_validation_as_charrnn_does(bench, tmp_path):
         for j in range(3 * m, P):  # the remainder continues the last stream
             out, h = rnn(torch.eye(V)[int(val[j])].reshape(1, 1, V), h)
             total -= torch.log_softmax(lin(out[0, 0]), -1)[int(val[j + 1])].item()
-    assert row["chars"] == 0 and row["evals"][0][1] == pytest.approx(total / P / np.log(2),
+    assert row["chars"] == 0 and row["train_bpc_end"] is None and row["evals"][0][1] == pytest.approx(total / P / np.log(2),
                                                                      rel=1e-5)
