@@ -196,6 +196,12 @@ class _TrainDisplay:
               show_default=True, metavar="WD", help="Shrink every weight matrix (not the "
               "biases) by lr * WD each step, apart from the gradient (AdamW's decoupled decay); "
               "0 turns it off.")
+@click.option("--ema", type=FiniteFloat(0, 1, max_open=True), default=None, metavar="DECAY",
+              help="Evaluate and save (best.npz, last.npz) an exponential moving average of the "
+              "weights instead of the weights as trained: after each step the average moves "
+              "(1 - DECAY) of the way to them (over roughly the last 1/(1 - DECAY) steps; the "
+              "plain mean of the steps until then), which smooths the noise of the last steps "
+              "away; 0 turns it off  [default: 0]")
 @click.option("--steps", type=_POS, default=None, help="Stop after this many optimizer steps.")
 @click.option("--epochs", type=FiniteFloat(0, min_open=True), default=None,
               help="Stop after this many passes over the training text.")
@@ -323,7 +329,9 @@ def train(corpus, resume, quiet, processes, task, **opts):
             except CorpusError as e:
                 raise click.UsageError(f"no CORPUS given and the bundled corpus is missing "
                                        f"({e})") from None
-        cfg = T.TrainConfig.from_dict({**opts, "corpus": corpus})
+        # the options that default to the task's own value (None here) take TrainConfig's
+        cfg = T.TrainConfig.from_dict({**{k: v for k, v in opts.items() if v is not None},
+                                       "corpus": corpus})
     elif corpus is None:
         raise click.UsageError(f"--task {task} needs DATA: a TSV file"
                                + (" or a folder of <label>.txt files" if task == "classify"
