@@ -201,7 +201,7 @@ class _TrainDisplay:
               "weights instead of the weights as trained: after each step the average moves "
               "(1 - DECAY) of the way to them (over roughly the last 1/(1 - DECAY) steps; the "
               "plain mean of the steps until then), which smooths the noise of the last steps "
-              "away; 0 turns it off  [default: 0]")
+              "away; 0 turns it off  [default: 0; classify: 0.995]")
 @click.option("--steps", type=_POS, default=None, help="Stop after this many optimizer steps.")
 @click.option("--epochs", type=FiniteFloat(0, min_open=True), default=None,
               help="Stop after this many passes over the training text.")
@@ -297,7 +297,7 @@ def train(corpus, resume, quiet, processes, task, **opts):
 
     For classify, tag, seq2seq and generate, the options not given take that task's own
     defaults (classify: a bidirectional GRU 256x2, dropout 0.4, batch 64, lr 5e-3, mean+max
-    pooling; tag: a
+    pooling, the weights' moving average evaluated and saved (--ema 0.995); tag: a
     bidirectional GRU 256x1, dropout 0.2, batch 32; seq2seq: a bidirectional GRU 128x1 encoder,
     a GRU decoder with additive attention, batch 32; generate: a GRU 256x1, dropout 0.2, batch
     64, lr 5e-3; eval every 200 steps), batches hold texts of nearly one length, and the
