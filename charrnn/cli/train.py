@@ -199,9 +199,9 @@ class _TrainDisplay:
 @click.option("--ema", type=FiniteFloat(0, 1, max_open=True), default=None, metavar="DECAY",
               help="Evaluate and save (best.npz, last.npz) an exponential moving average of the "
               "weights instead of the weights as trained: after each step the average moves "
-              "(1 - DECAY) of the way to them (over roughly the last 1/(1 - DECAY) steps; the "
-              "plain mean of the steps until then), which smooths the noise of the last steps "
-              "away; 0 turns it off  [default: 0; classify: 0.995]")
+              "(1 - DECAY) of the way to them, so it reaches back about 1/(1 - DECAY) steps "
+              "(in a run's first steps, the last tenth of them), which smooths the noise of the "
+              "last steps away; 0 turns it off  [default: 0; classify: 0.995]")
 @click.option("--steps", type=_POS, default=None, help="Stop after this many optimizer steps.")
 @click.option("--epochs", type=FiniteFloat(0, min_open=True), default=None,
               help="Stop after this many passes over the training text.")

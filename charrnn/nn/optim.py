@@ -23,11 +23,13 @@ The hyperparameters other than lr and wd live in HYPER, in one place.
 `Average` keeps an exponential moving average of the parameters (Polyak averaging), updated
 after every step, with decay d after update t (counted from 1)
 
-    d_t = min(d, 1 - 1/t);      a_t = d_t * a_{t-1} + (1 - d_t) * p_t
+    d_t = min(d, (t - 1) / (t + 8));      a_t = d_t * a_{t-1} + (1 - d_t) * p_t
 
-so the average is the plain mean of the first 1 / (1 - d) steps' weights, then forgets
-old steps at the rate d per step (its window is about 1 / (1 - d) steps). It never feeds back
-into training: the trainer evaluates and saves it in place of the weights it steps.
+so a_1 = p_1, and the average reaches back about (t + 8) / 9 steps, the last tenth of the run so
+far, until that is 1 / (1 - d) steps (at t = (8d + 1) / (1 - d): 1,792 steps for d = 0.995);
+from then on it forgets old steps at the rate d per step. The warm-up keeps a short run's
+average close to its last weights instead of dragging in the first, untrained ones. It never
+feeds back into training: the trainer evaluates and saves it in place of the weights it steps.
 """
 
 from __future__ import annotations
@@ -166,7 +168,7 @@ class Average:
 
     def update(self, params: dict[str, np.ndarray], t: int) -> None:
         """Fold in the weights after update number t (from 1): a += (1 - d_t) (p - a)."""
-        keep = min(self.decay, 1 - 1 / t)
+        keep = min(self.decay, (t - 1) / (t + 8))
         for k, p in params.items():
             a, tmp = self.params[k], self._scratch[k]
             np.subtract(p, a, out=tmp)

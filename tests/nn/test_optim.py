@@ -158,23 +158,27 @@ def test_schedule():
 
 def step_weights(decay, steps):
     """Each step's share of the average after `steps` updates, from the documented rule
-    a_t = d_t a_{t-1} + (1 - d_t) p_t, d_t = min(decay, 1 - 1/t), unrolled in plain floats."""
-    d = [min(decay, 1 - 1 / t) for t in range(1, steps + 1)]
+    a_t = d_t a_{t-1} + (1 - d_t) p_t, d_t = min(decay, (t - 1) / (t + 8)), unrolled in plain
+    floats."""
+    d = [min(decay, (t - 1) / (t + 8)) for t in range(1, steps + 1)]
     return [(1 - d[i]) * math.prod(d[i + 1:]) for i in range(steps)]
 
 
-def test_average_is_the_mean_of_the_first_steps_then_decays(rng):
-    steps = [{"W": rng.standard_normal((3, 4)), "b": rng.standard_normal(5)} for _ in range(9)]
-    avg = Average(steps[0], 0.75)  # 1 / (1 - 0.75) = 4: the plain mean of steps 1-4
+def test_average_starts_at_the_first_step_and_weighs_the_steps_as_documented(rng):
+    steps = [{"W": rng.standard_normal((3, 4)), "b": rng.standard_normal(5)} for _ in range(40)]
+    avg = Average({k: np.zeros_like(v) for k, v in steps[0].items()}, 0.75)
     for t, p in enumerate(steps, start=1):
         avg.update(p, t)
-        if t == 4:
+        if t == 1:  # d_1 = 0: the average is the first step's weights, whatever came before
             for k in p:
-                assert_close(avg.params[k], np.mean([s[k] for s in steps[:4]], axis=0),
-                             what=f"mean of 4 steps, {k}")
-    w = step_weights(0.75, 9)
+                np.testing.assert_array_equal(avg.params[k], p[k])
+        if t == 2:  # d_2 = 1/10
+            for k in p:
+                assert_close(avg.params[k], 0.1 * steps[0][k] + 0.9 * steps[1][k], what=k)
+    w = step_weights(0.75, 40)  # d_t reaches 0.75 at t = 28
     assert_close(sum(w), 1.0, what="the shares")
     assert_close(w[-1], 0.25, what="the last step's share")
+    assert_close(w[-2], 0.25 * 0.75, what="the one before")
     for k in steps[0]:
         assert_close(avg.params[k], sum(wi * s[k] for wi, s in zip(w, steps)), what=k)
 
