@@ -17,7 +17,8 @@ Format (version 2; bump FORMAT_VERSION on any change an older reader would misre
                                     history, RNG state, data position), kept as given
     param/<name>      every model parameter, names as the family's param_shapes gives them
                       (for "lm": l0.Wx, ..., Wy, by)
-    <other>/<name>    extra arrays (optimizer moments "opt/...", carried state "state/...")
+    <other>/<name>    extra arrays (optimizer moments "opt/...", carried state "state/...", and
+                      with --ema the weights as trained "train/...", the model being their average)
 
 Version 1 (charrnn before model families) is version 2 without "family": every version-1 file
 is a language model, and is read as one (its "train" settings, flat, are read by

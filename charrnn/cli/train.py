@@ -198,6 +198,12 @@ class _TrainDisplay:
               show_default=True, metavar="WD", help="Shrink every weight matrix (not the "
               "biases) by lr * WD each step, apart from the gradient (AdamW's decoupled decay); "
               "0 turns it off.")
+@click.option("--ema", type=FiniteFloat(0, 1, max_open=True), default=None, metavar="DECAY",
+              help="Evaluate and save (best.npz, last.npz) an exponential moving average of the "
+              "weights instead of the weights as trained: after each step the average moves "
+              "(1 - DECAY) of the way to them, so it reaches back about 1/(1 - DECAY) steps "
+              "(in a run's first steps, the last tenth of them), which smooths the noise of the "
+              "last steps away; 0 turns it off  [default: 0; classify: 0.995]")
 @click.option("--steps", type=_POS, default=None, help="Stop after this many optimizer steps.")
 @click.option("--epochs", type=FiniteFloat(0, min_open=True), default=None,
               help="Stop after this many passes over the training text.")
@@ -293,7 +299,7 @@ def train(corpus, resume, quiet, processes, task, **opts):
 
     For classify, tag, seq2seq and generate, the options not given take that task's own
     defaults (classify: a bidirectional GRU 256x2, dropout 0.4, batch 64, lr 5e-3, mean+max
-    pooling; tag: a
+    pooling, the weights' moving average evaluated and saved (--ema 0.995); tag: a
     bidirectional GRU 256x1, dropout 0.2, batch 32; seq2seq: a bidirectional GRU 128x1 encoder,
     a GRU decoder with additive attention, batch 32; generate: a GRU 256x1, dropout 0.2, batch
     64, lr 5e-3; eval every 200 steps), batches hold texts of nearly one length, and the
@@ -325,7 +331,9 @@ def train(corpus, resume, quiet, processes, task, **opts):
             except CorpusError as e:
                 raise click.UsageError(f"no CORPUS given and the bundled corpus is missing "
                                        f"({e})") from None
-        cfg = T.TrainConfig.from_dict({**opts, "corpus": corpus})
+        # the options that default to the task's own value (None here) take TrainConfig's
+        cfg = T.TrainConfig.from_dict({**{k: v for k, v in opts.items() if v is not None},
+                                       "corpus": corpus})
     elif corpus is None:
         raise click.UsageError(f"--task {task} needs DATA: a TSV file"
                                + (" or a folder of <label>.txt files" if task == "classify"

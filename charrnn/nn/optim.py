@@ -19,6 +19,17 @@ left alone) first shrinks by p *= 1 - lr * wd, decoupled from the gradient (Adam
 Hutter 2019; the same rule for every optimizer), so it follows the learning-rate schedule.
 
 The hyperparameters other than lr and wd live in HYPER, in one place.
+
+`Average` keeps an exponential moving average of the parameters (Polyak averaging), updated
+after every step, with decay d after update t (counted from 1)
+
+    d_t = min(d, (t - 1) / (t + 8));      a_t = d_t * a_{t-1} + (1 - d_t) * p_t
+
+so a_1 = p_1, and the average reaches back about (t + 8) / 9 steps, the last tenth of the run so
+far, until that is 1 / (1 - d) steps (at t = (8d + 1) / (1 - d): 1,792 steps for d = 0.995);
+from then on it forgets old steps at the rate d per step. The warm-up keeps a short run's
+average close to its last weights instead of dragging in the first, untrained ones. It never
+feeds back into training: the trainer evaluates and saves it in place of the weights it steps.
 """
 
 from __future__ import annotations
@@ -142,6 +153,27 @@ class Optimizer:
         if math.isfinite(norm):
             self.step(params, grads, lr)
         return norm
+
+
+class Average:
+    """An exponential moving average `params` of the parameters (see the module docstring),
+    allocation-free per update (one scratch buffer per parameter)."""
+
+    def __init__(self, params: dict[str, np.ndarray], decay: float):
+        if not 0 < decay < 1:
+            raise ConfigError(f"the average's decay must be in (0, 1), not {decay!r}")
+        self.decay = decay
+        self.params = {k: p.copy() for k, p in params.items()}
+        self._scratch = {k: np.empty_like(p) for k, p in params.items()}
+
+    def update(self, params: dict[str, np.ndarray], t: int) -> None:
+        """Fold in the weights after update number t (from 1): a += (1 - d_t) (p - a)."""
+        keep = min(self.decay, (t - 1) / (t + 8))
+        for k, p in params.items():
+            a, tmp = self.params[k], self._scratch[k]
+            np.subtract(p, a, out=tmp)
+            tmp *= 1 - keep
+            a += tmp
 
 
 def learning_rate(base: float, schedule: str, warmup: int, step: int, progress: float) -> float:

@@ -61,6 +61,9 @@ class TrainConfig:
     warmup: int = 100
     clip: float = 5.0
     weight_decay: float = 0.0  # decoupled: weight matrices shrink by lr * weight_decay per step
+    # > 0: evaluate and save an exponential moving average of the weights with this decay per
+    # step (charrnn.nn.optim.Average) instead of the weights as trained; 0: off
+    ema: float = 0.0
     steps: int | None = None
     epochs: float | None = None
     minutes: float | None = None  # with no budget at all, DEFAULT_MINUTES
@@ -104,6 +107,8 @@ class TrainConfig:
         wd = self.weight_decay
         need(isinstance(wd, (int, float)) and not isinstance(wd, bool) and 0 <= wd < math.inf,
              f"weight_decay must be a number >= 0, not {wd!r}")
+        need(isinstance(self.ema, (int, float)) and not isinstance(self.ema, bool)
+             and 0 <= self.ema < 1, f"ema must be a number in [0, 1), not {self.ema!r}")
         for name, choices in (("optimizer", OPTIMIZERS), ("schedule", SCHEDULES),
                               ("kernels", KERNEL_CHOICES)):
             need(getattr(self, name) in choices,

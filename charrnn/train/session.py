@@ -12,11 +12,17 @@ Checkpoint meta (besides the model, family and vocabulary, see charrnn.checkpoin
 (an absolute path, in "train" too, so a run reads from any directory; older runs' relative
 paths: see checkpoint.recorded_corpus),
 "elapsed", and for the exact resume "rng" (the Generator's bit_generator.state), "data" (epoch,
-chunk), "bad_evals", the data's fingerprint (for "lm" "corpus_chars" and "corpus_crc32"), "threads" (the
-processes the batches were split across, see charrnn.parallel; --resume uses as many unless told
-otherwise), "numerics" (what the sums' last bits depend on beyond the settings: NumPy's
-version, its BLAS and the compiled kernels' build, see `numerics`); arrays "opt/<slot>.<param>", "opt/t" and "state/<name>" for each array of the state
-carried into the next batch (the family's state_names: "state/l0.h", "state/l0.c", ...).
+chunk), "bad_evals", the data's fingerprint (for "lm" "corpus_chars" and "corpus_crc32"),
+"threads" (the processes the batches were split across, see charrnn.parallel; --resume uses as
+many unless told otherwise), "numerics" (what the sums' last bits depend on beyond the
+settings: NumPy's version, its BLAS and the compiled kernels' build, see `numerics`); arrays
+"opt/<slot>.<param>", "opt/t" and "state/<name>" for each array of the state carried into the
+next batch (the family's state_names: "state/l0.h", "state/l0.c", ...).
+
+With --ema (TrainConfig.ema > 0) the model that is evaluated and saved as a checkpoint's
+parameters is the moving average of the weights (charrnn.nn.optim.Average), so best.npz is
+the best average and every command reads it as any model; the weights the optimizer steps are
+saved beside it as arrays "train/<param>", which --resume continues from.
 
 Exactness: everything a step depends on (parameters, optimizer state, RNG, data position, carried
 state, step) is in the checkpoint, and evaluation touches none of it, so a run stopped at step k
@@ -42,7 +48,7 @@ from .. import checkpoint as C
 from ..errors import CharrnnError, CheckpointError, ConfigError, CorpusError
 from ..models import family
 from ..nn import cells
-from ..nn.optim import Optimizer
+from ..nn.optim import Average, Optimizer
 from ..nn.state import flat_state, nest_state
 from ..parallel import workers as P
 from .config import RUN_ONLY, TrainConfig, _whole, as_run, check_memory, nothing_to_resume
@@ -100,6 +106,7 @@ class Session:
         self.rng = np.random.default_rng(cfg.seed)
         self.params = F.init_params(self.model, self.rng)
         self.opt = Optimizer(cfg.optimizer, self.params, cfg.weight_decay)
+        self.average = Average(self.params, cfg.ema) if cfg.ema else None
         self.state = F.init_state(self.model, cfg.batch)
         self.step, self.epoch, self.chunk, self.bad_evals, self.elapsed0 = 0, 0, 0, 0, 0.0
         self.history, self.best = [], None
@@ -111,6 +118,17 @@ class Session:
             C.atomic_write(self.metrics, lambda f: f.write(lines.encode()))
         except OSError as e:
             raise self.unwritable(self.metrics, e) from None
+
+    @property
+    def weights(self) -> dict:
+        """The model that is evaluated and saved: the moving average with --ema, else the
+        weights as trained."""
+        return self.average.params if self.average else self.params
+
+    def stepped(self) -> None:
+        """After each optimizer step: fold the new weights into the average."""
+        if self.average:
+            self.average.update(self.params, self.opt.t)
 
     @property
     def epoch_f(self) -> float:
@@ -145,7 +163,11 @@ class Session:
             raise CorpusError(f"{cfg.corpus} is not the text this run was trained on")
         try:
             for k in self.params:
-                self.params[k][...] = ckpt.params[k]
+                if self.average:  # the checkpoint's model is the average
+                    self.params[k][...] = ckpt.arrays[f"train/{k}"]
+                    self.average.params[k][...] = ckpt.params[k]
+                else:
+                    self.params[k][...] = ckpt.params[k]
             self.opt.load_state({k[4:]: v for k, v in ckpt.arrays.items() if k.startswith("opt/")})
             want = flat_state(self.state)
             got = [ckpt.arrays[f"state/{n}"] for n in self.F.state_names(self.model)]
@@ -179,9 +201,11 @@ class Session:
         arrays = {f"opt/{k}": v for k, v in self.opt.state.items()}
         names = F.state_names(self.model)
         arrays.update({f"state/{n}": a for n, a in zip(names, flat_state(self.state))})
+        if self.average:
+            arrays.update({f"train/{k}": v for k, v in self.params.items()})
         try:
             C.save(self.run_dir / f"{name}{C.SUFFIX}",
-                   C.Checkpoint(self.model, self.data.vocab, self.params, meta, arrays, F.NAME))
+                   C.Checkpoint(self.model, self.data.vocab, self.weights, meta, arrays, F.NAME))
         except CheckpointError as e:  # "cannot write checkpoint <path>: <reason>"
             raise CheckpointError(f"{e}; {self._intact()}") from None
 
@@ -195,7 +219,7 @@ class Session:
 
     def evaluate(self, elapsed: float) -> dict:
         """Score the validation data (F.evaluate); save best and last; return the record."""
-        figures = self.F.evaluate(self.params, self.model, self.data, self.cfg, self.workers)
+        figures = self.F.evaluate(self.weights, self.model, self.data, self.cfg, self.workers)
         rec = {"kind": "eval", "step": self.step, "epoch": self.epoch_f, **figures,
                "elapsed": elapsed}
         self.log(rec)

@@ -227,6 +227,7 @@ class _Loop:
                 f"training diverged at step {s.step + 1}: {what}; try a lower --lr "
                 f"(it was {self.cfg.lr:g}); the checkpoints in {s.run_dir} are unchanged")
         s.state = state
+        s.stepped()
         return loss, norm
 
     def advance(self) -> None:

@@ -404,3 +404,14 @@ def test_a_resume_on_another_numpy_says_so_on_its_first_lines(corpus, tmp_path):
     notes = [ln for ln in r.stderr.splitlines() if ln.startswith("note:")]
     assert notes == [(f"note: this run was trained with other numerics (NumPy 1.26.0 -> "
                      f"{np.__version__}): it continues to rounding, not bit for bit")]
+
+
+def test_ema_option_saves_the_average_and_refuses_a_decay_of_one(tmp_path, corpus):
+    r = run(corpus, "--out", tmp_path / "r", "--steps", 5, "--ema", 0.9, *TINY_QUIET)
+    assert r.exit_code == 0, r.stderr
+    ck = C.load(tmp_path / "r" / "last.npz")
+    assert ck.meta["train"]["ema"] == 0.9
+    assert sorted(k[6:] for k in ck.arrays if k.startswith("train/")) == sorted(ck.params)
+    assert TrainConfig.from_dict({"corpus": str(corpus)}).ema == 0  # off by default for lm
+    r = run(corpus, "--out", tmp_path / "s", "--steps", 5, "--ema", 1, *TINY_QUIET)
+    assert r.exit_code == 2 and "--ema" in r.stderr and r.stdout == ""

@@ -301,3 +301,13 @@ def test_the_train_options_each_task_takes_follow_from_its_config_and_ignores():
     for option in (p.name for p in train.params):
         got = tuple(t for t, F in FAMILIES.items() if _applies(F, option))
         assert got == only.get(option, tuple(FAMILIES)), option
+
+
+def test_the_classifier_alone_averages_its_weights_by_default():
+    from charrnn.train.config import TrainConfig
+
+    assert TrainConfig.for_task("classify", corpus="x.tsv").ema == 0.995
+    assert TrainConfig.for_task("classify", corpus="x.tsv", ema=0).ema == 0  # given beats it
+    for name in FAMILIES:
+        if name != "classify":
+            assert TrainConfig.for_task(name, corpus="x.tsv").ema == 0, name

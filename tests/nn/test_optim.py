@@ -6,9 +6,11 @@ import tracemalloc
 import numpy as np
 import pytest
 
+from charrnn.errors import ConfigError
 from charrnn.nn.optim import (
     HYPER,
     MIN_LR_FRAC,
+    Average,
     Optimizer,
     clip_by_global_norm,
     global_norm,
@@ -152,3 +154,44 @@ def test_schedule():
     assert_close(learning_rate(2.0, "cosine", 0, 10, 0.5), 2.0 * (MIN_LR_FRAC + (1 - MIN_LR_FRAC) / 2))
     assert_close(learning_rate(2.0, "cosine", 0, 10, 1.0), 2.0 * MIN_LR_FRAC)
     assert learning_rate(2.0, "cosine", 0, 10, 5.0) == learning_rate(2.0, "cosine", 0, 10, 1.0)
+
+
+def step_weights(decay, steps):
+    """Each step's share of the average after `steps` updates, from the documented rule
+    a_t = d_t a_{t-1} + (1 - d_t) p_t, d_t = min(decay, (t - 1) / (t + 8)), unrolled in plain
+    floats."""
+    d = [min(decay, (t - 1) / (t + 8)) for t in range(1, steps + 1)]
+    return [(1 - d[i]) * math.prod(d[i + 1:]) for i in range(steps)]
+
+
+def test_average_starts_at_the_first_step_and_weighs_the_steps_as_documented(rng):
+    steps = [{"W": rng.standard_normal((3, 4)), "b": rng.standard_normal(5)} for _ in range(40)]
+    avg = Average({k: np.zeros_like(v) for k, v in steps[0].items()}, 0.75)
+    for t, p in enumerate(steps, start=1):
+        avg.update(p, t)
+        if t == 1:  # d_1 = 0: the average is the first step's weights, whatever came before
+            for k in p:
+                np.testing.assert_array_equal(avg.params[k], p[k])
+        if t == 2:  # d_2 = 1/10
+            for k in p:
+                assert_close(avg.params[k], 0.1 * steps[0][k] + 0.9 * steps[1][k], what=k)
+    w = step_weights(0.75, 40)  # d_t reaches 0.75 at t = 28
+    assert_close(sum(w), 1.0, what="the shares")
+    assert_close(w[-1], 0.25, what="the last step's share")
+    assert_close(w[-2], 0.25 * 0.75, what="the one before")
+    for k in steps[0]:
+        assert_close(avg.params[k], sum(wi * s[k] for wi, s in zip(w, steps)), what=k)
+
+
+def test_average_update_allocates_no_arrays_and_rejects_a_bad_decay(rng):
+    params = {"W": rng.standard_normal((200, 300)), "b": rng.standard_normal(300)}
+    avg = Average(params, 0.99)
+    avg.update(params, 1)
+    tracemalloc.start()
+    avg.update(params, 2)
+    _, peak = tracemalloc.get_traced_memory()
+    tracemalloc.stop()
+    assert peak < 10_000, f"the average's update allocated {peak} bytes"
+    for bad in (0.0, 1.0, 1.5):
+        with pytest.raises(ConfigError, match="decay"):
+            Average(params, bad)

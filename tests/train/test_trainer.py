@@ -16,7 +16,7 @@ from charrnn.errors import CharrnnError, ConfigError, CorpusError, TrainingDiver
 from charrnn.models import lm as M
 from charrnn.parallel import workers as P
 from charrnn.train.trainer import TrainConfig, resume_config, train
-from tests.helpers import assert_same_params, tiny
+from tests.helpers import assert_close, assert_same_params, tiny
 
 FOX = "a quick brown fox jumps over the lazy dog; " * 30
 
@@ -96,6 +96,43 @@ def test_interrupted_and_resumed_equals_uninterrupted(tmp_path, corpus, opt):
     assert_same_params(part.params, full.params)
     assert_same_params(part.arrays, full.arrays, what="arrays")
     assert part.meta["rng"] == full.meta["rng"] and part.meta["data"] == full.meta["data"]
+
+
+def test_ema_saves_the_average_of_every_step_and_trains_as_without(tmp_path, corpus):
+    """The run with --ema 0.6 steps exactly the weights of the run without it (saved as
+    train/<param>), and its checkpoint's model is the average of those weights after each of its
+    5 steps, each step's share from the documented rule (tests/nn/test_optim.py's unrolling),
+    the weights of each step read from a run of that many steps."""
+    from tests.nn.test_optim import step_weights
+
+    kw = {"dropout": 0.3, "eval_every": 5}
+    for k in range(1, 6):
+        train(tiny_fox(corpus, tmp_path / f"k{k}", steps=k, **kw))
+    train(tiny_fox(corpus, tmp_path / "ema", steps=5, ema=0.6, **kw))
+    ck = C.load(tmp_path / "ema" / "last.npz")
+    raw = [params_of(tmp_path / f"k{k}" / "last.npz") for k in range(1, 6)]
+    trained = {k[6:]: v for k, v in ck.arrays.items() if k.startswith("train/")}
+    assert_same_params(trained, raw[-1], what="the weights as trained")
+    w = step_weights(0.6, 5)
+    for name in raw[0]:
+        assert_close(ck.params[name], sum(wi * r[name] for wi, r in zip(w, raw)), what=name)
+    val = lambda run: [h["val_bpc"] for h in C.load(tmp_path / run / "last.npz").meta["history"]
+                       if h["kind"] == "eval"]
+    assert val("ema") != val("k5")  # evaluated on the average, not the weights as trained
+    assert_same_params(params_of(tmp_path / "ema" / "best.npz"), ck.params)  # the one evaluation
+
+
+def test_ema_resumes_exactly(tmp_path, corpus):
+    kw = {"dropout": 0.3, "steps": 23, "eval_every": 6, "ema": 0.9}
+    train(tiny_fox(corpus, tmp_path / "full", **kw))
+    train(tiny_fox(corpus, tmp_path / "part", **{**kw, "steps": 13}))
+    train(resume_config(tmp_path / "part", steps=23), resume=True)
+    full, part = C.load(tmp_path / "full" / "last.npz"), C.load(tmp_path / "part" / "last.npz")
+    assert_same_params(part.params, full.params)
+    assert_same_params(part.arrays, full.arrays, what="arrays")
+    assert any(k.startswith("train/") for k in full.arrays)
+    with pytest.raises(ConfigError, match="ema"):  # the average is the run's, as the model is
+        train(resume_config(tmp_path / "part", steps=30, ema=0.5), resume=True)
 
 
 def test_cosine_resume_after_a_stop_request(tmp_path, corpus):
@@ -200,7 +237,8 @@ def test_a_lock_left_with_our_own_pid_is_stale(tmp_path, corpus):
                                  {"encoding": "nope"}, {"minutes": -1}, {"hidden": True},
                                  {"batch": 2.0}, {"steps": True}, {"lr": "0.1"},
                                  {"dtype": "float16"}, {"layers": 0}, {"clip": None},
-                                 {"dropout": "0.1"}, {"cell": ["lstm"]}])
+                                 {"dropout": "0.1"}, {"cell": ["lstm"]}, {"ema": 1.0},
+                                 {"ema": -0.1}, {"ema": True}])
 def test_config_validation(bad):
     with pytest.raises(ConfigError):
         TrainConfig.from_dict(bad)
