@@ -136,13 +136,16 @@ def start_ids(vocab: Vocab, prime: str) -> np.ndarray:
     return np.empty(0, dtype=np.intp)
 
 
-def warm(params, cfg: M.ModelConfig, ids: np.ndarray):
+def warm(params, cfg: M.ModelConfig, ids: np.ndarray, step=None):
     """Feed ids (L,) one step at a time from the zero state: (logits (V,), state).
-    With no ids, the zero state and its logits (h = 0, so logits = by)."""
+    With no ids, the zero state and its logits (h = 0, so logits = by). `step`: the model's
+    M.stepper(params, cfg) when the caller has made it already (making one packs the weights,
+    with the fused kernels)."""
     state = M.init_state(cfg, 1)
     logits = params["by"].copy()
     x = np.zeros(1, dtype=np.intp)
-    step = M.stepper(params, cfg)
+    if step is None and len(ids):
+        step = M.stepper(params, cfg)
     for i in ids:
         x[0] = i
         out, state = step(x, state)
@@ -237,8 +240,8 @@ def _fast_draw(cfg, config: SampleConfig):
 
 
 def _draw(params, cfg, vocab, prime, ids, config, rng, warmed):
-    logits, state = warmed or warm(params, cfg, ids)
     step, chars, V = M.stepper(params, cfg), vocab.chars, cfg.vocab_size
+    logits, state = warmed or warm(params, cfg, ids, step)
     accumulate = np.add.accumulate
     greedy, top_k, top_p = config.greedy, config.top_k, config.top_p
     inv_t = 1.0 / config.temperature
