@@ -202,10 +202,9 @@ def backward(dlogits, params, cfg: Config, cache: Cache) -> dict:
         elif part == "mean":
             real = np.arange(T)[:, None] < cache.lengths[None, :]  # (T, N)
             douts += (dz / cache.lengths[:, None].astype(dz.dtype))[None] * real[..., None]
-        else:  # max: each unit's gradient goes to the step it was taken from
-            taken = np.zeros_like(douts)
-            np.put_along_axis(taken, cache.argmax[None], dz[None], axis=0)
-            douts += taken
+        else:  # max: each unit's gradient goes to the step it was taken from (one per unit)
+            at = cache.argmax[None]
+            np.put_along_axis(douts, at, np.take_along_axis(douts, at, axis=0) + dz[None], axis=0)
     grads.update(E.backward(douts, dfinals, cache.enc))
     return grads
 
