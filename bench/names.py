@@ -12,11 +12,17 @@ test.tsv. Then:
   to convergence), unweighted and with balanced class weights, on the same train/test files.
 - `report`: one table, each seed's figures and the mean and spread (sample standard deviation)
   per model, from WORK/results.jsonl (every run appends one line there).
+- `curve`: a learning curve. Each split's training part cut to --fractions of its distinct names
+  (every copy of a kept name kept), charrnn trained for the same --steps at every fraction, the
+  balanced n-gram model fitted on exactly the examples charrnn trains on (its part after `charrnn
+  train`'s own 10% validation split), both scored on the whole test part; WORK/curve.jsonl, and
+  a table of the means. It asks whether the n-gram model's lead comes with the amount of data.
 
     python bench/names.py rnn --label defaults                 5 seeds x 2 minutes
     python bench/names.py rnn --label uni -- --unidirectional  extra options after --
     python bench/names.py ngram                                ~1 minute per seed on 2 cores
     python bench/names.py report
+    python bench/names.py curve --seeds 0,1,2 -- --processes 1   a fixed 2,032 steps each
 
 Time the rnn runs under `flock /tmp/charrnn-timing.lock` on a shared machine. NumPy only (the
 n-gram model is a yardstick here, never a charrnn feature).
@@ -27,6 +33,8 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import random
+import shutil
 import statistics
 import subprocess
 import sys
@@ -70,24 +78,29 @@ def record(work: Path, row: dict) -> None:
           f"{100 * row['macro_accuracy']:.1f}", flush=True)
 
 
+def train_and_score(train: Path, test: Path, out: Path, budget: list, extra: list) -> dict:
+    """`charrnn train --task classify TRAIN BUDGET EXTRA`, then its best checkpoint scored on
+    TEST: {accuracy, macro_accuracy, ceiling, epochs, seconds, load}."""
+    load = os.getloadavg()[0]
+    t0 = time.time()
+    subprocess.run([str(CHARRNN), "train", "--task", "classify", str(train), *budget, "--out",
+                    str(out), "-q", *extra], check=True, stdout=subprocess.DEVNULL)
+    res = json.loads(subprocess.run([str(CHARRNN), "eval", "-c", str(out), str(test), "--json"],
+                                    check=True, capture_output=True, text=True).stdout)
+    last = json.loads((out / "metrics.jsonl").read_text(encoding="utf-8").splitlines()[-1])
+    return {"accuracy": res["accuracy"], "macro_accuracy": res["macro_accuracy"],
+            "ceiling": res.get("accuracy_ceiling"),
+            "epochs": round(last.get("epoch", float("nan")), 1),
+            "seconds": round(time.time() - t0), "load": load}
+
+
 def run_rnn(args, extra: list) -> None:
     for seed in args.seeds:
         train, test = write_split(args.work, seed)
         out = args.work / f"seed{seed}" / f"run-{args.label}"
-        load = os.getloadavg()[0]
-        t0 = time.time()
-        subprocess.run([str(CHARRNN), "train", "--task", "classify", str(train), "--minutes",
-                        str(args.minutes), "--out", str(out), "-q", *extra], check=True,
-                       stdout=subprocess.DEVNULL)
-        res = json.loads(subprocess.run([str(CHARRNN), "eval", "-c", str(out), str(test),
-                                         "--json"], check=True, capture_output=True,
-                                        text=True).stdout)
-        last = json.loads((out / "metrics.jsonl").read_text(encoding="utf-8").splitlines()[-1])
+        res = train_and_score(train, test, out, ["--minutes", str(args.minutes)], extra)
         record(args.work, {"model": f"charrnn {args.label}", "options": extra, "seed": seed,
-                           "accuracy": res["accuracy"], "macro_accuracy": res["macro_accuracy"],
-                           "ceiling": res.get("accuracy_ceiling"), "minutes": args.minutes,
-                           "epochs": round(last.get("epoch", float("nan")), 1),
-                           "seconds": round(time.time() - t0), "load": load})
+                           "minutes": args.minutes, **res})
 
 
 def grams(text: str, longest: int = 5) -> list[str]:
@@ -139,27 +152,108 @@ def fit(bags: Bags, y, K: int, D: int, weights, lam: float, iterations: int, lr:
     return W, b
 
 
+def ngram_scores(tr, te, balanced: bool, l2: float, iterations: int) -> dict:
+    """The n-gram model fitted on the examples `tr` (labelled.Examples), scored on `te`:
+    {accuracy, macro_accuracy}; balanced: inverse class frequency weights."""
+    classes = sorted(set(tr.targets))
+    cls = {c: k for k, c in enumerate(classes)}
+    K = len(classes)
+    index: dict = {}
+    for t in tr.texts:
+        for g in grams(t):
+            index.setdefault(g, len(index))
+    ytr = np.array([cls[c] for c in tr.targets])
+    yte = np.array([cls[c] for c in te.targets])
+    weights = L.inverse_frequency(ytr, K) if balanced else np.ones(K)
+    W, b = fit(Bags(tr.texts, index), ytr, K, len(index), weights, l2, iterations)
+    f = figures(yte, Bags(te.texts, index).logits(W, b).argmax(axis=1), K)
+    return {"accuracy": f["accuracy"], "macro_accuracy": f["macro_accuracy"]}
+
+
 def run_ngram(args) -> None:
     for seed in args.seeds:
         train, test = write_split(args.work, seed)
         tr, te = L.read(train, "classify"), L.read(test, "classify")
-        classes = sorted(set(tr.targets))
-        cls = {c: k for k, c in enumerate(classes)}
-        K = len(classes)
-        index: dict = {}
-        for t in tr.texts:
-            for g in grams(t):
-                index.setdefault(g, len(index))
-        ytr = np.array([cls[c] for c in tr.targets])
-        yte = np.array([cls[c] for c in te.targets])
-        train_bags, test_bags = Bags(tr.texts, index), Bags(te.texts, index)
-        for name, weights in (("n-gram LR", np.ones(K)),
-                              ("n-gram LR balanced", L.inverse_frequency(ytr, K))):
-            W, b = fit(train_bags, ytr, K, len(index), weights, args.l2, args.iterations)
-            f = figures(yte, test_bags.logits(W, b).argmax(axis=1), K)
-            record(args.work, {"model": name, "seed": seed, "accuracy": f["accuracy"],
-                               "macro_accuracy": f["macro_accuracy"], "l2": args.l2,
-                               "iterations": args.iterations})
+        for name, balanced in (("n-gram LR", False), ("n-gram LR balanced", True)):
+            record(args.work, {"model": name, "seed": seed, "l2": args.l2,
+                               "iterations": args.iterations,
+                               **ngram_scores(tr, te, balanced, args.l2, args.iterations)})
+
+
+def write_subset(work: Path, seed: int, fraction: float) -> tuple[Path, Path]:
+    """WORK/curve/f{FRACTION}/seedS/{train,test}.tsv: FRACTION of the distinct names of split
+    seed S's training part with all their copies (drawn by random.Random(1000 + S)), and the
+    whole test part; fraction 1: the split itself."""
+    train, test = write_split(work, seed)
+    if fraction == 1:
+        return train, test
+    d = work / "curve" / f"f{fraction:g}" / f"seed{seed}"
+    sub_train, sub_test = d / "train.tsv", d / "test.tsv"
+    if not sub_test.exists():
+        lines = train.read_text(encoding="utf-8").splitlines(keepends=True)
+        names = sorted({line.split("\t")[0] for line in lines})
+        keep = set(random.Random(1000 + seed).sample(names, round(fraction * len(names))))
+        d.mkdir(parents=True, exist_ok=True)
+        sub_train.write_text("".join(x for x in lines if x.split("\t")[0] in keep),
+                             encoding="utf-8")
+        shutil.copy(test, sub_test)
+    return sub_train, sub_test
+
+
+def run_curve(args, extra: list) -> None:
+    """Both models on growing fractions of the training names, each scored on the whole test
+    part: charrnn for a fixed --steps (the same compute at every fraction), the balanced n-gram
+    model on exactly the examples charrnn trains on (its training part after `charrnn train`'s
+    own 10% validation split, seed 0), so the two see the same names. Rows go to
+    WORK/curve.jsonl; a (model, fraction, seed) already there is not run again."""
+    path = args.work / "curve.jsonl"
+    done = set()
+    if path.exists():
+        for line in path.read_text(encoding="utf-8").splitlines():
+            r = json.loads(line)
+            done.add((r["model"], r["fraction"], r["seed"]))
+    rnn = f"charrnn {args.label}, {args.steps} steps"
+    ngram = "n-gram LR balanced, charrnn's training part"
+    for fraction in args.fractions:
+        for seed in args.seeds:
+            train, test = write_subset(args.work, seed, fraction)
+            rows = []
+            if (rnn, fraction, seed) not in done:
+                out = train.parent / f"run-curve-{args.label}-{args.steps}"
+                rows.append({"model": rnn, "options": extra, **train_and_score(
+                    train, test, out, ["--steps", str(args.steps)], extra)})
+            if (ngram, fraction, seed) not in done:
+                tr, _ = L.split_examples(L.read(train, "classify"), 0.1, 0, stratify=True)
+                rows.append({"model": ngram, **ngram_scores(
+                    tr, L.read(test, "classify"), True, args.l2, args.iterations)})
+            for row in rows:
+                row.update(fraction=fraction, seed=seed,
+                           names=len({t for t in L.read(train, "classify").texts}))
+                with open(path, "a", encoding="utf-8") as f:
+                    f.write(json.dumps(row) + "\n")
+                print(f"f {fraction:g} {row['model']:<44} seed {seed}: "
+                      f"{100 * row['accuracy']:.1f} / {100 * row['macro_accuracy']:.1f}",
+                      flush=True)
+    report_curve(path)
+
+
+def report_curve(path: Path) -> None:
+    """Per fraction and model: mean accuracy / macro accuracy over the seeds, and the n-gram
+    model's lead in their sum."""
+    cells: dict = {}
+    for line in path.read_text(encoding="utf-8").splitlines():
+        r = json.loads(line)
+        cells.setdefault((r["fraction"], r["model"]), {})[r["seed"]] = r
+    print(f"# {cpu_model()}; names, growing fractions of each split's training names, test "
+          f"accuracy / macro accuracy, % (mean over the seeds)")
+    print("| fraction | model | seeds | names | mean | acc + macro |")
+    print("|---|---|---|---|---|---|")
+    for (fraction, model), by in sorted(cells.items()):
+        a = statistics.mean(100 * r["accuracy"] for r in by.values())
+        m = statistics.mean(100 * r["macro_accuracy"] for r in by.values())
+        names = round(statistics.mean(r["names"] for r in by.values()))
+        print(f"| {fraction:g} | {model} | {','.join(map(str, sorted(by)))} | {names:,} | "
+              f"{a:.1f} / {m:.1f} | {a + m:.1f} |")
 
 
 def report(args) -> None:
@@ -188,7 +282,7 @@ def main() -> None:
     extra = argv[argv.index("--") + 1:] if "--" in argv else []
     argv = argv[:argv.index("--")] if "--" in argv else argv
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("what", choices=["rnn", "ngram", "report"], help="what to run")
+    ap.add_argument("what", choices=["rnn", "ngram", "report", "curve"], help="what to run")
     ap.add_argument("--seeds", type=lambda s: [int(x) for x in s.split(",")],
                     default=[0, 1, 2, 3, 4], help="split seeds, comma-separated")
     ap.add_argument("--work", type=Path, default=ROOT / "runs" / "names-bench",
@@ -196,11 +290,16 @@ def main() -> None:
     ap.add_argument("--minutes", type=float, default=2, help="rnn: training minutes per seed")
     ap.add_argument("--label", default="defaults", help="rnn: the row's name in the table")
     ap.add_argument("--iterations", type=int, default=400, help="ngram: full-batch Adam steps")
+    ap.add_argument("--fractions", type=lambda s: [float(x) for x in s.split(",")],
+                    default=[0.125, 0.25, 0.5, 1.0], help="curve: fractions of the training names")
+    ap.add_argument("--steps", type=int, default=2032,
+                    help="curve: charrnn's optimizer steps at every fraction (2032: 8 epochs of "
+                    "a whole split's training part at the classifier's batch of 64)")
     ap.add_argument("--l2", type=float, default=1e-4, help="ngram: L2 penalty on the weights")
     args = ap.parse_args(argv)
     args.work.mkdir(parents=True, exist_ok=True)
     {"rnn": lambda: run_rnn(args, extra), "ngram": lambda: run_ngram(args),
-     "report": lambda: report(args)}[args.what]()
+     "report": lambda: report(args), "curve": lambda: run_curve(args, extra)}[args.what]()
 
 
 if __name__ == "__main__":

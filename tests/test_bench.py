@@ -117,3 +117,29 @@ def test_every_bench_command_in_the_docs_and_code_names_a_script_that_exists():
     named = {(f.relative_to(ROOT), m) for f in files if f.is_file()
              for m in re.findall(r"python\s+bench/(\w+)\.py", f.read_text(errors="replace"))}
     assert named and {(f, m) for f, m in named if m not in SCRIPTS} == set()
+
+
+def test_names_curve_keeps_whole_names_and_runs_both_models_once(tmp_path, capsys):
+    """names.py curve: a fraction of the training part's distinct names with every copy, the
+    test part whole; both models scored; a cell already in curve.jsonl is not run again."""
+    names = _load("names")
+    train, test = names.write_split(tmp_path, 0)
+    sub_train, sub_test = names.write_subset(tmp_path, 0, 0.125)
+    assert names.write_subset(tmp_path, 0, 1) == (train, test)
+    assert sub_test.read_bytes() == test.read_bytes()
+    full = train.read_text(encoding="utf-8").splitlines()
+    sub = sub_train.read_text(encoding="utf-8").splitlines()
+    kept = {line.split("\t")[0] for line in sub}
+    every = {line.split("\t")[0] for line in full}
+    assert kept < every and len(kept) == round(0.125 * len(every))
+    assert sorted(sub) == sorted(x for x in full if x.split("\t")[0] in kept)  # every copy
+    args = type("Args", (), {"work": tmp_path, "seeds": [0], "fractions": [0.125], "steps": 3,
+                             "label": "tiny", "l2": 1e-4, "iterations": 3})()
+    names.run_curve(args, ["--hidden", "4", "--layers", "1", "--eval-every", "3"])
+    rows = [json.loads(x) for x in (tmp_path / "curve.jsonl").read_text().splitlines()]
+    assert sorted(r["model"] for r in rows) == ["charrnn tiny, 3 steps",
+                                                "n-gram LR balanced, charrnn's training part"]
+    assert all(r["names"] == len(kept) and 0 <= r["accuracy"] <= 1 for r in rows)
+    names.run_curve(args, [])  # both cells done: nothing runs, the table is printed again
+    assert len((tmp_path / "curve.jsonl").read_text().splitlines()) == 2
+    assert "| 0.125 | charrnn tiny, 3 steps | 0 |" in capsys.readouterr().out
