@@ -143,3 +143,12 @@ def test_names_curve_keeps_whole_names_and_runs_both_models_once(tmp_path, capsy
     names.run_curve(args, [])  # both cells done: nothing runs, the table is printed again
     assert len((tmp_path / "curve.jsonl").read_text().splitlines()) == 2
     assert "| 0.125 | charrnn tiny, 3 steps | 0 |" in capsys.readouterr().out
+
+
+def test_names_rnn_runs_bounded_by_steps_or_epochs_get_no_clock():
+    """A clock budget enters the cosine schedule, so fixed-budget runs must not get one."""
+    names = _load("names")
+    assert names.rnn_budget(None, []) == ["--minutes", "2"]
+    assert names.rnn_budget(None, ["--epochs", "8"]) == []
+    assert names.rnn_budget(None, ["--pooling", "max", "--steps", "9"]) == []
+    assert names.rnn_budget(10, ["--epochs", "8"]) == ["--minutes", "10"]
