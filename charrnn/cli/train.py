@@ -255,6 +255,11 @@ class _TrainDisplay:
 @click.option("--class-weights", type=click.FloatRange(0, 1), default=None, metavar="POWER",
               help="classify: weight each example by (1 / its class's frequency) ** POWER: 1 "
               "makes every class count alike however rare, 0 every example  [default: 0.6]")
+@click.option("--logit-adjust", type=click.FloatRange(0, 1), default=None, metavar="TAU",
+              help="classify: in training, add TAU * log(class frequency) to the logits (the "
+              "logit-adjusted loss), so the trained model favours no class for being frequent: 1 "
+              "aims at every class alike (best with --class-weights 0: on the names more of both "
+              "accuracy and macro accuracy than --class-weights 1), 0 off  [default: 0]")
 @click.option("--input-dropout", type=FiniteFloat(0, 1, max_open=True), default=None,
               metavar="P", help="classify: in training, read each character as the unknown "
               "symbol with probability P, so the model cannot lean on any single one  [default: "

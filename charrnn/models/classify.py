@@ -12,9 +12,17 @@ direction, R directions, D = R * H, K classes.
         = [z_last ; z_mean] etc.                           pooling "last+mean", "mean+max", ...:
                                                            the parts side by side, (N, P*D)
     logits = dropout(z) Wy + by                            (N, K)
+    a = tau log(pi)                                        tau = logit_adjust, pi (K,) the training
+                                                           part's class frequencies; 0 when off
     q_n = (1 - eps) onehot(label_n) + eps / K              eps = label_smoothing
-    loss = (1 / N) sum_n w_n (-sum_k q_nk log softmax(logits_n)_k)
-    dlogits_n = (w_n / N) (softmax(logits_n) - q_n)
+    loss = (1 / N) sum_n w_n (-sum_k q_nk log softmax(logits_n + a)_k)
+    dlogits_n = (w_n / N) (softmax(logits_n + a) - q_n)
+
+The logit-adjusted loss (Menon et al. 2021, "Long-tail learning via logit adjustment") adds the
+offsets a in training only: the model learns logits with the prior's share taken out, so at
+prediction softmax(logits) favours no class for being frequent (tau = 1 aims at every class
+alike, like class_weights 1, without weighting any example up). The batch carries a as a fifth
+(N, K) array when tau > 0 (charrnn.models.encoded.load).
 
 with the weights w of the batch summing to N (see charrnn.models.encoded): 1 each, or inverse
 class frequencies raised to the power `class_weights` (1: each class counts alike however
@@ -74,6 +82,10 @@ class Config(B.DictConfig):
     # weight the loss by (inverse class frequency) ** class_weights: 0 weighs every example
     # alike, 1 every class alike (training only)
     class_weights: float = 0.6
+    # training only: the logit-adjusted loss, softmax(logits + logit_adjust * log(class
+    # frequency)); 0 off, 1 every class alike at prediction (with class_weights 0: the highest
+    # macro accuracy measured on the names, docs/en/explanation/findings.md)
+    logit_adjust: float = 0.0
     # training only: the target puts 1 - label_smoothing on the label and spreads the rest
     # evenly over the K classes (0: the plain negative log-likelihood)
     label_smoothing: float = 0.0
@@ -95,12 +107,16 @@ class Config(B.DictConfig):
         w = self.class_weights
         if isinstance(w, bool) or not isinstance(w, (int, float)) or not 0 <= w <= 1:
             raise ConfigError(f"class_weights must be a number in [0, 1], not {w!r}")
+        a = self.logit_adjust
+        if isinstance(a, bool) or not isinstance(a, (int, float)) or not 0 <= a <= 1:
+            raise ConfigError(f"logit_adjust must be a number in [0, 1], not {a!r}")
 
     @classmethod
     def from_dict(cls, d: dict):
-        # a checkpoint saved before input_dropout or label_smoothing existed was trained without
-        # them, and resumes so
-        return super().from_dict({"input_dropout": 0.0, "label_smoothing": 0.0, **d})
+        # a checkpoint saved before input_dropout, label_smoothing or logit_adjust existed was
+        # trained without them, and resumes so
+        return super().from_dict({"input_dropout": 0.0, "label_smoothing": 0.0,
+                                  "logit_adjust": 0.0, **d})
 
 
 # `charrnn train --task classify`'s training settings where they differ from TrainConfig's;
@@ -209,10 +225,13 @@ def backward(dlogits, params, cfg: Config, cache: Cache) -> dict:
     return grads
 
 
-def _smoothed(cfg: Config, logits, labels):
+def _smoothed(cfg: Config, logits, labels, offsets=()):
     """The softmax (N, K) and each row's loss against its smoothed target (N,): with
     eps = label_smoothing, (1 - eps) nll + eps mean_k(-log p_k), where -log p_k is
-    logsumexp(logits) - logits_k and logsumexp = nll + logits[label]."""
+    logsumexp(logits) - logits_k and logsumexp = nll + logits[label]. `offsets`: the batch's
+    fifth array if it has one, (N, K) added to the logits (the logit-adjusted loss)."""
+    if offsets:
+        logits = logits + offsets[0].astype(logits.dtype, copy=False)
     p, nll = B.softmax_nll(logits, labels)
     eps = cfg.label_smoothing
     if eps:
@@ -223,11 +242,12 @@ def _smoothed(cfg: Config, logits, labels):
 
 
 def gradients(params, cfg: Config, batch, state=(), masks=None, dfinal=None, scale=1.0):
-    """(loss, grads, (), ()) of a batch (ids, lengths, labels, weights): the loss is the mean
-    over the rows of weight * (the smoothed target's cross-entropy), times `scale`."""
-    ids, lengths, labels, weights = batch
+    """(loss, grads, (), ()) of a batch (ids, lengths, labels, weights[, offsets]): the loss is
+    the mean over the rows of weight * (the smoothed target's cross-entropy against
+    softmax(logits + offsets)), times `scale`."""
+    ids, lengths, labels, weights, *offsets = batch
     logits, cache = forward(params, cfg, ids, lengths, masks)
-    p, nll = _smoothed(cfg, logits, labels)
+    p, nll = _smoothed(cfg, logits, labels, offsets)
     N, K = p.shape
     w = np.asarray(weights, dtype=p.dtype) * (scale / N)
     loss = float(np.dot(w.astype(np.float64), nll))
@@ -239,9 +259,9 @@ def gradients(params, cfg: Config, batch, state=(), masks=None, dfinal=None, sca
 
 
 def loss(params, cfg: Config, batch, state=(), masks=None):
-    ids, lengths, labels, weights = batch
+    ids, lengths, labels, weights, *offsets = batch
     logits, _ = forward(params, cfg, ids, lengths, masks)
-    _, nll = _smoothed(cfg, logits, labels)
+    _, nll = _smoothed(cfg, logits, labels, offsets)
     return float(np.dot(np.asarray(weights, dtype=np.float64), nll) / len(nll)), ()
 
 
@@ -250,14 +270,24 @@ POOLING_BY_CELL = {"rnn": "last+max", "gru": "mean", "lstm": "last+mean+max"}  #
 
 def check_configs(cell: str, layers: int, hidden: int, vocab: int, classes: int) -> list:
     """[(label, Config)] for gradcheck: pooling as POOLING_BY_CELL says, characters dropped to
-    the unknown symbol (input_dropout) and a smoothed target (label_smoothing)."""
+    the unknown symbol (input_dropout), a smoothed target (label_smoothing) and the
+    logit-adjusted loss (logit_adjust)."""
     return [(f"{NAME} {cell}", B.small_config(Config, cell, layers, hidden, vocab,
                                               classes=classes, pooling=POOLING_BY_CELL[cell],
-                                              input_dropout=0.3, label_smoothing=0.2))]
+                                              input_dropout=0.3, label_smoothing=0.2,
+                                              logit_adjust=0.7))]
 
 
 def example_batch(cfg: Config, rng, rows: int, steps: int):
-    return B.example_batch(rng, rows, steps, cfg.vocab_size, cfg.classes, per_step=False)
+    """A random batch (charrnn.models.encoded.example_batch); with logit_adjust, the offsets of
+    a random prior as its fifth array, as load_data's batches carry them."""
+    batch = B.example_batch(rng, rows, steps, cfg.vocab_size, cfg.classes, per_step=False)
+    if not cfg.logit_adjust:
+        return batch
+    # the prior from its own generator, so `rng` draws what follows (the checks' masks and
+    # states) as it does without the offsets
+    prior = np.random.default_rng([rows, steps, cfg.classes]).dirichlet(np.ones(cfg.classes))
+    return (*batch, np.tile(cfg.logit_adjust * np.log(prior), (rows, 1)))
 
 
 def probabilities(params, cfg: Config, ids, lengths) -> np.ndarray:
@@ -281,6 +311,7 @@ def describe(cfg: Config) -> str:
             f"{cfg.classes} classes, dropout {cfg.dropout:g}"
             + (f", input dropout {cfg.input_dropout:g}" if cfg.input_dropout else "")
             + (f", label smoothing {cfg.label_smoothing:g}" if cfg.label_smoothing else "")
+            + (f", logit adjustment {cfg.logit_adjust:g}" if cfg.logit_adjust else "")
             + f", {cfg.dtype}")
 
 
@@ -291,7 +322,8 @@ def memory_needed(cfg: Config, batch: int, seq: int, processes: int = 1) -> int:
 def load_data(tcfg, saved=None) -> B.Data:
     """Labelled examples (charrnn.data.labelled: a TSV file of text<TAB>label, or a folder of
     <label>.txt files), with a stratified validation part, batched by length."""
-    return B.load(tcfg, saved, per_step=False, power=tcfg.model.class_weights)
+    return B.load(tcfg, saved, per_step=False, power=tcfg.model.class_weights,
+                  adjust=tcfg.model.logit_adjust)
 
 
 def complete(cfg: Config, data: B.Data) -> Config:

@@ -255,9 +255,13 @@ class Data(NamedTuple):
     info: dict
 
 
-def load(tcfg, saved, per_step: bool, power: float) -> Data:
+def load(tcfg, saved, per_step: bool, power: float, adjust: float = 0.0) -> Data:
     """Read tcfg.corpus (and tcfg.val, or split off tcfg.val_frac, stratified by label for a
-    classifier), build or (resuming) reuse the vocabulary and the labels, and batch by length."""
+    classifier), build or (resuming) reuse the vocabulary and the labels, and batch by length.
+    A classifier's batch is (ids, lengths, labels, weights): the weights from the inverse class
+    frequencies ** `power`; with `adjust` > 0 a fifth array, (N, K) logit offsets, each row
+    adjust * log(the training part's class frequencies) (the logit-adjusted loss, see
+    charrnn.models.classify)."""
     kind = "tag" if per_step else "classify"
     ex = L.read(tcfg.corpus, kind, tcfg.encoding)
     L.require_classes(ex, kind, tcfg.corpus)
@@ -292,6 +296,10 @@ def load(tcfg, saved, per_step: bool, power: float) -> Data:
     train_y, val_y = label_ids(train_ex), label_ids(val_ex)
     K = len(labels)
     cw = L.inverse_frequency(train_y, K) ** power if power and not per_step else None
+    offsets = None
+    if adjust and not per_step:  # a class without training examples counts as one
+        freq = np.maximum(np.bincount(train_y, minlength=K), 1) / len(train_y)
+        offsets = adjust * np.log(freq)
     lengths = np.array([len(t) for t in train_ids])
 
     def make(idx):
@@ -303,6 +311,8 @@ def load(tcfg, saved, per_step: bool, power: float) -> Data:
             return ids, lens, tags, w
         y = train_y[idx]
         w = cw[y] if cw is not None else np.ones(n)
+        if offsets is not None:
+            return ids, lens, y, w * (n / w.sum()), np.tile(offsets, (n, 1))
         return ids, lens, y, w * (n / w.sum())
 
     chars = int(lengths.sum())

@@ -415,3 +415,19 @@ def test_ema_option_saves_the_average_and_refuses_a_decay_of_one(tmp_path, corpu
     assert TrainConfig.from_dict({"corpus": str(corpus)}).ema == 0  # off by default for lm
     r = run(corpus, "--out", tmp_path / "s", "--steps", 5, "--ema", 1, *TINY_QUIET)
     assert r.exit_code == 2 and "--ema" in r.stderr and r.stdout == ""
+
+
+def test_logit_adjust_trains_a_classifier_and_is_refused_elsewhere(tmp_path, corpus):
+    """--logit-adjust reaches the classifier's saved settings and its description; out of
+    [0, 1] or for another task it is a one-line error."""
+    (tmp_path / "c.tsv").write_text(DATA["classify"])
+    saved = _run_config(tmp_path, "--task", "classify", tmp_path / "c.tsv", "--logit-adjust",
+                        1, "--class-weights", 0, "--hidden", 8, "--layers", 1)
+    assert saved["logit_adjust"] == 1.0 and saved["class_weights"] == 0.0
+    r = invoke("info", "-c", next(p for p in tmp_path.iterdir() if p.is_dir()))
+    assert r.exit_code == 0 and "logit adjustment 1" in r.stdout, r.stdout + r.stderr
+    r = run("--task", "classify", tmp_path / "c.tsv", "--logit-adjust", 2, "--out",
+            tmp_path / "bad")
+    assert r.exit_code == 2 and "--logit-adjust" in r.stderr and r.stdout == ""
+    one_line_error(run(corpus, "--logit-adjust", 0.5, "--out", tmp_path / "lm", *TINY),
+                   "--logit-adjust")

@@ -27,6 +27,8 @@ CASES = [(Cl, "gru", 1, True, {"pooling": "last"}), (Cl, "gru", 1, True, {"pooli
          (Cl, "gru", 2, True, {"input_dropout": 0.3}), (Cl, "gru", 1, True, {"input_dropout": 0.3}),
          (Cl, "lstm", 2, True, {"label_smoothing": 0.2, "pooling": "mean"}),
          (Cl, "gru", 1, False, {"label_smoothing": 0.5}),
+         (Cl, "gru", 2, True, {"logit_adjust": 1.0, "pooling": "mean+max"}),
+         (Cl, "lstm", 1, False, {"logit_adjust": 0.5, "label_smoothing": 0.2}),
          (Tg, "gru", 2, True, {}), (Tg, "lstm", 1, True, {}), (Tg, "rnn", 2, False, {})]
 
 
@@ -98,6 +100,54 @@ def test_label_smoothing_is_the_cross_entropy_against_the_smoothed_target(rng):
         assert got == pytest.approx(total / len(ids), rel=1e-12), eps
         loss, _, _, _ = Cl.gradients(params, cfg, (ids, lengths, targets, weights))
         assert loss == pytest.approx(total / len(ids), rel=1e-12), eps
+
+
+def test_the_logit_adjusted_loss_is_the_cross_entropy_of_the_offset_logits(rng):
+    """With a fifth batch array of offsets a (the logit-adjusted loss), the loss is the weighted
+    cross-entropy of softmax(logits + a) computed from scratch; prediction (forward) keeps the
+    plain logits."""
+    cfg = config(Cl, "gru", 1, True, logit_adjust=1.0)
+    params = Cl.init_params(cfg, rng)
+    ids, lengths, targets, weights, _ = batch_for(Cl, cfg, rng)  # example_batch's offsets
+    prior = np.array([0.7, 0.2, 0.1])
+    offsets = np.tile(np.log(prior), (len(ids), 1))
+    logits, _ = Cl.forward(params, cfg, ids, lengths)
+    total = 0.0
+    for n in range(len(ids)):
+        z = logits[n] + np.log(prior)
+        total += weights[n] * -(z[targets[n]] - np.log(np.exp(z).sum()))
+    batch = (ids, lengths, targets, weights, offsets)
+    assert Cl.loss(params, cfg, batch)[0] == pytest.approx(total / len(ids), rel=1e-12)
+    assert Cl.gradients(params, cfg, batch)[0] == pytest.approx(total / len(ids), rel=1e-12)
+    plain = Cl.loss(params, cfg, batch[:4])[0]
+    assert abs(plain - total / len(ids)) > 1e-3  # the offsets change the loss
+
+
+def test_the_classifier_batches_carry_the_training_priors_log_as_offsets(tmp_path):
+    """load_data with logit_adjust tau: each batch's fifth array is tau * log(the training
+    part's class frequency) in every row, counted here from the file."""
+    from charrnn.models import FAMILIES
+    from charrnn.train.config import TrainConfig
+
+    lines = [f"{w}\t{c}" for c, words, n in (("a", "ab ba aab", 30), ("b", "bb", 8), ("c", "cc", 2))
+             for i in range(n) for w in [words.split()[i % len(words.split())] + "x" * (i % 5)]]
+    path = tmp_path / "toy.tsv"
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    tcfg = TrainConfig.for_task("classify", corpus=str(path), batch=4, logit_adjust=0.5,
+                                val_frac=0.2)
+    data = FAMILIES["classify"].load_data(tcfg)
+    counts = np.bincount([data.labels.index(y) for y in
+                          [line.split("\t")[1] for line in lines]], minlength=3)
+    batches = [data.batches.make(np.arange(i, i + 4)) for i in (0, 5)]
+    for b in batches:
+        assert len(b) == 5 and b[4].shape == (4, 3)
+        freq = np.exp(b[4][0] / 0.5)  # the training part's frequencies, near the file's
+        assert freq.sum() == pytest.approx(1.0)
+        assert np.all(np.abs(freq - counts / counts.sum()) < 0.03)
+        assert np.all(b[4] == b[4][0])
+    plain = FAMILIES["classify"].load_data(TrainConfig.for_task("classify", corpus=str(path),
+                                                                batch=4, val_frac=0.2))
+    assert len(plain.batches.make(np.arange(4))) == 4  # off: the batch keeps four arrays
 
 
 @pytest.mark.parametrize("F", [Cl, Tg])
@@ -182,6 +232,9 @@ def test_a_saved_configuration_without_input_dropout_resumes_without_it():
     saved = Cl.Config(label_smoothing=0.1).to_dict()
     del saved["label_smoothing"]
     assert Cl.Config.from_dict(saved).label_smoothing == 0.0
+    saved = Cl.Config(logit_adjust=0.5).to_dict()
+    del saved["logit_adjust"]
+    assert Cl.Config.from_dict(saved).logit_adjust == 0.0
 
 
 def test_bad_configurations_are_config_errors():
@@ -191,6 +244,8 @@ def test_bad_configurations_are_config_errors():
                    (Tg, {"bidirectional": "yes"}), (Cl, {"dropout": 1.0}), (Tg, {"hidden": 0}),
                    (Cl, {"input_dropout": 1.0}), (Cl, {"input_dropout": -0.1}),
                    (Cl, {"input_dropout": True}),
-                   (Cl, {"label_smoothing": 1.0}), (Cl, {"label_smoothing": -0.1})):
+                   (Cl, {"label_smoothing": 1.0}), (Cl, {"label_smoothing": -0.1}),
+                   (Cl, {"logit_adjust": 1.5}), (Cl, {"logit_adjust": -0.1}),
+                   (Cl, {"logit_adjust": True})):
         with pytest.raises(ConfigError):
             F.Config(**bad)

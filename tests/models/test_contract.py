@@ -295,7 +295,7 @@ def test_the_train_options_each_task_takes_follow_from_its_config_and_ignores():
 
     only = {"bidirectional": ("classify", "tag", "seq2seq"), "pooling": ("classify",),
             "class_weights": ("classify",), "input_dropout": ("classify",),
-            "label_smoothing": ("classify",),
+            "label_smoothing": ("classify",), "logit_adjust": ("classify",),
             "val": ("classify", "tag", "seq2seq", "generate"),
             "attention": ("seq2seq",), "seq": ("lm",), "condition": ("generate",)}
     for option in (p.name for p in train.params):
