@@ -174,10 +174,12 @@ def test_padding_changes_neither_the_loss_nor_any_gradient(F, rng):
 
 @pytest.mark.parametrize("F", [Cl, Tg])
 def test_row_slices_scaled_by_their_share_add_up_to_the_batch(F, rng):
-    """What charrnn.parallel relies on: rows split n_s / N each give the batch's loss and grads."""
-    cfg = config(F, "gru", 2, True)
+    """What charrnn.parallel relies on: rows split n_s / N each give the batch's loss and grads
+    (the classifier's batch with its fifth array, the logit adjustment's offsets)."""
+    cfg = config(F, "gru", 2, True, **({"logit_adjust": 0.5} if F is Cl else {}))
     params = F.init_params(cfg, rng)
     batch = batch_for(F, cfg, rng, rows=5)
+    assert len(batch) == (5 if F is Cl else 4)
     masks = F.draw_masks(cfg, np.random.default_rng(3), batch)
     loss, grads, _ = F.loss_and_grads(params, cfg, batch, (), masks=masks)
     total, summed = 0.0, {k: np.zeros_like(v) for k, v in params.items()}
