@@ -163,9 +163,11 @@ def fit(bags: Bags, y, K: int, D: int, weights, lam: float, iterations: int, lr:
     return W, b
 
 
-def ngram_scores(tr, te, balanced: bool, l2: float, iterations: int) -> dict:
-    """The n-gram model fitted on the examples `tr` (labelled.Examples), scored on `te`:
-    {accuracy, macro_accuracy}; balanced: inverse class frequency weights."""
+def ngram_scores(tr, te, weightings: dict, l2: float, iterations: int) -> dict:
+    """The n-gram model fitted on the examples `tr` (labelled.Examples) once per weighting
+    {name: balanced} (balanced: inverse class frequency weights, else every example alike), each
+    scored on `te`: {name: {accuracy, macro_accuracy}}. The n-gram index and both bags are
+    built once for all the fits."""
     classes = sorted(set(tr.targets))
     cls = {c: k for k, c in enumerate(classes)}
     K = len(classes)
@@ -175,20 +177,25 @@ def ngram_scores(tr, te, balanced: bool, l2: float, iterations: int) -> dict:
             index.setdefault(g, len(index))
     ytr = np.array([cls[c] for c in tr.targets])
     yte = np.array([cls[c] for c in te.targets])
-    weights = L.inverse_frequency(ytr, K) if balanced else np.ones(K)
-    W, b = fit(Bags(tr.texts, index), ytr, K, len(index), weights, l2, iterations)
-    f = figures(yte, Bags(te.texts, index).logits(W, b).argmax(axis=1), K)
-    return {"accuracy": f["accuracy"], "macro_accuracy": f["macro_accuracy"]}
+    train_bags, test_bags = Bags(tr.texts, index), Bags(te.texts, index)
+    out = {}
+    for name, balanced in weightings.items():
+        weights = L.inverse_frequency(ytr, K) if balanced else np.ones(K)
+        W, b = fit(train_bags, ytr, K, len(index), weights, l2, iterations)
+        f = figures(yte, test_bags.logits(W, b).argmax(axis=1), K)
+        out[name] = {"accuracy": f["accuracy"], "macro_accuracy": f["macro_accuracy"]}
+    return out
 
 
 def run_ngram(args) -> None:
     for seed in args.seeds:
         train, test = write_split(args.work, seed)
         tr, te = L.read(train, "classify"), L.read(test, "classify")
-        for name, balanced in (("n-gram LR", False), ("n-gram LR balanced", True)):
+        scores = ngram_scores(tr, te, {"n-gram LR": False, "n-gram LR balanced": True},
+                              args.l2, args.iterations)
+        for name, score in scores.items():
             record(args.work, {"model": name, "seed": seed, "l2": args.l2,
-                               "iterations": args.iterations,
-                               **ngram_scores(tr, te, balanced, args.l2, args.iterations)})
+                               "iterations": args.iterations, **score})
 
 
 def write_subset(work: Path, seed: int, fraction: float) -> tuple[Path, Path]:
@@ -228,18 +235,19 @@ def run_curve(args, extra: list) -> None:
     for fraction in args.fractions:
         for seed in args.seeds:
             train, test = write_subset(args.work, seed, fraction)
+            ex = L.read(train, "classify")
             rows = []
             if (rnn, fraction, seed) not in done:
                 out = train.parent / f"run-curve-{args.label}-{args.steps}"
                 rows.append({"model": rnn, "options": extra, **train_and_score(
                     train, test, out, ["--steps", str(args.steps)], extra)})
             if (ngram, fraction, seed) not in done:
-                tr, _ = L.split_examples(L.read(train, "classify"), 0.1, 0, stratify=True)
+                tr, _ = L.split_examples(ex, 0.1, 0, stratify=True)
                 rows.append({"model": ngram, **ngram_scores(
-                    tr, L.read(test, "classify"), True, args.l2, args.iterations)})
+                    tr, L.read(test, "classify"), {ngram: True}, args.l2,
+                    args.iterations)[ngram]})
             for row in rows:
-                row.update(fraction=fraction, seed=seed,
-                           names=len({t for t in L.read(train, "classify").texts}))
+                row.update(fraction=fraction, seed=seed, names=len(set(ex.texts)))
                 with open(path, "a", encoding="utf-8") as f:
                     f.write(json.dumps(row) + "\n")
                 print(f"f {fraction:g} {row['model']:<44} seed {seed}: "
