@@ -225,13 +225,16 @@ def backward(dlogits, params, cfg: Config, cache: Cache) -> dict:
     return grads
 
 
-def _smoothed(cfg: Config, logits, labels, offsets=()):
+def _adjusted(logits, batch):
+    """The logits the loss reads: with a fifth batch array, the logit adjustment's offsets
+    (N, K), added to them."""
+    return logits + batch[4].astype(logits.dtype, copy=False) if len(batch) > 4 else logits
+
+
+def _smoothed(cfg: Config, logits, labels):
     """The softmax (N, K) and each row's loss against its smoothed target (N,): with
     eps = label_smoothing, (1 - eps) nll + eps mean_k(-log p_k), where -log p_k is
-    logsumexp(logits) - logits_k and logsumexp = nll + logits[label]. `offsets`: the batch's
-    fifth array if it has one, (N, K) added to the logits (the logit-adjusted loss)."""
-    if offsets:
-        logits = logits + offsets[0].astype(logits.dtype, copy=False)
+    logsumexp(logits) - logits_k and logsumexp = nll + logits[label]."""
     p, nll = B.softmax_nll(logits, labels)
     eps = cfg.label_smoothing
     if eps:
@@ -245,9 +248,9 @@ def gradients(params, cfg: Config, batch, state=(), masks=None, dfinal=None, sca
     """(loss, grads, (), ()) of a batch (ids, lengths, labels, weights[, offsets]): the loss is
     the mean over the rows of weight * (the smoothed target's cross-entropy against
     softmax(logits + offsets)), times `scale`."""
-    ids, lengths, labels, weights, *offsets = batch
+    ids, lengths, labels, weights = batch[:4]
     logits, cache = forward(params, cfg, ids, lengths, masks)
-    p, nll = _smoothed(cfg, logits, labels, offsets)
+    p, nll = _smoothed(cfg, _adjusted(logits, batch), labels)
     N, K = p.shape
     w = np.asarray(weights, dtype=p.dtype) * (scale / N)
     loss = float(np.dot(w.astype(np.float64), nll))
@@ -259,9 +262,9 @@ def gradients(params, cfg: Config, batch, state=(), masks=None, dfinal=None, sca
 
 
 def loss(params, cfg: Config, batch, state=(), masks=None):
-    ids, lengths, labels, weights, *offsets = batch
+    ids, lengths, labels, weights = batch[:4]
     logits, _ = forward(params, cfg, ids, lengths, masks)
-    _, nll = _smoothed(cfg, logits, labels, offsets)
+    _, nll = _smoothed(cfg, _adjusted(logits, batch), labels)
     return float(np.dot(np.asarray(weights, dtype=np.float64), nll) / len(nll)), ()
 
 
